@@ -1,0 +1,338 @@
+//! Wiring: turns a validated [`Config`] into running services. `main` only parses
+//! the command line and calls these functions.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, StateBackend};
+use crate::federation::{self, Federation};
+use crate::keygen::SpSector;
+use crate::mock_idp::MockIdp;
+use crate::saml::request::Binding;
+use crate::saml::sp_metadata::{
+    AttributeService, Billing, Contact, Organization, SpDescriptor, SpKind, build_sp_metadata,
+};
+use crate::saml::xml::Limits;
+use crate::saml::{Comparison, Level, SigningKey};
+use crate::sso::{SsoService, SsoSettings};
+use crate::state::{MemoryStore, RedisStore, StateStore};
+use crate::txlog::FileTxLog;
+use crate::web::{self, AppState};
+
+/// Loads a PEM key and certificate pair.
+pub fn load_signing_key(key_file: &Path, cert_file: &Path) -> anyhow::Result<SigningKey> {
+    let key = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+    let cert =
+        std::fs::read(cert_file).with_context(|| format!("reading {}", cert_file.display()))?;
+    SigningKey::from_pem(&key, &cert)
+        .with_context(|| format!("loading {} / {}", key_file.display(), cert_file.display()))
+}
+
+/// The SP description published in metadata, from config.
+pub fn sp_descriptor(cfg: &Config) -> SpDescriptor {
+    let sp = &cfg.sp;
+    let kind = match sp.sector {
+        SpSector::Public => SpKind::Public {
+            ipa_code: sp.contact.ipa_code.clone().unwrap_or_default(),
+        },
+        SpSector::Private => {
+            let b = sp.billing.clone();
+            SpKind::Private {
+                billing: Box::new(match b {
+                    Some(b) => Billing {
+                        email: b.email,
+                        company_name: b.company_name,
+                        vat_country: b.vat_country,
+                        vat_number: b.vat_number,
+                        fiscal_code: b.fiscal_code,
+                        address: b.address,
+                        street_number: b.street_number,
+                        postal_code: b.postal_code,
+                        municipality: b.municipality,
+                        province: b.province,
+                        nation: b.nation,
+                    },
+                    // validate() guarantees billing for private SPs; an empty block fails SPID checks visibly.
+                    None => Billing {
+                        email: String::new(),
+                        company_name: String::new(),
+                        vat_country: None,
+                        vat_number: None,
+                        fiscal_code: None,
+                        address: String::new(),
+                        street_number: None,
+                        postal_code: String::new(),
+                        municipality: String::new(),
+                        province: None,
+                        nation: String::new(),
+                    },
+                }),
+            }
+        }
+    };
+    SpDescriptor {
+        entity_id: sp.entity_id.clone(),
+        acs_url: cfg.acs_url(),
+        slo_url: cfg.slo_url(),
+        organization: Organization {
+            name: sp.organization.name.clone(),
+            display_name: sp.organization.display_name.clone(),
+            url: sp.organization.url.clone(),
+        },
+        kind,
+        contact: Contact {
+            email: sp.contact.email.clone(),
+            phone: sp.contact.phone.clone(),
+            vat_number: sp.contact.vat_number.clone(),
+            fiscal_code: sp.contact.fiscal_code.clone(),
+        },
+        attribute_services: sp
+            .attribute_consuming_services
+            .iter()
+            .map(|s| AttributeService {
+                index: s.index,
+                name: s.name.clone(),
+                attributes: s.attributes.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Builds and signs the SP metadata.
+pub fn sp_metadata(cfg: &Config) -> anyhow::Result<String> {
+    let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
+    Ok(build_sp_metadata(&sp_descriptor(cfg), &key)?)
+}
+
+/// Opens the configured state store.
+pub fn state_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match cfg.state.backend {
+        StateBackend::Memory => Arc::new(MemoryStore::new()),
+        StateBackend::Redis => {
+            let redis = cfg
+                .state
+                .redis
+                .as_ref()
+                .context("state.redis is required for the redis backend")?;
+            Arc::new(RedisStore::connect(redis)?)
+        }
+    })
+}
+
+/// A built gateway: its router and the pieces tests and `demo` need.
+pub struct Gateway {
+    /// The HTTP router.
+    pub router: Router,
+    /// Trusted IdPs (the demo adds the mock IdP here).
+    pub federation: Arc<Federation>,
+    /// The signed SP metadata.
+    pub metadata: Arc<String>,
+}
+
+/// Builds the gateway from config with the given state store.
+pub fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::Result<Gateway> {
+    let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
+    let metadata = Arc::new(build_sp_metadata(&sp_descriptor(cfg), &key)?);
+    let (fed, warnings) = Federation::from_config(&cfg.federation)?;
+    for w in warnings {
+        tracing::error!(target: "federation", "{w}");
+    }
+    let federation = Arc::new(fed);
+    if let Some(reg) = &cfg.federation.registry {
+        match federation::load_registry_cache(&federation, reg) {
+            Ok(n) if n > 0 => {
+                tracing::info!(target: "federation", "{n} IdPs from the registry cache")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(target: "federation", "registry cache refused: {e}"),
+        }
+    }
+    let txlog = Arc::new(FileTxLog::open(&cfg.txlog.dir)?);
+    let sp = &cfg.sp;
+    let settings = SsoSettings {
+        entity_id: sp.entity_id.clone(),
+        acs_url: cfg.acs_url(),
+        default_level: Level::from_number(sp.default_level).unwrap_or(Level::L2),
+        default_binding: match sp.default_binding {
+            crate::config::BindingConfig::Redirect => Binding::Redirect,
+            crate::config::BindingConfig::Post => Binding::Post,
+        },
+        comparison: Comparison::parse(&sp.comparison).unwrap_or(Comparison::Minimum),
+        attribute_index: sp.attribute_consuming_service_index,
+        request_ttl: Duration::from_secs(sp.request_ttl_seconds),
+        clock_skew: Duration::from_secs(sp.clock_skew_seconds),
+        session_ttl: Duration::from_secs(sp.session_ttl_seconds),
+        limits: Limits::default(),
+    };
+    let sso = Arc::new(SsoService::new(
+        settings,
+        key,
+        federation.clone(),
+        state,
+        txlog,
+    ));
+    let app_state = AppState {
+        sso,
+        metadata: metadata.clone(),
+        secure_cookies: cfg.server.public_url.starts_with("https://"),
+    };
+    Ok(Gateway {
+        router: web::router(app_state, cfg.server.max_body_bytes),
+        federation,
+        metadata,
+    })
+}
+
+/// Spawns the periodic registry refresh, if configured.
+pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
+    let Some(reg) = cfg.federation.registry.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(target: "federation", "HTTP client: {e}");
+                return;
+            }
+        };
+        let mut every = tokio::time::interval(Duration::from_secs(reg.refresh_hours * 3600));
+        loop {
+            every.tick().await;
+            match federation::refresh_registry(&federation, &reg, &client).await {
+                Ok(n) => tracing::info!(target: "federation", "registry refreshed: {n} IdPs"),
+                Err(e) => {
+                    tracing::error!(target: "federation", "registry refresh failed, keeping the last good copy: {e}")
+                }
+            }
+        }
+    });
+}
+
+/// Binds a listener, naming the address on failure.
+pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad listen address {addr}"))?;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Serves a router until SIGINT/SIGTERM.
+pub async fn serve_router(listener: TcpListener, router: Router) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server")
+}
+
+/// `polis-gateway serve`.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let gateway = build_gateway(&cfg, state_store(&cfg)?)?;
+    spawn_registry_refresh(&cfg, gateway.federation.clone());
+    let listener = bind(&cfg.server.listen).await?;
+    tracing::info!(
+        "polis-gateway listening on {} ({})",
+        cfg.server.listen,
+        cfg.server.public_url
+    );
+    serve_router(listener, gateway.router).await
+}
+
+/// Builds the mock IdP from `[mock_idp]`.
+pub fn build_mock_idp(cfg: &Config) -> anyhow::Result<Arc<MockIdp>> {
+    let m = cfg
+        .mock_idp
+        .as_ref()
+        .context("the [mock_idp] section is missing")?;
+    let key = load_signing_key(&m.key_file, &m.cert_file)?;
+    let idp = Arc::new(MockIdp::new(&m.public_url, key)?);
+    for file in &m.sp_metadata_files {
+        let xml =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        idp.add_sp_metadata(&xml)
+            .with_context(|| format!("SP metadata {}", file.display()))?;
+    }
+    Ok(idp)
+}
+
+/// `polis-gateway mock-idp`: the mock IdP alone.
+pub async fn mock_idp(cfg: Config) -> anyhow::Result<()> {
+    let idp = build_mock_idp(&cfg)?;
+    let m = cfg
+        .mock_idp
+        .as_ref()
+        .context("the [mock_idp] section is missing")?;
+    let listener = bind(&m.listen).await?;
+    tracing::info!(
+        "mock SPID IdP listening on {} ({})",
+        m.listen,
+        idp.entity_id()
+    );
+    serve_router(listener, crate::mock_idp::router(idp)).await
+}
+
+/// `polis-gateway demo`: gateway and mock IdP in one process, trusting each other.
+pub async fn demo(cfg: Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cfg.federation.allow_test_idps,
+        "demo needs federation.allow_test_idps = true"
+    );
+    let gateway = build_gateway(&cfg, state_store(&cfg)?)?;
+    let idp = build_mock_idp(&cfg)?;
+    gateway
+        .federation
+        .add_metadata(idp.metadata(), true, "built-in mock IdP")?;
+    idp.add_sp_metadata(&gateway.metadata)?;
+    let m = cfg
+        .mock_idp
+        .as_ref()
+        .context("the [mock_idp] section is missing")?;
+    let gw_listener = bind(&cfg.server.listen).await?;
+    let idp_listener = bind(&m.listen).await?;
+    println!();
+    println!("  polis-gateway demo is running.");
+    println!(
+        "  Open {}/login and choose \"Mock SPID IdP (test)\".",
+        cfg.server.public_url
+    );
+    println!("  Mock IdP: {}   (Ctrl-C stops both)", m.public_url);
+    println!();
+    let idp_task = tokio::spawn(serve_router(idp_listener, crate::mock_idp::router(idp)));
+    let gw = serve_router(gw_listener, gateway.router).await;
+    idp_task.abort();
+    gw
+}

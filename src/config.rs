@@ -1,0 +1,643 @@
+//! Typed, layered configuration.
+//!
+//! Layers, later wins: built-in defaults → each `--config` TOML file in order →
+//! environment variables `POLIS__SECTION__KEY=value` (double underscore between
+//! levels). Unknown keys are rejected at every level, and [`Config::validate`]
+//! checks the values, naming the key and the reason. Nothing here is global:
+//! `main` loads a `Config` and hands it down.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::keygen::SpSector;
+use crate::state::RedisConfig;
+
+/// Errors while loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or a value could not be parsed; the message names the key.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value is present but not acceptable.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `sp.entity_id`.
+        key: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Where the gateway runs. `production` forbids test identity providers and demo material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// `make demo`: mock IdP, demo keys, in-memory state.
+    Demo,
+    /// Automated tests and conformance runs.
+    Test,
+    /// The real federation.
+    Production,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Deployment kind; see [`Environment`].
+    pub environment: Environment,
+    /// HTTP listener and public address.
+    pub server: ServerConfig,
+    /// The service provider as published in its metadata.
+    pub sp: SpConfig,
+    /// Trusted identity providers.
+    #[serde(default)]
+    pub federation: FederationConfig,
+    /// Request-state backend.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// SPID transaction log.
+    #[serde(default)]
+    pub txlog: TxLogConfig,
+    /// The built-in mock IdP (`polis-gateway demo` / `mock-idp`).
+    #[serde(default)]
+    pub mock_idp: Option<MockIdpConfig>,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to bind, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Base URL users and IdPs reach the gateway at, without trailing slash.
+    pub public_url: String,
+    /// Largest accepted request body on the ACS and SLO endpoints, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    512 * 1024
+}
+
+/// The SAML service provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpConfig {
+    /// SP entityID; must equal the `uri` field of the signing certificate.
+    pub entity_id: String,
+    /// PEM private key (PKCS#8 or PKCS#1) used to sign metadata and requests.
+    pub key_file: PathBuf,
+    /// PEM certificate published in the metadata.
+    pub cert_file: PathBuf,
+    /// ACS URL; default `server.public_url + "/acs"`.
+    #[serde(default)]
+    pub acs_url: Option<String>,
+    /// Single-logout URL; default `server.public_url + "/slo"`.
+    #[serde(default)]
+    pub slo_url: Option<String>,
+    /// Binding used for AuthnRequests unless the login link asks otherwise.
+    #[serde(default)]
+    pub default_binding: BindingConfig,
+    /// SPID level asked when the login link does not say (1, 2 or 3).
+    #[serde(default = "default_level")]
+    pub default_level: u8,
+    /// `Comparison` of RequestedAuthnContext: exact, minimum, better or maximum.
+    #[serde(default = "default_comparison")]
+    pub comparison: String,
+    /// AttributeConsumingServiceIndex sent in AuthnRequests.
+    #[serde(default)]
+    pub attribute_consuming_service_index: u16,
+    /// How long a pending AuthnRequest may wait for its Response, in seconds.
+    #[serde(default = "default_request_ttl")]
+    pub request_ttl_seconds: u64,
+    /// Tolerated clock difference with IdPs, in seconds.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    /// Gateway login session lifetime, in seconds.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_seconds: u64,
+    /// Public or private SP: decides the metadata extensions and certificate policy.
+    pub sector: SpSector,
+    /// Organization block of the metadata.
+    pub organization: OrganizationConfig,
+    /// The `other` contact (and SPID extensions).
+    pub contact: ContactConfig,
+    /// The `billing` contact; required for private SPs.
+    #[serde(default)]
+    pub billing: Option<BillingConfig>,
+    /// AttributeConsumingService entries.
+    pub attribute_consuming_services: Vec<AttributeServiceConfig>,
+}
+
+fn default_level() -> u8 {
+    2
+}
+fn default_comparison() -> String {
+    "minimum".to_owned()
+}
+fn default_request_ttl() -> u64 {
+    600
+}
+fn default_skew() -> u64 {
+    60
+}
+fn default_session_ttl() -> u64 {
+    3600
+}
+
+/// SAML binding choice for outbound requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingConfig {
+    /// HTTP-Redirect: deflated request in the query, signature in `SigAlg`/`Signature`.
+    #[default]
+    Redirect,
+    /// HTTP-POST: auto-submitting form with an enveloped signature.
+    Post,
+}
+
+/// `md:Organization` (Italian texts; `xml:lang="it"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationConfig {
+    /// Full legal name (= certificate `O`).
+    pub name: String,
+    /// Short name shown by IdPs (= certificate `CN`).
+    pub display_name: String,
+    /// Organization web site.
+    pub url: String,
+}
+
+/// `md:ContactPerson contactType="other"` and its SPID extensions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    /// Institutional mailbox (not a person's).
+    pub email: String,
+    /// Telephone with `+39` prefix, no spaces.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// IPA code; required for public SPs, forbidden for private ones.
+    #[serde(default)]
+    pub ipa_code: Option<String>,
+    /// VAT number with country prefix, e.g. `IT12345678901`.
+    #[serde(default)]
+    pub vat_number: Option<String>,
+    /// Fiscal code of the organization.
+    #[serde(default)]
+    pub fiscal_code: Option<String>,
+}
+
+/// Billing contact for private SPs (`fpa:CessionarioCommittente`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Billing mailbox (company or PEC).
+    pub email: String,
+    /// Company name (`fpa:Denominazione`).
+    pub company_name: String,
+    /// VAT number: country code and number, e.g. `IT` + `12345678901`.
+    #[serde(default)]
+    pub vat_country: Option<String>,
+    /// VAT number digits.
+    #[serde(default)]
+    pub vat_number: Option<String>,
+    /// Fiscal code (`fpa:CodiceFiscale`).
+    #[serde(default)]
+    pub fiscal_code: Option<String>,
+    /// Street address.
+    pub address: String,
+    /// Street number.
+    #[serde(default)]
+    pub street_number: Option<String>,
+    /// Postal code.
+    pub postal_code: String,
+    /// Municipality.
+    pub municipality: String,
+    /// Province code.
+    #[serde(default)]
+    pub province: Option<String>,
+    /// Nation code, e.g. `IT`.
+    pub nation: String,
+}
+
+/// One `md:AttributeConsumingService`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeServiceConfig {
+    /// Index referenced by AuthnRequests.
+    pub index: u16,
+    /// `md:ServiceName` (Italian).
+    pub name: String,
+    /// SPID attribute names requested.
+    pub attributes: Vec<String>,
+}
+
+/// The trusted identity providers.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Accept test IdPs (mock IdP, spid-sp-test, AgID validator/demo). Refused in production.
+    #[serde(default)]
+    pub allow_test_idps: bool,
+    /// Production IdP metadata files (single EntityDescriptor or an EntitiesDescriptor).
+    #[serde(default)]
+    pub metadata_files: Vec<PathBuf>,
+    /// Test IdP metadata files, loaded only when `allow_test_idps` is true.
+    #[serde(default)]
+    pub test_metadata_files: Vec<PathBuf>,
+    /// AgID registry aggregate, verified against a pinned certificate.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+}
+
+/// The AgID registry aggregate source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// URL of the signed `md:EntitiesDescriptor`.
+    pub url: String,
+    /// PEM certificate AgID signs the aggregate with (obtained out of band).
+    pub certificate_file: PathBuf,
+    /// Refresh period in hours.
+    #[serde(default = "default_refresh_hours")]
+    pub refresh_hours: u64,
+    /// Where the last verified copy is kept, used at start when the registry is unreachable.
+    #[serde(default)]
+    pub cache_file: Option<PathBuf>,
+}
+
+fn default_refresh_hours() -> u64 {
+    24
+}
+
+/// Which request-state backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// In-process map: single instance only (the embedded default).
+    #[default]
+    Memory,
+    /// Redis (standalone, Sentinel or Cluster): shared by replicas.
+    Redis,
+}
+
+/// Request-state settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Backend kind.
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// Redis connection, required when `backend = "redis"`.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+}
+
+/// Transaction log settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxLogConfig {
+    /// Directory of the daily JSON-lines files.
+    pub dir: PathBuf,
+}
+
+impl Default for TxLogConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data/txlog"),
+        }
+    }
+}
+
+/// The built-in mock IdP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockIdpConfig {
+    /// Socket address to bind.
+    pub listen: String,
+    /// Base URL of the mock IdP; also its entityID.
+    pub public_url: String,
+    /// PEM private key (test material only).
+    pub key_file: PathBuf,
+    /// PEM certificate published in its metadata.
+    pub cert_file: PathBuf,
+    /// SP metadata files the mock IdP trusts (besides the gateway it runs with in demo mode).
+    #[serde(default)]
+    pub sp_metadata_files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Loads the files in order, then the `POLIS__…` environment, and validates.
+    pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        Self::load_with_env(files, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        files: &[PathBuf],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for file in files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", file.display())))?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("POLIS__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("POLIS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The ACS URL published in metadata and checked on every Response.
+    pub fn acs_url(&self) -> String {
+        self.sp
+            .acs_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/acs", self.server.public_url))
+    }
+
+    /// The single-logout URL published in metadata.
+    pub fn slo_url(&self) -> String {
+        self.sp
+            .slo_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/slo", self.server.public_url))
+    }
+
+    /// Checks values that the types alone cannot, naming the key on failure.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let prod = self.environment == Environment::Production;
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.listen",
+                "must be an IP socket address like 127.0.0.1:8080",
+            ));
+        }
+        check_url("server.public_url", &self.server.public_url, prod)?;
+        if self.server.public_url.ends_with('/') {
+            return Err(invalid("server.public_url", "must not end with '/'"));
+        }
+        if self.server.max_body_bytes < 16 * 1024 || self.server.max_body_bytes > 4 * 1024 * 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be between 16384 and 4194304",
+            ));
+        }
+        let sp = &self.sp;
+        check_url("sp.entity_id", &sp.entity_id, prod)?;
+        if sp.entity_id.len() > 1024 {
+            return Err(invalid("sp.entity_id", "longer than 1024 characters"));
+        }
+        check_url("sp.acs_url", &self.acs_url(), prod)?;
+        check_url("sp.slo_url", &self.slo_url(), prod)?;
+        if !(1..=3).contains(&sp.default_level) {
+            return Err(invalid("sp.default_level", "must be 1, 2 or 3"));
+        }
+        if crate::saml::Comparison::parse(&sp.comparison).is_none() {
+            return Err(invalid(
+                "sp.comparison",
+                "must be exact, minimum, better or maximum",
+            ));
+        }
+        if !(1..=3600).contains(&sp.request_ttl_seconds) {
+            return Err(invalid(
+                "sp.request_ttl_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        if sp.clock_skew_seconds > 300 {
+            return Err(invalid("sp.clock_skew_seconds", "must be at most 300"));
+        }
+        if !(60..=86_400).contains(&sp.session_ttl_seconds) {
+            return Err(invalid(
+                "sp.session_ttl_seconds",
+                "must be between 60 and 86400",
+            ));
+        }
+        check_nonempty("sp.organization.name", &sp.organization.name)?;
+        check_nonempty(
+            "sp.organization.display_name",
+            &sp.organization.display_name,
+        )?;
+        check_url("sp.organization.url", &sp.organization.url, false)?;
+        check_email("sp.contact.email", &sp.contact.email)?;
+        if let Some(phone) = &sp.contact.phone
+            && (!phone.starts_with("+39")
+                || phone.len() < 6
+                || !phone.bytes().skip(1).all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid(
+                "sp.contact.phone",
+                "must start with +39 and contain only digits, no spaces",
+            ));
+        }
+        match sp.sector {
+            SpSector::Public => {
+                if sp.contact.ipa_code.as_deref().is_none_or(str::is_empty) {
+                    return Err(invalid("sp.contact.ipa_code", "required for a public SP"));
+                }
+            }
+            SpSector::Private => {
+                if sp.contact.ipa_code.is_some() {
+                    return Err(invalid(
+                        "sp.contact.ipa_code",
+                        "must not be set for a private SP",
+                    ));
+                }
+                if sp.contact.vat_number.is_none() && sp.contact.fiscal_code.is_none() {
+                    return Err(invalid(
+                        "sp.contact.vat_number",
+                        "a private SP needs vat_number or fiscal_code",
+                    ));
+                }
+                let Some(billing) = &sp.billing else {
+                    return Err(invalid("sp.billing", "required for a private SP"));
+                };
+                check_email("sp.billing.email", &billing.email)?;
+                if billing.vat_number.is_none() && billing.fiscal_code.is_none() {
+                    return Err(invalid(
+                        "sp.billing.vat_number",
+                        "billing needs vat_number or fiscal_code",
+                    ));
+                }
+            }
+        }
+        if let Some(vat) = &sp.contact.vat_number {
+            let ok = vat.len() > 2
+                && vat.bytes().take(2).all(|b| b.is_ascii_uppercase())
+                && !vat.contains(' ');
+            if !ok {
+                return Err(invalid(
+                    "sp.contact.vat_number",
+                    "must start with an ISO 3166 country code and have no spaces, e.g. IT12345678901",
+                ));
+            }
+        }
+        if sp.attribute_consuming_services.is_empty() {
+            return Err(invalid(
+                "sp.attribute_consuming_services",
+                "at least one service is required",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, svc) in sp.attribute_consuming_services.iter().enumerate() {
+            let key = format!("sp.attribute_consuming_services[{i}]");
+            if !seen.insert(svc.index) {
+                return Err(invalid(&format!("{key}.index"), "duplicate index"));
+            }
+            check_nonempty(&format!("{key}.name"), &svc.name)?;
+            if svc.attributes.is_empty() {
+                return Err(invalid(
+                    &format!("{key}.attributes"),
+                    "at least one attribute",
+                ));
+            }
+            let mut names = std::collections::HashSet::new();
+            for a in &svc.attributes {
+                if !crate::saml::SPID_ATTRIBUTES.contains(&a.as_str()) {
+                    return Err(invalid(
+                        &format!("{key}.attributes"),
+                        format!("`{a}` is not a SPID attribute"),
+                    ));
+                }
+                if !names.insert(a) {
+                    return Err(invalid(
+                        &format!("{key}.attributes"),
+                        format!("`{a}` listed twice"),
+                    ));
+                }
+            }
+        }
+        if !seen.contains(&sp.attribute_consuming_service_index) {
+            return Err(invalid(
+                "sp.attribute_consuming_service_index",
+                "no attribute_consuming_services entry has this index",
+            ));
+        }
+        let fed = &self.federation;
+        if prod && fed.allow_test_idps {
+            return Err(invalid(
+                "federation.allow_test_idps",
+                "test identity providers are refused in production",
+            ));
+        }
+        if !fed.allow_test_idps && !fed.test_metadata_files.is_empty() {
+            return Err(invalid(
+                "federation.test_metadata_files",
+                "set, but federation.allow_test_idps is false",
+            ));
+        }
+        if prod && self.mock_idp.is_some() {
+            return Err(invalid("mock_idp", "the mock IdP is refused in production"));
+        }
+        if let Some(reg) = &fed.registry {
+            check_url("federation.registry.url", &reg.url, prod)?;
+            if reg.refresh_hours == 0 || reg.refresh_hours > 24 * 7 {
+                return Err(invalid(
+                    "federation.registry.refresh_hours",
+                    "must be between 1 and 168",
+                ));
+            }
+        }
+        if self.state.backend == StateBackend::Redis {
+            let Some(redis) = &self.state.redis else {
+                return Err(invalid(
+                    "state.redis",
+                    "required when state.backend = \"redis\"",
+                ));
+            };
+            if redis.urls.is_empty() {
+                return Err(invalid("state.redis.urls", "at least one URL"));
+            }
+        }
+        if prod && self.state.backend == StateBackend::Memory {
+            return Err(invalid(
+                "state.backend",
+                "production needs the shared \"redis\" backend",
+            ));
+        }
+        if prod && is_demo_material(&sp.key_file) {
+            return Err(invalid(
+                "sp.key_file",
+                "demo/test key material is refused in production",
+            ));
+        }
+        if let Some(m) = &self.mock_idp {
+            if m.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid("mock_idp.listen", "must be an IP socket address"));
+            }
+            check_url("mock_idp.public_url", &m.public_url, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Key files committed in this repository live under `certs/`; production keys never do.
+fn is_demo_material(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "certs")
+}
+
+fn check_nonempty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+fn check_email(key: &str, value: &str) -> Result<(), ConfigError> {
+    let mut parts = value.split('@');
+    let ok = matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(l), Some(d), None) if !l.is_empty() && d.contains('.') && !value.contains(' ')
+    );
+    if !ok {
+        return Err(invalid(key, "not an e-mail address"));
+    }
+    Ok(())
+}
+
+fn check_url(key: &str, value: &str, production: bool) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value).map_err(|e| invalid(key, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(key, "must be an http(s) URL"));
+    }
+    if production {
+        if url.scheme() != "https" {
+            return Err(invalid(key, "must use https in production"));
+        }
+        if url.port().is_some() {
+            return Err(invalid(
+                key,
+                "must not carry an explicit port in production",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! polis-gateway: a SPID identity-federation gateway for Istanze OnLine (POLIS).
+//!
+//! Layers (see ARCHITECTURE.md): `saml` is the pure protocol core; `federation`
+//! holds the trusted IdPs; `state` the shared request state; `web` is the only
+//! module that knows HTTP; `mock_idp` is a SPID test IdP built on `saml`.
+
+/// Wiring configuration into running services.
+pub mod app;
+/// Typed, layered configuration (TOML + environment), validated at start.
+pub mod config;
+/// The set of trusted identity providers and the test-IdP policy.
+pub mod federation;
+/// SP signing key and certificate generation (`polis-gateway keygen`).
+pub mod keygen;
+/// A SPID test identity provider for demos and test suites.
+pub mod mock_idp;
+/// The SAML + SPID protocol core: pure functions, `now` passed in.
+pub mod saml;
+/// The SSO service: starting logins and consuming Responses (no HTTP types).
+pub mod sso;
+/// Request state shared by replicas: the `StateStore` port and its backends.
+pub mod state;
+/// The SPID transaction log (RT log.rst): request/response pairs as JSON lines.
+pub mod txlog;
+/// The HTTP edge: router, handlers, templates, `AppError`.
+pub mod web;

@@ -1,0 +1,171 @@
+//! The `polis-gateway` command line. Parses arguments, loads configuration, and
+//! hands over to `app`; nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use polis_gateway::config::Config;
+use polis_gateway::keygen::{CertRequest, SpSector};
+use polis_gateway::{app, keygen};
+
+#[derive(Parser)]
+#[command(
+    name = "polis-gateway",
+    version,
+    about = "SPID identity-federation gateway for Istanze OnLine (POLIS)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Configuration file(s); later ones override earlier ones, then POLIS__… environment variables.
+    #[arg(long = "config", short = 'c', required = true)]
+    config: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ConfigArgs),
+    /// Run the gateway together with the built-in mock SPID IdP (embedded defaults).
+    Demo(ConfigArgs),
+    /// Run only the mock SPID IdP.
+    MockIdp(ConfigArgs),
+    /// Print the signed SP metadata.
+    Metadata(ConfigArgs),
+    /// Validate the configuration and exit.
+    CheckConfig(ConfigArgs),
+    /// Create a SPID-compliant SP key and self-signed certificate (Avviso 29 v3).
+    Keygen(KeygenArgs),
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// public or private SP.
+    #[arg(long, value_parser = ["public", "private"], default_value = "public")]
+    sector: String,
+    /// commonName = OrganizationDisplayName.
+    #[arg(long)]
+    common_name: String,
+    /// organizationName = OrganizationName.
+    #[arg(long)]
+    organization_name: String,
+    /// uri = the SP entityID.
+    #[arg(long)]
+    entity_id: String,
+    /// PA:IT-<IPA code> (public) or VATIT-<11 digits> / CF:IT-<16 chars> (private).
+    #[arg(long)]
+    organization_identifier: String,
+    /// ISO 3166 country code.
+    #[arg(long, default_value = "IT")]
+    country: String,
+    /// Full city name.
+    #[arg(long)]
+    locality: String,
+    /// RSA key size: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = 3072)]
+    key_bits: u32,
+    /// Validity in days.
+    #[arg(long, default_value_t = 730)]
+    days: u32,
+    /// Where to write the private key (PEM, mode 0600).
+    #[arg(long)]
+    out_key: PathBuf,
+    /// Where to write the certificate (PEM).
+    #[arg(long)]
+    out_cert: PathBuf,
+}
+
+fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+    Ok(Config::load(&args.config)?)
+}
+
+fn write_private(path: &PathBuf, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create {} (it must not exist yet): {e}",
+            path.display()
+        )
+    })?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<()> {
+    let req = CertRequest {
+        sector: if a.sector == "private" {
+            SpSector::Private
+        } else {
+            SpSector::Public
+        },
+        common_name: a.common_name,
+        organization_name: a.organization_name,
+        entity_id: a.entity_id,
+        organization_identifier: a.organization_identifier,
+        country: a.country,
+        locality: a.locality,
+        key_bits: a.key_bits,
+        days: a.days,
+    };
+    let generated = keygen::generate(&req)?;
+    write_private(&a.out_key, &generated.key_pem)?;
+    std::fs::write(&a.out_cert, &generated.cert_pem)?;
+    eprintln!("wrote {} and {}", a.out_key.display(), a.out_cert.display());
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(c) => app::serve(load(&c)?).await,
+        Command::Demo(c) => app::demo(load(&c)?).await,
+        Command::MockIdp(c) => app::mock_idp(load(&c)?).await,
+        Command::Metadata(c) => {
+            println!("{}", app::sp_metadata(&load(&c)?)?);
+            Ok(())
+        }
+        Command::CheckConfig(c) => {
+            load(&c)?;
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+        Command::Keygen(a) => keygen_cmd(a),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("polis-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("polis-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

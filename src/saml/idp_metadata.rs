@@ -1,0 +1,161 @@
+//! IdP metadata: one `md:EntityDescriptor` or an `md:EntitiesDescriptor` aggregate
+//! (the AgID registry). Signing certificates are taken from `KeyDescriptor`s with
+//! `use="signing"` or no `use`; an IdP without one is returned with an empty list so
+//! the caller can refuse it (samael would skip verification: fail-open).
+
+use super::error::SamlError;
+use super::sign::{TrustedCert, check_signature_shape, verify_and_reduce};
+use super::xml::{self, Element, Limits};
+use super::{BINDING_POST, BINDING_REDIRECT, NS_DS, NS_MD};
+
+/// Bounds for metadata documents (an aggregate is much larger than a message).
+pub const METADATA_LIMITS: Limits = Limits {
+    max_bytes: 16 * 1024 * 1024,
+    max_depth: 32,
+    max_elements: 500_000,
+    max_attributes: 64,
+};
+
+/// What the gateway needs to know about one IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpDescriptor {
+    /// entityID.
+    pub entity_id: String,
+    /// OrganizationDisplayName (Italian when available), for the button.
+    pub display_name: Option<String>,
+    /// SingleSignOnService Location for HTTP-Redirect.
+    pub sso_redirect: Option<String>,
+    /// SingleSignOnService Location for HTTP-POST.
+    pub sso_post: Option<String>,
+    /// SingleLogoutService Location for HTTP-Redirect.
+    pub slo_redirect: Option<String>,
+    /// SingleLogoutService Location for HTTP-POST.
+    pub slo_post: Option<String>,
+    /// Signing certificates: the only keys its messages are verified with.
+    pub signing_certs: Vec<TrustedCert>,
+}
+
+fn endpoint(desc: &Element, name: &'static str, binding: &str) -> Option<String> {
+    desc.children_named(NS_MD, name)
+        .find(|e| e.attr("Binding") == Some(binding))
+        .and_then(|e| e.attr("Location"))
+        .map(str::to_owned)
+}
+
+fn localized(org: Option<&Element>, name: &'static str) -> Option<String> {
+    let org = org?;
+    let mut items = org.children_named(NS_MD, name);
+    let all: Vec<&Element> = items.by_ref().collect();
+    all.iter()
+        .find(|e| e.attrs.iter().any(|a| a.name == "lang" && a.value == "it"))
+        .or_else(|| all.first())
+        .map(|e| e.trimmed_text().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Signing certificates of a role descriptor.
+pub fn signing_certs(desc: &Element) -> Result<Vec<TrustedCert>, SamlError> {
+    let mut certs = Vec::new();
+    for kd in desc.children_named(NS_MD, "KeyDescriptor") {
+        if !matches!(kd.attr("use"), None | Some("signing")) {
+            continue;
+        }
+        for cert in kd
+            .descendants()
+            .into_iter()
+            .filter(|e| e.is(NS_DS, "X509Certificate"))
+        {
+            if !cert.trimmed_text().is_empty() {
+                certs.push(TrustedCert::from_base64(cert.trimmed_text())?);
+            }
+        }
+    }
+    Ok(certs)
+}
+
+fn descriptor(entity: &Element) -> Result<Option<IdpDescriptor>, SamlError> {
+    let Some(idp) = entity.unique_child(NS_MD, "IDPSSODescriptor")? else {
+        return Ok(None);
+    };
+    let entity_id = entity
+        .attr("entityID")
+        .filter(|s| !s.is_empty())
+        .ok_or(SamlError::Missing("entityID"))?
+        .to_owned();
+    let org = entity.unique_child(NS_MD, "Organization")?;
+    Ok(Some(IdpDescriptor {
+        display_name: localized(org, "OrganizationDisplayName")
+            .or_else(|| localized(org, "OrganizationName")),
+        sso_redirect: endpoint(idp, "SingleSignOnService", BINDING_REDIRECT),
+        sso_post: endpoint(idp, "SingleSignOnService", BINDING_POST),
+        slo_redirect: endpoint(idp, "SingleLogoutService", BINDING_REDIRECT),
+        slo_post: endpoint(idp, "SingleLogoutService", BINDING_POST),
+        signing_certs: signing_certs(idp)?,
+        entity_id,
+    }))
+}
+
+fn descriptors_of(root: &Element) -> Result<Vec<IdpDescriptor>, SamlError> {
+    if root.is(NS_MD, "EntityDescriptor") {
+        return Ok(descriptor(root)?.into_iter().collect());
+    }
+    if root.is(NS_MD, "EntitiesDescriptor") {
+        let mut out = Vec::new();
+        for e in root.descendants() {
+            if e.is(NS_MD, "EntityDescriptor") {
+                out.extend(descriptor(e)?);
+            }
+        }
+        return Ok(out);
+    }
+    Err(SamlError::Structure("not SAML metadata".into()))
+}
+
+/// Reads IdP metadata from a trusted local file (operator-provided trust material):
+/// no signature is required, but the document must be well-formed and bounded.
+pub fn parse_idp_metadata(text: &str) -> Result<Vec<IdpDescriptor>, SamlError> {
+    descriptors_of(&xml::parse(text, METADATA_LIMITS)?)
+}
+
+/// Reads a signed aggregate (the AgID registry): the root must carry an enveloped
+/// signature that verifies with `registry_cert`; only the signed content is used.
+pub fn parse_signed_aggregate(
+    text: &str,
+    registry_cert: &TrustedCert,
+) -> Result<Vec<IdpDescriptor>, SamlError> {
+    let root = xml::parse(text, METADATA_LIMITS)?;
+    let sig = root
+        .unique_child(NS_DS, "Signature")?
+        .ok_or(SamlError::SignatureMissing(
+            "the registry aggregate must be signed",
+        ))?;
+    check_signature_shape(sig, root.attr("ID").unwrap_or_default())?;
+    // Per-entity signatures may also be present: each must sit directly in its
+    // EntityDescriptor, pass the shape check, and (below) verify with the registry key.
+    let mut placed = 1;
+    for entity in root.descendants() {
+        if entity.is(NS_MD, "EntityDescriptor")
+            && let Some(s) = entity.unique_child(NS_DS, "Signature")?
+        {
+            check_signature_shape(s, entity.attr("ID").unwrap_or_default())?;
+            placed += 1;
+        }
+    }
+    let signatures = root
+        .descendants()
+        .into_iter()
+        .filter(|e| e.is(NS_DS, "Signature"))
+        .count();
+    if signatures != placed {
+        return Err(SamlError::Structure(
+            "a Signature is misplaced in the aggregate".into(),
+        ));
+    }
+    let reduced = verify_and_reduce(text, std::slice::from_ref(registry_cert), METADATA_LIMITS)?;
+    if reduced.attr("ID") != root.attr("ID") {
+        return Err(SamlError::Structure(
+            "the signature does not cover the whole aggregate".into(),
+        ));
+    }
+    descriptors_of(&reduced)
+}

@@ -1,0 +1,452 @@
+//! Keys, XML-DSig templates, the signature-shape allowlist, and Redirect-binding
+//! query signatures.
+//!
+//! Security invariants kept here:
+//! - inbound signatures are verified only with certificates the caller passes in
+//!   (from IdP metadata); `KeyInfo` in a message is never used;
+//! - before xmlsec sees a signature, [`check_signature_shape`] allows exactly one
+//!   `Reference` whose URI is `#` + the parent's ID, only the enveloped-signature and
+//!   exclusive-c14n transforms, RSA-SHA256/384/512 and SHA-256/384/512 digests, no
+//!   `Object`, no `RetrievalMethod`: no remote reference is ever dereferenced and no
+//!   XSLT ever runs;
+//! - outbound signatures are RSA-SHA256 over exc-c14n with a SHA-256 digest
+//!   (samael's own template defaults to SHA-1).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private, Public};
+use openssl::sign::{Signer, Verifier};
+use openssl::x509::X509;
+use samael::crypto::{
+    AllowedSignatureAlgorithm, CertificateDer, Crypto, CryptoProvider, ReduceMode,
+};
+
+use super::error::SamlError;
+use super::xml::{Element, escape};
+use super::{NS_DS, xml};
+
+/// `SignatureMethod` for RSA-SHA256.
+pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
+const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
+const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
+const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+const TRANSFORM_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+
+/// Signature algorithms accepted on inbound messages (SPID: RSA with SHA-256 or better).
+pub const ALLOWED_SIGNATURE_ALGORITHMS: [AllowedSignatureAlgorithm; 3] = [
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+];
+
+fn ossl(e: openssl::error::ErrorStack) -> SamlError {
+    SamlError::Signing(e.to_string())
+}
+
+/// Our private key and its certificate.
+#[derive(Clone)]
+pub struct SigningKey {
+    pkey: PKey<Private>,
+    key_der: Vec<u8>,
+    cert: X509,
+    cert_b64: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("subject", &self.cert.subject_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Loads a PEM key and certificate; refuses non-RSA keys, keys under 2048 bits,
+    /// and a certificate that does not belong to the key.
+    pub fn from_pem(key_pem: &[u8], cert_pem: &[u8]) -> Result<Self, SamlError> {
+        let pkey = PKey::private_key_from_pem(key_pem).map_err(ossl)?;
+        let cert = X509::from_pem(cert_pem).map_err(ossl)?;
+        if pkey.rsa().is_err() {
+            return Err(SamlError::Signing("the key must be RSA".into()));
+        }
+        if pkey.bits() < 2048 {
+            return Err(SamlError::Signing(
+                "the RSA key must have at least 2048 bits".into(),
+            ));
+        }
+        let cert_key = cert.public_key().map_err(ossl)?;
+        if !pkey.public_eq(&cert_key) {
+            return Err(SamlError::Signing(
+                "the certificate does not match the key".into(),
+            ));
+        }
+        let key_der = pkey.private_key_to_der().map_err(ossl)?;
+        let cert_b64 = STANDARD.encode(cert.to_der().map_err(ossl)?);
+        Ok(Self {
+            pkey,
+            key_der,
+            cert,
+            cert_b64,
+        })
+    }
+
+    /// Base64 DER of the certificate, as published in metadata.
+    pub fn cert_base64(&self) -> &str {
+        &self.cert_b64
+    }
+
+    /// The certificate.
+    pub fn certificate(&self) -> &X509 {
+        &self.cert
+    }
+
+    /// The certificate as a trust anchor (for peers that verify us, e.g. the mock IdP).
+    pub fn trusted_cert(&self) -> Result<TrustedCert, SamlError> {
+        TrustedCert::from_der(self.cert.to_der().map_err(ossl)?)
+    }
+
+    /// Signs the first `ds:Signature` template in `xml` (see [`signature_template`]).
+    /// Returns the document without the XML declaration.
+    pub fn sign_enveloped(&self, xml: &str) -> Result<String, SamlError> {
+        let signed =
+            Crypto::sign_xml(xml, &self.key_der).map_err(|e| SamlError::Signing(e.to_string()))?;
+        Ok(strip_xml_declaration(&signed).to_owned())
+    }
+
+    /// RSA-SHA256 over `octets`, base64 (the Redirect binding's `Signature`).
+    pub fn sign_octets(&self, octets: &[u8]) -> Result<String, SamlError> {
+        let mut signer = Signer::new(MessageDigest::sha256(), &self.pkey).map_err(ossl)?;
+        signer.update(octets).map_err(ossl)?;
+        Ok(STANDARD.encode(signer.sign_to_vec().map_err(ossl)?))
+    }
+}
+
+/// Removes a leading `<?xml …?>` declaration and surrounding whitespace.
+pub fn strip_xml_declaration(xml: &str) -> &str {
+    let t = xml.trim_start();
+    match t.strip_prefix("<?xml") {
+        Some(rest) => rest
+            .find("?>")
+            .and_then(|i| rest.get(i + 2..))
+            .unwrap_or(t)
+            .trim(),
+        None => t.trim_end(),
+    }
+}
+
+/// An IdP (or peer) certificate taken from metadata: the only keys we verify with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedCert {
+    der: Vec<u8>,
+}
+
+impl TrustedCert {
+    /// From DER; refuses what OpenSSL cannot parse.
+    pub fn from_der(der: Vec<u8>) -> Result<Self, SamlError> {
+        X509::from_der(&der)
+            .map_err(|_| SamlError::invalid("X509Certificate", "not a certificate"))?;
+        Ok(Self { der })
+    }
+
+    /// From the base64 text of `ds:X509Certificate` (whitespace allowed).
+    pub fn from_base64(b64: &str) -> Result<Self, SamlError> {
+        let cleaned: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let der = STANDARD
+            .decode(cleaned)
+            .map_err(|_| SamlError::invalid("X509Certificate", "invalid base64"))?;
+        Self::from_der(der)
+    }
+
+    /// From PEM.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, SamlError> {
+        let cert = X509::from_pem(pem)
+            .map_err(|_| SamlError::invalid("certificate", "not a PEM certificate"))?;
+        Self::from_der(cert.to_der().map_err(ossl)?)
+    }
+
+    /// DER bytes.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Base64 DER.
+    pub fn base64(&self) -> String {
+        STANDARD.encode(&self.der)
+    }
+
+    fn public_key(&self) -> Result<PKey<Public>, SamlError> {
+        X509::from_der(&self.der)
+            .and_then(|c| c.public_key())
+            .map_err(ossl)
+    }
+}
+
+/// An enveloped-signature template for the element with `ID = ref_id`: exc-c14n,
+/// RSA-SHA256, SHA-256 digest, and our certificate in KeyInfo (SPID rule M8).
+pub fn signature_template(ref_id: &str, cert_b64: &str) -> String {
+    format!(
+        concat!(
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">"#,
+            r#"<ds:SignedInfo><ds:CanonicalizationMethod Algorithm="{c14n}"/>"#,
+            r#"<ds:SignatureMethod Algorithm="{alg}"/>"#,
+            r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
+            r#"<ds:Transform Algorithm="{env}"/><ds:Transform Algorithm="{c14n}"/>"#,
+            r#"</ds:Transforms><ds:DigestMethod Algorithm="{dig}"/><ds:DigestValue></ds:DigestValue>"#,
+            r#"</ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue>"#,
+            r#"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"#,
+            r#"</ds:Signature>"#
+        ),
+        c14n = C14N_EXCLUSIVE,
+        alg = ALG_RSA_SHA256,
+        id = escape(ref_id),
+        env = TRANSFORM_ENVELOPED,
+        dig = DIGEST_SHA256,
+        cert = cert_b64,
+    )
+}
+
+fn algorithm<'a>(el: &'a Element, what: &'static str) -> Result<&'a str, SamlError> {
+    el.attr("Algorithm")
+        .ok_or(SamlError::SignatureNotAllowed(format!(
+            "{what} without Algorithm"
+        )))
+}
+
+/// Checks one `ds:Signature` against the allowlist before any cryptography runs.
+/// `parent_id` is the `ID` of the element the signature is a direct child of.
+pub fn check_signature_shape(sig: &Element, parent_id: &str) -> Result<(), SamlError> {
+    let not_allowed = |m: &str| SamlError::SignatureNotAllowed(m.to_owned());
+    if parent_id.is_empty() {
+        return Err(not_allowed("signed element has no ID"));
+    }
+    for child in &sig.children {
+        let ok = child.ns.as_deref() == Some(NS_DS)
+            && matches!(
+                child.name.as_str(),
+                "SignedInfo" | "SignatureValue" | "KeyInfo"
+            );
+        if !ok {
+            return Err(not_allowed(&format!(
+                "unexpected {} in Signature",
+                child.name
+            )));
+        }
+    }
+    let signed_info = sig.required_child(NS_DS, "SignedInfo")?;
+    sig.required_child(NS_DS, "SignatureValue")?;
+    if let Some(key_info) = sig.unique_child(NS_DS, "KeyInfo")? {
+        for child in &key_info.children {
+            let ok = child.ns.as_deref() == Some(NS_DS)
+                && matches!(child.name.as_str(), "X509Data" | "KeyName" | "KeyValue");
+            if !ok {
+                return Err(not_allowed(&format!("{} in KeyInfo", child.name)));
+            }
+        }
+    }
+    let c14n = signed_info.required_child(NS_DS, "CanonicalizationMethod")?;
+    if algorithm(c14n, "CanonicalizationMethod")? != C14N_EXCLUSIVE {
+        return Err(not_allowed("canonicalization other than exclusive c14n"));
+    }
+    let method = signed_info.required_child(NS_DS, "SignatureMethod")?;
+    if !matches!(
+        algorithm(method, "SignatureMethod")?,
+        ALG_RSA_SHA256 | ALG_RSA_SHA384 | ALG_RSA_SHA512
+    ) {
+        return Err(not_allowed(
+            "signature algorithm outside RSA-SHA256/384/512",
+        ));
+    }
+    let mut refs = signed_info.children_named(NS_DS, "Reference");
+    let reference = refs
+        .next()
+        .ok_or(SamlError::SignatureMissing("Reference"))?;
+    if refs.next().is_some() {
+        return Err(not_allowed("more than one Reference"));
+    }
+    if signed_info.children.len() != 3 {
+        return Err(not_allowed("unexpected content in SignedInfo"));
+    }
+    let expected_uri = format!("#{parent_id}");
+    if reference.attr("URI") != Some(expected_uri.as_str()) {
+        return Err(not_allowed("Reference URI is not the signed element's ID"));
+    }
+    for child in &reference.children {
+        if child.ns.as_deref() != Some(NS_DS)
+            || !matches!(
+                child.name.as_str(),
+                "Transforms" | "DigestMethod" | "DigestValue"
+            )
+        {
+            return Err(not_allowed(&format!("{} in Reference", child.name)));
+        }
+    }
+    if let Some(transforms) = reference.unique_child(NS_DS, "Transforms")? {
+        for t in &transforms.children {
+            if !t.is(NS_DS, "Transform") {
+                return Err(not_allowed("unexpected element in Transforms"));
+            }
+            match algorithm(t, "Transform")? {
+                TRANSFORM_ENVELOPED if t.children.is_empty() => {}
+                // exc-c14n may carry ec:InclusiveNamespaces; nothing else.
+                C14N_EXCLUSIVE
+                    if t.children.iter().all(|c| {
+                        c.ns.as_deref() == Some(C14N_EXCLUSIVE) && c.name == "InclusiveNamespaces"
+                    }) => {}
+                other => return Err(not_allowed(&format!("transform {other}"))),
+            }
+        }
+    }
+    let digest = reference.required_child(NS_DS, "DigestMethod")?;
+    if !matches!(
+        algorithm(digest, "DigestMethod")?,
+        DIGEST_SHA256 | DIGEST_SHA384 | DIGEST_SHA512
+    ) {
+        return Err(not_allowed("digest outside SHA-256/384/512"));
+    }
+    reference.required_child(NS_DS, "DigestValue")?;
+    Ok(())
+}
+
+/// Verifies every signature in `xml` with `certs` only (samael/xmlsec), and returns
+/// the document reduced to what the signatures cover, re-read by our strict reader.
+/// The caller must already have run [`check_signature_shape`] on every signature.
+pub fn verify_and_reduce(
+    xml: &str,
+    certs: &[TrustedCert],
+    limits: xml::Limits,
+) -> Result<Element, SamlError> {
+    if certs.is_empty() {
+        // Fail closed: samael would skip verification without keys.
+        return Err(SamlError::SignatureInvalid);
+    }
+    let ders: Vec<CertificateDer> = certs
+        .iter()
+        .map(|c| CertificateDer::from(c.der.clone()))
+        .collect();
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &ders,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        Some(&ALLOWED_SIGNATURE_ALGORITHMS),
+    )
+    .map_err(|_| SamlError::SignatureInvalid)?;
+    xml::parse(&reduced, limits)
+}
+
+/// Verifies a Redirect-binding signature over the raw received octets.
+pub fn verify_octets(
+    octets: &[u8],
+    signature_b64: &str,
+    sig_alg: &str,
+    certs: &[TrustedCert],
+) -> Result<(), SamlError> {
+    let md = match sig_alg {
+        ALG_RSA_SHA256 => MessageDigest::sha256(),
+        ALG_RSA_SHA384 => MessageDigest::sha384(),
+        ALG_RSA_SHA512 => MessageDigest::sha512(),
+        _ => return Err(SamlError::SignatureNotAllowed(format!("SigAlg {sig_alg}"))),
+    };
+    let cleaned: String = signature_b64
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let sig = STANDARD
+        .decode(cleaned)
+        .map_err(|_| SamlError::Encoding("Signature is not base64".into()))?;
+    for cert in certs {
+        let key = cert.public_key()?;
+        let mut verifier = Verifier::new(md, &key).map_err(ossl)?;
+        verifier.update(octets).map_err(ossl)?;
+        if verifier.verify(&sig).unwrap_or(false) {
+            return Ok(());
+        }
+    }
+    Err(SamlError::SignatureInvalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_declaration() {
+        assert_eq!(
+            strip_xml_declaration("<?xml version=\"1.0\"?>\n<a/>\n"),
+            "<a/>"
+        );
+        assert_eq!(strip_xml_declaration("<a/>"), "<a/>");
+    }
+
+    fn shape(sig: &str) -> Result<(), SamlError> {
+        let el = xml::parse(sig, xml::Limits::default()).unwrap();
+        check_signature_shape(&el, "_abc")
+    }
+
+    #[test]
+    fn template_passes_the_shape_check() {
+        assert_eq!(shape(&signature_template("_abc", "AAAA")), Ok(()));
+        // wrong parent
+        let el = xml::parse(
+            &signature_template("_other", "AAAA"),
+            xml::Limits::default(),
+        )
+        .unwrap();
+        assert!(check_signature_shape(&el, "_abc").is_err());
+    }
+
+    #[test]
+    fn shape_check_refuses_remote_references_xslt_sha1_and_objects() {
+        let t = signature_template("_abc", "AAAA");
+        let remote = t.replace("URI=\"#_abc\"", "URI=\"http://127.0.0.1:9/x\"");
+        assert!(matches!(
+            shape(&remote),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let xslt = t.replace(
+            TRANSFORM_ENVELOPED,
+            "http://www.w3.org/TR/1999/REC-xslt-19991116",
+        );
+        assert!(matches!(
+            shape(&xslt),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let sha1 = t.replace(ALG_RSA_SHA256, "http://www.w3.org/2000/09/xmldsig#rsa-sha1");
+        assert!(matches!(
+            shape(&sha1),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let sha1d = t.replace(DIGEST_SHA256, "http://www.w3.org/2000/09/xmldsig#sha1");
+        assert!(matches!(
+            shape(&sha1d),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let object = t.replace(
+            "</ds:Signature>",
+            "<ds:Object><x/></ds:Object></ds:Signature>",
+        );
+        assert!(matches!(
+            shape(&object),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let retrieval = t.replace(
+            "<ds:X509Data>",
+            "<ds:RetrievalMethod URI=\"http://127.0.0.1:9/k\"/><ds:X509Data>",
+        );
+        assert!(matches!(
+            shape(&retrieval),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let two_refs = t.replace(
+            "</ds:SignedInfo>",
+            "<ds:Reference URI=\"#_abc\"><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue/></ds:Reference></ds:SignedInfo>",
+        );
+        assert!(matches!(
+            shape(&two_refs),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+    }
+}

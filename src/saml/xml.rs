@@ -1,0 +1,357 @@
+//! A strict, bounded XML reader into a small namespace-aware tree, plus escaping.
+//!
+//! Every inbound SAML message is read here first, before libxml2/xmlsec see it.
+//! libxml2 runs in samael with `recover` on and network access allowed, so this
+//! reader is the gate: it refuses DOCTYPE (and so every entity declaration and
+//! external DTD), processing instructions, unknown entity references, undeclared
+//! prefixes, duplicate attributes, deep nesting and oversized documents.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+use super::error::SamlError;
+
+/// Bounds applied while reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest input, in bytes.
+    pub max_bytes: usize,
+    /// Deepest element nesting.
+    pub max_depth: usize,
+    /// Most elements in the document.
+    pub max_elements: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024,
+            max_depth: 32,
+            max_elements: 5_000,
+            max_attributes: 32,
+        }
+    }
+}
+
+/// An attribute with its resolved namespace (None for unprefixed attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Namespace URI, if the attribute is prefixed.
+    pub ns: Option<String>,
+    /// Local name.
+    pub name: String,
+    /// Unescaped value.
+    pub value: String,
+}
+
+/// An element with its resolved namespace, attributes, child elements and text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    /// Namespace URI (None when unbound).
+    pub ns: Option<String>,
+    /// Local name.
+    pub name: String,
+    /// Attributes in document order.
+    pub attrs: Vec<Attr>,
+    /// Child elements in document order.
+    pub children: Vec<Element>,
+    /// Concatenation of the direct text and CDATA children (comments contribute nothing,
+    /// matching exclusive canonicalisation without comments).
+    pub text: String,
+}
+
+impl Element {
+    /// True if this element has the given namespace and local name.
+    pub fn is(&self, ns: &str, name: &str) -> bool {
+        self.ns.as_deref() == Some(ns) && self.name == name
+    }
+
+    /// Value of an unprefixed attribute.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.ns.is_none() && a.name == name)
+            .map(|a| a.value.as_str())
+    }
+
+    /// Direct children with this name.
+    pub fn children_named<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.is(ns, name))
+    }
+
+    /// The only direct child with this name: `Ok(None)` when absent, an error when repeated.
+    pub fn unique_child(
+        &self,
+        ns: &str,
+        name: &'static str,
+    ) -> Result<Option<&Element>, SamlError> {
+        let mut it = self.children.iter().filter(|c| c.is(ns, name));
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(SamlError::Structure(format!("more than one {name}")));
+        }
+        Ok(first)
+    }
+
+    /// The only direct child with this name, required.
+    pub fn required_child(&self, ns: &str, name: &'static str) -> Result<&Element, SamlError> {
+        self.unique_child(ns, name)?.ok_or(SamlError::Missing(name))
+    }
+
+    /// Every descendant (not self), depth-first.
+    pub fn descendants(&self) -> Vec<&Element> {
+        let mut out = Vec::new();
+        let mut stack: Vec<&Element> = self.children.iter().rev().collect();
+        while let Some(e) = stack.pop() {
+            out.push(e);
+            stack.extend(e.children.iter().rev());
+        }
+        out
+    }
+
+    /// Trimmed text.
+    pub fn trimmed_text(&self) -> &str {
+        self.text.trim()
+    }
+}
+
+fn xml_err(e: impl std::fmt::Display) -> SamlError {
+    SamlError::Xml(e.to_string())
+}
+
+fn resolved_ns(r: ResolveResult<'_>) -> Result<Option<String>, SamlError> {
+    match r {
+        ResolveResult::Bound(ns) => String::from_utf8(ns.as_ref().to_vec())
+            .map(Some)
+            .map_err(xml_err),
+        ResolveResult::Unbound => Ok(None),
+        ResolveResult::Unknown(p) => Err(SamlError::Xml(format!(
+            "undeclared namespace prefix `{}`",
+            String::from_utf8_lossy(&p)
+        ))),
+    }
+}
+
+/// Reads a whole document strictly into a tree, returning the root element.
+pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
+    if input.len() > limits.max_bytes {
+        return Err(SamlError::TooLarge);
+    }
+    let mut reader = NsReader::from_str(input);
+    {
+        let cfg = reader.config_mut();
+        cfg.check_end_names = true;
+        cfg.check_comments = true;
+        cfg.allow_unmatched_ends = false;
+        cfg.allow_dangling_amp = false;
+        cfg.expand_empty_elements = false;
+        cfg.trim_text_start = false;
+    }
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+    loop {
+        let (resolved, event) = reader.read_resolved_event().map_err(xml_err)?;
+        let ns = match &event {
+            Event::Start(_) | Event::Empty(_) => resolved_ns(resolved)?,
+            _ => None,
+        };
+        match event {
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                if root.is_some() {
+                    return Err(SamlError::Xml("content after the root element".into()));
+                }
+                elements += 1;
+                if elements > limits.max_elements {
+                    return Err(SamlError::TooLarge);
+                }
+                if stack.len() >= limits.max_depth {
+                    return Err(SamlError::Xml("nesting too deep".into()));
+                }
+                let name =
+                    String::from_utf8(start.local_name().as_ref().to_vec()).map_err(xml_err)?;
+                let mut attrs = Vec::new();
+                for attr in start.attributes().with_checks(true) {
+                    let attr = attr.map_err(xml_err)?;
+                    let key = attr.key;
+                    if key.as_namespace_binding().is_some() {
+                        continue;
+                    }
+                    if attrs.len() >= limits.max_attributes {
+                        return Err(SamlError::Xml("too many attributes".into()));
+                    }
+                    let (r, local) = reader.resolver().resolve_attribute(key);
+                    // Unprefixed attributes are in no namespace; `xml:` is predeclared.
+                    let ans = if key.prefix().is_none() {
+                        None
+                    } else if key.prefix().map(|p| p.as_ref() == b"xml").unwrap_or(false) {
+                        Some("http://www.w3.org/XML/1998/namespace".to_owned())
+                    } else {
+                        resolved_ns(r)?
+                    };
+                    let value = attr
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(xml_err)?
+                        .into_owned();
+                    attrs.push(Attr {
+                        ns: ans,
+                        name: String::from_utf8(local.as_ref().to_vec()).map_err(xml_err)?,
+                        value,
+                    });
+                }
+                let el = Element {
+                    ns,
+                    name,
+                    attrs,
+                    children: Vec::new(),
+                    text: String::new(),
+                };
+                if matches!(event, Event::Empty(_)) {
+                    attach(&mut stack, &mut root, el);
+                } else {
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| SamlError::Xml("unbalanced end tag".into()))?;
+                attach(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(xml_err)?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err(SamlError::Xml("text outside the root element".into())),
+                }
+            }
+            Event::CData(t) => {
+                let text = t.decode().map_err(xml_err)?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&text),
+                    None => return Err(SamlError::Xml("CDATA outside the root element".into())),
+                }
+            }
+            Event::GeneralRef(r) => {
+                let ch = if r.is_char_ref() {
+                    r.resolve_char_ref().map_err(xml_err)?
+                } else {
+                    match r.decode().map_err(xml_err)?.as_ref() {
+                        "lt" => Some('<'),
+                        "gt" => Some('>'),
+                        "amp" => Some('&'),
+                        "apos" => Some('\''),
+                        "quot" => Some('"'),
+                        other => {
+                            return Err(SamlError::Xml(format!("entity reference `&{other};`")));
+                        }
+                    }
+                };
+                let ch = ch.ok_or_else(|| SamlError::Xml("invalid character reference".into()))?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push(ch),
+                    None => {
+                        return Err(SamlError::Xml("reference outside the root element".into()));
+                    }
+                }
+            }
+            Event::Comment(_) => {}
+            Event::Decl(_) if root.is_none() && stack.is_empty() && elements == 0 => {}
+            Event::Decl(_) => return Err(SamlError::Xml("misplaced XML declaration".into())),
+            Event::DocType(_) => return Err(SamlError::Xml("DOCTYPE is not allowed".into())),
+            Event::PI(_) => {
+                return Err(SamlError::Xml(
+                    "processing instructions are not allowed".into(),
+                ));
+            }
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(SamlError::Xml("unexpected end of document".into()));
+    }
+    root.ok_or_else(|| SamlError::Xml("no root element".into()))
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+/// Escapes text for element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Element, SamlError> {
+        parse(s, Limits::default())
+    }
+
+    #[test]
+    fn reads_namespaces_attributes_and_text() {
+        let e = p(r#"<?xml version="1.0"?><a:R xmlns:a="urn:a" xmlns="urn:d" ID="x&amp;y"><C>t&lt;1&#65;<![CDATA[<z>]]></C><!-- c --><a:D/></a:R>"#).unwrap();
+        assert!(e.is("urn:a", "R"));
+        assert_eq!(e.attr("ID"), Some("x&y"));
+        assert_eq!(e.children.len(), 2);
+        assert!(e.children[0].is("urn:d", "C"));
+        assert_eq!(e.children[0].text, "t<1A<z>");
+        assert!(e.children[1].is("urn:a", "D"));
+    }
+
+    #[test]
+    fn refuses_doctype_entities_pi_and_undeclared_prefixes() {
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><r>&b;</r>"#;
+        assert!(matches!(p(bomb), Err(SamlError::Xml(m)) if m.contains("DOCTYPE")));
+        assert!(p("<r>&foo;</r>").is_err());
+        assert!(p("<r><?php x?></r>").is_err());
+        assert!(p("<x:r/>").is_err());
+        assert!(p(r#"<r a="1" a="2"/>"#).is_err());
+        assert!(p("<r></s>").is_err());
+        assert!(p("<r>").is_err());
+        assert!(p("<r/><r/>").is_err());
+        assert!(p("").is_err());
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let deep = "<a>".repeat(40) + &"</a>".repeat(40);
+        assert!(p(&deep).is_err());
+        let big = format!("<a>{}</a>", "x".repeat(300 * 1024));
+        assert_eq!(p(&big), Err(SamlError::TooLarge));
+        let many = format!("<a>{}</a>", "<b/>".repeat(6000));
+        assert_eq!(p(&many), Err(SamlError::TooLarge));
+    }
+
+    #[test]
+    fn escape_round_trips() {
+        let s = r#"a<b>&"c'"#;
+        let e = p(&format!("<r v=\"{0}\">{0}</r>", escape(s))).unwrap();
+        assert_eq!(e.attr("v"), Some(s));
+        assert_eq!(e.text, s);
+    }
+}

@@ -1,0 +1,447 @@
+//! The SSO service: starting a SPID login and consuming the IdP's Response.
+//! Uses the pure `saml` core, the federation, the state store and the transaction
+//! log; knows nothing of HTTP (the `web` module maps its results).
+//!
+//! State keys (one key per command, so Redis Cluster works):
+//! - `polis:req:<AuthnRequest ID>`: the pending request, read for validation and
+//!   consumed once with GETDEL when the Response is accepted (or the IdP refused);
+//! - `polis:aid:<hex sha256(IdP, Assertion ID)>`: replay cache, SET NX until the
+//!   SubjectConfirmationData NotOnOrAfter (plus skew);
+//! - `polis:sess:<token>`: the gateway login session.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use openssl::sha::sha256;
+use serde::{Deserialize, Serialize};
+
+use crate::federation::Federation;
+use crate::saml::request::{Binding, build_authn_request};
+use crate::saml::xml::Limits;
+use crate::saml::{
+    AuthnRequestParams, Comparison, Level, PendingRequest, ResponseCheck, SamlError, SigningKey,
+    VerifiedAssertion, binding, ids, response,
+};
+use crate::state::{StateError, StateStore};
+use crate::txlog::{TxLog, TxOutcome, TxRecord};
+
+/// Errors of the SSO service.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    /// A protocol check failed.
+    #[error(transparent)]
+    Saml(#[from] SamlError),
+    /// The `idp` asked for is not a trusted IdP.
+    #[error("unknown identity provider")]
+    UnknownIdp,
+    /// Bad parameters on a login link or form.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The Response answers no outstanding request: unknown, expired or already used.
+    #[error("no outstanding request for this response (expired, already used or never issued)")]
+    UnknownRequest,
+    /// RelayState differs from the one sent with the request.
+    #[error("RelayState does not match the request")]
+    RelayStateMismatch,
+    /// The Assertion was already consumed.
+    #[error("assertion already used")]
+    Replay,
+    /// The state store cannot be reached.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An internal failure (task join, serialization).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SsoError {
+    /// Stable code for pages, logs and the transaction log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Saml(e) => e.code(),
+            Self::UnknownIdp => "POLIS_UNKNOWN_IDP",
+            Self::BadRequest(_) => "POLIS_BAD_REQUEST",
+            Self::UnknownRequest => "SAML_UNKNOWN_REQUEST",
+            Self::RelayStateMismatch => "SAML_RELAY_STATE",
+            Self::Replay => "SAML_REPLAY",
+            Self::State(StateError::Unavailable(_)) => "POLIS_STATE_UNAVAILABLE",
+            Self::State(_) => "POLIS_STATE_ERROR",
+            Self::Internal(_) => "POLIS_INTERNAL",
+        }
+    }
+}
+
+/// Settings of the SSO service, derived from configuration.
+#[derive(Debug, Clone)]
+pub struct SsoSettings {
+    /// Our entityID.
+    pub entity_id: String,
+    /// Our ACS URL.
+    pub acs_url: String,
+    /// Level when the link does not say.
+    pub default_level: Level,
+    /// Binding when the link does not say.
+    pub default_binding: Binding,
+    /// RequestedAuthnContext Comparison.
+    pub comparison: Comparison,
+    /// AttributeConsumingServiceIndex.
+    pub attribute_index: u16,
+    /// Pending-request lifetime.
+    pub request_ttl: Duration,
+    /// Clock skew tolerated.
+    pub clock_skew: Duration,
+    /// Login-session lifetime.
+    pub session_ttl: Duration,
+    /// Bounds for inbound messages.
+    pub limits: Limits,
+}
+
+/// How the browser is sent to the IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginStart {
+    /// HTTP-Redirect: the full signed URL.
+    Redirect(String),
+    /// HTTP-POST: an auto-submitting form.
+    Post {
+        /// IdP SSO URL.
+        action: String,
+        /// Base64 signed AuthnRequest.
+        saml_request: String,
+        /// Opaque RelayState.
+        relay_state: String,
+    },
+}
+
+/// The gateway's login session, kept in the state store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginSession {
+    /// The IdP that authenticated the person.
+    pub idp_entity_id: String,
+    /// Transient NameID (for single logout).
+    pub name_id: String,
+    /// NameID NameQualifier.
+    pub name_qualifier: String,
+    /// SessionIndex (L1 only).
+    pub session_index: Option<String>,
+    /// Level obtained.
+    pub level: Level,
+    /// SPID attributes.
+    pub attributes: BTreeMap<String, Vec<String>>,
+    /// When the Response was accepted.
+    pub authenticated_at: DateTime<Utc>,
+}
+
+impl LoginSession {
+    /// First value of an attribute.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    /// The codice fiscale: `fiscalNumber` without `TINIT-`, uppercased.
+    pub fn fiscal_code(&self) -> Option<String> {
+        self.attribute("fiscalNumber").map(|f| {
+            f.trim()
+                .strip_prefix("TINIT-")
+                .unwrap_or(f.trim())
+                .to_ascii_uppercase()
+        })
+    }
+}
+
+/// The SSO service.
+pub struct SsoService {
+    settings: SsoSettings,
+    key: SigningKey,
+    federation: Arc<Federation>,
+    state: Arc<dyn StateStore>,
+    txlog: Arc<dyn TxLog>,
+}
+
+impl std::fmt::Debug for SsoService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ttl_until(t: DateTime<Utc>, now: DateTime<Utc>, skew: Duration) -> Duration {
+    let secs = (t - now).num_seconds().max(0);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0)) + skew + Duration::from_secs(1)
+}
+
+impl SsoService {
+    /// Builds the service.
+    pub fn new(
+        settings: SsoSettings,
+        key: SigningKey,
+        federation: Arc<Federation>,
+        state: Arc<dyn StateStore>,
+        txlog: Arc<dyn TxLog>,
+    ) -> Self {
+        Self {
+            settings,
+            key,
+            federation,
+            state,
+            txlog,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SsoSettings {
+        &self.settings
+    }
+
+    /// The federation.
+    pub fn federation(&self) -> &Federation {
+        &self.federation
+    }
+
+    /// Builds, records and encodes an AuthnRequest to `idp`.
+    pub async fn start_login(
+        &self,
+        idp: &str,
+        level: Option<Level>,
+        binding: Option<Binding>,
+        now: DateTime<Utc>,
+    ) -> Result<LoginStart, SsoError> {
+        let idp = self.federation.get(idp).ok_or(SsoError::UnknownIdp)?;
+        let level = level.unwrap_or(self.settings.default_level);
+        let binding = binding.unwrap_or(self.settings.default_binding);
+        let d = &idp.descriptor;
+        let destination = match binding {
+            Binding::Redirect => d.sso_redirect.as_deref(),
+            Binding::Post => d.sso_post.as_deref(),
+        }
+        .ok_or_else(|| {
+            SsoError::BadRequest("the identity provider does not support this binding".into())
+        })?;
+        let request = build_authn_request(&AuthnRequestParams {
+            sp_entity_id: &self.settings.entity_id,
+            destination,
+            acs_index: 0,
+            attribute_index: self.settings.attribute_index,
+            level,
+            comparison: self.settings.comparison,
+            now,
+        });
+        let relay_state = ids::new_token(16);
+        let start = match binding {
+            Binding::Redirect => {
+                LoginStart::Redirect(request.redirect_url(&relay_state, &self.key)?)
+            }
+            Binding::Post => LoginStart::Post {
+                action: destination.to_owned(),
+                saml_request: request.post_value(&self.key)?,
+                relay_state: relay_state.clone(),
+            },
+        };
+        let pending = PendingRequest {
+            id: request.id.clone(),
+            issue_instant: request.issue_instant,
+            idp_entity_id: d.entity_id.clone(),
+            level,
+            comparison: self.settings.comparison,
+            relay_state,
+            binding,
+            xml: request.xml,
+        };
+        let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
+        self.state
+            .put(
+                &format!("polis:req:{}", pending.id),
+                &value,
+                self.settings.request_ttl,
+            )
+            .await?;
+        Ok(start)
+    }
+
+    /// Validates a posted Response and opens a login session. Every outcome is
+    /// written to the transaction log. Returns the session token and the session.
+    pub async fn consume_response(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+        http_request_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(String, LoginSession), SsoError> {
+        let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
+        let result = self
+            .consume_inner(saml_response, relay_state, now, &mut rec)
+            .await;
+        match &result {
+            Ok(_) => rec.outcome = TxOutcome::Accepted,
+            Err(SsoError::Saml(SamlError::IdpStatus { code, status, .. })) => {
+                rec.outcome = TxOutcome::IdpError;
+                rec.error_code = Some(
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| status.clone()),
+                );
+            }
+            Err(e) => rec.error_code = Some(e.code().to_owned()),
+        }
+        if let Err(e) = self.txlog.append(&rec).await {
+            // The register is a legal duty: a failure is loud, but the person's outcome stands.
+            tracing::error!(target: "txlog", error = %e, "cannot write the SPID transaction log");
+        }
+        result
+    }
+
+    async fn consume_inner(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+        now: DateTime<Utc>,
+        rec: &mut TxRecord,
+    ) -> Result<(String, LoginSession), SsoError> {
+        let limits = self.settings.limits;
+        let xml = binding::decode_post(saml_response, limits.max_bytes)?;
+        rec.resp_xml = Some(xml.clone());
+        let parsed = run_blocking(move || response::parse(&xml, limits)).await??;
+        rec.resp_id = parsed.id().map(str::to_owned);
+        rec.resp_issue_instant = parsed.issue_instant().map(str::to_owned);
+        rec.resp_issuer = parsed.issuer().map(str::to_owned);
+        let request_id = parsed
+            .in_response_to()
+            .ok_or(SamlError::Missing("InResponseTo"))?
+            .to_owned();
+        if request_id.len() > 256 {
+            return Err(SamlError::invalid("InResponseTo", "too long").into());
+        }
+        // Read, not consumed: a Response that fails validation changes nothing, so a
+        // forged post cannot burn a person's login. The request is consumed (GETDEL)
+        // only once validation succeeds, and only one concurrent caller can win that.
+        let req_key = format!("polis:req:{request_id}");
+        let raw = self
+            .state
+            .get(&req_key)
+            .await?
+            .ok_or(SsoError::UnknownRequest)?;
+        let pending: PendingRequest =
+            serde_json::from_slice(&raw).map_err(|e| SsoError::Internal(e.to_string()))?;
+        rec.idp_entity_id = Some(pending.idp_entity_id.clone());
+        rec.authn_req_id = Some(pending.id.clone());
+        rec.authn_req_issue_instant =
+            Some(crate::saml::time::format_instant(pending.issue_instant));
+        rec.authn_req_xml = Some(pending.xml.clone());
+        if relay_state != Some(pending.relay_state.as_str()) {
+            return Err(SsoError::RelayStateMismatch);
+        }
+        let idp = self
+            .federation
+            .get(&pending.idp_entity_id)
+            .ok_or(SsoError::UnknownIdp)?;
+        let certs = idp.descriptor.signing_certs.clone();
+        let settings = self.settings.clone();
+        let skew = chrono::Duration::from_std(settings.clock_skew)
+            .map_err(|e| SsoError::Internal(e.to_string()))?;
+        let outcome = run_blocking(move || {
+            response::validate(
+                &parsed,
+                &ResponseCheck {
+                    pending: &pending,
+                    sp_entity_id: &settings.entity_id,
+                    acs_url: &settings.acs_url,
+                    idp_certs: &certs,
+                    now,
+                    clock_skew: skew,
+                    limits: settings.limits,
+                },
+            )
+        })
+        .await?;
+        let verified: VerifiedAssertion = match outcome {
+            Ok(v) => v,
+            Err(e @ SamlError::IdpStatus { .. }) => {
+                // The IdP ended this login attempt: the request is spent.
+                self.state.take(&req_key).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if self.state.take(&req_key).await?.is_none() {
+            // Another post of the same Response won the race.
+            return Err(SsoError::UnknownRequest);
+        }
+        rec.assertion_id = Some(verified.assertion_id().to_owned());
+        rec.assertion_subject = Some(verified.name_id().to_owned());
+        rec.assertion_subject_name_qualifier = Some(verified.name_qualifier().to_owned());
+        rec.acr = Some(verified.level().uri().to_owned());
+        // R-REPLAY: the assertion ID is remembered until it could no longer be accepted.
+        let replay_key = format!(
+            "polis:aid:{}",
+            hex::encode(sha256(
+                format!("{}\n{}", verified.idp_entity_id(), verified.assertion_id()).as_bytes()
+            ))
+        );
+        let ttl = ttl_until(verified.not_on_or_after(), now, self.settings.clock_skew);
+        if !self.state.put_if_absent(&replay_key, b"1", ttl).await? {
+            return Err(SsoError::Replay);
+        }
+        let session = LoginSession {
+            idp_entity_id: verified.idp_entity_id().to_owned(),
+            name_id: verified.name_id().to_owned(),
+            name_qualifier: verified.name_qualifier().to_owned(),
+            session_index: verified.session_index().map(str::to_owned),
+            level: verified.level(),
+            attributes: verified.attributes().clone(),
+            authenticated_at: now,
+        };
+        let token = ids::new_token(32);
+        let value = serde_json::to_vec(&session).map_err(|e| SsoError::Internal(e.to_string()))?;
+        self.state
+            .put(&session_key(&token), &value, self.settings.session_ttl)
+            .await?;
+        Ok((token, session))
+    }
+
+    /// The login session for a cookie token, if still alive.
+    pub async fn session(&self, token: &str) -> Result<Option<LoginSession>, SsoError> {
+        if !valid_token(token) {
+            return Ok(None);
+        }
+        match self.state.get(&session_key(token)).await? {
+            None => Ok(None),
+            Some(raw) => Ok(serde_json::from_slice(&raw).ok()),
+        }
+    }
+
+    /// Ends a login session locally.
+    pub async fn end_session(&self, token: &str) -> Result<(), SsoError> {
+        if valid_token(token) {
+            self.state.delete(&session_key(token)).await?;
+        }
+        Ok(())
+    }
+
+    /// Health of the state store.
+    pub async fn ready(&self) -> Result<(), SsoError> {
+        Ok(self.state.ping().await?)
+    }
+}
+
+fn session_key(token: &str) -> String {
+    format!("polis:sess:{token}")
+}
+
+fn valid_token(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SsoError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SsoError::Internal(e.to_string()))
+}

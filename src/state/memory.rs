@@ -1,0 +1,294 @@
+//! [`MemoryStore`]: the embedded backend, a mutex-guarded map with per-entry expiry.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{StateError, StateStore, ttl_millis};
+
+/// Writes between two sweeps of expired entries, at least (see [`Entries::note_write`]).
+const SWEEP_MIN_WRITES: usize = 256;
+
+/// The embedded, in-process state store: the default when no Redis is configured.
+///
+/// Entries live in a `HashMap` behind a `std::sync::Mutex` that is never held across an
+/// `.await`. Expired entries are invisible to every operation; they are removed when an
+/// operation meets them and by a sweep of the whole map once every
+/// `max(256, live entries / 2)` writes, so memory stays proportional to what is live
+/// (amortised O(1) per write). Expiry uses [`tokio::time::Instant`], so tests can drive it
+/// with tokio's paused clock.
+///
+/// State is per process: with more than one gateway replica use
+/// [`RedisStore`](super::RedisStore).
+pub struct MemoryStore {
+    entries: Mutex<Entries>,
+}
+
+struct Entry {
+    value: Vec<u8>,
+    expires_at: Instant,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        now < self.expires_at
+    }
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    writes_since_sweep: usize,
+}
+
+impl Entries {
+    /// The live entry under `key`, removing it first if it has expired.
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        if self.map.get(key).is_some_and(|entry| !entry.is_live(now)) {
+            self.map.remove(key);
+        }
+        self.map.get_mut(key)
+    }
+
+    /// Counts a write and sweeps expired entries once enough writes have accumulated.
+    fn note_write(&mut self, now: Instant) {
+        self.writes_since_sweep = self.writes_since_sweep.saturating_add(1);
+        if self.writes_since_sweep >= SWEEP_MIN_WRITES.max(self.map.len() / 2) {
+            self.map.retain(|_, entry| entry.is_live(now));
+            self.writes_since_sweep = 0;
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: &[u8], expires_at: Instant, now: Instant) {
+        self.map.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_vec(),
+                expires_at,
+            },
+        );
+        self.note_write(now);
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// The map, recovering it if a thread panicked while holding the lock: every
+    /// critical section leaves the map consistent, so its contents are still valid.
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Entry counts only (including not yet swept expired ones): never keys or values.
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.lock().map.len())
+            .finish()
+    }
+}
+
+/// The instant at which an entry written `now` with `ttl` expires.
+fn expiry(now: Instant, ttl: Duration) -> Result<Instant, StateError> {
+    // Validated and rounded exactly as for Redis, so both backends keep an entry alike.
+    let millis = ttl_millis(ttl)?;
+    now.checked_add(Duration::from_millis(millis))
+        .ok_or_else(|| StateError::Backend("TTL out of range".to_owned()))
+}
+
+#[async_trait::async_trait]
+impl StateStore for MemoryStore {
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        self.lock().insert(key, value, expires_at, now);
+        Ok(())
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let mut entries = self.lock();
+        if entries.live(key, now).is_some() {
+            return Ok(false);
+        }
+        entries.insert(key, value, expires_at, now);
+        Ok(true)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let now = Instant::now();
+        Ok(self.lock().live(key, now).map(|entry| entry.value.clone()))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let now = Instant::now();
+        let entry = self.lock().map.remove(key);
+        Ok(entry
+            .filter(|entry| entry.is_live(now))
+            .map(|entry| entry.value))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.lock().map.remove(key);
+        Ok(())
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StateError> {
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let mut entries = self.lock();
+        let Some(entry) = entries.live(key, now) else {
+            entries.insert(key, b"1", expires_at, now);
+            return Ok(1);
+        };
+        // Same representation and range as Redis: a signed 64-bit decimal integer.
+        let current = std::str::from_utf8(&entry.value)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok())
+            .ok_or_else(|| {
+                StateError::Backend("value is not an integer or out of range".to_owned())
+            })?;
+        let next = current
+            .checked_add(1)
+            .ok_or_else(|| StateError::Backend("increment would overflow".to_owned()))?;
+        // Stored before the range check, as Redis does (INCR runs, the reply is refused).
+        entry.value = next.to_string().into_bytes();
+        u64::try_from(next).map_err(|_| StateError::Backend("counter is negative".to_owned()))
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_exactly_at_their_ttl() {
+        let store = MemoryStore::new();
+        store.put("k", b"v", TTL).await.unwrap();
+        tokio::time::advance(TTL - Duration::from_millis(1)).await;
+        assert_eq!(store.get("k").await.unwrap(), Some(b"v".to_vec()));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(store.get("k").await.unwrap(), None);
+        assert_eq!(store.take("k").await.unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sub_millisecond_ttls_are_rounded_up() {
+        let store = MemoryStore::new();
+        store
+            .put("k", b"v", Duration::from_micros(1500))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_micros(1999)).await;
+        assert!(store.get("k").await.unwrap().is_some());
+        tokio::time::advance(Duration::from_micros(1)).await;
+        assert!(store.get("k").await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_key_can_be_claimed_again() {
+        let store = MemoryStore::new();
+        assert!(store.put_if_absent("k", b"a", TTL).await.unwrap());
+        assert!(!store.put_if_absent("k", b"b", TTL).await.unwrap());
+        tokio::time::advance(TTL).await;
+        assert!(store.put_if_absent("k", b"c", TTL).await.unwrap());
+        assert_eq!(store.get("k").await.unwrap(), Some(b"c".to_vec()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_counter_keeps_the_expiry_of_its_first_increment() {
+        let store = MemoryStore::new();
+        assert_eq!(store.incr("c", TTL).await.unwrap(), 1);
+        tokio::time::advance(TTL / 2).await;
+        assert_eq!(store.incr("c", TTL).await.unwrap(), 2);
+        tokio::time::advance(TTL / 2).await;
+        // The window started at the first increment; the second did not extend it.
+        assert_eq!(store.get("c").await.unwrap(), None);
+        assert_eq!(store.incr("c", TTL).await.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn incr_rejects_values_that_are_not_counters() {
+        let store = MemoryStore::new();
+        store.put("k", b"not a number", TTL).await.unwrap();
+        assert!(matches!(
+            store.incr("k", TTL).await,
+            Err(StateError::Backend(_))
+        ));
+        store.put("k", b"-5", TTL).await.unwrap();
+        assert!(matches!(
+            store.incr("k", TTL).await,
+            Err(StateError::Backend(_))
+        ));
+        store
+            .put("k", i64::MAX.to_string().as_bytes(), TTL)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.incr("k", TTL).await,
+            Err(StateError::Backend(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept_so_memory_stays_bounded() {
+        let store = MemoryStore::new();
+        let short = Duration::from_millis(10);
+        for round in 0..20 {
+            for i in 0..1000 {
+                store
+                    .put(&format!("r{round}:{i}"), b"v", short)
+                    .await
+                    .unwrap();
+            }
+            tokio::time::advance(short).await;
+        }
+        // 20 000 writes of entries that are all dead by the next round: without sweeping
+        // the map would hold all of them.
+        let held = store.lock().map.len();
+        assert!(held <= 2_000, "map still holds {held} entries");
+    }
+
+    #[test]
+    fn debug_does_not_show_keys_or_values() {
+        let store = MemoryStore::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.put("secret-key", b"secret-value", TTL))
+            .unwrap();
+        let shown = format!("{store:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

@@ -1,0 +1,513 @@
+//! The SPID transaction log (RT `log.rst`, DPCM 24/10/2014 art. 13 c.2; rules §8).
+//!
+//! Every authentication transaction — the `<AuthnRequest>` and the `<Response>` that
+//! answered it, with the suggested index fields — is appended as one JSON line to a
+//! daily file `spid-tx-YYYY-MM-DD.jsonl` (UTC date of [`TxRecord::ts`](crate::txlog::TxRecord::ts)) in a
+//! configured directory. The operator must keep these files for **24 months**; the
+//! gateway never deletes or rewrites them (retention and archiving are the
+//! operator's job).
+//!
+//! Invariants of [`FileTxLog`](crate::txlog::FileTxLog):
+//! - one record = one line, written with a single `write_all`; appends from any
+//!   number of tasks are serialised through one mutex, so lines never interleave;
+//! - every append is `flush`ed and `sync_data`ed before it returns `Ok` — the log is
+//!   a legal register, a record acknowledged is a record on disk;
+//! - the records hold personal data (NameID, full Response XML): the directory is
+//!   created `0700` and the files `0600` (unix);
+//! - if a previous write was torn (crash, full disk), the next append to that file
+//!   first terminates the broken line, so the torn fragment never swallows a record;
+//! - a write error is returned to the caller, which decides (the ACS logs it).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxOutcome {
+    /// The Response passed every check and a session was opened.
+    Accepted,
+    /// The gateway rejected the Response (bad signature, replay, wrong audience, …).
+    Rejected,
+    /// The IdP answered with a non-Success status (SPID `ErrorCode nrNN`).
+    IdpError,
+}
+
+/// One transaction-log line: the AuthnRequest/Response pair and its index fields
+/// (RT `log.rst`: `AuthnReq_ID`, `AuthnReq_IssueInstant`, `Resp_ID`,
+/// `Resp_IssueInstant`, `Resp_Issuer`, `Assertion_ID`, `Assertion_subject`,
+/// `Assertion_subject_NameQualifier`). Absent values serialise as `null`, so every
+/// line has the same keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TxRecord {
+    /// When the record was made; also selects the daily file (UTC date).
+    pub ts: DateTime<Utc>,
+    /// Accepted, rejected by us, or an IdP error status.
+    pub outcome: TxOutcome,
+    /// Our stable error code when rejected, or the SPID "ErrorCode nrNN".
+    pub error_code: Option<String>,
+    /// The gateway's HTTP request id (correlates with the application log).
+    pub request_id: String,
+    /// entityID of the IdP the request was sent to.
+    pub idp_entity_id: Option<String>,
+    /// `AuthnRequest/@ID`.
+    pub authn_req_id: Option<String>,
+    /// `AuthnRequest/@IssueInstant`.
+    pub authn_req_issue_instant: Option<String>,
+    /// The full AuthnRequest XML as sent.
+    pub authn_req_xml: Option<String>,
+    /// `Response/@ID`.
+    pub resp_id: Option<String>,
+    /// `Response/@IssueInstant`.
+    pub resp_issue_instant: Option<String>,
+    /// `Response/saml:Issuer`.
+    pub resp_issuer: Option<String>,
+    /// `Assertion/@ID`.
+    pub assertion_id: Option<String>,
+    /// `Assertion/Subject/NameID` (trimmed).
+    pub assertion_subject: Option<String>,
+    /// `Assertion/Subject/NameID/@NameQualifier`.
+    pub assertion_subject_name_qualifier: Option<String>,
+    /// `AuthnContextClassRef` of the assertion (SpidL1/L2/L3 URI).
+    pub acr: Option<String>,
+    /// The full Response XML as received (base64-decoded).
+    pub resp_xml: Option<String>,
+}
+
+impl TxRecord {
+    /// A record with the three mandatory fields set and every optional field `None`.
+    pub fn new(ts: DateTime<Utc>, outcome: TxOutcome, request_id: impl Into<String>) -> Self {
+        Self {
+            ts,
+            outcome,
+            error_code: None,
+            request_id: request_id.into(),
+            idp_entity_id: None,
+            authn_req_id: None,
+            authn_req_issue_instant: None,
+            authn_req_xml: None,
+            resp_id: None,
+            resp_issue_instant: None,
+            resp_issuer: None,
+            assertion_id: None,
+            assertion_subject: None,
+            assertion_subject_name_qualifier: None,
+            acr: None,
+            resp_xml: None,
+        }
+    }
+}
+
+/// Why a record could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TxLogError {
+    /// Creating, opening, writing or syncing a log file or its directory failed.
+    #[error("transaction log I/O on {}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The record could not be serialised to JSON.
+    #[error("transaction log serialisation: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TxLogError + '_ {
+    move |source| TxLogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The transaction-log port. Held as `Arc<dyn TxLog>` in application state.
+#[async_trait::async_trait]
+pub trait TxLog: Send + Sync + 'static {
+    /// Durably appends one record; returns only once it is on stable storage.
+    async fn append(&self, rec: &TxRecord) -> Result<(), TxLogError>;
+}
+
+/// A [`TxLog`] that discards every record (tests and CLI commands that don't log).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullTxLog;
+
+#[async_trait::async_trait]
+impl TxLog for NullTxLog {
+    async fn append(&self, _rec: &TxRecord) -> Result<(), TxLogError> {
+        Ok(())
+    }
+}
+
+/// The production [`TxLog`]: daily JSON-lines files in one directory.
+#[derive(Debug)]
+pub struct FileTxLog {
+    dir: PathBuf,
+    current: tokio::sync::Mutex<Option<OpenFile>>,
+}
+
+/// The file records are currently appended to, and the UTC date it belongs to.
+#[derive(Debug)]
+struct OpenFile {
+    date: NaiveDate,
+    path: PathBuf,
+    file: tokio::fs::File,
+}
+
+impl FileTxLog {
+    /// Uses `dir` for the log, creating it (and missing parents) with mode `0700`
+    /// on unix. An existing directory keeps its permissions. No file is opened
+    /// until the first append.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, TxLogError> {
+        let dir = dir.into();
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir).map_err(io_err(&dir))?;
+        let meta = std::fs::metadata(&dir).map_err(io_err(&dir))?;
+        if !meta.is_dir() {
+            return Err(TxLogError::Io {
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+                path: dir,
+            });
+        }
+        Ok(Self {
+            dir,
+            current: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The directory holding the daily files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that records dated `date` (UTC) go to: `<dir>/spid-tx-YYYY-MM-DD.jsonl`.
+    pub fn path_for(&self, date: NaiveDate) -> PathBuf {
+        self.dir
+            .join(format!("spid-tx-{}.jsonl", date.format("%Y-%m-%d")))
+    }
+
+    /// Opens (creating with `0600`) the append-mode file for `date`, tightens
+    /// looser permissions, syncs the directory entry, and terminates a torn last
+    /// line left by an earlier crash or failed write.
+    async fn open_day(&self, date: NaiveDate) -> Result<OpenFile, TxLogError> {
+        let path = self.path_for(date);
+        let mut options = tokio::fs::OpenOptions::new();
+        options.read(true).append(true).create(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options.open(&path).await.map_err(io_err(&path))?;
+        let meta = file.metadata().await.map_err(io_err(&path))?;
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .await
+                    .map_err(io_err(&path))?;
+            }
+        }
+
+        if meta.len() > 0 {
+            // Appends always go to the end whatever the cursor; seeking only reads.
+            file.seek(std::io::SeekFrom::End(-1))
+                .await
+                .map_err(io_err(&path))?;
+            let mut last = [0u8; 1];
+            file.read_exact(&mut last).await.map_err(io_err(&path))?;
+            if last != *b"\n" {
+                file.write_all(b"\n").await.map_err(io_err(&path))?;
+            }
+        } else {
+            sync_dir(&self.dir).await?;
+        }
+        Ok(OpenFile { date, path, file })
+    }
+}
+
+/// Makes a newly created file's directory entry durable (unix; no-op elsewhere).
+async fn sync_dir(dir: &Path) -> Result<(), TxLogError> {
+    #[cfg(unix)]
+    {
+        let d = tokio::fs::File::open(dir).await.map_err(io_err(dir))?;
+        d.sync_all().await.map_err(io_err(dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl TxLog for FileTxLog {
+    async fn append(&self, rec: &TxRecord) -> Result<(), TxLogError> {
+        // Serialise outside the lock; JSON escapes newlines, so this is one line.
+        let mut line = serde_json::to_string(rec)?;
+        line.push('\n');
+        let date = rec.ts.date_naive();
+
+        let mut guard = self.current.lock().await;
+        let mut open = match guard.take() {
+            Some(open) if open.date == date => open,
+            // None, or another day's file: dropping the old handle closes it.
+            _ => self.open_day(date).await?,
+        };
+        let written = async {
+            open.file.write_all(line.as_bytes()).await?;
+            open.file.flush().await?;
+            open.file.sync_data().await
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                *guard = Some(open);
+                Ok(())
+            }
+            // Leave no handle behind: the next append reopens the file, and
+            // `open_day` terminates any partial line this failure left.
+            Err(source) => Err(TxLogError::Io {
+                path: open.path,
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    fn full_record(ts: DateTime<Utc>, request_id: &str) -> TxRecord {
+        TxRecord {
+            error_code: None,
+            idp_entity_id: Some("https://idp.example.it".into()),
+            authn_req_id: Some(format!("_req-{request_id}")),
+            authn_req_issue_instant: Some("2025-01-01T10:00:00Z".into()),
+            authn_req_xml: Some(format!(
+                "<samlp:AuthnRequest ID=\"_req-{request_id}\">\n  {}\n</samlp:AuthnRequest>",
+                "x".repeat(4096)
+            )),
+            resp_id: Some("_resp".into()),
+            resp_issue_instant: Some("2025-01-01T10:00:05Z".into()),
+            resp_issuer: Some("https://idp.example.it".into()),
+            assertion_id: Some("_assertion".into()),
+            assertion_subject: Some("_nameid".into()),
+            assertion_subject_name_qualifier: Some("https://idp.example.it".into()),
+            acr: Some("https://www.spid.gov.it/SpidL2".into()),
+            // Big enough that unserialised writers would interleave.
+            resp_xml: Some(format!(
+                "<samlp:Response>\n{}\n</samlp:Response>",
+                "y".repeat(64 * 1024)
+            )),
+            ..TxRecord::new(ts, TxOutcome::Accepted, request_id)
+        }
+    }
+
+    fn read_lines(path: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.ends_with('\n'), "file must end with a newline");
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_never_interleave() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = Arc::new(FileTxLog::open(tmp.path()).unwrap());
+        let ts = at(2025, 3, 14, 12);
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let dyn_log: Arc<dyn TxLog> = log;
+                    dyn_log.append(&full_record(ts, &format!("req-{i}"))).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let lines = read_lines(&log.path_for(ts.date_naive()));
+        assert_eq!(lines.len(), 100);
+        let mut ids = BTreeSet::new();
+        for line in &lines {
+            let rec: TxRecord = serde_json::from_str(line).unwrap();
+            assert_eq!(rec, full_record(ts, &rec.request_id));
+            ids.insert(rec.request_id);
+        }
+        let expected: BTreeSet<String> = (0..100).map(|i| format!("req-{i}")).collect();
+        assert_eq!(ids, expected);
+    }
+
+    #[tokio::test]
+    async fn records_go_to_the_file_of_their_utc_day() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = FileTxLog::open(tmp.path()).unwrap();
+        let feb29 = at(2024, 2, 29, 23);
+        let mar01 = at(2024, 3, 1, 0);
+        log.append(&TxRecord::new(feb29, TxOutcome::Accepted, "a"))
+            .await
+            .unwrap();
+        log.append(&TxRecord::new(mar01, TxOutcome::Rejected, "b"))
+            .await
+            .unwrap();
+        // A late record for the previous day goes back to that day's file.
+        log.append(&TxRecord::new(feb29, TxOutcome::IdpError, "c"))
+            .await
+            .unwrap();
+
+        let feb_path = tmp.path().join("spid-tx-2024-02-29.jsonl");
+        let mar_path = tmp.path().join("spid-tx-2024-03-01.jsonl");
+        assert_eq!(log.path_for(feb29.date_naive()), feb_path);
+        let feb: Vec<TxRecord> = read_lines(&feb_path)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mar: Vec<TxRecord> = read_lines(&mar_path)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            feb.iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert_eq!(
+            mar.iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+        let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["spid-tx-2024-02-29.jsonl", "spid-tx-2024-03-01.jsonl"]
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn permissions_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spid").join("tx");
+        let log = FileTxLog::open(&dir).unwrap();
+        let ts = at(2025, 1, 1, 0);
+        log.append(&TxRecord::new(ts, TxOutcome::Accepted, "p"))
+            .await
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&log.path_for(ts.date_naive())), 0o600);
+
+        // A pre-existing file with loose permissions is tightened on open.
+        let other = at(2025, 1, 2, 0);
+        let loose = log.path_for(other.date_naive());
+        std::fs::write(&loose, b"").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        log.append(&TxRecord::new(other, TxOutcome::Accepted, "q"))
+            .await
+            .unwrap();
+        assert_eq!(mode(&loose), 0o600);
+    }
+
+    #[tokio::test]
+    async fn torn_last_line_is_terminated_before_appending() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = FileTxLog::open(tmp.path()).unwrap();
+        let ts = at(2025, 5, 5, 5);
+        let path = log.path_for(ts.date_naive());
+        std::fs::write(&path, b"{\"ts\":\"2025-05-05T04:59:59Z\",\"outc").unwrap();
+        log.append(&TxRecord::new(ts, TxOutcome::Accepted, "after-crash"))
+            .await
+            .unwrap();
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 2);
+        let rec: TxRecord = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(rec.request_id, "after-crash");
+    }
+
+    #[tokio::test]
+    async fn line_shape_is_stable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = FileTxLog::open(tmp.path()).unwrap();
+        let ts = at(2025, 6, 1, 8);
+        let mut rec = TxRecord::new(ts, TxOutcome::IdpError, "r1");
+        rec.error_code = Some("ErrorCode nr22".into());
+        log.append(&rec).await.unwrap();
+        let lines = read_lines(&log.path_for(ts.date_naive()));
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["ts"], "2025-06-01T08:00:00Z");
+        assert_eq!(v["outcome"], "idp_error");
+        assert_eq!(v["error_code"], "ErrorCode nr22");
+        assert_eq!(v["request_id"], "r1");
+        assert!(v["resp_xml"].is_null());
+        assert_eq!(v.as_object().unwrap().len(), 16, "every key always present");
+        for (outcome, text) in [
+            (TxOutcome::Accepted, "\"accepted\""),
+            (TxOutcome::Rejected, "\"rejected\""),
+            (TxOutcome::IdpError, "\"idp_error\""),
+        ] {
+            assert_eq!(serde_json::to_string(&outcome).unwrap(), text);
+        }
+    }
+
+    #[tokio::test]
+    async fn write_errors_are_returned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("gone");
+        let log = FileTxLog::open(&dir).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::write(&dir, b"now a file").unwrap();
+        let err = log
+            .append(&TxRecord::new(at(2025, 1, 1, 0), TxOutcome::Accepted, "x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TxLogError::Io { .. }), "{err}");
+        assert!(
+            err.to_string().contains("spid-tx-2025-01-01.jsonl"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn open_rejects_a_file_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(FileTxLog::open(&file), Err(TxLogError::Io { .. })));
+    }
+
+    #[tokio::test]
+    async fn null_log_accepts_everything() {
+        let log: Arc<dyn TxLog> = Arc::new(NullTxLog);
+        log.append(&TxRecord::new(Utc::now(), TxOutcome::Accepted, "n"))
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,228 @@
+//! The single `AppError` of the HTTP edge. It only converts: the status and the
+//! Italian page come from the error; the log line is written by the middleware in
+//! [`super::log_errors`], which reads the [`ErrorInfo`] extension.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::saml::SamlError;
+use crate::saml::error::ErrorClass;
+use crate::sso::SsoError;
+use crate::state::StateError;
+
+/// What the logging middleware records about a failed request.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    /// Stable code.
+    pub code: &'static str,
+    /// Technical detail (never shown to users).
+    pub detail: String,
+}
+
+/// An error page (boxed: errors stay one pointer wide in `Result`s).
+#[derive(Debug)]
+pub struct AppError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    message: String,
+    hint: Option<String>,
+    detail: String,
+    request_id: String,
+    back: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+    hint: Option<&'a str>,
+    code: &'a str,
+    request_id: &'a str,
+    back: &'a str,
+}
+
+impl AppError {
+    /// A 400 for malformed parameters.
+    pub fn bad_request(request_id: &str, detail: impl Into<String>) -> Self {
+        Self(Box::new(Inner {
+            status: StatusCode::BAD_REQUEST,
+            code: "POLIS_BAD_REQUEST",
+            title: "Richiesta non valida",
+            message: "La richiesta non è valida. Torna indietro e riprova.".into(),
+            hint: None,
+            detail: detail.into(),
+            request_id: request_id.to_owned(),
+            back: "/",
+        }))
+    }
+
+    /// A 404.
+    pub fn not_found(request_id: &str) -> Self {
+        Self(Box::new(Inner {
+            status: StatusCode::NOT_FOUND,
+            code: "POLIS_NOT_FOUND",
+            title: "Pagina non trovata",
+            message: "La pagina richiesta non esiste.".into(),
+            hint: None,
+            detail: String::new(),
+            request_id: request_id.to_owned(),
+            back: "/",
+        }))
+    }
+
+    /// A 413 for a body over the limit.
+    pub fn too_large(request_id: &str) -> Self {
+        Self(Box::new(Inner {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "SAML_TOO_LARGE",
+            title: "Richiesta troppo grande",
+            message: "Il messaggio ricevuto supera la dimensione consentita.".into(),
+            hint: None,
+            detail: "body over the configured limit".into(),
+            request_id: request_id.to_owned(),
+            back: "/",
+        }))
+    }
+
+    /// A 500 for our own failures.
+    pub fn internal(request_id: &str, detail: impl Into<String>) -> Self {
+        Self(Box::new(Inner {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "POLIS_INTERNAL",
+            title: "Errore interno",
+            message: "Si è verificato un errore interno. Riprova tra qualche minuto.".into(),
+            hint: None,
+            detail: detail.into(),
+            request_id: request_id.to_owned(),
+            back: "/",
+        }))
+    }
+
+    /// Maps an SSO error to its page and status.
+    pub fn from_sso(request_id: &str, e: SsoError) -> Self {
+        let detail = e.to_string();
+        let code = e.code();
+        let login_failed = "Accesso non riuscito";
+        let (status, title, message, hint) = match &e {
+            SsoError::Saml(SamlError::IdpStatus { code: spid, .. }) => {
+                let msg = spid
+                    .and_then(|c| c.user_message().map(|m| format!("{m} ({c})")))
+                    .unwrap_or_else(|| {
+                        "Autenticazione non riuscita: il gestore di identità non ha confermato l'accesso."
+                            .to_owned()
+                    });
+                (StatusCode::UNAUTHORIZED, login_failed, msg, None)
+            }
+            SsoError::Saml(s) => match s.class() {
+                ErrorClass::Malformed if *s == SamlError::TooLarge => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    login_failed,
+                    "Il messaggio ricevuto dal gestore di identità supera la dimensione consentita.".to_owned(),
+                    None,
+                ),
+                ErrorClass::Malformed => (
+                    StatusCode::BAD_REQUEST,
+                    login_failed,
+                    "Il messaggio ricevuto dal gestore di identità non è leggibile.".to_owned(),
+                    None,
+                ),
+                ErrorClass::Internal => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Errore interno",
+                    "Si è verificato un errore interno. Riprova tra qualche minuto.".to_owned(),
+                    None,
+                ),
+                _ => (
+                    StatusCode::FORBIDDEN,
+                    login_failed,
+                    "La risposta del gestore di identità non ha superato i controlli di sicurezza: l'accesso è stato rifiutato.".to_owned(),
+                    Some("Riprova l'accesso dall'inizio.".to_owned()),
+                ),
+            },
+            SsoError::UnknownIdp => (
+                StatusCode::BAD_REQUEST,
+                login_failed,
+                "Il gestore di identità scelto non è riconosciuto.".to_owned(),
+                None,
+            ),
+            SsoError::BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "Richiesta non valida",
+                "La richiesta non è valida. Torna indietro e riprova.".to_owned(),
+                None,
+            ),
+            SsoError::UnknownRequest | SsoError::RelayStateMismatch => (
+                StatusCode::FORBIDDEN,
+                login_failed,
+                "La risposta non corrisponde a un accesso in corso: potrebbe essere scaduta o già utilizzata.".to_owned(),
+                Some("Riprova l'accesso dall'inizio.".to_owned()),
+            ),
+            SsoError::Replay => (
+                StatusCode::FORBIDDEN,
+                login_failed,
+                "Questa risposta di autenticazione è già stata utilizzata.".to_owned(),
+                Some("Riprova l'accesso dall'inizio.".to_owned()),
+            ),
+            SsoError::State(StateError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Servizio temporaneamente non disponibile",
+                "Il servizio è momentaneamente non disponibile. Riprova tra qualche minuto.".to_owned(),
+                None,
+            ),
+            SsoError::State(_) | SsoError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Errore interno",
+                "Si è verificato un errore interno. Riprova tra qualche minuto.".to_owned(),
+                None,
+            ),
+        };
+        Self(Box::new(Inner {
+            status,
+            code,
+            title,
+            message,
+            hint,
+            detail,
+            request_id: request_id.to_owned(),
+            back: "/login",
+        }))
+    }
+
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        self.0.code
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let this = *self.0;
+        let page = ErrorPage {
+            title: this.title,
+            message: &this.message,
+            hint: this.hint.as_deref(),
+            code: this.code,
+            request_id: &this.request_id,
+            back: this.back,
+        }
+        .render()
+        .unwrap_or_else(|_| format!("{} ({})", this.message, this.code));
+        let mut resp = (this.status, Html(page)).into_response();
+        resp.extensions_mut().insert(ErrorInfo {
+            code: this.code,
+            detail: this.detail,
+        });
+        resp
+    }
+}

@@ -1,0 +1,149 @@
+//! The HTTP edge: the only module that knows HTTP. Handlers extract, make one
+//! service call and map the result; errors become [`AppError`] pages; a middleware
+//! logs them; every response carries security headers and an `x-request-id`.
+
+/// The single `AppError` and its pages.
+pub mod error;
+/// SSO handlers: login, ACS, metadata, home, logout.
+pub mod sso;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use error::AppError;
+use error::ErrorInfo;
+
+use crate::sso::SsoService;
+
+/// Shared application state handed to handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The SSO service.
+    pub sso: Arc<SsoService>,
+    /// Signed SP metadata, built once at start.
+    pub metadata: Arc<String>,
+    /// Whether cookies get the `Secure` flag (public URL is https).
+    pub secure_cookies: bool,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id set by the middleware, for error pages and logs.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned(),
+        ))
+    }
+}
+
+/// Static assets compiled into the binary (no CDN).
+pub async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let (body, ty) = match name.as_str() {
+        "polis.css" => (
+            include_str!("../../static/polis.css"),
+            "text/css; charset=utf-8",
+        ),
+        "autosubmit.js" => (
+            include_str!("../../static/autosubmit.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return axum::http::StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ty),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Logs every error response once, with its code, detail and request id.
+async fn log_errors(req: Request<Body>, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let resp = next.run(req).await;
+    if let Some(info) = resp.extensions().get::<ErrorInfo>() {
+        let status = resp.status().as_u16();
+        if status >= 500 {
+            tracing::error!(%method, %path, status, code = info.code, detail = %info.detail, request_id, "request failed");
+        } else {
+            tracing::warn!(%method, %path, status, code = info.code, detail = %info.detail, request_id, "request refused");
+        }
+    }
+    resp
+}
+
+/// Adds the security headers, the request id and error logging to a router.
+pub fn harden(router: Router) -> Router {
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+               frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+    router
+        .layer(middleware::from_fn(log_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(csp),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The gateway's router.
+pub fn router(state: AppState, max_body: usize) -> Router {
+    let routes = Router::new()
+        .route("/", get(sso::home))
+        .route("/login", get(sso::login))
+        .route(
+            "/acs",
+            post(sso::acs).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/logout", post(sso::logout))
+        .route("/metadata", get(sso::metadata))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(sso::ready))
+        .route("/static/{name}", get(static_asset))
+        .fallback(|RequestId(id): RequestId| async move { AppError::not_found(&id) })
+        .with_state(state);
+    harden(routes)
+}

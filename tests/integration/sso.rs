@@ -1,0 +1,434 @@
+//! SPID login over real HTTP: gateway + mock IdP on loopback ports, on both state
+//! backends (in-memory and a real redis-server started by the test).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
+
+use crate::support::eventually;
+use crate::support::gateway::Env;
+use crate::support::redis::RedisServer;
+
+const MARIO: &str = "RSSMRA80A01H501U";
+
+fn memory() -> Arc<dyn StateStore> {
+    Arc::new(MemoryStore::new())
+}
+
+fn redis(server: &RedisServer) -> Arc<dyn StateStore> {
+    Arc::new(RedisStore::connect(&RedisConfig::standalone(server.url())).unwrap())
+}
+
+async fn round_trip(env: &Env, level: u8, binding: &str) {
+    let c = env.client();
+    let a = env.idp_answer(&c, level, binding, MARIO, "success").await;
+    let r = env.post_acs(&c, &a.saml_response, &a.relay_state).await;
+    assert_eq!(
+        r.status(),
+        303,
+        "{binding} L{level}: {}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(r.headers()["location"], "/");
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let home = env.home(&c).await;
+    assert!(home.contains("Benvenuto/a, Mario Rossi"), "{home}");
+    assert!(home.contains(&format!("livello {level}")), "{home}");
+    assert!(home.contains("TINIT-RSSMRA80A01H501U"));
+}
+
+#[tokio::test]
+async fn round_trip_every_level_and_binding_on_memory() {
+    let env = Env::start(memory()).await;
+    for binding in ["redirect", "post"] {
+        for level in 1..=3 {
+            round_trip(&env, level, binding).await;
+        }
+    }
+    let records = env.txlog_records();
+    let accepted: Vec<_> = records
+        .iter()
+        .filter(|r| r["outcome"] == "accepted")
+        .collect();
+    assert_eq!(accepted.len(), 6);
+    for r in accepted {
+        assert!(
+            r["authn_req_xml"]
+                .as_str()
+                .unwrap()
+                .contains("AuthnRequest")
+        );
+        assert!(r["resp_xml"].as_str().unwrap().contains("Assertion"));
+        assert_eq!(r["resp_issuer"], env.idp.as_str());
+        assert!(r["assertion_id"].as_str().unwrap().starts_with('_'));
+        assert!(
+            r["acr"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://www.spid.gov.it/SpidL")
+        );
+    }
+}
+
+#[tokio::test]
+async fn round_trip_every_level_on_redis() {
+    let server = RedisServer::start();
+    let env = Env::start(redis(&server)).await;
+    for level in 1..=3 {
+        round_trip(&env, level, "redirect").await;
+    }
+    round_trip(&env, 2, "post").await;
+}
+
+async fn second_post_is_refused(env: &Env) {
+    let c = env.client();
+    let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
+    assert_eq!(
+        env.post_acs(&c, &a.saml_response, &a.relay_state)
+            .await
+            .status(),
+        303
+    );
+    let other = env.client();
+    let again = env.post_acs(&other, &a.saml_response, &a.relay_state).await;
+    assert_eq!(again.status(), 403);
+    assert!(again.headers().get("set-cookie").is_none());
+    let body = again.text().await.unwrap();
+    assert!(body.contains("SAML_UNKNOWN_REQUEST"), "{body}");
+    assert!(!env.home(&other).await.contains("Benvenuto"));
+}
+
+#[tokio::test]
+async fn the_same_response_twice_is_refused_on_memory() {
+    second_post_is_refused(&Env::start(memory()).await).await;
+}
+
+#[tokio::test]
+async fn the_same_response_twice_is_refused_on_redis() {
+    let server = RedisServer::start();
+    second_post_is_refused(&Env::start(redis(&server)).await).await;
+}
+
+async fn concurrent_posts_give_one_success(env: &Env) {
+    for _ in 0..5 {
+        let c = env.client();
+        let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
+        let mut posts = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let client = env.client();
+            let url = format!("{}/acs", env.gw);
+            let form = [
+                ("SAMLResponse", a.saml_response.clone()),
+                ("RelayState", a.relay_state.clone()),
+            ];
+            posts.spawn(async move {
+                client
+                    .post(url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            });
+        }
+        let statuses: Vec<u16> = posts.join_all().await;
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 303).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 303 || *s == 403),
+            "{statuses:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_posts_of_one_response_give_exactly_one_success_on_memory() {
+    concurrent_posts_give_one_success(&Env::start(memory()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_posts_of_one_response_give_exactly_one_success_on_redis() {
+    let server = RedisServer::start();
+    concurrent_posts_give_one_success(&Env::start(redis(&server)).await).await;
+}
+
+#[tokio::test]
+async fn an_expired_pending_request_is_refused() {
+    let env = Env::start_with(
+        memory(),
+        crate::support::gateway::EnvOptions {
+            request_ttl_seconds: 1,
+        },
+    )
+    .await;
+    let c = env.client();
+    let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
+    let xml = a.xml();
+    let irt = xml
+        .split("InResponseTo=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let key = format!("polis:req:{irt}");
+    let store = env.store.clone();
+    eventually(
+        Duration::from_secs(5),
+        "the pending request to expire",
+        || {
+            let store = store.clone();
+            let key = key.clone();
+            async move { store.get(&key).await.unwrap().is_none().then_some(()) }
+        },
+    )
+    .await;
+    let r = env.post_acs(&c, &a.saml_response, &a.relay_state).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("SAML_UNKNOWN_REQUEST"));
+    assert!(!env.home(&c).await.contains("Benvenuto"));
+}
+
+#[tokio::test]
+async fn spid_error_codes_are_shown_with_their_meaning() {
+    let env = Env::start(memory()).await;
+    for (code, text) in [
+        ("19", "credenziali errate"),
+        ("20", "livello di sicurezza"),
+        ("21", "Tempo scaduto"),
+        ("22", "negato il consenso"),
+        ("23", "sospesa o revocata"),
+        ("25", "Processo di autenticazione annullato"),
+        ("30", "tipo di identità digitale diverso"),
+    ] {
+        let c = env.client();
+        let a = env.idp_answer(&c, 2, "redirect", MARIO, code).await;
+        let r = env.post_acs(&c, &a.saml_response, &a.relay_state).await;
+        assert_eq!(r.status(), 401, "nr{code}");
+        assert!(r.headers().get("set-cookie").is_none());
+        let page = r.text().await.unwrap();
+        assert!(page.contains(text), "nr{code}: {page}");
+        assert!(page.contains(&format!("ErrorCode nr{code}")), "{page}");
+        assert!(page.contains("SPID_IDP_STATUS"));
+        assert!(page.contains("Torna indietro"));
+        // The attempt is over: the same Response cannot be replayed.
+        assert_eq!(
+            env.post_acs(&c, &a.saml_response, &a.relay_state)
+                .await
+                .status(),
+            403
+        );
+    }
+    let errors = env
+        .txlog_records()
+        .into_iter()
+        .filter(|r| r["outcome"] == "idp_error")
+        .count();
+    assert_eq!(errors, 7);
+}
+
+#[tokio::test]
+async fn a_lower_level_than_requested_is_refused_and_a_higher_one_accepted() {
+    let env = Env::start(memory()).await;
+    // The mock IdP grants what the form says; ask L3, grant L1 (comparison minimum).
+    let c = env.client();
+    let pending = env.start_login(&c, 3).await;
+    let page = c
+        .get(&pending.location)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = crate::support::gateway::form_value(&page, "token");
+    let answer = c
+        .post(format!("{}/login", env.idp))
+        .form(&[
+            ("token", token.as_str()),
+            ("user", MARIO),
+            ("level", "1"),
+            ("outcome", "success"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = env
+        .post_acs(
+            &c,
+            &crate::support::gateway::form_value(&answer, "SAMLResponse"),
+            &crate::support::gateway::form_value(&answer, "RelayState"),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("SAML_LEVEL"));
+    // Ask L1, grant L3: accepted (RT: a higher level must not fail).
+    let c = env.client();
+    let pending = env.start_login(&c, 1).await;
+    let page = c
+        .get(&pending.location)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = crate::support::gateway::form_value(&page, "token");
+    let answer = c
+        .post(format!("{}/login", env.idp))
+        .form(&[
+            ("token", token.as_str()),
+            ("user", MARIO),
+            ("level", "3"),
+            ("outcome", "success"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = env
+        .post_acs(
+            &c,
+            &crate::support::gateway::form_value(&answer, "SAMLResponse"),
+            &crate::support::gateway::form_value(&answer, "RelayState"),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(env.home(&c).await.contains("livello 3"));
+}
+
+#[tokio::test]
+async fn redis_down_gives_503_and_service_comes_back_by_itself() {
+    let mut server = RedisServer::start();
+    let env = Env::start(redis(&server)).await;
+    let c = env.client();
+    // A Response obtained while Redis is up, posted while it is down.
+    let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
+    server.stop();
+    let login = c.get(env.login_url(2, "redirect")).send().await.unwrap();
+    assert_eq!(login.status(), 503);
+    let page = login.text().await.unwrap();
+    assert!(
+        page.contains("POLIS_STATE_UNAVAILABLE") && page.contains("non disponibile"),
+        "{page}"
+    );
+    let acs = env.post_acs(&c, &a.saml_response, &a.relay_state).await;
+    assert_eq!(acs.status(), 503);
+    assert_eq!(
+        c.get(format!("{}/readyz", env.gw))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    server.restart();
+    let url = env.login_url(2, "redirect");
+    eventually(
+        Duration::from_secs(15),
+        "login to work again after Redis restarts",
+        || {
+            let c = c.clone();
+            let url = url.clone();
+            async move { (c.get(url).send().await.unwrap().status() == 302).then_some(()) }
+        },
+    )
+    .await;
+    // The whole flow works again, without restarting the gateway.
+    round_trip(&env, 2, "redirect").await;
+}
+
+#[tokio::test]
+async fn login_page_lists_idps_with_spid_help_links() {
+    let env = Env::start(memory()).await;
+    let c = env.client();
+    let page = c.get(format!("{}/login", env.gw)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Entra con SPID"));
+    assert!(html.contains(&format!("data-idp=\"{}\"", env.idp)));
+    for link in ["Maggiori informazioni", "Non hai SPID?", "Serve aiuto?"] {
+        assert!(html.contains(link), "{link}");
+    }
+    assert!(!html.contains("<script>"), "no inline scripts");
+}
+
+#[tokio::test]
+async fn unknown_idp_and_bad_parameters_are_400() {
+    let env = Env::start(memory()).await;
+    let c = env.client();
+    for q in [
+        "idp=https%3A%2F%2Fevil.example&level=2",
+        "level=7",
+        "binding=soap",
+    ] {
+        let r = c.get(format!("{}/login?{q}", env.gw)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("Identificativo richiesta"), "{page}");
+    }
+}
+
+#[tokio::test]
+async fn metadata_is_signed_and_complete() {
+    let env = Env::start(memory()).await;
+    let r = env
+        .client()
+        .get(format!("{}/metadata", env.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let md = r.text().await.unwrap();
+    for needle in [
+        "AuthnRequestsSigned=\"true\"",
+        "WantAssertionsSigned=\"true\"",
+        "<md:KeyDescriptor use=\"signing\">",
+        "index=\"0\" isDefault=\"true\"",
+        "<spid:IPACode>m_pi</spid:IPACode><spid:Public/>",
+        "contactType=\"other\"",
+        "<ds:SignatureValue>",
+    ] {
+        assert!(md.contains(needle), "{needle}");
+    }
+    // The signature verifies with the xmlsec1 command line, as spid-sp-test does it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("md.xml");
+    std::fs::write(&path, &md).unwrap();
+    let out = std::process::Command::new("xmlsec1")
+        .args([
+            "--verify",
+            "--insecure",
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
+        ])
+        .arg(&path)
+        .output()
+        .expect("xmlsec1 (make test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

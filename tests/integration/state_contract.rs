@@ -1,0 +1,576 @@
+//! The `StateStore` contract: one suite, run on every backend.
+//!
+//! Each `async fn` below takes an `Arc<dyn StateStore>` and states one rule of the port.
+//! The `contract!` macro runs every one of them twice: on `MemoryStore` (module
+//! `memory`) and on `RedisStore` against a fresh real `redis-server` (module `redis`).
+//! Redis-specific behaviour (TTLs as Redis sees them, outage and recovery) follows in
+//! `redis_only`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polis_gateway::state::{
+    MemoryStore, RedisConfig, RedisMode, RedisStore, StateError, StateStore,
+};
+
+use crate::support::eventually;
+use crate::support::redis::RedisServer;
+
+/// A TTL long enough never to expire during a test.
+const LONG: Duration = Duration::from_secs(60);
+/// A TTL short enough to watch expire.
+const SHORT: Duration = Duration::from_millis(300);
+/// Deadline for conditions that should hold well within a second.
+const DEADLINE: Duration = Duration::from_secs(5);
+/// Concurrent callers in the race tests.
+const RACERS: usize = 50;
+
+/// A key prefix unique to one test run, so tests never see each other's keys.
+fn prefix() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+fn is_backend_error<T: std::fmt::Debug>(result: &Result<T, StateError>) -> bool {
+    matches!(result, Err(StateError::Backend(_)))
+}
+
+/// Redis settings with short timeouts, so outage tests fail fast.
+fn redis_config(url: String) -> RedisConfig {
+    let mut config = RedisConfig::standalone(url);
+    config.connect_timeout = Duration::from_millis(500);
+    config.response_timeout = Duration::from_millis(500);
+    config
+}
+
+fn redis_store(server: &RedisServer) -> Arc<RedisStore> {
+    Arc::new(RedisStore::connect(&redis_config(server.url())).expect("valid config"))
+}
+
+/// The master name the test sentinels monitor.
+const MASTER_NAME: &str = "polis-test";
+
+fn cluster_store(node: &RedisServer) -> Arc<RedisStore> {
+    let mut config = redis_config(node.url());
+    config.mode = RedisMode::Cluster;
+    Arc::new(RedisStore::connect(&config).expect("valid config"))
+}
+
+fn sentinel_store(sentinel: &RedisServer) -> Arc<RedisStore> {
+    let mut config = redis_config(sentinel.url());
+    config.mode = RedisMode::Sentinel;
+    config.sentinel_master = Some(MASTER_NAME.to_owned());
+    Arc::new(RedisStore::connect(&config).expect("valid config"))
+}
+
+/// Asserts that `result` is `Unavailable` and arrived within `limit` of `start`.
+fn assert_unavailable_within<T: std::fmt::Debug>(
+    result: Result<T, StateError>,
+    start: Instant,
+    limit: Duration,
+) -> Duration {
+    let took = start.elapsed();
+    assert!(
+        matches!(result, Err(StateError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(took < limit, "took {took:?}");
+    took
+}
+
+// ---------------------------------------------------------------------------------------
+// The contract.
+// ---------------------------------------------------------------------------------------
+
+async fn put_then_get(store: Arc<dyn StateStore>) {
+    let p = prefix();
+    let key = format!("{p}k");
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    // Values are opaque bytes, not text.
+    let value = vec![0u8, 159, 146, 150, 255, b'\n'];
+    store.put(&key, &value, LONG).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(value.clone()));
+    // get does not consume.
+    assert_eq!(store.get(&key).await.unwrap(), Some(value));
+    // put overwrites.
+    store.put(&key, b"second", LONG).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(b"second".to_vec()));
+    // An empty value is a value.
+    store.put(&format!("{p}empty"), b"", LONG).await.unwrap();
+    assert_eq!(
+        store.get(&format!("{p}empty")).await.unwrap(),
+        Some(Vec::new())
+    );
+}
+
+async fn take_returns_the_value_once(store: Arc<dyn StateStore>) {
+    let key = format!("{}req", prefix());
+    store.put(&key, b"authn-request", LONG).await.unwrap();
+    assert_eq!(
+        store.take(&key).await.unwrap(),
+        Some(b"authn-request".to_vec())
+    );
+    assert_eq!(store.take(&key).await.unwrap(), None);
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    assert_eq!(
+        store.take(&format!("{key}:never-written")).await.unwrap(),
+        None
+    );
+}
+
+async fn concurrent_takes_yield_exactly_one_value(store: Arc<dyn StateStore>) {
+    let key = format!("{}req", prefix());
+    store.put(&key, b"once", LONG).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.take(&key).await.unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        if let Some(value) = racer.await.unwrap() {
+            winners.push(value);
+        }
+    }
+    assert_eq!(winners, vec![b"once".to_vec()], "exactly one take wins");
+}
+
+async fn put_if_absent_first_writer_wins(store: Arc<dyn StateStore>) {
+    let key = format!("{}aid", prefix());
+    assert!(store.put_if_absent(&key, b"first", LONG).await.unwrap());
+    assert!(!store.put_if_absent(&key, b"second", LONG).await.unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), Some(b"first".to_vec()));
+    // After a delete the key is free again.
+    store.delete(&key).await.unwrap();
+    assert!(store.put_if_absent(&key, b"third", LONG).await.unwrap());
+}
+
+async fn concurrent_put_if_absent_has_exactly_one_winner(store: Arc<dyn StateStore>) {
+    let key = format!("{}aid", prefix());
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let won = store
+                    .put_if_absent(&key, i.to_string().as_bytes(), LONG)
+                    .await
+                    .unwrap();
+                won.then_some(i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.extend(racer.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let winner = winners.first().unwrap().to_string().into_bytes();
+    assert_eq!(store.get(&key).await.unwrap(), Some(winner));
+}
+
+async fn entries_expire_after_their_ttl(store: Arc<dyn StateStore>) {
+    let p = prefix();
+    let (plain, claimed) = (format!("{p}plain"), format!("{p}claimed"));
+    let start = Instant::now();
+    store.put(&plain, b"v", SHORT).await.unwrap();
+    assert!(store.put_if_absent(&claimed, b"v", SHORT).await.unwrap());
+    assert!(store.get(&plain).await.unwrap().is_some());
+
+    let gone_after = eventually(DEADLINE, "the entries to expire", || async {
+        let plain_gone = store.get(&plain).await.unwrap().is_none();
+        let claimed_gone = store.get(&claimed).await.unwrap().is_none();
+        (plain_gone && claimed_gone).then(|| start.elapsed())
+    })
+    .await;
+    // Both were written after `start`, so neither may vanish before `start + SHORT`.
+    assert!(
+        gone_after >= SHORT,
+        "expired after {gone_after:?} < {SHORT:?}"
+    );
+    assert_eq!(store.take(&plain).await.unwrap(), None);
+    // An expired claim can be made again (the replay window is over).
+    assert!(store.put_if_absent(&claimed, b"again", LONG).await.unwrap());
+}
+
+async fn incr_counts_and_the_counter_expires(store: Arc<dyn StateStore>) {
+    let key = format!("{}attempts", prefix());
+    let start = Instant::now();
+    assert_eq!(store.incr(&key, SHORT).await.unwrap(), 1);
+    assert_eq!(store.incr(&key, SHORT).await.unwrap(), 2);
+    assert_eq!(store.incr(&key, SHORT).await.unwrap(), 3);
+    // Counters are stored as their decimal representation, as in Redis.
+    assert_eq!(store.get(&key).await.unwrap(), Some(b"3".to_vec()));
+
+    let gone_after = eventually(DEADLINE, "the counter to expire", || async {
+        store
+            .get(&key)
+            .await
+            .unwrap()
+            .is_none()
+            .then(|| start.elapsed())
+    })
+    .await;
+    assert!(gone_after >= SHORT, "expired after {gone_after:?}");
+    assert_eq!(
+        store.incr(&key, LONG).await.unwrap(),
+        1,
+        "a new window starts"
+    );
+}
+
+async fn incr_rejects_a_value_that_is_not_a_counter(store: Arc<dyn StateStore>) {
+    let key = format!("{}k", prefix());
+    store.put(&key, b"not a number", LONG).await.unwrap();
+    let result = store.incr(&key, LONG).await;
+    assert!(is_backend_error(&result), "{result:?}");
+    // The error does not echo the stored value.
+    let message = result.unwrap_err().to_string();
+    assert!(!message.contains("not a number"), "{message}");
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        Some(b"not a number".to_vec())
+    );
+}
+
+async fn zero_ttl_is_rejected(store: Arc<dyn StateStore>) {
+    let p = prefix();
+    let key = format!("{p}k");
+    assert!(is_backend_error(
+        &store.put(&key, b"v", Duration::ZERO).await
+    ));
+    assert!(is_backend_error(
+        &store.put_if_absent(&key, b"v", Duration::ZERO).await
+    ));
+    assert!(is_backend_error(&store.incr(&key, Duration::ZERO).await));
+    // Nothing was written.
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    // A zero TTL does not clobber an existing entry either.
+    store.put(&key, b"kept", LONG).await.unwrap();
+    assert!(is_backend_error(
+        &store.put(&key, b"v", Duration::ZERO).await
+    ));
+    assert_eq!(store.get(&key).await.unwrap(), Some(b"kept".to_vec()));
+}
+
+async fn delete_removes_and_tolerates_absence(store: Arc<dyn StateStore>) {
+    let key = format!("{}session", prefix());
+    store.put(&key, b"v", LONG).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    store.delete(&key).await.unwrap();
+    store.delete(&format!("{key}:never-written")).await.unwrap();
+}
+
+async fn ping_succeeds(store: Arc<dyn StateStore>) {
+    store.ping().await.unwrap();
+}
+
+/// Runs every contract function on both backends.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        /// The contract on the embedded `MemoryStore`.
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryStore::new())).await;
+                }
+            )*
+        }
+
+        /// The contract on `RedisStore` against a fresh real `redis-server`.
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = super::RedisServer::start();
+                    super::$name(super::redis_store(&server)).await;
+                }
+            )*
+        }
+
+        /// The whole contract on `RedisStore` in Cluster mode, against a one-node
+        /// Redis Cluster (one node, since a fresh cluster master takes ~2 s to start).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn whole_contract_on_redis_cluster() {
+            let node = tokio::task::block_in_place(RedisServer::start_cluster_node);
+            let store = cluster_store(&node);
+            $( $name(store.clone()).await; )*
+        }
+
+        /// The whole contract on `RedisStore` in Sentinel mode: master found via Sentinel.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn whole_contract_on_redis_sentinel() {
+            let (master, sentinel) = tokio::task::block_in_place(|| {
+                let master = RedisServer::start();
+                let sentinel = RedisServer::start_sentinel(MASTER_NAME, &master, 0);
+                (master, sentinel)
+            });
+            let store = sentinel_store(&sentinel);
+            $( $name(store.clone()).await; )*
+            drop(master);
+        }
+    };
+}
+
+contract!(
+    put_then_get,
+    take_returns_the_value_once,
+    concurrent_takes_yield_exactly_one_value,
+    put_if_absent_first_writer_wins,
+    concurrent_put_if_absent_has_exactly_one_winner,
+    entries_expire_after_their_ttl,
+    incr_counts_and_the_counter_expires,
+    incr_rejects_a_value_that_is_not_a_counter,
+    zero_ttl_is_rejected,
+    delete_removes_and_tolerates_absence,
+    ping_succeeds,
+);
+
+// ---------------------------------------------------------------------------------------
+// Redis only.
+// ---------------------------------------------------------------------------------------
+
+/// What only a Redis backend can show: TTLs as Redis holds them, outages and recovery.
+mod redis_only {
+    use super::*;
+
+    /// A plain client, independent of `RedisStore`, to inspect what it wrote.
+    async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+        ::redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    async fn pttl(conn: &mut ::redis::aio::MultiplexedConnection, key: &str) -> i64 {
+        ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_key_written_has_a_ttl() {
+        let server = RedisServer::start();
+        let store = redis_store(&server);
+        let mut conn = raw(&server).await;
+        let p = prefix();
+        let ttl = Duration::from_millis(1500);
+        let limit = i64::try_from(ttl.as_millis()).unwrap();
+
+        store.put(&format!("{p}put"), b"v", ttl).await.unwrap();
+        store
+            .put_if_absent(&format!("{p}nx"), b"v", ttl)
+            .await
+            .unwrap();
+        store.incr(&format!("{p}ctr"), ttl).await.unwrap();
+        store.incr(&format!("{p}ctr"), ttl).await.unwrap();
+        for key in ["put", "nx", "ctr"] {
+            let left = pttl(&mut conn, &format!("{p}{key}")).await;
+            assert!(left > 0 && left <= limit, "{key}: PTTL {left}");
+        }
+
+        // Sub-millisecond parts are rounded up, never down to "no expiry" or zero.
+        store
+            .put(&format!("{p}tiny"), b"v", Duration::from_micros(1_500_400))
+            .await
+            .unwrap();
+        let left = pttl(&mut conn, &format!("{p}tiny")).await;
+        assert!(left > 0 && left <= 1501, "PTTL {left}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn incr_gives_a_counter_without_expiry_one() {
+        let server = RedisServer::start();
+        let store = redis_store(&server);
+        let mut conn = raw(&server).await;
+        let key = format!("{}ctr", prefix());
+        // A counter left without expiry (e.g. written by an older release).
+        let _: () = ::redis::cmd("SET")
+            .arg(&key)
+            .arg(5)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(pttl(&mut conn, &key).await, -1);
+        assert_eq!(store.incr(&key, LONG).await.unwrap(), 6);
+        assert!(pttl(&mut conn, &key).await > 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_unavailable_then_recovers() {
+        let mut server = RedisServer::start();
+        let store = redis_store(&server);
+        let key = format!("{}k", prefix());
+        store.put(&key, b"before", LONG).await.unwrap();
+
+        tokio::task::block_in_place(|| server.stop());
+        let start = Instant::now();
+        // Bounded by connect + response timeout (1 s here), with room for a slow machine.
+        let failed_after =
+            assert_unavailable_within(store.get(&key).await, start, Duration::from_secs(3));
+        // Every further call (now waiting on reconnection attempts) fails fast too.
+        let mut slowest = Duration::ZERO;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let took = assert_unavailable_within(store.ping().await, start, Duration::from_secs(3));
+            slowest = slowest.max(took);
+        }
+
+        // Same port, empty dataset (no persistence): the same store object recovers.
+        tokio::task::block_in_place(|| server.restart());
+        let start = Instant::now();
+        eventually(Duration::from_secs(10), "the store to recover", || async {
+            store.ping().await.ok()
+        })
+        .await;
+        let recovered_after = start.elapsed();
+        store.put(&key, b"after", LONG).await.unwrap();
+        assert_eq!(store.take(&key).await.unwrap(), Some(b"after".to_vec()));
+        println!(
+            "redis down: first op failed after {failed_after:?}, slowest of the next 5 \
+             {slowest:?}; recovered {recovered_after:?} after restart"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_down_at_startup_then_up() {
+        let mut server = RedisServer::start();
+        tokio::task::block_in_place(|| server.stop());
+
+        // The store can be built while Redis is down (no I/O in connect) ...
+        let store = redis_store(&server);
+        let start = Instant::now();
+        let result = store.put(&format!("{}k", prefix()), b"v", LONG).await;
+        let took = assert_unavailable_within(result, start, Duration::from_secs(3));
+
+        // ... and starts working once Redis comes up.
+        tokio::task::block_in_place(|| server.restart());
+        let start = Instant::now();
+        eventually(Duration::from_secs(10), "the store to connect", || async {
+            store.ping().await.ok()
+        })
+        .await;
+        println!(
+            "redis down at start: op failed after {took:?}; connected {:?} after start",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_redis_times_out_then_recovers() {
+        let server = RedisServer::start();
+        let store = redis_store(&server);
+        let key = format!("{}k", prefix());
+        store.put(&key, b"v", LONG).await.unwrap();
+
+        // SIGSTOP: the TCP connection stays open, nothing answers.
+        server.freeze();
+        let start = Instant::now();
+        // Bounded by the response timeout (500 ms) or connect + response (1 s).
+        let took = assert_unavailable_within(store.get(&key).await, start, Duration::from_secs(3));
+        assert!(
+            took >= Duration::from_millis(400),
+            "{took:?}: too fast to be a timeout"
+        );
+        let start = Instant::now();
+        assert_unavailable_within(store.ping().await, start, Duration::from_secs(3));
+
+        server.thaw();
+        let start = Instant::now();
+        eventually(Duration::from_secs(10), "the store to recover", || async {
+            store.get(&key).await.ok()
+        })
+        .await;
+        println!(
+            "frozen redis: op failed after {took:?}; recovered {:?} after SIGCONT",
+            start.elapsed()
+        );
+        assert_eq!(store.take(&key).await.unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_unavailable_then_recovers() {
+        let mut node = tokio::task::block_in_place(RedisServer::start_cluster_node);
+        let store = cluster_store(&node);
+        store.ping().await.unwrap();
+
+        tokio::task::block_in_place(|| node.stop());
+        let start = Instant::now();
+        let key = format!("{}k", prefix());
+        let took = assert_unavailable_within(
+            store.put(&key, b"v", LONG).await,
+            start,
+            Duration::from_secs(3),
+        );
+
+        // The node reloads its slots from nodes.conf; the same store reconnects.
+        tokio::task::block_in_place(|| node.restart());
+        let start = Instant::now();
+        eventually(
+            Duration::from_secs(10),
+            "the cluster store to recover",
+            || async { store.put(&key, b"v", LONG).await.ok() },
+        )
+        .await;
+        println!(
+            "cluster down: op failed after {took:?}; recovered {:?} after restart",
+            start.elapsed()
+        );
+        assert_eq!(store.take(&key).await.unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sentinel_failover_is_followed() {
+        let (mut master, replica, sentinel) = tokio::task::block_in_place(|| {
+            let master = RedisServer::start();
+            let replica = RedisServer::start_replica_of(&master);
+            let sentinel = RedisServer::start_sentinel(MASTER_NAME, &master, 1);
+            (master, replica, sentinel)
+        });
+        let store = sentinel_store(&sentinel);
+        let key = format!("{}k", prefix());
+        store.put(&key, b"before", LONG).await.unwrap();
+
+        // The master dies; the sentinel promotes the replica (a different port).
+        tokio::task::block_in_place(|| master.stop());
+        let start = Instant::now();
+        let took = assert_unavailable_within(store.get(&key).await, start, Duration::from_secs(3));
+        let start = Instant::now();
+        eventually(
+            Duration::from_secs(30),
+            "the store to follow the failover",
+            || async { store.put(&key, b"after", LONG).await.ok() },
+        )
+        .await;
+        let followed_after = start.elapsed();
+        assert_eq!(store.take(&key).await.unwrap(), Some(b"after".to_vec()));
+        // The write went to the promoted replica, which is now the master.
+        let role = tokio::task::block_in_place(|| replica.command(&["INFO", "replication"]));
+        assert!(role.is_some_and(|info| info.contains("role:master")));
+        println!(
+            "sentinel failover: op failed after {took:?}; store followed {followed_after:?} after the master died"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn debug_shows_no_values() {
+        let server = RedisServer::start();
+        let store = redis_store(&server);
+        store
+            .put(&format!("{}k", prefix()), b"secret-value", LONG)
+            .await
+            .unwrap();
+        let shown = format!("{store:?}");
+        assert!(!shown.contains("secret-value"), "{shown}");
+    }
+}

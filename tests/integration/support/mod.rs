@@ -1,0 +1,41 @@
+//! Harnesses shared by the integration tests: real components on free ports.
+
+/// The gateway and mock IdP on loopback ports.
+pub mod gateway;
+/// A real `redis-server` child process on a free port.
+pub mod redis;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, release).
+///
+/// For child processes that need the port on their command line; in-process servers
+/// should bind port 0 themselves and keep the listener.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind 127.0.0.1:0 to find a free port")
+}
+
+/// Awaits `probe` every 20 ms until it returns `Some`, or panics after `deadline`
+/// naming `what`. For waiting on a condition in async tests; never a bare sleep.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
