@@ -641,3 +641,100 @@ fn check_url(key: &str, value: &str, production: bool) -> Result<(), ConfigError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let overlay = dir.path().join("overlay.toml");
+        std::fs::write(&overlay, extra).unwrap();
+        Config::load_with_env(
+            &[PathBuf::from("config/demo.toml"), overlay],
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    fn err(extra: &str, env: &[(&str, &str)]) -> String {
+        load(extra, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for f in [
+            "config/demo.toml",
+            "config/conformance.toml",
+            "config/production.example.toml",
+        ] {
+            Config::load_with_env(&[PathBuf::from(f)], Vec::new()).unwrap();
+        }
+    }
+
+    #[test]
+    fn later_layers_and_environment_override() {
+        let cfg = load(
+            "[server]\nlisten = \"127.0.0.1:9999\"\npublic_url = \"http://localhost:9999\"\n",
+            &[("POLIS__SP__DEFAULT_LEVEL", "3"), ("OTHER_VAR", "ignored")],
+        )
+        .unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:9999");
+        assert_eq!(cfg.sp.default_level, 3);
+        assert_eq!(cfg.acs_url(), "http://localhost:9999/acs");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_named() {
+        assert!(err("[sp]\nentity_idd = \"x\"\n", &[]).contains("entity_idd"));
+        assert!(err("typo = 1\n", &[]).contains("typo"));
+        assert!(err("", &[("POLIS__SERVER__LISTN", "x")]).contains("listn"));
+    }
+
+    #[test]
+    fn values_are_validated_with_the_key_named() {
+        let cases = [
+            ("[sp]\ndefault_level = 4\n", "sp.default_level"),
+            ("[sp]\ncomparison = \"most\"\n", "sp.comparison"),
+            ("[sp.contact]\nphone = \"06 1234\"\n", "sp.contact.phone"),
+            ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+            ("[server]\npublic_url = \"ftp://x\"\n", "server.public_url"),
+            ("[state]\nbackend = \"redis\"\n", "state.redis"),
+            (
+                "[federation]\nallow_test_idps = false\ntest_metadata_files = [\"x.xml\"]\n",
+                "federation.test_metadata_files",
+            ),
+            ("[sp]\nsector = \"private\"\n", "sp.contact.ipa_code"),
+            (
+                "[[sp.attribute_consuming_services]]\nindex = 0\nname = \"a\"\nattributes = [\"name\"]\n[[sp.attribute_consuming_services]]\nindex = 0\nname = \"b\"\nattributes = [\"name\"]\n",
+                "sp.attribute_consuming_services[1].index",
+            ),
+        ];
+        for (toml, key) in cases {
+            let e = err(toml, &[]);
+            assert!(e.contains(key), "{toml} -> {e}");
+        }
+    }
+
+    #[test]
+    fn attribute_names_must_be_spid_attributes() {
+        let e = err(
+            "[[sp.attribute_consuming_services]]\nindex = 1\nname = \"x\"\nattributes = [\"shoeSize\"]\n",
+            &[],
+        );
+        assert!(e.contains("shoeSize"), "{e}");
+    }
+
+    #[test]
+    fn production_refuses_test_idps_demo_keys_http_and_memory_state() {
+        let e = err("environment = \"production\"\n", &[]);
+        assert!(e.contains("must use https in production"), "{e}");
+        let https = "environment = \"production\"\n[server]\npublic_url = \"https://polis.example.gov.it\"\n[sp]\nentity_id = \"https://polis.example.gov.it\"\n";
+        let e = err(https, &[]);
+        assert!(e.contains("federation.allow_test_idps"), "{e}");
+        let e = err(
+            &format!("{https}[federation]\nallow_test_idps = false\n"),
+            &[],
+        );
+        assert!(e.contains("mock_idp"), "{e}");
+    }
+}

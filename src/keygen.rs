@@ -458,12 +458,6 @@ fn check_days(field: &'static str, days: u32) -> Result<(), KeygenError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use openssl::nid::Nid;

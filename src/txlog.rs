@@ -282,12 +282,6 @@ impl TxLog for FileTxLog {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use chrono::TimeZone;

@@ -284,6 +284,110 @@ pub fn load_registry_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keygen::generate_idp_test_cert;
+    use crate::saml::idp::build_idp_metadata;
+    use crate::saml::sign::signature_template;
+    use crate::saml::{SigningKey, ids};
+
+    fn key(cn: &str) -> (SigningKey, TrustedCert) {
+        let g = generate_idp_test_cert(cn, 30).unwrap();
+        (
+            SigningKey::from_pem(&g.key_pem, &g.cert_pem).unwrap(),
+            TrustedCert::from_pem(&g.cert_pem).unwrap(),
+        )
+    }
+
+    /// An AgID-style aggregate of two IdPs, signed by `registry`.
+    fn aggregate(registry: &SigningKey) -> String {
+        let mut entities = String::new();
+        for (i, host) in ["https://idp-a.example.it", "https://idp-b.example.it"]
+            .iter()
+            .enumerate()
+        {
+            let (k, _) = key(&format!("idp {i}"));
+            let md = build_idp_metadata(
+                host,
+                &format!("{host}/sso"),
+                &format!("{host}/slo"),
+                "IdP",
+                &k,
+            )
+            .unwrap();
+            // Drop each entity's own signature: the registry signs the aggregate.
+            let start = md.find("<ds:Signature").unwrap();
+            let end = md.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+            entities.push_str(&format!("{}{}", &md[..start], &md[end..]));
+        }
+        let id = ids::new_id();
+        let xml = format!(
+            r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="{id}">{}{entities}</md:EntitiesDescriptor>"#,
+            signature_template(&id, registry.cert_base64())
+        );
+        registry.sign_enveloped(&xml).unwrap()
+    }
+
+    #[test]
+    fn registry_aggregate_is_used_only_when_signed_by_the_pinned_key() {
+        let (registry, registry_cert) = key("registry");
+        let (_, other_cert) = key("attacker");
+        let signed = aggregate(&registry);
+        let fed = Federation::new(false);
+        let (n, _) = fed.apply_registry(&signed, &registry_cert).unwrap();
+        assert_eq!(n, 2);
+        assert!(fed.get("https://idp-a.example.it").is_some());
+        assert_eq!(
+            fed.get("https://idp-a.example.it")
+                .unwrap()
+                .descriptor
+                .signing_certs
+                .len(),
+            1
+        );
+
+        // Another key, a tampered document, or no signature: nothing is applied.
+        let fresh = Federation::new(false);
+        assert!(fresh.apply_registry(&signed, &other_cert).is_err());
+        let tampered = signed.replace("https://idp-b.example.it/sso", "https://evil.example/sso");
+        assert!(fresh.apply_registry(&tampered, &registry_cert).is_err());
+        let start = signed.find("<ds:Signature").unwrap();
+        let end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+        let unsigned = format!("{}{}", &signed[..start], &signed[end..]);
+        assert!(fresh.apply_registry(&unsigned, &registry_cert).is_err());
+        assert!(fresh.list().is_empty());
+    }
+
+    #[test]
+    fn test_idps_need_the_flag_and_keyless_idps_are_refused() {
+        let (k, _) = key("mock");
+        let md = build_idp_metadata(
+            "http://127.0.0.1:9/idp",
+            "http://127.0.0.1:9/sso",
+            "http://127.0.0.1:9/slo",
+            "Mock",
+            &k,
+        )
+        .unwrap();
+        let strict = Federation::new(false);
+        assert!(matches!(
+            strict.add_metadata(&md, false, "f"),
+            Err(FederationError::TestIdpRefused(_))
+        ));
+        let lenient = Federation::new(true);
+        assert!(lenient.add_metadata(&md, false, "f").unwrap().is_empty());
+        assert!(lenient.get("http://127.0.0.1:9/idp").unwrap().test);
+        let keyless = md
+            .split("<md:KeyDescriptor")
+            .next()
+            .map(|head| {
+                let tail = md.split("</md:KeyDescriptor>").nth(1).unwrap();
+                format!("{head}{tail}")
+                    .replace("http://127.0.0.1:9/idp\"", "http://127.0.0.1:9/keyless\"")
+            })
+            .unwrap();
+        let warnings = lenient.add_metadata(&keyless, true, "keyless").unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("no signing certificate"));
+    }
 
     #[test]
     fn classifies_test_entities() {

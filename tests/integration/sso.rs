@@ -7,7 +7,7 @@ use std::time::Duration;
 use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
 
 use crate::support::eventually;
-use crate::support::gateway::Env;
+use crate::support::gateway::{Env, form_value};
 use crate::support::redis::RedisServer;
 
 const MARIO: &str = "RSSMRA80A01H501U";
@@ -237,78 +237,56 @@ async fn spid_error_codes_are_shown_with_their_meaning() {
     assert_eq!(errors, 7);
 }
 
+/// Starts a login asking `requested`, and has the mock IdP grant `granted`.
+async fn answer_granting(
+    env: &Env,
+    c: &reqwest::Client,
+    requested: u8,
+    granted: u8,
+) -> (String, String) {
+    let pending = env.start_login(c, requested).await;
+    let page = c
+        .get(&pending.location)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = form_value(&page, "token");
+    let answer = c
+        .post(format!("{}/login", env.idp))
+        .form(&[
+            ("token", token.as_str()),
+            ("user", MARIO),
+            ("level", &granted.to_string()),
+            ("outcome", "success"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (
+        form_value(&answer, "SAMLResponse"),
+        form_value(&answer, "RelayState"),
+    )
+}
+
 #[tokio::test]
 async fn a_lower_level_than_requested_is_refused_and_a_higher_one_accepted() {
     let env = Env::start(memory()).await;
-    // The mock IdP grants what the form says; ask L3, grant L1 (comparison minimum).
+    // Ask L3, get L1 (comparison minimum): refused.
     let c = env.client();
-    let pending = env.start_login(&c, 3).await;
-    let page = c
-        .get(&pending.location)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = crate::support::gateway::form_value(&page, "token");
-    let answer = c
-        .post(format!("{}/login", env.idp))
-        .form(&[
-            ("token", token.as_str()),
-            ("user", MARIO),
-            ("level", "1"),
-            ("outcome", "success"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let r = env
-        .post_acs(
-            &c,
-            &crate::support::gateway::form_value(&answer, "SAMLResponse"),
-            &crate::support::gateway::form_value(&answer, "RelayState"),
-        )
-        .await;
+    let (response, relay) = answer_granting(&env, &c, 3, 1).await;
+    let r = env.post_acs(&c, &response, &relay).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("SAML_LEVEL"));
-    // Ask L1, grant L3: accepted (RT: a higher level must not fail).
+    // Ask L1, get L3: accepted (RT: a higher level must not fail).
     let c = env.client();
-    let pending = env.start_login(&c, 1).await;
-    let page = c
-        .get(&pending.location)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = crate::support::gateway::form_value(&page, "token");
-    let answer = c
-        .post(format!("{}/login", env.idp))
-        .form(&[
-            ("token", token.as_str()),
-            ("user", MARIO),
-            ("level", "3"),
-            ("outcome", "success"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let r = env
-        .post_acs(
-            &c,
-            &crate::support::gateway::form_value(&answer, "SAMLResponse"),
-            &crate::support::gateway::form_value(&answer, "RelayState"),
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    let (response, relay) = answer_granting(&env, &c, 1, 3).await;
+    assert_eq!(env.post_acs(&c, &response, &relay).await.status(), 303);
     assert!(env.home(&c).await.contains("livello 3"));
 }
 
