@@ -30,7 +30,10 @@ build: deps ## cargo build (debug)
 demo: build ## run the gateway + built-in mock IdP (config/demo.toml); prints the URL to open
 	$(BIN) demo --config config/demo.toml
 
-test: deps-test fmt-check clippy cargo-test purity build conformance-run ## everything CI checks: fmt, clippy, tests, purity, spid-sp-test
+# cargo-test also builds target/debug/polis-gateway (integration tests need the binary), so
+# `test` does not run `build`: with dev-dependency features unified differently, it would
+# recompile the whole graph.
+test: deps-test fmt-check clippy cargo-test purity conformance-run ## everything CI checks: fmt, clippy, tests, purity, spid-sp-test
 
 conformance: deps-test build conformance-run ## only the spid-sp-test run (CONFORMANCE_RUNS="redirect:1 post:2" narrows it)
 

@@ -359,8 +359,14 @@ impl SsoService {
         .await?;
         let verified: VerifiedAssertion = match outcome {
             Ok(v) => v,
-            Err(e @ SamlError::IdpStatus { .. }) => {
-                // The IdP ended this login attempt: the request is spent.
+            Err(
+                e @ SamlError::IdpStatus {
+                    authenticated: true,
+                    ..
+                },
+            ) => {
+                // The IdP (verifiably) ended this login attempt: the request is spent.
+                // An unsigned error page is shown but consumes nothing.
                 self.state.take(&req_key).await?;
                 return Err(e.into());
             }

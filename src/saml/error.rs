@@ -116,6 +116,8 @@ pub enum SamlError {
         sub_status: Option<String>,
         /// `ErrorCode nrNN` from StatusMessage, if any.
         code: Option<SpidErrorCode>,
+        /// The Response carrying this status was signed and verified with the IdP's key.
+        authenticated: bool,
     },
     /// Our own key or template failed (configuration problem).
     #[error("signing failed: {0}")]

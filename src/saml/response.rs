@@ -291,13 +291,16 @@ pub fn validate(parsed: &ParsedResponse, c: &ResponseCheck<'_>) -> ResponseOutco
     // R-STATUS
     let (status, sub_status, code) = status_of(root)?;
     if status != STATUS_SUCCESS {
-        if root.unique_child(NS_DS, "Signature")?.is_some() {
+        // A signed error must verify; an unsigned one is reported but marked as such.
+        let authenticated = root.unique_child(NS_DS, "Signature")?.is_some();
+        if authenticated {
             verify_and_reduce(&parsed.xml, c.idp_certs, c.limits)?;
         }
         return Err(SamlError::IdpStatus {
             status,
             sub_status,
             code,
+            authenticated,
         });
     }
     // R-ASSERTION + R-SIG

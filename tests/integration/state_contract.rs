@@ -77,6 +77,16 @@ fn assert_unavailable_within<T: std::fmt::Debug>(
     took
 }
 
+/// Waits until a freshly built topology (a sentinel resolving its master, a cluster
+/// assigning its slots) answers PING: the contract is about a healthy store.
+async fn wait_until_ready<S: StateStore>(store: &Arc<S>) {
+    eventually(Duration::from_secs(20), "the store to answer PING", || {
+        let store = store.clone();
+        async move { store.ping().await.ok() }
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // The contract.
 // ---------------------------------------------------------------------------------------
@@ -301,6 +311,7 @@ macro_rules! contract {
         async fn whole_contract_on_redis_cluster() {
             let node = tokio::task::block_in_place(RedisServer::start_cluster_node);
             let store = cluster_store(&node);
+            wait_until_ready(&store).await;
             $( $name(store.clone()).await; )*
         }
 
@@ -313,6 +324,7 @@ macro_rules! contract {
                 (master, sentinel)
             });
             let store = sentinel_store(&sentinel);
+            wait_until_ready(&store).await;
             $( $name(store.clone()).await; )*
             drop(master);
         }
