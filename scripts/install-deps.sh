@@ -12,7 +12,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev)
-TEST_PKGS=(redis-server postgresql xmlsec1 python3-venv poppler-utils openssl curl)
+TEST_PKGS=(redis-server postgresql xmlsec1 python3-venv python3-aiosmtpd poppler-utils openssl curl)
 
 usage() {
     echo "usage: $0 [--test]"

@@ -4,6 +4,8 @@
 //! holds the trusted IdPs; `state` the shared request state; `web` is the only
 //! module that knows HTTP; `mock_idp` is a SPID test IdP built on `saml`.
 
+/// Accounts: the model, codice fiscale validation, the `AccountStore` port (SQLite, PostgreSQL).
+pub mod accounts;
 /// Wiring configuration into running services.
 pub mod app;
 /// Typed, layered configuration (TOML + environment), validated at start.
@@ -12,8 +14,12 @@ pub mod config;
 pub mod federation;
 /// SP signing key and certificate generation (`polis-gateway keygen`).
 pub mod keygen;
+/// Outgoing e-mail: the `Mailer` port, its SMTP and outbox backends.
+pub mod mail;
 /// A SPID test identity provider for demos and test suites.
 pub mod mock_idp;
+/// The printable forms (modulo di adesione, modulo di delega) as one-page A4 PDFs.
+pub mod pdf;
 /// The SAML + SPID protocol core: pure functions, `now` passed in.
 pub mod saml;
 /// The SSO service: starting logins and consuming Responses (no HTTP types).

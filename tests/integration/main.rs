@@ -6,6 +6,14 @@
     clippy::indexing_slicing
 )]
 
+/// The `AccountStore` contract suite, run on SQLite and on a real PostgreSQL.
+mod accounts_contract;
+/// Forged and hostile Responses over real HTTP: refused with a 4xx and no other effect.
+mod acs_negative;
+/// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
+mod mail;
+/// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
+mod saml_rules;
 /// SPID login over real HTTP with the mock IdP.
 mod sso;
 /// The `StateStore` contract suite, run on every backend.

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // items used by the negative-test suite landing next; removed then
 //! The gateway and the mock IdP, both real HTTP servers on 127.0.0.1 port 0, with
 //! keys minted at start (keygen), a temporary data directory, and the state store
 //! the test chooses. Dropping the `Env` stops both servers.

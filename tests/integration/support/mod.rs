@@ -1,9 +1,15 @@
 //! Harnesses shared by the integration tests: real components on free ports.
 
+/// A builder of SPID Responses, valid or mutated, for negative tests.
+pub mod craft;
 /// The gateway and mock IdP on loopback ports.
 pub mod gateway;
+/// A real PostgreSQL server (initdb in a temp dir) on a free loopback port.
+pub mod postgres;
 /// A real `redis-server` child process on a free port.
 pub mod redis;
+/// A real SMTP server (Debian's python3-aiosmtpd) recording messages, on a free port.
+pub mod smtp;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};

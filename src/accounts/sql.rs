@@ -1,0 +1,694 @@
+//! [`SqlAccountStore`]: the [`AccountStore`] on sqlx `AnyPool`, one code path for SQLite
+//! (the embedded default) and PostgreSQL.
+//!
+//! Portability rules (see `migrations/0001_accounts.sql`): only TEXT and BIGINT columns,
+//! `$N` placeholders, ids (UUID v4) generated here, timestamps as fixed-width RFC 3339
+//! UTC text with nanoseconds, dates as `YYYY-MM-DD`, nested data (domicile, phones,
+//! identity document) as JSON text. The `Any` driver only moves booleans, integers,
+//! floats, text and bytes, so every conversion happens in this file.
+//!
+//! Concurrency: every write is one autocommit statement. The UNIQUE indexes on
+//! `fiscal_code` and `username` decide races (a losing insert is re-read or retried with
+//! the next username), and `update` is a compare-and-set on `version` with `RETURNING`.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row, SqlSafeStr};
+use uuid::Uuid;
+
+use super::{
+    Account, AccountError, AccountStore, EnablementState, FiscalCode, NewAccount, Phones, TempCp,
+    UniqueField, username_base,
+};
+
+/// The migrations embedded in the binary: `(version, description, SQL)`, one entry per
+/// file in `migrations/` (a unit test checks the two agree). Listed by hand rather than
+/// with `sqlx::migrate!` so the build needs no `sqlx-macros`, which would compile both
+/// database drivers (and SQLite's C sources) a second time for the host.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts",
+    include_str!("../../migrations/0001_accounts.sql"),
+)];
+
+/// How long a caller waits for a pooled connection before `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite: how long (ms) a writer waits for the database lock before `Unavailable`.
+const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+/// How many usernames `create` tries before giving up (each try follows a lost race).
+const USERNAME_ATTEMPTS: usize = 64;
+
+const INSERT: &str = "INSERT INTO accounts (id, username, fiscal_code, given_name, family_name, \
+     birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
+     recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
+     temp_cp_expires_at, temp_cp_attempts, enablement_state, enabled_at, spid_level, spid_code, \
+     last_access_at, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
+
+/// Compare-and-set on `version`. `last_access_at` and `created_at` are not written.
+const UPDATE: &str = "UPDATE accounts SET username = $2, fiscal_code = $3, given_name = $4, \
+     family_name = $5, birth_date = $6, birth_place = $7, sex = $8, email = $9, \
+     domicile_json = $10, phones_json = $11, id_document_json = $12, recovery_question = $13, \
+     recovery_answer_hash = $14, cp_hash = $15, temp_cp_hmac = $16, temp_cp_issued_at = $17, \
+     temp_cp_expires_at = $18, temp_cp_attempts = $19, enablement_state = $20, \
+     enabled_at = $21, spid_level = $22, spid_code = $23, updated_at = $24, version = $25 \
+     WHERE id = $1 AND version = $26 \
+     RETURNING id, username, fiscal_code, given_name, family_name, birth_date, \
+     birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
+     recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
+     temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
+     spid_level, spid_code, version";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
+
+/// Which database a [`SqlAccountStore`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (or `sqlite::memory:`).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The [`AccountStore`] on SQLite or PostgreSQL. Cheap to clone (it is a pool handle).
+#[derive(Clone, Debug)]
+pub struct SqlAccountStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlAccountStore {
+    /// Opens a pool of at most `max_connections` on `url`:
+    ///
+    /// - `sqlite://<path>[?mode=rwc]` (also `sqlite:<path>`): the parent directory is
+    ///   created, the file too unless the URL sets another `mode`; the database is put in
+    ///   WAL mode, and every connection gets `foreign_keys = ON` and a 5 s
+    ///   `busy_timeout`. `sqlite::memory:` is one connection (each would be its own
+    ///   database).
+    /// - `postgres://…` / `postgresql://…`.
+    ///
+    /// Does not migrate: call [`AccountStore::migrate`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, AccountError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(AccountError::Backend(
+                "database url must start with sqlite: or postgres://".to_owned(),
+            ));
+        };
+        let mut url = url.to_owned();
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        if backend == Backend::Sqlite {
+            let memory = is_sqlite_memory(&url);
+            if memory {
+                options = options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            } else {
+                url = prepare_sqlite_file(&url).await?;
+                enable_wal(&url).await?;
+            }
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(SQLITE_BUSY_TIMEOUT).execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await.map_err(map_connect_error)?;
+        Ok(Self { pool, backend })
+    }
+
+    /// [`connect`](Self::connect), then apply pending migrations: what the gateway does
+    /// at start and what `polis-gateway migrate` does (then exits).
+    pub async fn connect_and_migrate(
+        url: &str,
+        max_connections: u32,
+    ) -> Result<Self, AccountError> {
+        let store = Self::connect(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The database behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (waits for checked-out connections to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn fetch_one_where(&self, query: AnyQuery<'_>) -> Result<Option<Account>, AccountError> {
+        let row = query.fetch_optional(&self.pool).await.map_err(map_error)?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// The smallest free `base`, `base2`, `base3`, … at this moment.
+    async fn free_username(&self, base: &str) -> Result<String, AccountError> {
+        let rows = sqlx::query("SELECT username FROM accounts WHERE username LIKE $1")
+            .bind(format!("{base}%"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let username: String = row.try_get(0).map_err(map_error)?;
+            if let Some(n) = username_suffix(base, &username) {
+                taken.push(n);
+            }
+        }
+        let mut n = 1u64;
+        while taken.contains(&n) {
+            n += 1;
+        }
+        Ok(if n == 1 {
+            base.to_owned()
+        } else {
+            format!("{base}{n}")
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountStore for SqlAccountStore {
+    async fn create(&self, new: &NewAccount) -> Result<Account, AccountError> {
+        let now = Utc::now();
+        let base = username_base(&new.given_name, &new.family_name);
+        let mut account = Account {
+            id: Uuid::new_v4(),
+            username: String::new(),
+            fiscal_code: new.fiscal_code.clone(),
+            given_name: new.given_name.clone(),
+            family_name: new.family_name.clone(),
+            birth_date: new.birth_date,
+            birth_place: new.birth_place.clone(),
+            sex: new.sex.clone(),
+            email: new.email.clone(),
+            domicile: new.domicile.clone(),
+            phones: new.phones.clone(),
+            id_document: new.id_document.clone(),
+            recovery_question: None,
+            recovery_answer_hash: None,
+            cp_hash: None,
+            temp_cp: None,
+            enablement_state: EnablementState::NotEnabled,
+            created_at: now,
+            updated_at: now,
+            enabled_at: None,
+            last_access_at: None,
+            spid_level: new.spid_level,
+            spid_code: new.spid_code.clone(),
+            version: 1,
+        };
+        for _ in 0..USERNAME_ATTEMPTS {
+            account.username = self.free_username(&base).await?;
+            let query = bind_data(sqlx::query(INSERT).bind(account.id.to_string()), &account)?
+                .bind(account.last_access_at.map(timestamp_text))
+                .bind(timestamp_text(account.created_at))
+                .bind(timestamp_text(account.updated_at))
+                .bind(account.version);
+            match query.execute(&self.pool).await.map_err(map_error) {
+                Ok(_) => return Ok(account),
+                // Someone took this username meanwhile: compute the next free one.
+                Err(AccountError::Duplicate(UniqueField::Username)) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(AccountError::Backend(format!(
+            "no free username for {base} after {USERNAME_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<Account>, AccountError> {
+        self.fetch_one_where(sqlx::query(lookup::BY_ID).bind(id.to_string()))
+            .await
+    }
+
+    async fn find_by_fiscal_code(
+        &self,
+        fiscal_code: &FiscalCode,
+    ) -> Result<Option<Account>, AccountError> {
+        self.fetch_one_where(
+            sqlx::query(lookup::BY_FISCAL_CODE).bind(fiscal_code.as_str().to_owned()),
+        )
+        .await
+    }
+
+    async fn find_by_username(&self, username: &str) -> Result<Option<Account>, AccountError> {
+        self.fetch_one_where(sqlx::query(lookup::BY_USERNAME).bind(username.to_owned()))
+            .await
+    }
+
+    async fn update(&self, account: &Account) -> Result<Account, AccountError> {
+        let next_version = account
+            .version
+            .checked_add(1)
+            .ok_or_else(|| AccountError::Backend("version overflow".to_owned()))?;
+        let query = bind_data(sqlx::query(UPDATE).bind(account.id.to_string()), account)?
+            .bind(timestamp_text(Utc::now()))
+            .bind(next_version)
+            .bind(account.version);
+        if let Some(updated) = self.fetch_one_where(query).await? {
+            return Ok(updated);
+        }
+        // Nothing matched: either the id is unknown or the version moved on.
+        let exists = sqlx::query("SELECT version FROM accounts WHERE id = $1")
+            .bind(account.id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Err(match exists {
+            Some(_) => AccountError::Conflict,
+            None => AccountError::NotFound,
+        })
+    }
+
+    async fn link_or_create(&self, new: &NewAccount) -> Result<(Account, bool), AccountError> {
+        if let Some(existing) = self.find_by_fiscal_code(&new.fiscal_code).await? {
+            return Ok((existing, false));
+        }
+        match self.create(new).await {
+            Ok(created) => Ok((created, true)),
+            // A concurrent first login created it between our read and our insert.
+            Err(AccountError::Duplicate(UniqueField::FiscalCode)) => self
+                .find_by_fiscal_code(&new.fiscal_code)
+                .await?
+                .map(|existing| (existing, false))
+                .ok_or_else(|| {
+                    AccountError::Backend(
+                        "fiscal code reported duplicate but no account found".to_owned(),
+                    )
+                }),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn touch_last_access(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), AccountError> {
+        let result = sqlx::query("UPDATE accounts SET last_access_at = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(timestamp_text(at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        if result.rows_affected() == 0 {
+            return Err(AccountError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), AccountError> {
+        migrator().run(&self.pool).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(inner) => map_error(inner),
+            other => AccountError::Backend(format!("migration failed: {other}")),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), AccountError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+/// The embedded migrations as a sqlx [`Migrator`].
+pub fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The lookup queries (`SELECT <every column> … WHERE <key> = $1`), spelled out so they
+/// stay `&'static str` (sqlx 0.9 only takes other strings wrapped in `AssertSqlSafe`).
+mod lookup {
+    pub const BY_ID: &str = "SELECT id, username, fiscal_code, given_name, family_name, birth_date, \
+         birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
+         recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
+         temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
+         spid_level, spid_code, version FROM accounts WHERE id = $1";
+    pub const BY_FISCAL_CODE: &str = "SELECT id, username, fiscal_code, given_name, family_name, \
+         birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
+         recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
+         temp_cp_expires_at, temp_cp_attempts, enablement_state, created_at, updated_at, \
+         enabled_at, last_access_at, spid_level, spid_code, version FROM accounts \
+         WHERE fiscal_code = $1";
+    pub const BY_USERNAME: &str = "SELECT id, username, fiscal_code, given_name, family_name, \
+         birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
+         recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
+         temp_cp_expires_at, temp_cp_attempts, enablement_state, created_at, updated_at, \
+         enabled_at, last_access_at, spid_level, spid_code, version FROM accounts \
+         WHERE username = $1";
+}
+
+/// Binds `$2`…`$23`: the columns both INSERT and UPDATE write, in that order.
+fn bind_data<'q>(query: AnyQuery<'q>, account: &Account) -> Result<AnyQuery<'q>, AccountError> {
+    let temp = account.temp_cp.as_ref();
+    Ok(query
+        .bind(account.username.clone())
+        .bind(account.fiscal_code.as_str().to_owned())
+        .bind(account.given_name.clone())
+        .bind(account.family_name.clone())
+        .bind(account.birth_date.map(date_text))
+        .bind(account.birth_place.clone())
+        .bind(account.sex.clone())
+        .bind(account.email.clone())
+        .bind(account.domicile.as_ref().map(to_json).transpose()?)
+        .bind(to_json(&account.phones)?)
+        .bind(account.id_document.as_ref().map(to_json).transpose()?)
+        .bind(account.recovery_question.clone())
+        .bind(account.recovery_answer_hash.clone())
+        .bind(account.cp_hash.clone())
+        .bind(temp.map(|t| t.hmac.clone()))
+        .bind(temp.map(|t| timestamp_text(t.issued_at)))
+        .bind(temp.map(|t| timestamp_text(t.expires_at)))
+        .bind(temp.map(|t| i64::from(t.attempts)))
+        .bind(account.enablement_state.as_str().to_owned())
+        .bind(account.enabled_at.map(timestamp_text))
+        .bind(account.spid_level.map(i64::from))
+        .bind(account.spid_code.clone()))
+}
+
+fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
+    let text = |column: &str| -> Result<String, AccountError> {
+        row.try_get::<String, _>(column).map_err(map_error)
+    };
+    let opt_text = |column: &str| -> Result<Option<String>, AccountError> {
+        row.try_get::<Option<String>, _>(column).map_err(map_error)
+    };
+    let opt_int = |column: &str| -> Result<Option<i64>, AccountError> {
+        row.try_get::<Option<i64>, _>(column).map_err(map_error)
+    };
+    let opt_time = |column: &str| -> Result<Option<DateTime<Utc>>, AccountError> {
+        opt_text(column)?
+            .as_deref()
+            .map(parse_timestamp)
+            .transpose()
+    };
+
+    let id = Uuid::parse_str(&text("id")?).map_err(bad_data("id"))?;
+    let fiscal_code = FiscalCode::parse(&text("fiscal_code")?).map_err(bad_data("fiscal_code"))?;
+    let temp_cp = match (
+        opt_text("temp_cp_hmac")?,
+        opt_time("temp_cp_issued_at")?,
+        opt_time("temp_cp_expires_at")?,
+        opt_int("temp_cp_attempts")?,
+    ) {
+        (Some(hmac), Some(issued_at), Some(expires_at), Some(attempts)) => Some(TempCp {
+            hmac,
+            issued_at,
+            expires_at,
+            attempts: u32::try_from(attempts).map_err(bad_data("temp_cp_attempts"))?,
+        }),
+        _ => None,
+    };
+    let phones: Phones = from_json(&text("phones_json")?, "phones_json")?;
+    Ok(Account {
+        id,
+        username: text("username")?,
+        fiscal_code,
+        given_name: text("given_name")?,
+        family_name: text("family_name")?,
+        birth_date: opt_text("birth_date")?
+            .as_deref()
+            .map(parse_date)
+            .transpose()?,
+        birth_place: opt_text("birth_place")?,
+        sex: opt_text("sex")?,
+        email: opt_text("email")?,
+        domicile: opt_text("domicile_json")?
+            .map(|json| from_json(&json, "domicile_json"))
+            .transpose()?,
+        phones,
+        id_document: opt_text("id_document_json")?
+            .map(|json| from_json(&json, "id_document_json"))
+            .transpose()?,
+        recovery_question: opt_text("recovery_question")?,
+        recovery_answer_hash: opt_text("recovery_answer_hash")?,
+        cp_hash: opt_text("cp_hash")?,
+        temp_cp,
+        enablement_state: text("enablement_state")?.parse()?,
+        created_at: parse_timestamp(&text("created_at")?)?,
+        updated_at: parse_timestamp(&text("updated_at")?)?,
+        enabled_at: opt_time("enabled_at")?,
+        last_access_at: opt_time("last_access_at")?,
+        spid_level: opt_int("spid_level")?
+            .map(u8::try_from)
+            .transpose()
+            .map_err(bad_data("spid_level"))?,
+        spid_code: opt_text("spid_code")?,
+        version: row.try_get::<i64, _>("version").map_err(map_error)?,
+    })
+}
+
+/// RFC 3339, UTC, nanoseconds, `Z`: fixed width, so text order is time order.
+fn timestamp_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, AccountError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(bad_data("timestamp"))
+}
+
+fn date_text(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+fn parse_date(text: &str) -> Result<NaiveDate, AccountError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(bad_data("date"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, AccountError> {
+    serde_json::to_string(value).map_err(|err| AccountError::Backend(format!("json: {err}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    json: &str,
+    column: &'static str,
+) -> Result<T, AccountError> {
+    serde_json::from_str(json).map_err(bad_data(column))
+}
+
+fn bad_data<E: std::fmt::Display>(column: &'static str) -> impl Fn(E) -> AccountError {
+    move |err| AccountError::Backend(format!("bad stored {column}: {err}"))
+}
+
+/// `Some(1)` for `base` itself, `Some(n)` for `base` + `n` (no leading zero, n ≥ 2).
+fn username_suffix(base: &str, username: &str) -> Option<u64> {
+    let rest = username.strip_prefix(base)?;
+    if rest.is_empty() {
+        return Some(1);
+    }
+    if rest.starts_with('0') || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.parse().ok().filter(|n| *n >= 2)
+}
+
+/// Which unique column a violation is about: PostgreSQL names the index
+/// (`accounts_username_key`), SQLite the column (`accounts.username`).
+fn unique_field(db: &dyn sqlx::error::DatabaseError) -> Option<UniqueField> {
+    let name = db.constraint().unwrap_or_else(|| db.message());
+    if name.contains("fiscal_code") {
+        Some(UniqueField::FiscalCode)
+    } else if name.contains("username") {
+        Some(UniqueField::Username)
+    } else {
+        None
+    }
+}
+
+fn map_error(err: sqlx::Error) -> AccountError {
+    use sqlx::error::ErrorKind;
+    match err {
+        sqlx::Error::Database(db) => {
+            if db.kind() == ErrorKind::UniqueViolation
+                && let Some(field) = unique_field(db.as_ref())
+            {
+                return AccountError::Duplicate(field);
+            }
+            // SQLite SQLITE_BUSY (5) / SQLITE_LOCKED (6) and extended codes: the lock wait
+            // ran out, which is an overload, not a bug.
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if matches!(code.as_str(), "5" | "6" | "261" | "262" | "517") {
+                return AccountError::Unavailable(db.message().to_owned());
+            }
+            AccountError::Backend(db.message().to_owned())
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => AccountError::Unavailable(err.to_string()),
+        other => AccountError::Backend(other.to_string()),
+    }
+}
+
+/// Like [`map_error`], but anything at connect time means the database is unreachable.
+fn map_connect_error(err: sqlx::Error) -> AccountError {
+    match map_error(err) {
+        AccountError::Backend(message) => AccountError::Unavailable(message),
+        other => other,
+    }
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    let (path, query) = split_sqlite_url(url);
+    path == ":memory:" || path.is_empty() || query.split('&').any(|pair| pair == "mode=memory")
+}
+
+/// `(path, query)` of `sqlite://path?query` or `sqlite:path?query`.
+fn split_sqlite_url(url: &str) -> (&str, &str) {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split_once('?').unwrap_or((rest, ""))
+}
+
+/// Creates the parent directory of a SQLite file and adds `mode=rwc` when the URL sets
+/// no mode, so the embedded default creates its database on first start.
+async fn prepare_sqlite_file(url: &str) -> Result<String, AccountError> {
+    let (path, query) = split_sqlite_url(url);
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        tokio::fs::create_dir_all(parent).await.map_err(|err| {
+            AccountError::Unavailable(format!("cannot create {}: {err}", parent.display()))
+        })?;
+    }
+    if query.split('&').any(|pair| pair.starts_with("mode=")) {
+        Ok(url.to_owned())
+    } else if query.is_empty() {
+        Ok(format!("{url}?mode=rwc"))
+    } else {
+        Ok(format!("{url}&mode=rwc"))
+    }
+}
+
+/// WAL is a property of the database file: set it once, on a single connection, before
+/// the pool opens (switching needs an exclusive lock that `busy_timeout` cannot wait on).
+async fn enable_wal(url: &str) -> Result<(), AccountError> {
+    let options: AnyConnectOptions = url.parse().map_err(map_connect_error)?;
+    let mut conn = options.connect().await.map_err(map_connect_error)?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut conn)
+        .await
+        .map_err(map_error)?;
+    conn.close().await.map_err(map_error)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use chrono::Timelike;
+
+    use super::*;
+
+    /// The columns of `accounts`, in the order [`account_from_row`] reads them.
+    const SELECT: &str = "SELECT id, username, fiscal_code, given_name, family_name, birth_date, \
+         birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
+         recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
+         temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
+         spid_level, spid_code, version FROM accounts";
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(version, description, _)| format!("{version:04}_{description}.sql"))
+            .collect();
+        assert_eq!(files, embedded);
+        for ((_, _, sql), file) in MIGRATIONS.iter().zip(&files) {
+            assert_eq!(*sql, std::fs::read_to_string(dir.join(file)).unwrap());
+        }
+    }
+
+    #[test]
+    fn select_lists_agree() {
+        for query in [lookup::BY_ID, lookup::BY_FISCAL_CODE, lookup::BY_USERNAME] {
+            assert!(query.starts_with(SELECT), "{query}");
+        }
+        let returning = UPDATE.split("RETURNING ").nth(1).unwrap();
+        assert_eq!(
+            format!("SELECT {returning} FROM accounts"),
+            SELECT,
+            "UPDATE … RETURNING lists the SELECT columns"
+        );
+    }
+
+    #[test]
+    fn username_suffixes() {
+        assert_eq!(username_suffix("mario.rossi", "mario.rossi"), Some(1));
+        assert_eq!(username_suffix("mario.rossi", "mario.rossi2"), Some(2));
+        assert_eq!(username_suffix("mario.rossi", "mario.rossi17"), Some(17));
+        assert_eq!(username_suffix("mario.rossi", "mario.rossi02"), None);
+        assert_eq!(username_suffix("mario.rossi", "mario.rossi1"), None);
+        assert_eq!(username_suffix("mario.rossi", "mario.rossini"), None);
+        assert_eq!(username_suffix("mario.rossi", "maria.rossi"), None);
+    }
+
+    #[test]
+    fn timestamps_are_fixed_width_and_lossless() {
+        let at = DateTime::parse_from_rfc3339("2026-01-31T08:15:00.000000001Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let text = timestamp_text(at);
+        assert_eq!(text, "2026-01-31T08:15:00.000000001Z");
+        assert_eq!(parse_timestamp(&text).unwrap(), at);
+        assert_eq!(
+            timestamp_text(at.with_nanosecond(0).unwrap()).len(),
+            text.len()
+        );
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        assert!(is_sqlite_memory("sqlite::memory:"));
+        assert!(is_sqlite_memory("sqlite://x.db?mode=memory&cache=shared"));
+        assert!(!is_sqlite_memory("sqlite://data/polis.db?mode=rwc"));
+        assert_eq!(
+            split_sqlite_url("sqlite:///var/lib/polis/a.db?mode=rwc"),
+            ("/var/lib/polis/a.db", "mode=rwc")
+        );
+        assert_eq!(split_sqlite_url("sqlite:data/a.db"), ("data/a.db", ""));
+    }
+}

@@ -1,0 +1,585 @@
+//! The `AccountStore` contract: one suite, run on every backend.
+//!
+//! Each `async fn` below takes an `Arc<dyn AccountStore>` (already migrated) and states
+//! one rule of the port. The `contract!` macro runs every one of them on SQLite (module
+//! `sqlite`: a database file in a fresh temp dir, as the embedded default) and on
+//! PostgreSQL (module `postgres`: a fresh database on one real server shared by the
+//! test binary).
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use polis_gateway::accounts::{
+    AccountError, AccountStore, Domicile, EnablementState, FiscalCode, IdDocument, NewAccount,
+    Phones, SqlAccountStore, TempCp, UniqueField,
+};
+use tempfile::TempDir;
+
+use crate::support::postgres::PostgresServer;
+
+/// Concurrent first logins in the race test.
+const RACERS: usize = 20;
+/// Pool size of the stores under test (smaller than RACERS, so callers queue too).
+const POOL: u32 = 8;
+
+fn cf(code: &str) -> FiscalCode {
+    FiscalCode::parse(code).expect("valid test fiscal code")
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("valid timestamp")
+        .with_timezone(&Utc)
+}
+
+fn mario() -> NewAccount {
+    NewAccount::new(cf("RSSMRA80A01H501U"), "Mario", "Rossi")
+}
+
+/// A new account with every optional field set.
+fn full_new_account() -> NewAccount {
+    let mut new = NewAccount::new(cf("BNCGLI85M52F205H"), "Giulia", "Bianchi");
+    new.birth_date = NaiveDate::from_ymd_opt(1985, 8, 12);
+    new.birth_place = Some("Milano".to_owned());
+    new.sex = Some("F".to_owned());
+    new.email = Some("giulia.bianchi@example.it".to_owned());
+    new.domicile = Some(Domicile {
+        street: "Via dell'Università 7".to_owned(),
+        postal_code: "20121".to_owned(),
+        municipality: "Milano".to_owned(),
+        province: "MI".to_owned(),
+        nation: "Italia".to_owned(),
+    });
+    new.phones = Phones {
+        mobile: Some("+39 333 1234567".to_owned()),
+        landline: None,
+    };
+    new.id_document = Some(IdDocument {
+        kind: "carta d'identità".to_owned(),
+        number: "CA12345AB".to_owned(),
+        issuer: "Comune di Milano".to_owned(),
+        issued_on: NaiveDate::from_ymd_opt(2020, 2, 29).expect("date"),
+        expires_on: NaiveDate::from_ymd_opt(2031, 8, 12).expect("date"),
+    });
+    new.spid_level = Some(2);
+    new.spid_code = Some("SPID-0001".to_owned());
+    new
+}
+
+// ---------------------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------------------
+
+async fn create_then_find(store: Arc<dyn AccountStore>) {
+    let created = store.create(&mario()).await.unwrap();
+    assert_eq!(created.username, "mario.rossi");
+    assert_eq!(created.fiscal_code.as_str(), "RSSMRA80A01H501U");
+    assert_eq!(created.enablement_state, EnablementState::NotEnabled);
+    assert_eq!(created.version, 1);
+    assert_eq!(created.created_at, created.updated_at);
+
+    let by_id = store.find_by_id(created.id).await.unwrap();
+    assert_eq!(by_id.as_ref(), Some(&created));
+    let by_cf = store
+        .find_by_fiscal_code(&created.fiscal_code)
+        .await
+        .unwrap();
+    assert_eq!(by_cf.as_ref(), Some(&created));
+    let by_username = store.find_by_username("mario.rossi").await.unwrap();
+    assert_eq!(by_username.as_ref(), Some(&created));
+
+    assert!(
+        store
+            .find_by_id(uuid::Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_by_fiscal_code(&cf("VRDLCU72T10L219N"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_by_username("MARIO.ROSSI")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.ping().await.unwrap();
+}
+
+async fn username_collisions_get_suffixes(store: Arc<dyn AccountStore>) {
+    let codes = ["RSSMRA80A01H501U", "RSSMRA80A01H50MM", "RSSMRA80A01H5LMX"];
+    let mut usernames = Vec::new();
+    for code in codes {
+        let account = store
+            .create(&NewAccount::new(cf(code), "Mario", "Rossi"))
+            .await
+            .unwrap();
+        usernames.push(account.username);
+    }
+    assert_eq!(usernames, ["mario.rossi", "mario.rossi2", "mario.rossi3"]);
+
+    let niccolo = store
+        .create(&NewAccount::new(
+            cf("VRDLCU72T10L219N"),
+            "Niccolò",
+            "D'Amico",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(niccolo.username, "niccolo.damico");
+    // The names themselves keep their accents and apostrophes.
+    assert_eq!(niccolo.given_name, "Niccolò");
+    assert_eq!(niccolo.family_name, "D'Amico");
+
+    // A base that is a prefix of another does not count the other's suffixes.
+    let maria = store
+        .create(&NewAccount::new(cf("FRRGPP68C15G273Z"), "Mario", "Rossini"))
+        .await
+        .unwrap();
+    assert_eq!(maria.username, "mario.rossini");
+}
+
+async fn concurrent_namesakes_get_distinct_usernames(store: Arc<dyn AccountStore>) {
+    // Ten different people called Mario Rossi log in for the first time at once.
+    let codes = [
+        "RSSMRA80A01H501U",
+        "RSSMRA80A01H50MM",
+        "RSSMRA80A01H5LMX",
+        "RSSMRA80A01HRLMS",
+        "RSSMRA80A0MH501M",
+        "RSSMRAU0A01H501R",
+        "RSSMRAULALMHRLMD",
+        "RSSMRA80B29H501Q",
+        "RSSMRA80A41H501Y",
+        "DMCNCC90A01H501I",
+    ];
+    let tasks: Vec<_> = codes
+        .iter()
+        .map(|code| {
+            let store = store.clone();
+            let new = NewAccount::new(cf(code), "Mario", "Rossi");
+            tokio::spawn(async move { store.create(&new).await })
+        })
+        .collect();
+    let mut usernames = HashSet::new();
+    for task in tasks {
+        usernames.insert(task.await.unwrap().unwrap().username);
+    }
+    let expected: HashSet<String> = std::iter::once("mario.rossi".to_owned())
+        .chain((2..=10).map(|n| format!("mario.rossi{n}")))
+        .collect();
+    assert_eq!(usernames, expected);
+}
+
+async fn fiscal_code_is_unique(store: Arc<dyn AccountStore>) {
+    let first = store.create(&mario()).await.unwrap();
+    let mut again = NewAccount::new(cf("RSSMRA80A01H501U"), "Marco", "Verdi");
+    again.email = Some("other@example.it".to_owned());
+    let err = store.create(&again).await.unwrap_err();
+    assert!(
+        matches!(err, AccountError::Duplicate(UniqueField::FiscalCode)),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "POLIS_ACCOUNT_DUPLICATE_FISCAL_CODE");
+    // Nothing of the refused account was written, not even its username.
+    assert!(
+        store
+            .find_by_username("marco.verdi")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stored = store.find_by_fiscal_code(&first.fiscal_code).await.unwrap();
+    assert_eq!(stored, Some(first));
+}
+
+async fn link_or_create_links_existing(store: Arc<dyn AccountStore>) {
+    let (created, was_created) = store.link_or_create(&full_new_account()).await.unwrap();
+    assert!(was_created);
+    // A second login, with different data from SPID: the stored account comes back as is.
+    let mut later = full_new_account();
+    later.email = Some("nuova@example.it".to_owned());
+    later.given_name = "Giulietta".to_owned();
+    let (linked, was_created) = store.link_or_create(&later).await.unwrap();
+    assert!(!was_created);
+    assert_eq!(linked, created);
+
+    // An account created elsewhere (e.g. `polis-gateway accounts create`) is linked too.
+    let existing = store.create(&mario()).await.unwrap();
+    let (linked, was_created) = store.link_or_create(&mario()).await.unwrap();
+    assert!(!was_created);
+    assert_eq!(linked.id, existing.id);
+    assert!(
+        store
+            .find_by_username("mario.rossi2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn racing_first_logins_make_one_account(store: Arc<dyn AccountStore>) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.link_or_create(&full_new_account()).await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for task in tasks {
+        let (account, was_created) = task.await.unwrap().unwrap();
+        ids.insert(account.id);
+        created += usize::from(was_created);
+    }
+    assert_eq!(ids.len(), 1, "all callers see the same account");
+    assert_eq!(created, 1, "exactly one caller created it");
+    let account = store
+        .find_by_fiscal_code(&cf("BNCGLI85M52F205H"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ids.contains(&account.id));
+    assert_eq!(account.username, "giulia.bianchi");
+    // No orphan username was left behind by the losers.
+    assert!(
+        store
+            .find_by_username("giulia.bianchi2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn stale_update_conflicts(store: Arc<dyn AccountStore>) {
+    let created = store.create(&mario()).await.unwrap();
+    let mut first = created.clone();
+    first.email = Some("mario@example.it".to_owned());
+    let updated = store.update(&first).await.unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.email.as_deref(), Some("mario@example.it"));
+    assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(updated.created_at, created.created_at);
+
+    // A second writer still holding version 1 loses and changes nothing.
+    let mut second = created.clone();
+    second.email = Some("stale@example.it".to_owned());
+    let err = store.update(&second).await.unwrap_err();
+    assert!(matches!(err, AccountError::Conflict), "{err:?}");
+    let stored = store.find_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(stored, updated);
+
+    // Re-read and retry works.
+    let mut retry = stored;
+    retry.sex = Some("M".to_owned());
+    assert_eq!(store.update(&retry).await.unwrap().version, 3);
+
+    // Unknown id.
+    let mut ghost = retry.clone();
+    ghost.id = uuid::Uuid::new_v4();
+    assert!(matches!(
+        store.update(&ghost).await,
+        Err(AccountError::NotFound)
+    ));
+
+    // Taking someone else's username is a Duplicate, not a Conflict.
+    let other = store
+        .create(&NewAccount::new(cf("VRDLCU72T10L219N"), "Luca", "Verdi"))
+        .await
+        .unwrap();
+    let mut thief = other;
+    thief.username = "mario.rossi".to_owned();
+    assert!(matches!(
+        store.update(&thief).await,
+        Err(AccountError::Duplicate(UniqueField::Username))
+    ));
+}
+
+async fn concurrent_updates_exactly_one_wins(store: Arc<dyn AccountStore>) {
+    let created = store.create(&mario()).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|n| {
+            let store = store.clone();
+            let mut account = created.clone();
+            account.spid_code = Some(format!("writer-{n}"));
+            tokio::spawn(async move { store.update(&account).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(account) => {
+                winners += 1;
+                assert_eq!(account.version, 2);
+            }
+            Err(AccountError::Conflict) => {}
+            Err(err) => panic!("unexpected {err:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn touch_last_access_keeps_version(store: Arc<dyn AccountStore>) {
+    let created = store.create(&mario()).await.unwrap();
+    let login = at("2026-03-01T09:30:00.123456789Z");
+    store.touch_last_access(created.id, login).await.unwrap();
+    let stored = store.find_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_access_at, Some(login));
+    assert_eq!(stored.version, created.version);
+    // An update from a copy read before the login does not undo the login time.
+    let mut form = created.clone();
+    form.email = Some("mario@example.it".to_owned());
+    let updated = store.update(&form).await.unwrap();
+    assert_eq!(updated.last_access_at, Some(login));
+
+    assert!(matches!(
+        store.touch_last_access(uuid::Uuid::new_v4(), login).await,
+        Err(AccountError::NotFound)
+    ));
+}
+
+async fn migrate_is_idempotent(store: Arc<dyn AccountStore>) {
+    let created = store.create(&mario()).await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.find_by_id(created.id).await.unwrap(), Some(created));
+}
+
+async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
+    // Minimal account: every optional field None.
+    let bare = store.create(&mario()).await.unwrap();
+    let stored = store.find_by_id(bare.id).await.unwrap().unwrap();
+    assert_eq!(stored, bare);
+    assert_eq!(stored.birth_date, None);
+    assert_eq!(stored.domicile, None);
+    assert_eq!(stored.phones, Phones::default());
+    assert_eq!(stored.temp_cp, None);
+
+    // Full account: every field Some, through create and then update.
+    let created = store.create(&full_new_account()).await.unwrap();
+    assert_eq!(
+        store.find_by_id(created.id).await.unwrap().as_ref(),
+        Some(&created)
+    );
+    let mut full = created.clone();
+    full.phones.landline = Some("02 1234567".to_owned());
+    full.recovery_question = Some("cognome da nubile della madre".to_owned());
+    full.recovery_answer_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned());
+    full.cp_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI".to_owned());
+    full.temp_cp = Some(TempCp {
+        hmac: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+        issued_at: at("2026-03-01T09:00:00.000000001Z"),
+        expires_at: at("2026-03-04T09:00:00Z"),
+        attempts: 4,
+    });
+    full.enablement_state = EnablementState::TempCpSent;
+    full.enabled_at = Some(Utc.with_ymd_and_hms(2026, 3, 5, 10, 0, 0).unwrap());
+    full.spid_level = Some(3);
+    full.spid_code = Some("SPID-0002".to_owned());
+    let updated = store.update(&full).await.unwrap();
+    let stored = store.find_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(stored, updated);
+    let expected = polis_gateway::accounts::Account {
+        version: 2,
+        updated_at: updated.updated_at,
+        ..full.clone()
+    };
+    assert_eq!(stored, expected);
+
+    // And back to None.
+    let mut cleared = stored;
+    cleared.temp_cp = None;
+    cleared.id_document = None;
+    cleared.domicile = None;
+    cleared.phones = Phones::default();
+    cleared.spid_level = None;
+    cleared.enabled_at = None;
+    let updated = store.update(&cleared).await.unwrap();
+    assert_eq!(
+        store.find_by_id(cleared.id).await.unwrap(),
+        Some(updated.clone())
+    );
+    assert_eq!(updated.temp_cp, None);
+    assert_eq!(updated.id_document, None);
+
+    // Every enablement state is stored and read back.
+    let mut account = updated;
+    for state in EnablementState::ALL {
+        account.enablement_state = state;
+        account = store.update(&account).await.unwrap();
+        let stored = store.find_by_id(account.id).await.unwrap().unwrap();
+        assert_eq!(stored.enablement_state, state);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backends
+// ---------------------------------------------------------------------------------------
+
+/// A migrated store and whatever must outlive it (the SQLite temp dir).
+struct Fixture {
+    store: Arc<dyn AccountStore>,
+    _dir: Option<TempDir>,
+}
+
+/// SQLite in a file under a not-yet-existing subdirectory of a fresh temp dir.
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("data").join("accounts.db").display()
+    );
+    let store = SqlAccountStore::connect(&url, POOL).await.unwrap();
+    store.migrate().await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+/// The PostgreSQL server shared by this test binary (stopped by its watchdog at exit).
+fn postgres_server() -> &'static PostgresServer {
+    static SERVER: OnceLock<PostgresServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = PostgresServer::start();
+        eprintln!("postgres ready in {:?}", server.startup);
+        server
+    })
+}
+
+/// A fresh database on the shared PostgreSQL server.
+async fn postgres() -> Fixture {
+    let server = tokio::task::block_in_place(postgres_server);
+    let name = format!("accounts_{}", uuid::Uuid::new_v4().simple());
+    let url = tokio::task::block_in_place(|| server.create_database(&name));
+    let store = SqlAccountStore::connect(&url, POOL).await.unwrap();
+    store.migrate().await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _dir: None,
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        /// The contract on SQLite (a database file, as the embedded default).
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture = super::sqlite().await;
+                    let start = std::time::Instant::now();
+                    super::$name(fixture.store.clone()).await;
+                    eprintln!("sqlite {} in {:?}", stringify!($name), start.elapsed());
+                }
+            )*
+        }
+
+        /// The contract on PostgreSQL: a fresh database on a real server.
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture = super::postgres().await;
+                    let start = std::time::Instant::now();
+                    super::$name(fixture.store.clone()).await;
+                    eprintln!("postgres {} in {:?}", stringify!($name), start.elapsed());
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_then_find,
+    username_collisions_get_suffixes,
+    concurrent_namesakes_get_distinct_usernames,
+    fiscal_code_is_unique,
+    link_or_create_links_existing,
+    racing_first_logins_make_one_account,
+    stale_update_conflicts,
+    concurrent_updates_exactly_one_wins,
+    touch_last_access_keeps_version,
+    migrate_is_idempotent,
+    every_field_round_trips,
+);
+
+// ---------------------------------------------------------------------------------------
+// Backend-specific
+// ---------------------------------------------------------------------------------------
+
+/// `sqlite::memory:` works too (one connection), for quick tools and tests.
+#[tokio::test]
+async fn sqlite_in_memory() {
+    let store = SqlAccountStore::connect("sqlite::memory:", 4)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    create_then_find(Arc::new(store)).await;
+}
+
+/// The SQLite file is in WAL mode and survives reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_persists_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("polis.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = SqlAccountStore::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let created = store.create(&mario()).await.unwrap();
+    store.close().await;
+    assert!(path.is_file());
+    assert!(
+        dir.path().join("nested").join("polis.db-wal").exists()
+            || std::fs::read(&path).unwrap().get(18..20) == Some(&[2, 2][..]),
+        "database is in WAL mode"
+    );
+    let reopened = SqlAccountStore::connect_and_migrate(&url, 2).await.unwrap();
+    assert_eq!(
+        reopened.find_by_id(created.id).await.unwrap(),
+        Some(created)
+    );
+}
+
+/// The harness's own URL (the `postgres` database) answers a ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_url_answers() {
+    let server = tokio::task::block_in_place(postgres_server);
+    let store = SqlAccountStore::connect(&server.url(), 1).await.unwrap();
+    store.ping().await.unwrap();
+}
+
+/// An unreachable PostgreSQL is `Unavailable`, not a panic or a hang.
+#[tokio::test]
+async fn postgres_down_is_unavailable() {
+    let port = crate::support::free_port();
+    let started = Instant::now();
+    let err = SqlAccountStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/x"), 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.code(), "POLIS_ACCOUNTS_UNAVAILABLE");
+    assert!(started.elapsed().as_secs() < 10);
+}
+
+/// An unsupported URL is refused up front.
+#[tokio::test]
+async fn unsupported_url_is_refused() {
+    let err = SqlAccountStore::connect("mysql://localhost/x", 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountError::Backend(_)), "{err:?}");
+}
