@@ -43,6 +43,18 @@ const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
 /// How many usernames `create` tries before giving up (each try follows a lost race).
 const USERNAME_ATTEMPTS: usize = 64;
 
+/// The columns of `accounts` in the order `account_from_row` reads them: one literal,
+/// spliced with `concat!` so every query stays `&'static str` (sqlx 0.9).
+macro_rules! account_columns {
+    () => {
+        "id, username, fiscal_code, given_name, family_name, birth_date, \
+         birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
+         recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
+         temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
+         spid_level, spid_code, version"
+    };
+}
+
 const INSERT: &str = "INSERT INTO accounts (id, username, fiscal_code, given_name, family_name, \
      birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
      recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
@@ -51,18 +63,16 @@ const INSERT: &str = "INSERT INTO accounts (id, username, fiscal_code, given_nam
      $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
 
 /// Compare-and-set on `version`. `last_access_at` and `created_at` are not written.
-const UPDATE: &str = "UPDATE accounts SET username = $2, fiscal_code = $3, given_name = $4, \
+const UPDATE: &str = concat!(
+    "UPDATE accounts SET username = $2, fiscal_code = $3, given_name = $4, \
      family_name = $5, birth_date = $6, birth_place = $7, sex = $8, email = $9, \
      domicile_json = $10, phones_json = $11, id_document_json = $12, recovery_question = $13, \
      recovery_answer_hash = $14, cp_hash = $15, temp_cp_hmac = $16, temp_cp_issued_at = $17, \
      temp_cp_expires_at = $18, temp_cp_attempts = $19, enablement_state = $20, \
      enabled_at = $21, spid_level = $22, spid_code = $23, updated_at = $24, version = $25 \
-     WHERE id = $1 AND version = $26 \
-     RETURNING id, username, fiscal_code, given_name, family_name, birth_date, \
-     birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
-     recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
-     temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
-     spid_level, spid_code, version";
+     WHERE id = $1 AND version = $26 RETURNING ",
+    account_columns!()
+);
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
 
@@ -350,23 +360,21 @@ pub fn migrator() -> Migrator {
 /// The lookup queries (`SELECT <every column> … WHERE <key> = $1`), spelled out so they
 /// stay `&'static str` (sqlx 0.9 only takes other strings wrapped in `AssertSqlSafe`).
 mod lookup {
-    pub const BY_ID: &str = "SELECT id, username, fiscal_code, given_name, family_name, birth_date, \
-         birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
-         recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
-         temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
-         spid_level, spid_code, version FROM accounts WHERE id = $1";
-    pub const BY_FISCAL_CODE: &str = "SELECT id, username, fiscal_code, given_name, family_name, \
-         birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
-         recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
-         temp_cp_expires_at, temp_cp_attempts, enablement_state, created_at, updated_at, \
-         enabled_at, last_access_at, spid_level, spid_code, version FROM accounts \
-         WHERE fiscal_code = $1";
-    pub const BY_USERNAME: &str = "SELECT id, username, fiscal_code, given_name, family_name, \
-         birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
-         recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
-         temp_cp_expires_at, temp_cp_attempts, enablement_state, created_at, updated_at, \
-         enabled_at, last_access_at, spid_level, spid_code, version FROM accounts \
-         WHERE username = $1";
+    pub const BY_ID: &str = concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts WHERE id = $1"
+    );
+    pub const BY_FISCAL_CODE: &str = concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts WHERE fiscal_code = $1"
+    );
+    pub const BY_USERNAME: &str = concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts WHERE username = $1"
+    );
 }
 
 /// Binds `$2`…`$23`: the columns both INSERT and UPDATE write, in that order.
