@@ -22,7 +22,7 @@ CREATE TABLE accounts (
     temp_cp_hmac         TEXT,
     temp_cp_issued_at    TEXT,
     temp_cp_expires_at   TEXT,
-    temp_cp_attempts     BIGINT,
+    cp_history_json      TEXT NOT NULL,
     enablement_state     TEXT NOT NULL,
     created_at           TEXT NOT NULL,
     updated_at           TEXT NOT NULL,

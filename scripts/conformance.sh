@@ -158,6 +158,8 @@ BASE_URL="http://127.0.0.1:$PORT"
 mkdir -p "$TMP/txlog"
 cat >"$TMP/overlay.toml" <<EOF
 # Written by scripts/conformance.sh on top of config/conformance.toml.
+data_dir = "$TMP/data"
+
 [server]
 listen = "127.0.0.1:$PORT"
 public_url = "$BASE_URL"

@@ -10,9 +10,14 @@ use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, StateBackend};
+use crate::accounts::{AccountStore, SqlAccountStore};
+use crate::config::{Config, Environment, StateBackend};
+use crate::enablement::cp::CpKey;
+use crate::enablement::{EnablementService, EnablementSettings};
 use crate::federation::{self, Federation};
 use crate::keygen::SpSector;
+use crate::mail::MailTransport;
+use crate::mail::outbox::OutboxMailer;
 use crate::mock_idp::MockIdp;
 use crate::saml::request::Binding;
 use crate::saml::sp_metadata::{
@@ -20,6 +25,7 @@ use crate::saml::sp_metadata::{
 };
 use crate::saml::xml::Limits;
 use crate::saml::{Comparison, Level, SigningKey};
+use crate::session::{SessionSettings, SessionStore};
 use crate::sso::{SsoService, SsoSettings};
 use crate::state::{MemoryStore, RedisStore, StateStore};
 use crate::txlog::FileTxLog;
@@ -133,10 +139,113 @@ pub struct Gateway {
     pub federation: Arc<Federation>,
     /// The signed SP metadata.
     pub metadata: Arc<String>,
+    /// The account store (migrated).
+    pub accounts: Arc<dyn AccountStore>,
 }
 
-/// Builds the gateway from config with the given state store.
-pub fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::Result<Gateway> {
+/// The database URL with the password from `database.password_file`, if any.
+pub fn database_url(cfg: &Config) -> anyhow::Result<String> {
+    let url = cfg.database_url();
+    let Some(file) = &cfg.database.password_file else {
+        return Ok(url);
+    };
+    let password = std::fs::read_to_string(file)
+        .with_context(|| format!("database.password_file {}", file.display()))?;
+    let password = password
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let mut parsed = reqwest::Url::parse(&url).context("database.url is not a URL")?;
+    parsed
+        .set_password(Some(&password))
+        .map_err(|()| anyhow::anyhow!("database.url cannot carry a password"))?;
+    Ok(parsed.to_string())
+}
+
+/// Connects the account store and applies pending migrations.
+pub async fn account_store(cfg: &Config) -> anyhow::Result<Arc<dyn AccountStore>> {
+    let url = database_url(cfg)?;
+    let store = SqlAccountStore::connect_and_migrate(&url, cfg.database.max_connections)
+        .await
+        .context("account database")?;
+    Ok(Arc::new(store))
+}
+
+/// `polis-gateway migrate`: applies pending migrations; returns how many exist.
+pub async fn migrate(cfg: &Config) -> anyhow::Result<usize> {
+    account_store(cfg).await?;
+    Ok(crate::accounts::sql::migrator().iter().count())
+}
+
+/// `polis-gateway accounts create`.
+pub async fn create_account(
+    cfg: &Config,
+    new: &crate::accounts::NewAccount,
+) -> anyhow::Result<crate::accounts::Account> {
+    let store = account_store(cfg).await?;
+    store.create(new).await.map_err(|e| match e {
+        crate::accounts::AccountError::Duplicate(field) => {
+            anyhow::anyhow!("an account with this {field} already exists")
+        }
+        other => anyhow::anyhow!(other),
+    })
+}
+
+/// Reads a secret key file (at least 32 bytes once trimmed).
+fn secret_file(key: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+    let secret = raw.trim_ascii().to_vec();
+    anyhow::ensure!(
+        secret.len() >= 32,
+        "{key}: {} holds fewer than 32 bytes (make one with `openssl rand -base64 64`)",
+        path.display()
+    );
+    Ok(secret)
+}
+
+/// Builds the gateway from config with the given state store; connects and migrates
+/// the account database and prepares the mailer.
+pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::Result<Gateway> {
+    let accounts = account_store(cfg).await?;
+    let mail_cfg = cfg.mail_config();
+    let mailer = crate::mail::mailer_from_config(&mail_cfg).context("mail")?;
+    let outbox = match (&mail_cfg.transport, cfg.environment) {
+        (MailTransport::Outbox(o), Environment::Demo) => Some(Arc::new(
+            OutboxMailer::new(mail_cfg.from.clone(), &o.dir).context("mail outbox")?,
+        )),
+        _ => None,
+    };
+    let cookie_secret = secret_file("session.cookie_key_file", &cfg.session.cookie_key_file)?;
+    // 64 key bytes (AES-256-GCM + HMAC halves) derived from the secret, domain-separated.
+    let mut material = b"polis-gateway session cookie v1\0".to_vec();
+    material.extend_from_slice(&cookie_secret);
+    let cookie_key =
+        axum_extra::extract::cookie::Key::try_from(openssl::sha::sha512(&material).as_slice())
+            .map_err(|e| anyhow::anyhow!("session.cookie_key_file: {e}"))?;
+    let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
+        .context("cp.hmac_key_file")?;
+    let enablement = Arc::new(EnablementService::new(
+        accounts.clone(),
+        state.clone(),
+        mailer,
+        cp_key,
+        EnablementSettings {
+            temp_cp_ttl: Duration::from_secs(cfg.cp.temp_cp_ttl_seconds),
+            max_attempts: cfg.cp.max_attempts,
+            lockout: Duration::from_secs(cfg.cp.lockout_seconds),
+            max_resends_per_day: cfg.cp.max_resends_per_day,
+            public_url: cfg.server.public_url.clone(),
+        },
+    ));
+    let sessions = Arc::new(SessionStore::new(
+        state.clone(),
+        SessionSettings {
+            idle_timeout: Duration::from_secs(cfg.session.idle_timeout_seconds),
+            absolute_timeout: Duration::from_secs(cfg.session.absolute_timeout_seconds),
+        },
+    ));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&sp_descriptor(cfg), &key)?);
     let (fed, warnings) = Federation::from_config(&cfg.federation)?;
@@ -167,7 +276,6 @@ pub fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::Result
         attribute_index: sp.attribute_consuming_service_index,
         request_ttl: Duration::from_secs(sp.request_ttl_seconds),
         clock_skew: Duration::from_secs(sp.clock_skew_seconds),
-        session_ttl: Duration::from_secs(sp.session_ttl_seconds),
         limits: Limits::default(),
     };
     let sso = Arc::new(SsoService::new(
@@ -179,13 +287,18 @@ pub fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::Result
     ));
     let app_state = AppState {
         sso,
+        enablement,
+        sessions,
         metadata: metadata.clone(),
         secure_cookies: cfg.server.public_url.starts_with("https://"),
+        cookie_key,
+        outbox,
     };
     Ok(Gateway {
         router: web::router(app_state, cfg.server.max_body_bytes),
         federation,
         metadata,
+        accounts,
     })
 }
 
@@ -261,7 +374,7 @@ pub async fn serve_router(listener: TcpListener, router: Router) -> anyhow::Resu
 
 /// `polis-gateway serve`.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let gateway = build_gateway(&cfg, state_store(&cfg)?)?;
+    let gateway = build_gateway(&cfg, state_store(&cfg)?).await?;
     spawn_registry_refresh(&cfg, gateway.federation.clone());
     let listener = bind(&cfg.server.listen).await?;
     tracing::info!(
@@ -311,7 +424,7 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
         cfg.federation.allow_test_idps,
         "demo needs federation.allow_test_idps = true"
     );
-    let gateway = build_gateway(&cfg, state_store(&cfg)?)?;
+    let gateway = build_gateway(&cfg, state_store(&cfg)?).await?;
     let idp = build_mock_idp(&cfg)?;
     gateway
         .federation
@@ -327,6 +440,10 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     println!("  polis-gateway demo is running.");
     println!(
         "  Open {}/login and choose \"Mock SPID IdP (test)\".",
+        cfg.server.public_url
+    );
+    println!(
+        "  E-mails (the temporary Codice Personale): {}/demo/posta",
         cfg.server.public_url
     );
     println!("  Mock IdP: {}   (Ctrl-C stops both)", m.public_url);

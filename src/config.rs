@@ -70,6 +70,111 @@ pub struct Config {
     /// The built-in mock IdP (`polis-gateway demo` / `mock-idp`).
     #[serde(default)]
     pub mock_idp: Option<MockIdpConfig>,
+    /// Directory of the embedded defaults: the SQLite file and the mail outbox.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The account database.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// Browser sessions.
+    pub session: SessionConfig,
+    /// Codice Personale: temporary CP, attempts and lockouts.
+    pub cp: CpConfig,
+    /// Outgoing e-mail; the outbox under `data_dir` when absent.
+    #[serde(default)]
+    pub mail: Option<crate::mail::MailConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// The account database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host:port/db`; default: the SQLite
+    /// file `polis.db` under `data_dir`. Put a PostgreSQL password in `password_file`,
+    /// not in the URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// File holding the PostgreSQL password (first line), added to the URL at start.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connection-pool size.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password_file: None,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+/// Browser sessions: an encrypted cookie naming a record in the state store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Secret (at least 32 bytes of text, e.g. `openssl rand -base64 64`) the session
+    /// cookie is encrypted and authenticated with. Replicas share it.
+    pub cookie_key_file: PathBuf,
+    /// A session unused this long ends, in seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// A session ends this long after the SPID login whatever happens, in seconds.
+    #[serde(default = "default_absolute_timeout")]
+    pub absolute_timeout_seconds: u64,
+}
+
+fn default_idle_timeout() -> u64 {
+    1800
+}
+fn default_absolute_timeout() -> u64 {
+    8 * 3600
+}
+
+/// The Codice Personale.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpConfig {
+    /// Secret (at least 32 bytes of text) the temporary CP is stored under as an HMAC.
+    pub hmac_key_file: PathBuf,
+    /// How long a temporary CP is accepted, in seconds.
+    #[serde(default = "default_temp_cp_ttl")]
+    pub temp_cp_ttl_seconds: u64,
+    /// Wrong attempts before a temporary CP, the CP or the recovery answer is locked.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How long the CP and the recovery answer stay locked after `max_attempts`, in
+    /// seconds. A locked temporary CP stays locked until a new one is sent.
+    #[serde(default = "default_lockout")]
+    pub lockout_seconds: u64,
+    /// Resends of the temporary CP («Ripetizione invio») one account may ask in 24
+    /// hours; the first CP and recoveries do not count.
+    #[serde(default = "default_max_resends")]
+    pub max_resends_per_day: u32,
+}
+
+fn default_temp_cp_ttl() -> u64 {
+    72 * 3600
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_lockout() -> u64 {
+    900
+}
+fn default_max_resends() -> u32 {
+    5
 }
 
 /// HTTP server settings.
@@ -123,9 +228,6 @@ pub struct SpConfig {
     /// Tolerated clock difference with IdPs, in seconds.
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u64,
-    /// Gateway login session lifetime, in seconds.
-    #[serde(default = "default_session_ttl")]
-    pub session_ttl_seconds: u64,
     /// Public or private SP: decides the metadata extensions and certificate policy.
     pub sector: SpSector,
     /// Organization block of the metadata.
@@ -150,9 +252,6 @@ fn default_request_ttl() -> u64 {
 }
 fn default_skew() -> u64 {
     60
-}
-fn default_session_ttl() -> u64 {
-    3600
 }
 
 /// SAML binding choice for outbound requests.
@@ -391,6 +490,26 @@ impl Config {
             .unwrap_or_else(|| format!("{}/slo", self.server.public_url))
     }
 
+    /// The account database URL: `database.url`, or the SQLite file under `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("polis.db").display()),
+        }
+    }
+
+    /// The mail settings: `[mail]`, or the outbox under `data_dir`.
+    pub fn mail_config(&self) -> crate::mail::MailConfig {
+        self.mail
+            .clone()
+            .unwrap_or_else(|| crate::mail::MailConfig {
+                from: crate::mail::MailFrom::default(),
+                transport: crate::mail::MailTransport::Outbox(crate::mail::OutboxConfig {
+                    dir: self.data_dir.join("outbox"),
+                }),
+            })
+    }
+
     /// Checks values that the types alone cannot, naming the key on failure.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let prod = self.environment == Environment::Production;
@@ -434,12 +553,6 @@ impl Config {
         }
         if sp.clock_skew_seconds > 300 {
             return Err(invalid("sp.clock_skew_seconds", "must be at most 300"));
-        }
-        if !(60..=86_400).contains(&sp.session_ttl_seconds) {
-            return Err(invalid(
-                "sp.session_ttl_seconds",
-                "must be between 60 and 86400",
-            ));
         }
         check_nonempty("sp.organization.name", &sp.organization.name)?;
         check_nonempty(
@@ -588,6 +701,87 @@ impl Config {
                 "sp.key_file",
                 "demo/test key material is refused in production",
             ));
+        }
+        let session = &self.session;
+        if !(60..=86_400).contains(&session.idle_timeout_seconds) {
+            return Err(invalid(
+                "session.idle_timeout_seconds",
+                "must be between 60 and 86400",
+            ));
+        }
+        if session.absolute_timeout_seconds < session.idle_timeout_seconds
+            || session.absolute_timeout_seconds > 7 * 86_400
+        {
+            return Err(invalid(
+                "session.absolute_timeout_seconds",
+                "must be between session.idle_timeout_seconds and 604800",
+            ));
+        }
+        let cp = &self.cp;
+        if !(60..=30 * 86_400).contains(&cp.temp_cp_ttl_seconds) {
+            return Err(invalid(
+                "cp.temp_cp_ttl_seconds",
+                "must be between 60 and 2592000",
+            ));
+        }
+        if !(1..=10).contains(&cp.max_attempts) {
+            return Err(invalid("cp.max_attempts", "must be between 1 and 10"));
+        }
+        if !(60..=86_400).contains(&cp.lockout_seconds) {
+            return Err(invalid(
+                "cp.lockout_seconds",
+                "must be between 60 and 86400",
+            ));
+        }
+        if !(1..=50).contains(&cp.max_resends_per_day) {
+            return Err(invalid(
+                "cp.max_resends_per_day",
+                "must be between 1 and 50",
+            ));
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if !(1..=200).contains(&self.database.max_connections) {
+            return Err(invalid(
+                "database.max_connections",
+                "must be between 1 and 200",
+            ));
+        }
+        if prod {
+            for (key, path) in [
+                ("session.cookie_key_file", &session.cookie_key_file),
+                ("cp.hmac_key_file", &cp.hmac_key_file),
+            ] {
+                if is_demo_material(path) {
+                    return Err(invalid(
+                        key,
+                        "demo/test key material is refused in production",
+                    ));
+                }
+            }
+            if self.database_url().starts_with("sqlite:") {
+                return Err(invalid(
+                    "database.url",
+                    "production needs PostgreSQL (the SQLite file is one replica's)",
+                ));
+            }
+            if !matches!(
+                self.mail.as_ref().map(|m| &m.transport),
+                Some(crate::mail::MailTransport::Smtp(_))
+            ) {
+                return Err(invalid(
+                    "mail.transport",
+                    "production sends e-mail over SMTP, not to the outbox",
+                ));
+            }
         }
         if let Some(m) = &self.mock_idp {
             if m.listen.parse::<std::net::SocketAddr>().is_err() {

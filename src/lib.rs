@@ -10,6 +10,8 @@ pub mod accounts;
 pub mod app;
 /// Typed, layered configuration (TOML + environment), validated at start.
 pub mod config;
+/// The SPID abilitazione: state machine, Codice Personale, forms, the service.
+pub mod enablement;
 /// The set of trusted identity providers and the test-IdP policy.
 pub mod federation;
 /// SP signing key and certificate generation (`polis-gateway keygen`).
@@ -22,6 +24,8 @@ pub mod mock_idp;
 pub mod pdf;
 /// The SAML + SPID protocol core: pure functions, `now` passed in.
 pub mod saml;
+/// Browser sessions: encrypted-cookie tokens, data in the state store, CSRF tokens.
+pub mod session;
 /// The SSO service: starting logins and consuming Responses (no HTTP types).
 pub mod sso;
 /// Request state shared by replicas: the `StateStore` port and its backends.

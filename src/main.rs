@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use polis_gateway::accounts::{FiscalCode, NewAccount};
 use polis_gateway::config::Config;
 use polis_gateway::keygen::{CertRequest, SpSector};
 use polis_gateway::{app, keygen};
@@ -41,6 +42,36 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Create a SPID-compliant SP key and self-signed certificate (Avviso 29 v3).
     Keygen(KeygenArgs),
+    /// Apply pending account-database migrations and exit (the gateway also does it at start).
+    Migrate(ConfigArgs),
+    /// Manage POLIS accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account (e.g. one registered before SPID); prints its username.
+    /// A later SPID login with the same codice fiscale is linked to it.
+    Create(AccountCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct AccountCreateArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Codice fiscale (16 characters; validated).
+    #[arg(long)]
+    fiscal_code: String,
+    /// Nome.
+    #[arg(long)]
+    given_name: String,
+    /// Cognome.
+    #[arg(long)]
+    family_name: String,
+    /// E-mail address.
+    #[arg(long)]
+    email: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -141,6 +172,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keygen(a) => keygen_cmd(a),
+        Command::Migrate(c) => {
+            let applied = app::migrate(&load(&c)?).await?;
+            eprintln!("database is up to date ({applied} migration(s) known)");
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::Create(a)) => {
+            let cfg = load(&a.config)?;
+            let fiscal_code = FiscalCode::parse(&a.fiscal_code)
+                .map_err(|e| anyhow::anyhow!("--fiscal-code: {}", e.message_it()))?;
+            let mut new = NewAccount::new(fiscal_code, a.given_name, a.family_name);
+            new.email = a.email;
+            let account = app::create_account(&cfg, &new).await?;
+            println!("{}", account.username);
+            eprintln!("created account {} ({})", account.username, account.id);
+            Ok(())
+        }
     }
 }
 

@@ -6,8 +6,9 @@
 //! - `polis:req:<AuthnRequest ID>`: the pending request, read for validation and
 //!   consumed once with GETDEL when the Response is accepted (or the IdP refused);
 //! - `polis:aid:<hex sha256(IdP, Assertion ID)>`: replay cache, SET NX until the
-//!   SubjectConfirmationData NotOnOrAfter (plus skew);
-//! - `polis:sess:<token>`: the gateway login session.
+//!   SubjectConfirmationData NotOnOrAfter (plus skew).
+//!
+//! The browser session opened after a login lives in [`crate::session`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,8 +93,6 @@ pub struct SsoSettings {
     pub request_ttl: Duration,
     /// Clock skew tolerated.
     pub clock_skew: Duration,
-    /// Login-session lifetime.
-    pub session_ttl: Duration,
     /// Bounds for inbound messages.
     pub limits: Limits,
 }
@@ -263,15 +262,15 @@ impl SsoService {
         Ok(start)
     }
 
-    /// Validates a posted Response and opens a login session. Every outcome is
-    /// written to the transaction log. Returns the session token and the session.
+    /// Validates a posted Response. Every outcome is written to the transaction log.
+    /// Returns the verified login; opening a browser session is the caller's step.
     pub async fn consume_response(
         &self,
         saml_response: &str,
         relay_state: Option<&str>,
         http_request_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<(String, LoginSession), SsoError> {
+    ) -> Result<LoginSession, SsoError> {
         let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
         let result = self
             .consume_inner(saml_response, relay_state, now, &mut rec)
@@ -300,7 +299,7 @@ impl SsoService {
         relay_state: Option<&str>,
         now: DateTime<Utc>,
         rec: &mut TxRecord,
-    ) -> Result<(String, LoginSession), SsoError> {
+    ) -> Result<LoginSession, SsoError> {
         let limits = self.settings.limits;
         let xml = binding::decode_post(saml_response, limits.max_bytes)?;
         rec.resp_xml = Some(xml.clone());
@@ -400,48 +399,13 @@ impl SsoService {
             attributes: verified.attributes().clone(),
             authenticated_at: now,
         };
-        let token = ids::new_token(32);
-        let value = serde_json::to_vec(&session).map_err(|e| SsoError::Internal(e.to_string()))?;
-        self.state
-            .put(&session_key(&token), &value, self.settings.session_ttl)
-            .await?;
-        Ok((token, session))
-    }
-
-    /// The login session for a cookie token, if still alive.
-    pub async fn session(&self, token: &str) -> Result<Option<LoginSession>, SsoError> {
-        if !valid_token(token) {
-            return Ok(None);
-        }
-        match self.state.get(&session_key(token)).await? {
-            None => Ok(None),
-            Some(raw) => Ok(serde_json::from_slice(&raw).ok()),
-        }
-    }
-
-    /// Ends a login session locally.
-    pub async fn end_session(&self, token: &str) -> Result<(), SsoError> {
-        if valid_token(token) {
-            self.state.delete(&session_key(token)).await?;
-        }
-        Ok(())
+        Ok(session)
     }
 
     /// Health of the state store.
     pub async fn ready(&self) -> Result<(), SsoError> {
         Ok(self.state.ping().await?)
     }
-}
-
-fn session_key(token: &str) -> String {
-    format!("polis:sess:{token}")
-}
-
-fn valid_token(token: &str) -> bool {
-    token.len() == 43
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 async fn run_blocking<T: Send + 'static>(

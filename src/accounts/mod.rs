@@ -89,8 +89,6 @@ pub struct TempCp {
     pub issued_at: DateTime<Utc>,
     /// When it stops being accepted.
     pub expires_at: DateTime<Utc>,
-    /// Wrong attempts so far.
-    pub attempts: u32,
 }
 
 impl fmt::Debug for TempCp {
@@ -99,7 +97,6 @@ impl fmt::Debug for TempCp {
             .field("hmac", &"<redacted>")
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
-            .field("attempts", &self.attempts)
             .finish()
     }
 }
@@ -119,6 +116,9 @@ pub enum EnablementState {
     RecoveryQuestion,
     /// Reviewing the data before "Conferma".
     Review,
+    /// Data confirmed ("Conferma"): the final page with the warnings and the modulo di
+    /// adesione is shown, waiting for "Accetto".
+    Confirmed,
     /// Warnings and modulo di adesione accepted ("Accetto"); temporary CP not yet sent.
     Accepted,
     /// Temporary CP sent by e-mail; it must be changed at the next login.
@@ -129,11 +129,12 @@ pub enum EnablementState {
 
 impl EnablementState {
     /// Every state, in the order of the path.
-    pub const ALL: [EnablementState; 7] = [
+    pub const ALL: [EnablementState; 8] = [
         Self::NotEnabled,
         Self::RequestData,
         Self::RecoveryQuestion,
         Self::Review,
+        Self::Confirmed,
         Self::Accepted,
         Self::TempCpSent,
         Self::Enabled,
@@ -146,6 +147,7 @@ impl EnablementState {
             Self::RequestData => "request_data",
             Self::RecoveryQuestion => "recovery_question",
             Self::Review => "review",
+            Self::Confirmed => "confirmed",
             Self::Accepted => "accepted",
             Self::TempCpSent => "temp_cp_sent",
             Self::Enabled => "enabled",
@@ -205,7 +207,10 @@ pub struct Account {
     pub recovery_answer_hash: Option<String>,
     /// Hash (argon2, PHC string) of the user's Codice Personale.
     pub cp_hash: Option<String>,
-    /// The temporary CP in force, if any.
+    /// Hashes (argon2) of earlier CPs, newest first, so a change cannot reuse them.
+    pub cp_history: Vec<String>,
+    /// The temporary CP in force, if any. Its wrong-attempt counter lives in the state
+    /// store, shared by every replica.
     pub temp_cp: Option<TempCp>,
     /// Enablement state.
     pub enablement_state: EnablementState,
@@ -248,6 +253,7 @@ impl fmt::Debug for Account {
                 &redacted(&self.recovery_answer_hash),
             )
             .field("cp_hash", &redacted(&self.cp_hash))
+            .field("cp_history", &self.cp_history.len())
             .field("temp_cp", &self.temp_cp)
             .field("enablement_state", &self.enablement_state)
             .field("created_at", &self.created_at)
@@ -434,7 +440,7 @@ fn username_part(name: &str) -> String {
 }
 
 /// The ASCII letters of a lowercase accented Latin letter.
-fn fold_char(c: char) -> Option<&'static str> {
+pub(crate) fn fold_char(c: char) -> Option<&'static str> {
     Some(match c {
         'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
         'æ' => "ae",
@@ -533,11 +539,11 @@ mod tests {
             recovery_question: Some("cognome da nubile della madre".into()),
             recovery_answer_hash: Some("SECRET-ANSWER-HASH".into()),
             cp_hash: Some("$argon2id$SECRET-CP-HASH".into()),
+            cp_history: vec!["$argon2id$OLD-CP-HASH".into()],
             temp_cp: Some(TempCp {
                 hmac: "SECRET-HMAC".into(),
                 issued_at: now,
                 expires_at: now,
-                attempts: 0,
             }),
             enablement_state: EnablementState::TempCpSent,
             created_at: now,
@@ -569,5 +575,43 @@ mod tests {
             AccountError::Unavailable(String::new()).code(),
             "POLIS_ACCOUNTS_UNAVAILABLE"
         );
+    }
+}
+
+/// Sample accounts for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A plain account for `fiscal_code`, state `NotEnabled`, no secrets.
+    pub(crate) fn sample(fiscal_code: FiscalCode) -> Account {
+        let now = Utc::now();
+        Account {
+            id: Uuid::new_v4(),
+            username: "mario.rossi".into(),
+            fiscal_code,
+            given_name: "Mario".into(),
+            family_name: "Rossi".into(),
+            birth_date: None,
+            birth_place: None,
+            sex: None,
+            email: None,
+            domicile: None,
+            phones: Phones::default(),
+            id_document: None,
+            recovery_question: None,
+            recovery_answer_hash: None,
+            cp_hash: None,
+            cp_history: Vec::new(),
+            temp_cp: None,
+            enablement_state: EnablementState::NotEnabled,
+            created_at: now,
+            updated_at: now,
+            enabled_at: None,
+            last_access_at: None,
+            spid_level: None,
+            spid_code: None,
+            version: 1,
+        }
     }
 }

@@ -50,7 +50,7 @@ macro_rules! account_columns {
         "id, username, fiscal_code, given_name, family_name, birth_date, \
          birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
          recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
-         temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
+         cp_history_json, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
          spid_level, spid_code, version"
     };
 }
@@ -58,7 +58,7 @@ macro_rules! account_columns {
 const INSERT: &str = "INSERT INTO accounts (id, username, fiscal_code, given_name, family_name, \
      birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
      recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
-     temp_cp_expires_at, temp_cp_attempts, enablement_state, enabled_at, spid_level, spid_code, \
+     temp_cp_expires_at, cp_history_json, enablement_state, enabled_at, spid_level, spid_code, \
      last_access_at, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
      $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
 
@@ -68,7 +68,7 @@ const UPDATE: &str = concat!(
      family_name = $5, birth_date = $6, birth_place = $7, sex = $8, email = $9, \
      domicile_json = $10, phones_json = $11, id_document_json = $12, recovery_question = $13, \
      recovery_answer_hash = $14, cp_hash = $15, temp_cp_hmac = $16, temp_cp_issued_at = $17, \
-     temp_cp_expires_at = $18, temp_cp_attempts = $19, enablement_state = $20, \
+     temp_cp_expires_at = $18, cp_history_json = $19, enablement_state = $20, \
      enabled_at = $21, spid_level = $22, spid_code = $23, updated_at = $24, version = $25 \
      WHERE id = $1 AND version = $26 RETURNING ",
     account_columns!()
@@ -217,6 +217,7 @@ impl AccountStore for SqlAccountStore {
             recovery_question: None,
             recovery_answer_hash: None,
             cp_hash: None,
+            cp_history: Vec::new(),
             temp_cp: None,
             enablement_state: EnablementState::NotEnabled,
             created_at: now,
@@ -398,7 +399,7 @@ fn bind_data<'q>(query: AnyQuery<'q>, account: &Account) -> Result<AnyQuery<'q>,
         .bind(temp.map(|t| t.hmac.clone()))
         .bind(temp.map(|t| timestamp_text(t.issued_at)))
         .bind(temp.map(|t| timestamp_text(t.expires_at)))
-        .bind(temp.map(|t| i64::from(t.attempts)))
+        .bind(to_json(&account.cp_history)?)
         .bind(account.enablement_state.as_str().to_owned())
         .bind(account.enabled_at.map(timestamp_text))
         .bind(account.spid_level.map(i64::from))
@@ -428,13 +429,11 @@ fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
         opt_text("temp_cp_hmac")?,
         opt_time("temp_cp_issued_at")?,
         opt_time("temp_cp_expires_at")?,
-        opt_int("temp_cp_attempts")?,
     ) {
-        (Some(hmac), Some(issued_at), Some(expires_at), Some(attempts)) => Some(TempCp {
+        (Some(hmac), Some(issued_at), Some(expires_at)) => Some(TempCp {
             hmac,
             issued_at,
             expires_at,
-            attempts: u32::try_from(attempts).map_err(bad_data("temp_cp_attempts"))?,
         }),
         _ => None,
     };
@@ -462,6 +461,7 @@ fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
         recovery_question: opt_text("recovery_question")?,
         recovery_answer_hash: opt_text("recovery_answer_hash")?,
         cp_hash: opt_text("cp_hash")?,
+        cp_history: from_json(&text("cp_history_json")?, "cp_history_json")?,
         temp_cp,
         enablement_state: text("enablement_state")?.parse()?,
         created_at: parse_timestamp(&text("created_at")?)?,
@@ -628,7 +628,7 @@ mod tests {
     const SELECT: &str = "SELECT id, username, fiscal_code, given_name, family_name, birth_date, \
          birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
          recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
-         temp_cp_attempts, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
+         cp_history_json, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
          spid_level, spid_code, version FROM accounts";
 
     #[test]

@@ -310,8 +310,10 @@ pub fn build_message(from: &MailFrom, mail: &OutgoingMail) -> Result<Message, Ma
         builder = builder.to(Mailbox::new(None, parse_address(to)?));
     }
 
+    // Quoted-printable keeps ASCII lines (a code, a link) readable in the raw message.
     let text = SinglePart::builder()
         .header(ContentType::TEXT_PLAIN)
+        .header(lettre::message::header::ContentTransferEncoding::QuotedPrintable)
         .body(mail.text_body.clone());
     let body = match &mail.html_body {
         Some(html) => MultiPart::alternative().singlepart(text).singlepart(

@@ -6,6 +6,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::enablement::EnablementError;
 use crate::saml::SamlError;
 use crate::saml::error::ErrorClass;
 use crate::sso::SsoError;
@@ -192,6 +193,135 @@ impl AppError {
             request_id: request_id.to_owned(),
             back: "/login",
         }))
+    }
+
+    /// A page with everything chosen by the caller.
+    fn page(
+        request_id: &str,
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+        back: &'static str,
+    ) -> Self {
+        Self(Box::new(Inner {
+            status,
+            code,
+            title,
+            message: message.into(),
+            hint: None,
+            detail: detail.into(),
+            request_id: request_id.to_owned(),
+            back,
+        }))
+    }
+
+    /// A 403 for a form posted without this session's CSRF token.
+    pub fn csrf(request_id: &str) -> Self {
+        Self::page(
+            request_id,
+            StatusCode::FORBIDDEN,
+            "POLIS_CSRF",
+            "Modulo non valido",
+            "Il modulo inviato non è valido o è scaduto: nessuna modifica è stata salvata. Ricarica la pagina e riprova.",
+            "missing or wrong CSRF token",
+            "/",
+        )
+    }
+
+    /// A 401 for a form posted without a live session.
+    pub fn session_required(request_id: &str) -> Self {
+        Self::page(
+            request_id,
+            StatusCode::UNAUTHORIZED,
+            "POLIS_SESSION_REQUIRED",
+            "Sessione scaduta",
+            "La sessione è scaduta o non è valida: nessuna modifica è stata salvata. Accedi di nuovo con SPID.",
+            "no live session",
+            "/login",
+        )
+    }
+
+    /// A 503/500 for the state store.
+    pub fn from_state(request_id: &str, e: StateError) -> Self {
+        Self::from_sso(request_id, crate::sso::SsoError::State(e))
+    }
+
+    /// Maps an enablement error to its page and status. Field-level errors are
+    /// normally shown on the form itself; this is the fallback page.
+    pub fn from_enablement(request_id: &str, e: EnablementError) -> Self {
+        use EnablementError as E;
+        let code = e.code();
+        let detail = e.to_string();
+        let (status, title, message, back): (StatusCode, &'static str, String, &'static str) =
+            match &e {
+                E::MissingAttributes(names) => (
+                    StatusCode::FORBIDDEN,
+                    "Dati SPID insufficienti",
+                    format!(
+                        "Il gestore di identità non ha trasmesso dati indispensabili per Istanze OnLine ({}). Nessun account è stato creato o modificato. Verifica i dati della tua identità SPID presso il gestore e riprova.",
+                        names.join(", ")
+                    ),
+                    "/login",
+                ),
+                E::InvalidFiscalCode => (
+                    StatusCode::FORBIDDEN,
+                    "Codice fiscale non valido",
+                    "Il codice fiscale trasmesso dal gestore di identità non è valido. Nessun account è stato creato o modificato.".to_owned(),
+                    "/login",
+                ),
+                E::Step(_) | E::Conflict => (
+                    StatusCode::CONFLICT,
+                    "Pagina non più attuale",
+                    "I tuoi dati sono cambiati nel frattempo (per esempio in un'altra finestra). Riprendi dal passo corrente.".to_owned(),
+                    "/abilitazione",
+                ),
+                E::Form(_) | E::CpRules(_) | E::TempCpWrong { .. } | E::TempCpExpired | E::CpWrong { .. } | E::RecoveryWrong { .. } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Dati non validi",
+                    "Alcuni dati non sono validi. Torna indietro e correggili.".to_owned(),
+                    "/abilitazione",
+                ),
+                E::TempCpLocked | E::CpLocked | E::RecoveryLocked | E::ResendLimit => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Troppi tentativi",
+                    "Sono stati fatti troppi tentativi. Riprova più tardi.".to_owned(),
+                    "/",
+                ),
+                E::NoEmail => (
+                    StatusCode::CONFLICT,
+                    "Indirizzo e-mail mancante",
+                    "Non è indicato un indirizzo e-mail a cui inviare il Codice Personale: inseriscilo nei tuoi dati.".to_owned(),
+                    "/abilitazione",
+                ),
+                E::AccountGone => (
+                    StatusCode::UNAUTHORIZED,
+                    "Sessione non valida",
+                    "L'account di questa sessione non esiste più. Accedi di nuovo con SPID.".to_owned(),
+                    "/login",
+                ),
+                E::Mail(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Invio dell'e-mail non riuscito",
+                    "Non è stato possibile inviare l'e-mail con il Codice Personale temporaneo. I tuoi dati sono salvati: riprova tra qualche minuto dalla stessa pagina.".to_owned(),
+                    "/abilitazione",
+                ),
+                E::Accounts(crate::accounts::AccountError::Unavailable(_))
+                | E::State(StateError::Unavailable(_)) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Servizio temporaneamente non disponibile",
+                    "Il servizio è momentaneamente non disponibile. Riprova tra qualche minuto.".to_owned(),
+                    "/",
+                ),
+                E::Accounts(_) | E::State(_) | E::Pdf(_) | E::Cp(_) | E::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Errore interno",
+                    "Si è verificato un errore interno. Riprova tra qualche minuto.".to_owned(),
+                    "/",
+                ),
+            };
+        Self::page(request_id, status, code, title, message, detail, back)
     }
 
     /// HTTP status.

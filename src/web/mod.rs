@@ -2,16 +2,20 @@
 //! service call and map the result; errors become [`AppError`] pages; a middleware
 //! logs them; every response carries security headers and an `x-request-id`.
 
+/// The abilitazione pages, the home page, the personal area, the demo outbox.
+pub mod enablement;
 /// The single `AppError` and its pages.
 pub mod error;
-/// SSO handlers: login, ACS, metadata, home, logout.
+/// Session extractors: encrypted cookie, live session, CSRF-checked forms.
+pub mod session;
+/// SSO handlers: login, ACS, metadata, logout.
 pub mod sso;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
@@ -23,6 +27,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub use error::AppError;
 use error::ErrorInfo;
 
+use crate::enablement::EnablementService;
+use crate::mail::outbox::OutboxMailer;
+use crate::session::SessionStore;
 use crate::sso::SsoService;
 
 /// Shared application state handed to handlers.
@@ -30,10 +37,32 @@ use crate::sso::SsoService;
 pub struct AppState {
     /// The SSO service.
     pub sso: Arc<SsoService>,
+    /// Accounts and the abilitazione.
+    pub enablement: Arc<EnablementService>,
+    /// Browser sessions.
+    pub sessions: Arc<SessionStore>,
     /// Signed SP metadata, built once at start.
     pub metadata: Arc<String>,
     /// Whether cookies get the `Secure` flag (public URL is https).
     pub secure_cookies: bool,
+    /// Encrypts and authenticates the session cookie.
+    pub cookie_key: axum_extra::extract::cookie::Key,
+    /// The demo outbox page's source (demo environment with the outbox transport only).
+    pub outbox: Option<Arc<OutboxMailer>>,
+}
+
+impl FromRef<AppState> for axum_extra::extract::cookie::Key {
+    fn from_ref(app: &AppState) -> Self {
+        app.cookie_key.clone()
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("secure_cookies", &self.secure_cookies)
+            .finish_non_exhaustive()
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -132,13 +161,57 @@ pub fn harden(router: Router) -> Router {
 /// The gateway's router.
 pub fn router(state: AppState, max_body: usize) -> Router {
     let routes = Router::new()
-        .route("/", get(sso::home))
+        .route("/", get(enablement::home))
         .route("/login", get(sso::login))
         .route(
             "/acs",
             post(sso::acs).layer(DefaultBodyLimit::max(max_body)),
         )
         .route("/logout", post(sso::logout))
+        .route("/abilitazione", get(enablement::resume))
+        .route(
+            "/abilitazione/richiesta",
+            get(enablement::request_get).post(enablement::request_post),
+        )
+        .route(
+            "/abilitazione/domanda",
+            get(enablement::recovery_get).post(enablement::recovery_post),
+        )
+        .route(
+            "/abilitazione/riepilogo",
+            get(enablement::review_get).post(enablement::review_post),
+        )
+        .route(
+            "/abilitazione/adesione",
+            get(enablement::adesione_get).post(enablement::adesione_post),
+        )
+        .route(
+            "/abilitazione/modulo-adesione.pdf",
+            get(enablement::modulo_adesione),
+        )
+        .route(
+            "/abilitazione/modulo-delega.pdf",
+            get(enablement::modulo_delega),
+        )
+        .route("/abilitazione/inviata", get(enablement::sent))
+        .route(
+            "/abilitazione/cambio-cp",
+            get(enablement::change_temp_get).post(enablement::change_temp_post),
+        )
+        .route("/abilitazione/reinvio", post(enablement::resend))
+        .route("/abilitazione/completata", get(enablement::completed))
+        .route("/area-riservata", get(enablement::area_get))
+        .route("/area-riservata/dati", post(enablement::area_post))
+        .route(
+            "/area-riservata/cambio-cp",
+            get(enablement::change_cp_get).post(enablement::change_cp_post),
+        )
+        .route(
+            "/area-riservata/recupero-cp",
+            get(enablement::recover_get).post(enablement::recover_post),
+        )
+        .route("/demo/posta", get(enablement::outbox))
+        .route("/demo/posta/{file}", get(enablement::outbox_message))
         .route("/metadata", get(sso::metadata))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(sso::ready))

@@ -4,20 +4,19 @@ use askama::Template;
 use axum::Form;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::PrivateCookieJar;
 use rand::seq::SliceRandom;
 use serde::Deserialize;
 
+use super::enablement::Empty;
+use super::session::{SessionForm, removal_cookie, session_cookie};
 use super::{AppError, AppState, RequestId};
+use crate::accounts::EnablementState;
 use crate::saml::Level;
 use crate::saml::request::Binding;
-use crate::sso::{LoginSession, LoginStart};
-
-/// Name of the gateway session cookie.
-pub const SESSION_COOKIE: &str = "polis_session";
+use crate::sso::LoginStart;
 
 fn render(t: &impl Template, request_id: &str) -> Result<Html<String>, AppError> {
     t.render()
@@ -194,141 +193,53 @@ fn form_error(id: &str, e: FormRejection) -> AppError {
     }
 }
 
-/// A browser-session cookie; the server-side record expires after `sso.session_ttl_seconds`.
-fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
-    let mut c = Cookie::new(SESSION_COOKIE, token);
-    c.set_http_only(true);
-    c.set_secure(secure);
-    c.set_same_site(SameSite::Lax);
-    c.set_path("/");
-    c
-}
-
-/// `POST /acs`: validates the Response; on success opens the session and sends the
-/// person home (303 → 200 page); on failure an error page with a 4xx.
+/// `POST /acs`: validates the Response, maps the person to their account, opens the
+/// session and continues: home when enabled, the abilitazione otherwise (303). On
+/// failure an error page with a 4xx, no account written and no cookie.
 /// Never relies on cookies: the IdP's POST is cross-site.
 pub async fn acs(
     State(app): State<AppState>,
     RequestId(id): RequestId,
-    jar: CookieJar,
+    jar: PrivateCookieJar,
     form: Result<Form<AcsForm>, FormRejection>,
-) -> Result<(CookieJar, Redirect), AppError> {
+) -> Result<(PrivateCookieJar, Redirect), AppError> {
     let Form(form) = form.map_err(|e| form_error(&id, e))?;
-    let (token, _session) = app
+    let now = chrono::Utc::now();
+    let login = app
         .sso
-        .consume_response(
-            &form.saml_response,
-            form.relay_state.as_deref(),
-            &id,
-            chrono::Utc::now(),
-        )
+        .consume_response(&form.saml_response, form.relay_state.as_deref(), &id, now)
         .await
         .map_err(|e| AppError::from_sso(&id, e))?;
-    let cookie = session_cookie(token, app.secure_cookies);
-    Ok((jar.add(cookie), Redirect::to("/")))
-}
-
-struct SessionView {
-    display_name: String,
-    level: u8,
-    idp_name: String,
-    rows: Vec<(String, String)>,
-}
-
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage {
-    session: Option<SessionView>,
-}
-
-fn attribute_label(name: &str) -> &str {
-    match name {
-        "spidCode" => "Codice SPID",
-        "name" => "Nome",
-        "familyName" => "Cognome",
-        "fiscalNumber" => "Codice fiscale",
-        "dateOfBirth" => "Data di nascita",
-        "placeOfBirth" => "Luogo di nascita",
-        "countyOfBirth" => "Provincia di nascita",
-        "gender" => "Sesso",
-        "email" => "E-mail",
-        "mobilePhone" => "Cellulare",
-        "address" => "Indirizzo",
-        "idCard" => "Documento di identità",
-        "expirationDate" => "Scadenza identità",
-        "digitalAddress" => "Domicilio digitale",
-        other => other,
-    }
-}
-
-fn view(app: &AppState, s: &LoginSession) -> SessionView {
-    let display_name = match (s.attribute("name"), s.attribute("familyName")) {
-        (Some(n), Some(f)) => format!("{n} {f}"),
-        _ => s.fiscal_code().unwrap_or_else(|| "utente SPID".to_owned()),
+    let account = app
+        .enablement
+        .login(&login, now)
+        .await
+        .map_err(|e| AppError::from_enablement(&id, e))?;
+    let (token, _) = app
+        .sessions
+        .open(login, account.id, now)
+        .await
+        .map_err(|e| AppError::from_state(&id, e))?;
+    let next = if account.enablement_state == EnablementState::Enabled {
+        "/"
+    } else {
+        "/abilitazione"
     };
-    let idp_name = app
-        .sso
-        .federation()
-        .get(&s.idp_entity_id)
-        .map(|i| i.display_name().to_owned())
-        .unwrap_or_else(|| s.idp_entity_id.clone());
-    let mut rows: Vec<(String, String)> = s
-        .attributes
-        .iter()
-        .map(|(k, v)| (attribute_label(k).to_owned(), v.join(", ")))
-        .collect();
-    rows.sort();
-    SessionView {
-        display_name,
-        level: s.level.number(),
-        idp_name,
-        rows,
-    }
+    Ok((
+        jar.add(session_cookie(token, app.secure_cookies)),
+        Redirect::to(next),
+    ))
 }
 
-/// `GET /`: who is logged in, or the way to log in.
-pub async fn home(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    jar: CookieJar,
-) -> Result<Response, AppError> {
-    let session = match jar.get(SESSION_COOKIE) {
-        Some(c) => app
-            .sso
-            .session(c.value())
-            .await
-            .map_err(|e| AppError::from_sso(&id, e))?,
-        None => None,
-    };
-    let page = HomePage {
-        session: session.as_ref().map(|s| view(&app, s)),
-    };
-    Ok(([(header::CACHE_CONTROL, "no-store")], render(&page, &id)?).into_response())
-}
-
-/// `POST /logout`: ends the gateway session locally.
+/// `POST /logout`: ends the gateway session (CSRF-checked form).
 pub async fn logout(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
-    headers: HeaderMap,
-    jar: CookieJar,
-) -> Result<(CookieJar, Redirect), AppError> {
-    // Same-origin form only: a cross-site POST cannot log people out.
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site")
-    {
-        return Err(AppError::bad_request(&id, "cross-site logout refused"));
-    }
-    if let Some(c) = jar.get(SESSION_COOKIE) {
-        app.sso
-            .end_session(c.value())
-            .await
-            .map_err(|e| AppError::from_sso(&id, e))?;
-    }
-    Ok((
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-        Redirect::to("/"),
-    ))
+    jar: PrivateCookieJar,
+    f: SessionForm<Empty>,
+) -> Result<(PrivateCookieJar, Redirect), AppError> {
+    app.sessions
+        .end(&f.authed.token)
+        .await
+        .map_err(|e| AppError::from_state(&f.request_id, e))?;
+    Ok((jar.remove(removal_cookie()), Redirect::to("/")))
 }

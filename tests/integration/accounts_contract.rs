@@ -379,11 +379,11 @@ async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
     full.recovery_question = Some("cognome da nubile della madre".to_owned());
     full.recovery_answer_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned());
     full.cp_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI".to_owned());
+    full.cp_history = vec!["$argon2id$v=19$m=19456,t=2,p=1$c2FsdDE$aGFzaDE".to_owned()];
     full.temp_cp = Some(TempCp {
         hmac: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
         issued_at: at("2026-03-01T09:00:00.000000001Z"),
         expires_at: at("2026-03-04T09:00:00Z"),
-        attempts: 4,
     });
     full.enablement_state = EnablementState::TempCpSent;
     full.enabled_at = Some(Utc.with_ymd_and_hms(2026, 3, 5, 10, 0, 0).unwrap());

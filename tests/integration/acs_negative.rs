@@ -250,6 +250,8 @@ async fn assert_refused_without_effect(
         ok.text().await.unwrap()
     );
     assert!(ok.headers().get("set-cookie").is_some());
+    // Mario's account is not enabled: the ACS sends him to the enablement.
+    assert_eq!(ok.headers()["location"], "/abilitazione");
     let accepted = record_of(env, &ok).unwrap();
     assert_eq!(accepted["outcome"], "accepted");
     assert_eq!(accepted["authn_req_id"], forged.pending.request_id.as_str());
@@ -291,6 +293,7 @@ async fn the_crafted_base_response_is_accepted() {
             .post_acs_xml(&c, &craft.build(&env.idp_key), &pending.relay_state)
             .await;
         assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        assert_eq!(r.headers()["location"], "/abilitazione");
         let record = record_of(&env, &r).unwrap();
         assert_eq!(record["assertion_subject"], craft.name_id.as_str());
         assert!(env.home(&c).await.contains("Benvenuto/a, Mario Rossi"));

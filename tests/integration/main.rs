@@ -10,6 +10,9 @@
 mod accounts_contract;
 /// Forged and hostile Responses over real HTTP: refused with a 4xx and no other effect.
 mod acs_negative;
+/// The SPID abilitazione end to end (issue 3): new and existing accounts, the CP,
+/// lockouts, CSRF, the session cookie; SQLite and PostgreSQL, SMTP and outbox.
+mod enablement;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.

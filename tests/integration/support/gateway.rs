@@ -1,11 +1,15 @@
 //! The gateway and the mock IdP, both real HTTP servers on 127.0.0.1 port 0, with
-//! keys minted at start (keygen), a temporary data directory, and the state store
-//! the test chooses. Dropping the `Env` stops both servers.
+//! keys minted at start (keygen), a temporary data directory, the state store the
+//! test chooses, and the account database the test chooses (a SQLite file in the temp
+//! dir by default, or a PostgreSQL URL). Mail goes to an outbox directory in the temp
+//! dir, or to a real SMTP server when the test gives its port. Dropping the `Env` stops
+//! both servers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
+use polis_gateway::accounts::{Account, AccountStore, FiscalCode};
 use polis_gateway::app;
 use polis_gateway::config::Config;
 use polis_gateway::keygen::{self, CertRequest, SpSector};
@@ -14,18 +18,46 @@ use polis_gateway::state::StateStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::smtp::{ReceivedMail, parse_eml};
+
+/// The account database of an [`Env`].
+#[derive(Debug, Clone, Default)]
+pub enum Database {
+    /// A SQLite file `polis.db` in the Env's temp dir (the embedded default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL URL, e.g. from `PostgresServer::create_database`.
+    Postgres(String),
+}
+
 /// Knobs for [`Env::start_with`].
 pub struct EnvOptions {
     /// `sp.request_ttl_seconds`.
     pub request_ttl_seconds: u64,
+    /// `[database]`.
+    pub database: Database,
+    /// `Some(port)`: `[mail.transport] kind = "smtp"` on 127.0.0.1:port (no TLS);
+    /// `None`: `kind = "outbox"` in `<temp dir>/outbox`.
+    pub smtp_port: Option<u16>,
 }
 
 impl Default for EnvOptions {
     fn default() -> Self {
         Self {
             request_ttl_seconds: 600,
+            database: Database::Sqlite,
+            smtp_port: None,
         }
     }
+}
+
+/// The sender every Env's mail comes from.
+pub const MAIL_FROM: &str = "noreply@istanze.example";
+
+/// 64 random bytes, base64: the text of a `[session]` / `[cp]` key file.
+fn random_key_text() -> String {
+    let bytes: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A running gateway + mock IdP.
@@ -42,6 +74,12 @@ pub struct Env {
     pub federation: Arc<polis_gateway::federation::Federation>,
     /// Transaction-log directory.
     pub txlog_dir: PathBuf,
+    /// The account store the gateway uses (`gateway.accounts`).
+    pub accounts: Arc<dyn AccountStore>,
+    /// The generated configuration file (for the `polis-gateway` CLI).
+    pub config_path: PathBuf,
+    /// The outbox directory (used when no SMTP port was given).
+    pub outbox_dir: PathBuf,
     tasks: Vec<JoinHandle<()>>,
     _tmp: tempfile::TempDir,
 }
@@ -95,10 +133,24 @@ impl Env {
         std::fs::write(p("sp.crt"), &sp_cert.cert_pem).unwrap();
         std::fs::write(p("idp.key"), &idp_key_pem).unwrap();
         std::fs::write(p("idp.crt"), &idp_cert_pem).unwrap();
+        std::fs::write(p("session-cookie.key"), random_key_text()).unwrap();
+        std::fs::write(p("cp-hmac.key"), random_key_text()).unwrap();
         let txlog_dir = p("txlog");
+        let outbox_dir = p("outbox");
+        let database_url = match &opts.database {
+            Database::Sqlite => format!("sqlite://{}", p("polis.db").display()),
+            Database::Postgres(url) => url.clone(),
+        };
+        let transport = match opts.smtp_port {
+            Some(port) => {
+                format!("kind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nstarttls = \"none\"")
+            }
+            None => format!("kind = \"outbox\"\ndir = \"{}\"", outbox_dir.display()),
+        };
         let toml = format!(
             r#"
 environment = "test"
+data_dir = "{data_dir}"
 [server]
 listen = "{gw_addr}"
 public_url = "{gw}"
@@ -129,6 +181,23 @@ listen = "{idp_addr}"
 public_url = "{idp}"
 key_file = "{idp_key}"
 cert_file = "{idp_crt}"
+[database]
+url = "{database_url}"
+max_connections = 8
+[session]
+cookie_key_file = "{session_key}"
+idle_timeout_seconds = 1800
+absolute_timeout_seconds = 28800
+[cp]
+hmac_key_file = "{cp_key}"
+temp_cp_ttl_seconds = 259200
+max_attempts = 5
+lockout_seconds = 900
+max_resends_per_day = 5
+[mail]
+from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
+[mail.transport]
+{transport}
 "#,
             gw_addr = gw.trim_start_matches("http://"),
             idp_addr = idp.trim_start_matches("http://"),
@@ -138,10 +207,13 @@ cert_file = "{idp_crt}"
             idp_crt = p("idp.crt").display(),
             txlog = txlog_dir.display(),
             ttl = opts.request_ttl_seconds,
+            data_dir = p("data").display(),
+            session_key = p("session-cookie.key").display(),
+            cp_key = p("cp-hmac.key").display(),
         );
         std::fs::write(p("config.toml"), toml).unwrap();
         let cfg = Config::load_with_env(&[p("config.toml")], Vec::new()).unwrap();
-        let gateway = app::build_gateway(&cfg, store.clone()).unwrap();
+        let gateway = app::build_gateway(&cfg, store.clone()).await.unwrap();
         let mock = app::build_mock_idp(&cfg).unwrap();
         gateway
             .federation
@@ -165,6 +237,9 @@ cert_file = "{idp_crt}"
             idp_key,
             federation: gateway.federation,
             txlog_dir,
+            accounts: gateway.accounts,
+            config_path: p("config.toml"),
+            outbox_dir,
             tasks,
             _tmp: tmp,
         }
@@ -308,6 +383,90 @@ cert_file = "{idp_crt}"
             .unwrap()
     }
 
+    /// A full login through the mock IdP at level 2 (Redirect binding) as the test user
+    /// `user` (the mock IdP's `user` value: a codice fiscale of `TEST_USERS`); returns
+    /// the ACS response.
+    pub async fn login(&self, client: &reqwest::Client, user: &str) -> reqwest::Response {
+        let answer = self
+            .idp_answer(client, 2, "redirect", user, "success")
+            .await;
+        self.post_acs(client, &answer.saml_response, &answer.relay_state)
+            .await
+    }
+
+    /// GETs `path` and returns the status and the body.
+    pub async fn get(&self, client: &reqwest::Client, path: &str) -> (u16, String) {
+        let resp = client
+            .get(format!("{}{path}", self.gw))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// The CSRF token on the page `page` (asserted 200).
+    pub async fn csrf_of(&self, client: &reqwest::Client, page: &str) -> String {
+        let (status, html) = self.get(client, page).await;
+        assert_eq!(status, 200, "GET {page}: {html}");
+        csrf(&html)
+    }
+
+    /// Posts `fields` to `path` as a form, exactly as given (no token added).
+    pub async fn post_raw(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        client
+            .post(format!("{}{path}", self.gw))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Like a browser submitting a form: GETs the page that carries the form for `path`
+    /// (the page itself, or for POST-only actions the page with that button: `/` for
+    /// `/logout`, `/abilitazione/cambio-cp` for `/abilitazione/reinvio`,
+    /// `/area-riservata` for `/area-riservata/dati`), reads its `csrf` token, and posts
+    /// `fields` plus the token.
+    pub async fn post_form(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let token = self.csrf_of(client, form_page(path)).await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf", &token));
+        self.post_raw(client, path, &all).await
+    }
+
+    /// The account of a codice fiscale, read from the store the gateway uses.
+    pub async fn account(&self, fiscal_code: &str) -> Option<Account> {
+        self.accounts
+            .find_by_fiscal_code(&FiscalCode::parse(fiscal_code).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Runs the built `polis-gateway` binary with `args` followed by `-c <config>`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_polis-gateway"))
+            .args(args)
+            .arg("-c")
+            .arg(&self.config_path)
+            .output()
+            .expect("run polis-gateway")
+    }
+
+    /// Every message in the outbox (oldest first), parsed by Python's `email` package.
+    pub fn outbox_messages(&self) -> Vec<ReceivedMail> {
+        outbox_messages(&self.outbox_dir)
+    }
+
     /// Every record written to the transaction log so far.
     pub fn txlog_records(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
@@ -378,6 +537,42 @@ pub fn form_value(html: &str, name: &str) -> String {
         + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     unescape_html(&html[start..end])
+}
+
+/// The value of the hidden `csrf` input of a page.
+pub fn csrf(html: &str) -> String {
+    let token = form_value(html, "csrf");
+    assert!(!token.is_empty(), "empty csrf token in page:\n{html}");
+    token
+}
+
+/// The page that carries the form posting to `path`.
+pub fn form_page(path: &str) -> &str {
+    match path {
+        "/logout" => "/",
+        "/abilitazione/reinvio" => "/abilitazione/cambio-cp",
+        "/area-riservata/dati" => "/area-riservata",
+        other => other,
+    }
+}
+
+/// The `.eml` files of an outbox directory, oldest first (their names start with a
+/// UTC timestamp), parsed by Python's `email` package.
+pub fn outbox_messages(dir: &Path) -> Vec<ReceivedMail> {
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    names.sort();
+    names
+        .iter()
+        .map(|path| parse_eml(&std::fs::read(path).unwrap()))
+        .collect()
 }
 
 /// The first occurrence of `attr="…"` in a page.

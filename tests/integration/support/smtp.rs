@@ -208,12 +208,17 @@ impl SmtpServer {
     /// Panics if `/usr/bin/python3` or its `aiosmtpd` module is missing
     /// (`scripts/install-deps.sh --test` installs `python3-aiosmtpd`).
     pub fn start() -> SmtpServer {
+        Self::start_on(free_port())
+    }
+
+    /// Like [`start`](Self::start), on a port the test chose (e.g. one a gateway was
+    /// configured with while nothing listened there).
+    pub fn start_on(port: u16) -> SmtpServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let script = dir.path().join("smtp_recorder.py");
         std::fs::write(&script, SCRIPT).expect("write script");
         let mail_dir = dir.path().join("mail");
         std::fs::create_dir(&mail_dir).expect("create mail dir");
-        let port = free_port();
         let child = Command::new(PYTHON)
             .arg(&script)
             .args(["serve", "127.0.0.1", &port.to_string()])

@@ -1,0 +1,259 @@
+//! Browser sessions after a SPID login.
+//!
+//! The cookie carries only a random 256-bit token, and the web layer encrypts and
+//! authenticates the cookie itself (axum-extra `PrivateCookieJar`, AES-256-GCM), so a
+//! cookie cannot be forged, read or moved to another token. The session data lives in
+//! the state store under `polis:sess:<token>`, shared by every replica:
+//!
+//! - **idle timeout**: every use rewrites the record with a TTL of
+//!   `idle_timeout`, so an unused session disappears by itself;
+//! - **absolute timeout**: a session older than `absolute_timeout` (counted from the
+//!   SPID login) is refused and deleted whatever its use;
+//! - **CSRF**: each session has its own synchronizer token, rendered into every form
+//!   and compared in constant time on every POST.
+//!
+//! Knows nothing of HTTP; `now` is passed in.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::saml::ids;
+use crate::sso::LoginSession;
+use crate::state::{StateError, StateStore};
+
+/// Length of a session token as produced by [`ids::new_token`]`(32)`.
+const TOKEN_LEN: usize = 43;
+
+/// A browser session: who logged in, which account, its CSRF token and its age.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSession {
+    /// The verified SPID login that opened the session.
+    pub login: LoginSession,
+    /// The POLIS account the login was mapped to.
+    pub account_id: Uuid,
+    /// Synchronizer CSRF token for the forms of this session.
+    pub csrf: String,
+    /// When the session was opened (the absolute timeout counts from here).
+    pub created_at: DateTime<Utc>,
+    /// Last use.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+impl WebSession {
+    /// Whether `presented` is this session's CSRF token (constant-time compare).
+    pub fn csrf_matches(&self, presented: &str) -> bool {
+        presented.len() == self.csrf.len()
+            && openssl::memcmp::eq(presented.as_bytes(), self.csrf.as_bytes())
+    }
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after it was opened.
+    pub absolute_timeout: Duration,
+}
+
+/// Opens, reads and ends sessions in the state store.
+pub struct SessionStore {
+    state: std::sync::Arc<dyn StateStore>,
+    settings: SessionSettings,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(token: &str) -> String {
+    format!("polis:sess:{token}")
+}
+
+fn valid_token(token: &str) -> bool {
+    token.len() == TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl SessionStore {
+    /// A store over `state`.
+    pub fn new(state: std::sync::Arc<dyn StateStore>, settings: SessionSettings) -> Self {
+        Self { state, settings }
+    }
+
+    /// The lifetimes.
+    pub fn settings(&self) -> SessionSettings {
+        self.settings
+    }
+
+    /// Opens a session for a verified login mapped to `account_id`; returns the token
+    /// for the cookie.
+    pub async fn open(
+        &self,
+        login: LoginSession,
+        account_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(String, WebSession), StateError> {
+        let token = ids::new_token(32);
+        let session = WebSession {
+            login,
+            account_id,
+            csrf: ids::new_token(32),
+            created_at: now,
+            last_seen_at: now,
+        };
+        self.write(&token, &session, now).await?;
+        Ok((token, session))
+    }
+
+    /// The live session for `token`, its idle timer restarted; `None` when unknown,
+    /// idle too long (the record expired) or past the absolute timeout (deleted).
+    pub async fn load(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebSession>, StateError> {
+        if !valid_token(token) {
+            return Ok(None);
+        }
+        let Some(raw) = self.state.get(&key(token)).await? else {
+            return Ok(None);
+        };
+        let Ok(mut session) = serde_json::from_slice::<WebSession>(&raw) else {
+            // A record this version cannot read: end it rather than guess.
+            self.state.delete(&key(token)).await?;
+            return Ok(None);
+        };
+        if self.remaining(&session, now).is_none() {
+            self.state.delete(&key(token)).await?;
+            return Ok(None);
+        }
+        session.last_seen_at = now;
+        self.write(token, &session, now).await?;
+        Ok(Some(session))
+    }
+
+    /// Ends a session (no error if it is already gone).
+    pub async fn end(&self, token: &str) -> Result<(), StateError> {
+        if valid_token(token) {
+            self.state.delete(&key(token)).await?;
+        }
+        Ok(())
+    }
+
+    /// Time left before the absolute timeout, if any.
+    fn remaining(&self, session: &WebSession, now: DateTime<Utc>) -> Option<Duration> {
+        let age = (now - session.created_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        self.settings
+            .absolute_timeout
+            .checked_sub(age)
+            .filter(|left| !left.is_zero())
+    }
+
+    async fn write(
+        &self,
+        token: &str,
+        session: &WebSession,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let Some(left) = self.remaining(session, now) else {
+            return Ok(());
+        };
+        let ttl = left.min(self.settings.idle_timeout);
+        let value = serde_json::to_vec(session).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.state.put(&key(token), &value, ttl).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::saml::Level;
+    use crate::state::MemoryStore;
+
+    fn login(now: DateTime<Utc>) -> LoginSession {
+        LoginSession {
+            idp_entity_id: "https://idp.example".into(),
+            name_id: "_n".into(),
+            name_qualifier: "https://idp.example".into(),
+            session_index: None,
+            level: Level::L2,
+            attributes: BTreeMap::new(),
+            authenticated_at: now,
+        }
+    }
+
+    fn store(idle: u64, absolute: u64) -> (Arc<MemoryStore>, SessionStore) {
+        let state = Arc::new(MemoryStore::new());
+        let sessions = SessionStore::new(
+            state.clone(),
+            SessionSettings {
+                idle_timeout: Duration::from_secs(idle),
+                absolute_timeout: Duration::from_secs(absolute),
+            },
+        );
+        (state, sessions)
+    }
+
+    #[tokio::test]
+    async fn open_load_end() {
+        let now = Utc::now();
+        let (_, sessions) = store(600, 3600);
+        let id = Uuid::new_v4();
+        let (token, opened) = sessions.open(login(now), id, now).await.unwrap();
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_ne!(opened.csrf, token);
+        let later = now + chrono::Duration::seconds(30);
+        let loaded = sessions.load(&token, later).await.unwrap().unwrap();
+        assert_eq!(loaded.account_id, id);
+        assert_eq!(loaded.last_seen_at, later);
+        assert!(loaded.csrf_matches(&opened.csrf));
+        assert!(!loaded.csrf_matches("x"));
+        assert!(!loaded.csrf_matches(&token));
+        sessions.end(&token).await.unwrap();
+        assert!(sessions.load(&token, later).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn absolute_timeout_ends_an_active_session() {
+        let now = Utc::now();
+        let (state, sessions) = store(600, 3600);
+        let (token, _) = sessions
+            .open(login(now), Uuid::new_v4(), now)
+            .await
+            .unwrap();
+        let late = now + chrono::Duration::seconds(3600);
+        assert!(sessions.load(&token, late).await.unwrap().is_none());
+        assert!(state.get(&key(&token)).await.unwrap().is_none(), "deleted");
+    }
+
+    #[tokio::test]
+    async fn malformed_tokens_and_records_are_no_session() {
+        let now = Utc::now();
+        let (state, sessions) = store(600, 3600);
+        assert!(sessions.load("short", now).await.unwrap().is_none());
+        let token = "a".repeat(TOKEN_LEN);
+        state
+            .put(&key(&token), b"not json", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(sessions.load(&token, now).await.unwrap().is_none());
+        assert!(state.get(&key(&token)).await.unwrap().is_none());
+    }
+}

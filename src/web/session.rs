@@ -1,0 +1,179 @@
+//! Session extractors: the encrypted cookie, the live session behind it, and the CSRF
+//! check every state-changing form goes through.
+//!
+//! - [`Authed`]: a request with a live session. Without one a page request is sent to
+//!   `/` (303) and anything else gets the 401 page.
+//! - [`SessionForm`]: a form POST with a live session whose `csrf` field matches the
+//!   session's token (403 `POLIS_CSRF` otherwise, before the form is even parsed), so a
+//!   handler cannot forget the check.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::PrivateCookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{AppError, AppState, RequestId};
+use crate::session::WebSession;
+
+/// Name of the gateway session cookie.
+pub const SESSION_COOKIE: &str = "polis_session";
+
+/// Largest form body accepted by [`SessionForm`].
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The session cookie for a token: encrypted by the jar, HttpOnly, SameSite=Lax,
+/// Secure on https; no Max-Age (the server-side record decides the lifetime).
+pub fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
+    let mut c = Cookie::new(SESSION_COOKIE, token);
+    c.set_http_only(true);
+    c.set_secure(secure);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c
+}
+
+/// The cookie that removes the session cookie.
+pub fn removal_cookie() -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE).path("/").build()
+}
+
+/// A request with a live session.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// The state-store token (decrypted from the cookie).
+    pub token: String,
+    /// The session.
+    pub session: WebSession,
+}
+
+impl Authed {
+    /// The session of a request, if any (no rejection).
+    pub async fn optional(parts: &mut Parts, app: &AppState) -> Result<Option<Self>, AppError> {
+        let jar: PrivateCookieJar = match PrivateCookieJar::from_request_parts(parts, app).await {
+            Ok(jar) => jar,
+            Err(never) => match never {},
+        };
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let token = cookie.value().to_owned();
+        let id = request_id(parts);
+        let session = app
+            .sessions
+            .load(&token, chrono::Utc::now())
+            .await
+            .map_err(|e| AppError::from_state(&id, e))?;
+        Ok(session.map(|session| Self { token, session }))
+    }
+}
+
+fn request_id(parts: &Parts) -> String {
+    parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        match Self::optional(parts, app).await {
+            Ok(Some(authed)) => Ok(authed),
+            Ok(None) if parts.method == Method::GET || parts.method == Method::HEAD => {
+                Err(Redirect::to("/").into_response())
+            }
+            Ok(None) => Err(AppError::session_required(&request_id(parts)).into_response()),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+/// The session, if any, without rejecting anonymous requests.
+#[derive(Debug, Clone)]
+pub struct MaybeAuthed(pub Option<Authed>);
+
+impl FromRequestParts<AppState> for MaybeAuthed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        Authed::optional(parts, app)
+            .await
+            .map(MaybeAuthed)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A form POST from the session's own pages: live session, matching CSRF token,
+/// then the form `T` (unknown fields ignored, missing ones defaulted by `T`).
+#[derive(Debug)]
+pub struct SessionForm<T> {
+    /// The session.
+    pub authed: Authed,
+    /// The form.
+    pub form: T,
+    /// The request id, for error pages.
+    pub request_id: String,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for SessionForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let RequestId(id) = match RequestId::from_request_parts(&mut parts, app).await {
+            Ok(id) => id,
+            Err(never) => match never {},
+        };
+        let authed = match Authed::optional(&mut parts, app).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(AppError::session_required(&id).into_response()),
+            Err(e) => return Err(e.into_response()),
+        };
+        let req = Request::from_parts(parts, body);
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+            .await
+            .map_err(|_| AppError::too_large(&id).into_response())?;
+        check_csrf(&bytes, &authed.session, &id).map_err(IntoResponse::into_response)?;
+        let form = serde_urlencoded::from_bytes::<T>(&bytes)
+            .map_err(|e| AppError::bad_request(&id, e.to_string()).into_response())?;
+        Ok(Self {
+            authed,
+            form,
+            request_id: id,
+        })
+    }
+}
+
+fn check_csrf(body: &Bytes, session: &WebSession, id: &str) -> Result<(), AppError> {
+    let presented = serde_urlencoded::from_bytes::<CsrfField>(body)
+        .map(|f| f.csrf)
+        .unwrap_or_default();
+    if session.csrf_matches(&presented) {
+        Ok(())
+    } else {
+        Err(AppError::csrf(id))
+    }
+}
+
+/// The status of a refused form re-rendered with its errors.
+pub fn form_status(locked: bool) -> StatusCode {
+    if locked {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    }
+}

@@ -1,0 +1,1304 @@
+//! The SPID *abilitazione* (issue 3) end to end over real HTTP: the gateway and the
+//! mock IdP on loopback ports, accounts in a real SQLite file or a real PostgreSQL
+//! (`support::postgres`), mail through a real SMTP server (`support::smtp`) or the
+//! outbox directory. Every step is a real browser-like request; every effect is read
+//! back from the account store, the state store or the mailbox.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use polis_gateway::accounts::{
+    Account, AccountError, EnablementState, FiscalCode, NewAccount, UniqueField,
+};
+use polis_gateway::mock_idp::{TEST_USERS, TestUser};
+use polis_gateway::state::MemoryStore;
+
+use crate::support::craft::Craft;
+use crate::support::eventually;
+use crate::support::gateway::{Database, Env, EnvOptions, MAIL_FROM, csrf, form_page};
+use crate::support::postgres::PostgresServer;
+use crate::support::smtp::{ReceivedMail, SmtpServer};
+
+const MARIO: &str = "RSSMRA80A01H501U";
+const GIULIA: &str = "BNCGLI85M52F205H";
+const LUCA: &str = "VRDLCU72T10L219N";
+const SOFIA: &str = "ESPSFO90E41A662F";
+const GIUSEPPE: &str = "FRRGPP68C15G273Z";
+
+/// The subject of the temporary-CP message.
+const CP_SUBJECT: &str = "Istanze OnLine – Codice Personale temporaneo";
+/// The alphabet of temporary CPs.
+const TEMP_CP_ALPHABET: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// The default recovery question.
+const QUESTION: &str = "Cognome da nubile della madre";
+/// A recovery answer with an apostrophe and an accent.
+const ANSWER: &str = "Dell'Orto Verdì";
+/// A CP of the user's choice that follows every rule.
+const NEW_CP: &str = "Scuola2026x";
+/// Another one.
+const NEW_CP_2: &str = "Lavagna77q";
+/// And a third.
+const NEW_CP_3: &str = "Quaderno31z";
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+/// One PostgreSQL server for the whole test binary; a fresh database per test.
+fn postgres_server() -> &'static PostgresServer {
+    static SERVER: OnceLock<PostgresServer> = OnceLock::new();
+    SERVER.get_or_init(PostgresServer::start)
+}
+
+fn postgres() -> Database {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    Database::Postgres(postgres_server().create_database(&format!("enablement_{n}")))
+}
+
+/// An [`Env`] plus, when the test wants one, the SMTP server its mail goes to.
+struct Harness {
+    env: Env,
+    smtp: Option<SmtpServer>,
+}
+
+impl Harness {
+    async fn start(database: Database, with_smtp: bool) -> Harness {
+        let smtp = with_smtp.then(SmtpServer::start);
+        let env = Env::start_with(
+            std::sync::Arc::new(MemoryStore::new()),
+            EnvOptions {
+                database,
+                smtp_port: smtp.as_ref().map(SmtpServer::port),
+                ..EnvOptions::default()
+            },
+        )
+        .await;
+        Harness { env, smtp }
+    }
+
+    /// Every message sent so far, oldest first (SMTP server or outbox).
+    fn mails(&self) -> Vec<ReceivedMail> {
+        match &self.smtp {
+            Some(server) => server.messages(),
+            None => self.env.outbox_messages(),
+        }
+    }
+
+    /// Waits until `n` messages have arrived, and asserts that there are no more.
+    async fn wait_for_mails(&self, n: usize) -> Vec<ReceivedMail> {
+        let mails = eventually(Duration::from_secs(10), &format!("{n} message(s)"), || {
+            let mails = self.mails();
+            std::future::ready((mails.len() >= n).then_some(mails))
+        })
+        .await;
+        assert_eq!(mails.len(), n, "exactly {n} message(s): {mails:#?}");
+        mails
+    }
+}
+
+fn test_user(fiscal_code: &str) -> &'static TestUser {
+    TEST_USERS
+        .iter()
+        .find(|u| u.fiscal_code == fiscal_code)
+        .unwrap()
+}
+
+fn cf(code: &str) -> FiscalCode {
+    FiscalCode::parse(code).unwrap()
+}
+
+/// The `Location` of a response.
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Asserts a 303 to the page `to`. A query string after the path (the product adds
+/// one for a notice, e.g. `/area-riservata?salvato=1`) is allowed; the path is exact.
+async fn expect_redirect(r: reqwest::Response, to: &str, what: &str) {
+    let status = r.status().as_u16();
+    let loc = location(&r);
+    let body = r.text().await.unwrap();
+    let path = loc.split_once('?').map_or(loc.as_str(), |(path, _)| path);
+    assert_eq!(
+        (status, path),
+        (303, to),
+        "{what}: expected 303 to {to}, got Location {loc:?}; body:\n{body}"
+    );
+}
+
+/// Asserts `status` with the stable `code` in the page; returns the page. For 422 the
+/// code must be the form's `data-code`.
+async fn expect_error(r: reqwest::Response, status: u16, code: &str, what: &str) -> String {
+    let got = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_eq!(
+        got, status,
+        "{what}: expected {status} {code}; body:\n{body}"
+    );
+    if status == 422 {
+        assert!(
+            body.contains(&format!("data-code=\"{code}\"")),
+            "{what}: data-code=\"{code}\" missing:\n{body}"
+        );
+    } else {
+        assert!(body.contains(code), "{what}: {code} missing:\n{body}");
+    }
+    body
+}
+
+/// GETs `path` and asserts a 303 to `to`.
+async fn expect_get_redirect(env: &Env, c: &reqwest::Client, path: &str, to: &str) {
+    let r = c.get(format!("{}{path}", env.gw)).send().await.unwrap();
+    expect_redirect(r, to, &format!("GET {path}")).await;
+}
+
+/// GETs `path` and asserts 200; returns the page.
+async fn page(env: &Env, c: &reqwest::Client, path: &str) -> String {
+    let (status, html) = env.get(c, path).await;
+    assert_eq!(status, 200, "GET {path}:\n{html}");
+    html
+}
+
+/// The `value` of the `<input name="…">` of a page (whatever the attribute order).
+fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let start = html[..at].rfind('<')?;
+    let end = at + html[at..].find('>')?;
+    let tag = &html[start..end];
+    let v = tag.find("value=\"")? + "value=\"".len();
+    let len = tag[v..].find('"')?;
+    Some(
+        tag[v..v + len]
+            .replace("&#39;", "'")
+            .replace("&#x27;", "'")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// A valid enablement request for `email`.
+fn request_fields(email: &str) -> Vec<(&'static str, String)> {
+    [
+        ("email", email),
+        ("mobile", "+39 333 7654321"),
+        ("landline", ""),
+        ("street", "Via dei Mille 5"),
+        ("postal_code", "20124"),
+        ("municipality", "Milano"),
+        ("province", "MI"),
+        ("nation", "Italia"),
+        ("doc_kind", "Carta d'identità"),
+        ("doc_number", "CA98765ZZ"),
+        ("doc_issuer", "Comune di Milano"),
+        ("doc_issued_on", "2021-03-15"),
+        ("doc_expires_on", "2099-03-15"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
+}
+
+fn borrowed<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Collapses whitespace, so words split across text runs or lines still match.
+fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses a PDF with lopdf (one page) and returns its text, whitespace collapsed.
+fn pdf_text(bytes: &[u8], what: &str) -> String {
+    assert!(bytes.starts_with(b"%PDF-"), "{what} is not a PDF");
+    let doc = lopdf::Document::load_mem(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    assert_eq!(pages.len(), 1, "{what}: one page");
+    squash(
+        &doc.extract_text(&pages)
+            .unwrap_or_else(|e| panic!("{what}: {e}")),
+    )
+}
+
+/// The PDF's text holds the person's names and codice fiscale.
+fn assert_pdf_names(bytes: &[u8], what: &str, user: &TestUser) {
+    let text = pdf_text(bytes, what);
+    for needle in [user.name, user.family_name, user.fiscal_code] {
+        assert!(
+            text.contains(needle),
+            "{what}: {needle:?} missing from:\n{text}"
+        );
+    }
+}
+
+/// Checks a temporary-CP message to `email` for `user` and returns the CP.
+fn temp_cp_of(mail: &ReceivedMail, email: &str, user: &TestUser) -> String {
+    assert_eq!(mail.to, vec![email.to_owned()], "To: {mail:#?}");
+    if !mail.rcpt_tos.is_empty() {
+        // Over SMTP: the envelope too.
+        assert_eq!(mail.rcpt_tos, vec![email.to_owned()]);
+        assert_eq!(mail.mail_from, MAIL_FROM);
+    }
+    assert_eq!(mail.subject, CP_SUBJECT);
+    let text = mail.text.as_deref().expect("a text/plain body");
+    let cp = text
+        .lines()
+        .find_map(|line| {
+            line.trim_end()
+                .strip_prefix("Codice Personale temporaneo: ")
+        })
+        .unwrap_or_else(|| panic!("no `Codice Personale temporaneo: ` line in:\n{text}"))
+        .trim()
+        .to_owned();
+    assert_eq!(cp.chars().count(), 12, "{cp:?}");
+    assert!(
+        cp.chars().all(|c| TEMP_CP_ALPHABET.contains(c)),
+        "{cp:?} uses the unambiguous alphabet"
+    );
+    let names: Vec<&str> = mail
+        .attachments
+        .iter()
+        .map(|a| a.filename.as_str())
+        .collect();
+    assert_eq!(names, ["modulo-adesione.pdf", "modulo-delega.pdf"]);
+    for a in &mail.attachments {
+        assert_eq!(a.content_type, "application/pdf", "{}", a.filename);
+        assert_pdf_names(&a.bytes, &a.filename, user);
+    }
+    cp
+}
+
+/// A temporary CP that is not `cp` (same alphabet and length).
+fn wrong_cp(cp: &str) -> String {
+    let wrong = "ABCDEFGHJKMN";
+    if cp == wrong {
+        "NMKJHGFEDCBA".to_owned()
+    } else {
+        wrong.to_owned()
+    }
+}
+
+/// Posts the mandatory change of the temporary CP.
+async fn change_temp_cp(
+    env: &Env,
+    c: &reqwest::Client,
+    temp_cp: &str,
+    new_cp: &str,
+) -> reqwest::Response {
+    env.post_form(
+        c,
+        "/abilitazione/cambio-cp",
+        &[
+            ("temp_cp", temp_cp),
+            ("new_cp", new_cp),
+            ("new_cp_repeat", new_cp),
+        ],
+    )
+    .await
+}
+
+/// First login of a new person: the ACS sends them to the enablement.
+async fn first_login(env: &Env, c: &reqwest::Client, user: &str) {
+    let r = env.login(c, user).await;
+    assert!(r.headers().get("set-cookie").is_some(), "a session opens");
+    expect_redirect(r, "/abilitazione", "first login").await;
+}
+
+/// Steps 1–3 (request, recovery question, review and «Conferma»), from a live session.
+async fn fill_in_and_confirm(env: &Env, c: &reqwest::Client, email: &str, answer: &str) {
+    let fields = request_fields(email);
+    let r = env
+        .post_form(c, "/abilitazione/richiesta", &borrowed(&fields))
+        .await;
+    expect_redirect(r, "/abilitazione/domanda", "richiesta").await;
+    let r = env
+        .post_form(
+            c,
+            "/abilitazione/domanda",
+            &[
+                ("question", QUESTION),
+                ("answer", answer),
+                ("answer_repeat", answer),
+            ],
+        )
+        .await;
+    expect_redirect(r, "/abilitazione/riepilogo", "domanda").await;
+    let r = env.post_form(c, "/abilitazione/riepilogo", &[]).await;
+    expect_redirect(r, "/abilitazione/adesione", "riepilogo").await;
+}
+
+/// A new person logs in and goes as far as «Accetto»; returns the temporary CP of the
+/// message that arrived.
+async fn until_temp_cp_sent(
+    h: &Harness,
+    c: &reqwest::Client,
+    user: &str,
+    email: &str,
+    answer: &str,
+) -> String {
+    let env = &h.env;
+    first_login(env, c, user).await;
+    fill_in_and_confirm(env, c, email, answer).await;
+    let before = h.mails().len();
+    let r = env.post_form(c, "/abilitazione/adesione", &[]).await;
+    expect_redirect(r, "/abilitazione/inviata", "Accetto").await;
+    let mails = h.wait_for_mails(before + 1).await;
+    let cp = temp_cp_of(mails.last().unwrap(), email, test_user(user));
+    let account = env.account(user).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+    cp
+}
+
+/// A new person goes through the whole enablement (same session) with `cp`.
+async fn until_enabled(
+    h: &Harness,
+    c: &reqwest::Client,
+    user: &str,
+    email: &str,
+    answer: &str,
+    cp: &str,
+) {
+    let temp = until_temp_cp_sent(h, c, user, email, answer).await;
+    let r = change_temp_cp(&h.env, c, &temp, cp).await;
+    expect_redirect(r, "/abilitazione/completata", "cambio-cp").await;
+    let account = h.env.account(user).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::Enabled);
+}
+
+// ---------------------------------------------------------------------------------------
+// (a) The whole path, on SQLite and on PostgreSQL, mail over SMTP
+// ---------------------------------------------------------------------------------------
+
+async fn full_path(database: Database) {
+    let h = Harness::start(database, true).await;
+    let env = &h.env;
+    let giulia = test_user(GIULIA);
+    let email = "giulia.b@posta.example.it";
+    let c = env.client();
+
+    // First SPID login: a new account, not enabled.
+    assert!(env.account(GIULIA).await.is_none());
+    first_login(env, &c, GIULIA).await;
+    let account = env
+        .account(GIULIA)
+        .await
+        .expect("created at the first login");
+    assert_eq!(account.username, "giulia.bianchi");
+    assert_eq!(account.given_name, "Giulia");
+    assert_eq!(account.family_name, "Bianchi");
+    assert_eq!(account.spid_level, Some(2));
+    assert_ne!(account.enablement_state, EnablementState::Enabled);
+    assert!(account.cp_hash.is_none() && account.temp_cp.is_none());
+    let home = env.home(&c).await;
+    assert!(home.contains("Benvenuto/a, Giulia Bianchi"), "{home}");
+    assert!(home.contains("livello 2"), "{home}");
+    assert!(home.contains(GIULIA) && !home.contains("TINIT-"), "{home}");
+    assert!(home.contains("href=\"/abilitazione\""), "{home}");
+    // Not enabled: no personal area, no PDFs yet, no skipping steps.
+    expect_get_redirect(env, &c, "/area-riservata", "/abilitazione").await;
+    expect_get_redirect(
+        env,
+        &c,
+        "/abilitazione/modulo-adesione.pdf",
+        "/abilitazione",
+    )
+    .await;
+    expect_get_redirect(env, &c, "/abilitazione", "/abilitazione/richiesta").await;
+    expect_get_redirect(
+        env,
+        &c,
+        "/abilitazione/riepilogo",
+        "/abilitazione/richiesta",
+    )
+    .await;
+
+    // Step 1: the request, prefilled from SPID; personal pages are not cached.
+    let r = c
+        .get(format!("{}/abilitazione/richiesta", env.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r.headers()["cache-control"].to_str().unwrap().to_owned();
+    assert!(cache.contains("no-store"), "{cache}");
+    let html = r.text().await.unwrap();
+    assert_eq!(
+        input_value(&html, "email").as_deref(),
+        Some(giulia.email),
+        "{html}"
+    );
+    // A required field missing: 422, the field's error, nothing stored.
+    let mut fields = request_fields(email);
+    fields.retain(|(k, _)| *k != "street");
+    let r = env
+        .post_form(&c, "/abilitazione/richiesta", &borrowed(&fields))
+        .await;
+    let body = expect_error(r, 422, "POLIS_FORM_INVALID", "street missing").await;
+    assert!(body.contains("id=\"e-street\""), "{body}");
+    assert_eq!(
+        input_value(&body, "doc_number").as_deref(),
+        Some("CA98765ZZ")
+    );
+    // No phone at all: 422 too.
+    let mut fields = request_fields(email);
+    fields.retain(|(k, _)| *k != "mobile");
+    let r = env
+        .post_form(&c, "/abilitazione/richiesta", &borrowed(&fields))
+        .await;
+    expect_error(r, 422, "POLIS_FORM_INVALID", "no phone").await;
+    let account = env.account(GIULIA).await.unwrap();
+    assert!(account.domicile.is_none() && account.id_document.is_none());
+    // Valid.
+    let fields = request_fields(email);
+    let r = env
+        .post_form(&c, "/abilitazione/richiesta", &borrowed(&fields))
+        .await;
+    expect_redirect(r, "/abilitazione/domanda", "richiesta").await;
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.email.as_deref(), Some(email));
+    assert_eq!(account.phones.mobile.as_deref(), Some("+393337654321"));
+    let domicile = account.domicile.as_ref().unwrap();
+    assert_eq!(
+        (domicile.street.as_str(), domicile.postal_code.as_str()),
+        ("Via dei Mille 5", "20124")
+    );
+    assert_eq!(account.id_document.as_ref().unwrap().number, "CA98765ZZ");
+    assert_eq!(account.enablement_state, EnablementState::RecoveryQuestion);
+
+    // Step 2: the recovery question, proposed by default.
+    let html = page(env, &c, "/abilitazione/domanda").await;
+    assert!(html.contains(QUESTION), "{html}");
+    let r = env
+        .post_form(
+            &c,
+            "/abilitazione/domanda",
+            &[
+                ("question", QUESTION),
+                ("answer", ANSWER),
+                ("answer_repeat", ANSWER),
+            ],
+        )
+        .await;
+    expect_redirect(r, "/abilitazione/riepilogo", "domanda").await;
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.recovery_question.as_deref(), Some(QUESTION));
+    let answer_hash = account.recovery_answer_hash.clone().unwrap();
+    assert!(!answer_hash.contains("Orto"), "only a hash is stored");
+
+    // Step 3: review and «Conferma».
+    let html = page(env, &c, "/abilitazione/riepilogo").await;
+    for needle in ["Via dei Mille 5", "CA98765ZZ", email, "Conferma"] {
+        assert!(html.contains(needle), "{needle}: {html}");
+    }
+    let r = env.post_form(&c, "/abilitazione/riepilogo", &[]).await;
+    expect_redirect(r, "/abilitazione/adesione", "Conferma").await;
+    assert_eq!(
+        env.account(GIULIA).await.unwrap().enablement_state,
+        EnablementState::Confirmed
+    );
+
+    // Step 4: warnings, the modulo di adesione, «Accetto».
+    let html = page(env, &c, "/abilitazione/adesione").await;
+    assert!(html.contains("Accetto"), "{html}");
+    assert!(html.contains("/abilitazione/modulo-adesione.pdf"), "{html}");
+    for (path, what) in [
+        ("/abilitazione/modulo-adesione.pdf", "modulo di adesione"),
+        ("/abilitazione/modulo-delega.pdf", "modulo di delega"),
+    ] {
+        let r = c.get(format!("{}{path}", env.gw)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("application/pdf"), "{path}: {ct}");
+        assert_pdf_names(&r.bytes().await.unwrap(), what, giulia);
+    }
+    assert!(h.mails().is_empty(), "nothing sent before «Accetto»");
+    let r = env.post_form(&c, "/abilitazione/adesione", &[]).await;
+    expect_redirect(r, "/abilitazione/inviata", "Accetto").await;
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+    let temp_cp = account.temp_cp.as_ref().expect("a temporary CP in force");
+    assert!(temp_cp.expires_at > Utc::now());
+
+    // Exactly one message, to the address entered, with both PDFs and the CP.
+    let mails = h.wait_for_mails(1).await;
+    let temp = temp_cp_of(&mails[0], email, giulia);
+    assert!(
+        !temp_cp.hmac.contains(&temp),
+        "the temporary CP is stored as an HMAC only"
+    );
+
+    // «Esci» on the "e-mail inviata" page.
+    let html = page(env, &c, "/abilitazione/inviata").await;
+    assert!(html.contains("action=\"/logout\""), "{html}");
+    let r = env.post_raw(&c, "/logout", &[("csrf", &csrf(&html))]).await;
+    expect_redirect(r, "/", "Esci").await;
+    assert!(!env.home(&c).await.contains("Benvenuto"));
+
+    // Next login: the mandatory change of the temporary CP.
+    let r = env.login(&c, GIULIA).await;
+    expect_redirect(r, "/abilitazione", "second login").await;
+    expect_get_redirect(env, &c, "/abilitazione", "/abilitazione/cambio-cp").await;
+    let html = page(env, &c, "/abilitazione/cambio-cp").await;
+    assert!(html.contains("/abilitazione/reinvio"), "{html}");
+    let r = change_temp_cp(env, &c, &temp, "abc12").await;
+    expect_error(r, 422, "POLIS_CP_RULES", "a CP breaking the rules").await;
+    let r = change_temp_cp(env, &c, &temp, "Bianchi2026").await;
+    expect_error(r, 422, "POLIS_CP_RULES", "a CP with the family name").await;
+    assert_eq!(
+        env.account(GIULIA).await.unwrap().enablement_state,
+        EnablementState::TempCpSent
+    );
+    let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "cambio-cp").await;
+    let html = page(env, &c, "/abilitazione/completata").await;
+    assert!(html.to_lowercase().contains("abilitat"), "{html}");
+
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::Enabled);
+    let cp_hash = account.cp_hash.as_deref().expect("the chosen CP, hashed");
+    assert!(cp_hash.starts_with("$argon2"), "{cp_hash}");
+    assert!(account.temp_cp.is_none());
+    assert!(account.enabled_at.is_some());
+
+    // Third login: straight to the home page, enabled.
+    let c = env.client();
+    let r = env.login(&c, GIULIA).await;
+    expect_redirect(r, "/", "third login").await;
+    let home = env.home(&c).await;
+    for needle in [
+        "Benvenuto/a, Giulia Bianchi",
+        "livello 2",
+        "Abilitato",
+        "giulia.bianchi",
+        GIULIA,
+        email,
+    ] {
+        assert!(home.contains(needle), "{needle}: {home}");
+    }
+    assert!(!home.contains("TINIT-"), "{home}");
+    expect_get_redirect(env, &c, "/abilitazione", "/").await;
+    assert_eq!(h.mails().len(), 1, "no other message");
+}
+
+#[tokio::test]
+async fn a_new_person_is_enabled_end_to_end_on_sqlite() {
+    full_path(Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_new_person_is_enabled_end_to_end_on_postgres() {
+    full_path(postgres()).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) Existing accounts are linked, never duplicated
+// ---------------------------------------------------------------------------------------
+
+async fn existing_account_is_linked(database: Database) {
+    let h = Harness::start(database, false).await;
+    let env = &h.env;
+    // Created before SPID, with another spelling of the given name and an e-mail.
+    let out = env.cli(&[
+        "accounts",
+        "create",
+        "--fiscal-code",
+        &LUCA.to_lowercase(),
+        "--given-name",
+        "Lucas",
+        "--family-name",
+        "Verdi",
+        "--email",
+        "l.verdi@scuola.example.it",
+    ]);
+    assert!(
+        out.status.success(),
+        "accounts create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "lucas.verdi");
+    let before = env.account(LUCA).await.expect("the CLI wrote the account");
+    assert_eq!(before.username, "lucas.verdi");
+
+    let c = env.client();
+    first_login(env, &c, LUCA).await;
+    let after = env.account(LUCA).await.unwrap();
+    assert_eq!(after.id, before.id, "the same account");
+    assert_eq!(after.username, "lucas.verdi", "the username never changes");
+    assert_eq!(after.given_name, "Luca", "SPID vouches for the name");
+    assert_eq!(after.family_name, "Verdi");
+    assert_eq!(
+        after.email.as_deref(),
+        Some("l.verdi@scuola.example.it"),
+        "the e-mail on file is kept"
+    );
+    assert_eq!(after.spid_level, Some(2));
+    assert_eq!(after.created_at, before.created_at);
+    // Still one account for the codice fiscale.
+    assert!(
+        env.accounts
+            .find_by_username("luca.verdi")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let dup = env
+        .accounts
+        .create(&NewAccount::new(cf(LUCA), "Luca", "Verdi"))
+        .await;
+    assert!(
+        matches!(dup, Err(AccountError::Duplicate(UniqueField::FiscalCode))),
+        "{dup:?}"
+    );
+    let home = env.home(&c).await;
+    assert!(home.contains("Benvenuto/a, Luca Verdi"), "{home}");
+    assert!(home.contains("lucas.verdi"), "{home}");
+    // A second login links to the same account again.
+    let c2 = env.client();
+    first_login(env, &c2, LUCA).await;
+    assert_eq!(env.account(LUCA).await.unwrap().id, before.id);
+}
+
+#[tokio::test]
+async fn an_account_created_by_the_cli_is_linked_on_sqlite() {
+    existing_account_is_linked(Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_account_created_by_the_cli_is_linked_on_postgres() {
+    existing_account_is_linked(postgres()).await;
+}
+
+async fn racing_first_logins(database: Database) {
+    let h = Harness::start(database, false).await;
+    let env = &h.env;
+    for user in [SOFIA, GIUSEPPE, MARIO] {
+        assert!(env.account(user).await.is_none());
+        let (c1, c2) = (env.client(), env.client());
+        let a1 = env.idp_answer(&c1, 2, "redirect", user, "success").await;
+        let a2 = env.idp_answer(&c2, 2, "redirect", user, "success").await;
+        let (r1, r2) = tokio::join!(
+            env.post_acs(&c1, &a1.saml_response, &a1.relay_state),
+            env.post_acs(&c2, &a2.saml_response, &a2.relay_state),
+        );
+        expect_redirect(r1, "/abilitazione", "first racer").await;
+        expect_redirect(r2, "/abilitazione", "second racer").await;
+        let account = env.account(user).await.expect("one account");
+        let u = test_user(user);
+        let base = format!("{}.{}", u.name.to_lowercase(), u.family_name.to_lowercase());
+        assert_eq!(account.username, base);
+        assert!(
+            env.accounts
+                .find_by_username(&format!("{base}2"))
+                .await
+                .unwrap()
+                .is_none(),
+            "no second account for {user}"
+        );
+        let dup = env
+            .accounts
+            .create(&NewAccount::new(cf(user), u.name, u.family_name))
+            .await;
+        assert!(
+            matches!(dup, Err(AccountError::Duplicate(UniqueField::FiscalCode))),
+            "{dup:?}"
+        );
+        // Both sessions belong to that one account.
+        for c in [&c1, &c2] {
+            let home = env.home(c).await;
+            assert!(home.contains(&account.username), "{home}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_first_logins_make_one_account_on_sqlite() {
+    racing_first_logins(Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_first_logins_make_one_account_on_postgres() {
+    racing_first_logins(postgres()).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) Attempts, lockouts, resend, expiry, recovery, personal area
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn five_wrong_temporary_cps_lock_it_until_a_resend() {
+    let h = Harness::start(Database::Sqlite, true).await;
+    let env = &h.env;
+    let email = "luca.verdi@posta.example.it";
+    let c = env.client();
+    let temp = until_temp_cp_sent(&h, &c, LUCA, email, ANSWER).await;
+    let wrong = wrong_cp(&temp);
+    for attempt in 1..=4 {
+        let r = change_temp_cp(env, &c, &wrong, NEW_CP).await;
+        expect_error(r, 422, "POLIS_TEMP_CP_WRONG", &format!("wrong #{attempt}")).await;
+    }
+    let r = change_temp_cp(env, &c, &wrong, NEW_CP).await;
+    expect_error(r, 429, "POLIS_TEMP_CP_LOCKED", "wrong #5").await;
+    let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
+    expect_error(r, 429, "POLIS_TEMP_CP_LOCKED", "the right CP once locked").await;
+    let account = env.account(LUCA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+    assert!(account.cp_hash.is_none());
+
+    // «Ripetizione invio»: a second message with another CP.
+    let r = env.post_form(&c, "/abilitazione/reinvio", &[]).await;
+    expect_redirect(r, "/abilitazione/cambio-cp", "reinvio").await;
+    let mails = h.wait_for_mails(2).await;
+    let second = temp_cp_of(&mails[1], email, test_user(LUCA));
+    assert_ne!(second, temp, "a new temporary CP");
+    let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
+    expect_error(r, 422, "POLIS_TEMP_CP_WRONG", "the old CP after the resend").await;
+    let r = change_temp_cp(env, &c, &second, NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "the new CP").await;
+    let account = env.account(LUCA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::Enabled);
+    assert!(account.temp_cp.is_none());
+}
+
+#[tokio::test]
+async fn an_expired_temporary_cp_is_refused() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let email = "sofia.esposito@posta.example.it";
+    let c = env.client();
+    let temp = until_temp_cp_sent(&h, &c, SOFIA, email, ANSWER).await;
+    let mut account = env.account(SOFIA).await.unwrap();
+    account.temp_cp.as_mut().unwrap().expires_at = Utc::now() - chrono::Duration::hours(1);
+    env.accounts.update(&account).await.unwrap();
+
+    let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
+    expect_error(r, 422, "POLIS_TEMP_CP_EXPIRED", "expired").await;
+    let account = env.account(SOFIA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+    assert!(account.cp_hash.is_none());
+    // A resend gives a fresh one that works.
+    let r = env.post_form(&c, "/abilitazione/reinvio", &[]).await;
+    expect_redirect(r, "/abilitazione/cambio-cp", "reinvio").await;
+    let mails = h.wait_for_mails(2).await;
+    let fresh = temp_cp_of(&mails[1], email, test_user(SOFIA));
+    let r = change_temp_cp(env, &c, &fresh, NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "fresh CP").await;
+}
+
+#[tokio::test]
+async fn more_than_five_resends_a_day_are_refused() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let email = "mario.r@posta.example.it";
+    let c = env.client();
+    let mut cps = vec![until_temp_cp_sent(&h, &c, MARIO, email, ANSWER).await];
+    for resend in 1..=5 {
+        let r = env.post_form(&c, "/abilitazione/reinvio", &[]).await;
+        expect_redirect(r, "/abilitazione/cambio-cp", &format!("resend #{resend}")).await;
+        let mails = h.wait_for_mails(resend + 1).await;
+        cps.push(temp_cp_of(mails.last().unwrap(), email, test_user(MARIO)));
+    }
+    let r = env.post_form(&c, "/abilitazione/reinvio", &[]).await;
+    expect_error(r, 429, "POLIS_RESEND_LIMIT", "resend #6").await;
+    assert_eq!(h.mails().len(), 6, "no seventh message");
+    // Every CP was new, and only the last one works.
+    let mut distinct = cps.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), cps.len(), "{cps:?}");
+    let r = change_temp_cp(env, &c, &cps[4], NEW_CP).await;
+    expect_error(r, 422, "POLIS_TEMP_CP_WRONG", "an earlier CP").await;
+    let r = change_temp_cp(env, &c, &cps[5], NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "the last CP").await;
+}
+
+#[tokio::test]
+async fn a_mail_failure_leaves_the_enablement_resumable() {
+    // The gateway's SMTP port has no server yet: «Accetto» cannot send.
+    let port = crate::support::free_port();
+    let env = Env::start_with(
+        std::sync::Arc::new(MemoryStore::new()),
+        EnvOptions {
+            smtp_port: Some(port),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let email = "giulia.r@posta.example.it";
+    let c = env.client();
+    first_login(&env, &c, GIULIA).await;
+    fill_in_and_confirm(&env, &c, email, ANSWER).await;
+    let r = env.post_form(&c, "/abilitazione/adesione", &[]).await;
+    expect_error(r, 503, "POLIS_MAIL_UNAVAILABLE", "Accetto without SMTP").await;
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::Accepted);
+    expect_get_redirect(&env, &c, "/abilitazione", "/abilitazione/adesione").await;
+    // The server comes up; «Accetto» again sends the one message.
+    let server = SmtpServer::start_on(port);
+    let r = env.post_form(&c, "/abilitazione/adesione", &[]).await;
+    expect_redirect(r, "/abilitazione/inviata", "Accetto again").await;
+    let mails = server.messages();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let temp = temp_cp_of(&mails[0], email, test_user(GIULIA));
+    let r = change_temp_cp(&env, &c, &temp, NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "cambio-cp").await;
+}
+
+#[tokio::test]
+async fn five_wrong_recovery_answers_lock_the_recovery() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let c = env.client();
+    until_enabled(
+        &h,
+        &c,
+        GIUSEPPE,
+        "g.ferrari@posta.example.it",
+        ANSWER,
+        NEW_CP,
+    )
+    .await;
+    let html = page(env, &c, "/area-riservata/recupero-cp").await;
+    assert!(html.contains(QUESTION), "the question is shown: {html}");
+    let before = env.account(GIUSEPPE).await.unwrap();
+    for attempt in 1..=4 {
+        let r = env
+            .post_form(&c, "/area-riservata/recupero-cp", &[("answer", "Rossi")])
+            .await;
+        expect_error(
+            r,
+            422,
+            "POLIS_RECOVERY_WRONG",
+            &format!("wrong answer #{attempt}"),
+        )
+        .await;
+    }
+    let r = env
+        .post_form(&c, "/area-riservata/recupero-cp", &[("answer", "Bianchi")])
+        .await;
+    expect_error(r, 429, "POLIS_RECOVERY_LOCKED", "wrong answer #5").await;
+    let r = env
+        .post_form(&c, "/area-riservata/recupero-cp", &[("answer", ANSWER)])
+        .await;
+    expect_error(
+        r,
+        429,
+        "POLIS_RECOVERY_LOCKED",
+        "the right answer once locked",
+    )
+    .await;
+    let after = env.account(GIUSEPPE).await.unwrap();
+    assert_eq!(after.enablement_state, EnablementState::Enabled);
+    assert_eq!(after.cp_hash, before.cp_hash);
+    assert!(after.temp_cp.is_none());
+    assert_eq!(h.mails().len(), 1, "no new temporary CP was sent");
+}
+
+#[tokio::test]
+async fn the_right_recovery_answer_sends_a_new_temporary_cp() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let email = "giuseppe.f@posta.example.it";
+    let c = env.client();
+    until_enabled(&h, &c, GIUSEPPE, email, ANSWER, NEW_CP).await;
+    let old_hash = env.account(GIUSEPPE).await.unwrap().cp_hash.unwrap();
+    // Other case, no apostrophe, no accent, extra spaces: the same answer.
+    let r = env
+        .post_form(
+            &c,
+            "/area-riservata/recupero-cp",
+            &[("answer", "  DELLORTO    verdi ")],
+        )
+        .await;
+    expect_redirect(r, "/abilitazione/cambio-cp", "recupero").await;
+    let mails = h.wait_for_mails(2).await;
+    let first = temp_cp_of(&mails[0], email, test_user(GIUSEPPE));
+    let temp = temp_cp_of(&mails[1], email, test_user(GIUSEPPE));
+    assert_ne!(temp, first);
+    let account = env.account(GIUSEPPE).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+    assert!(account.temp_cp.is_some());
+    // The change is mandatory, and an earlier CP cannot come back.
+    expect_get_redirect(env, &c, "/abilitazione", "/abilitazione/cambio-cp").await;
+    let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
+    expect_error(r, 422, "POLIS_CP_RULES", "the earlier CP again").await;
+    let r = change_temp_cp(env, &c, &temp, NEW_CP_2).await;
+    expect_redirect(r, "/abilitazione/completata", "cambio-cp").await;
+    let account = env.account(GIUSEPPE).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::Enabled);
+    assert!(account.temp_cp.is_none());
+    assert_ne!(account.cp_hash.as_deref(), Some(old_hash.as_str()));
+}
+
+/// The contact fields of the personal area.
+fn contact_fields(email: &str) -> Vec<(&'static str, String)> {
+    request_fields(email)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("doc_"))
+        .map(|(k, v)| match k {
+            "mobile" => (k, "+39 340 1112223".to_owned()),
+            "landline" => (k, "02 7654321".to_owned()),
+            "street" => (k, "Piazza Duomo 1".to_owned()),
+            "postal_code" => (k, "20122".to_owned()),
+            _ => (k, v),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_personal_area_changes_contacts_and_the_cp() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let c = env.client();
+    until_enabled(&h, &c, SOFIA, "sofia.e@posta.example.it", ANSWER, NEW_CP).await;
+    let html = page(env, &c, "/area-riservata").await;
+    assert!(html.contains("I tuoi dati personali"), "{html}");
+
+    // Contacts: an invalid e-mail is refused and nothing changes.
+    let before = env.account(SOFIA).await.unwrap();
+    let bad = contact_fields("non-un-indirizzo");
+    let r = env
+        .post_form(&c, "/area-riservata/dati", &borrowed(&bad))
+        .await;
+    expect_error(r, 422, "POLIS_FORM_INVALID", "bad e-mail").await;
+    assert_eq!(env.account(SOFIA).await.unwrap(), before);
+    // Valid: stored.
+    let fields = contact_fields("sofia.nuova@posta.example.it");
+    let r = env
+        .post_form(&c, "/area-riservata/dati", &borrowed(&fields))
+        .await;
+    expect_redirect(r, "/area-riservata", "dati").await;
+    let account = env.account(SOFIA).await.unwrap();
+    assert_eq!(
+        account.email.as_deref(),
+        Some("sofia.nuova@posta.example.it")
+    );
+    assert_eq!(account.phones.mobile.as_deref(), Some("+393401112223"));
+    assert_eq!(account.phones.landline.as_deref(), Some("027654321"));
+    let domicile = account.domicile.as_ref().unwrap();
+    assert_eq!(domicile.street, "Piazza Duomo 1");
+    assert_eq!(domicile.postal_code, "20122");
+    assert_eq!(account.enablement_state, EnablementState::Enabled);
+    assert_eq!(
+        account.id_document, before.id_document,
+        "not part of this form"
+    );
+    let html = page(env, &c, "/area-riservata").await;
+    assert!(html.contains("sofia.nuova@posta.example.it"), "{html}");
+
+    // The CP: the current one is required.
+    let change = |current: &'static str, new: &'static str| {
+        let c = c.clone();
+        async move {
+            env.post_form(
+                &c,
+                "/area-riservata/cambio-cp",
+                &[
+                    ("current_cp", current),
+                    ("new_cp", new),
+                    ("new_cp_repeat", new),
+                ],
+            )
+            .await
+        }
+    };
+    let r = change("Sbagliato99", NEW_CP_2).await;
+    expect_error(r, 422, "POLIS_CP_WRONG", "wrong current CP").await;
+    assert_eq!(env.account(SOFIA).await.unwrap().cp_hash, account.cp_hash);
+    let r = change(NEW_CP, NEW_CP_2).await;
+    expect_redirect(r, "/area-riservata", "cambio-cp").await;
+    let changed = env.account(SOFIA).await.unwrap();
+    assert_ne!(changed.cp_hash, account.cp_hash);
+    // Now the new CP is the one required.
+    let r = change(NEW_CP, NEW_CP_3).await;
+    expect_error(r, 422, "POLIS_CP_WRONG", "the replaced CP").await;
+    let r = change(NEW_CP_2, NEW_CP_3).await;
+    expect_redirect(r, "/area-riservata", "second cambio-cp").await;
+    assert_ne!(env.account(SOFIA).await.unwrap().cp_hash, changed.cp_hash);
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) CSRF
+// ---------------------------------------------------------------------------------------
+
+/// `token` with its last character changed.
+fn tampered(token: &str) -> String {
+    let mut t: Vec<char> = token.chars().collect();
+    let last = t.last_mut().unwrap();
+    *last = if *last == 'A' { 'B' } else { 'A' };
+    t.into_iter().collect()
+}
+
+/// Posts `fields` to `path` without a token, with a wrong one, with an empty one and
+/// with `other_session_token`: each 403 `POLIS_CSRF`, and the account of `user` exactly
+/// as it was.
+async fn assert_csrf_refused(
+    env: &Env,
+    c: &reqwest::Client,
+    user: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    other_session_token: &str,
+) {
+    let good = env.csrf_of(c, form_page(path)).await;
+    assert_ne!(good, other_session_token, "one token per session");
+    let before: Account = env.account(user).await.unwrap();
+    let wrong = tampered(&good);
+    for (label, token) in [
+        ("no token", None),
+        ("empty token", Some("")),
+        ("wrong token", Some(wrong.as_str())),
+        ("another session's token", Some(other_session_token)),
+    ] {
+        let mut all = fields.to_vec();
+        if let Some(token) = token {
+            all.push(("csrf", token));
+        }
+        let r = env.post_raw(c, path, &all).await;
+        expect_error(r, 403, "POLIS_CSRF", &format!("{path} with {label}")).await;
+        assert_eq!(
+            env.account(user).await.unwrap(),
+            before,
+            "{path} with {label} changed the account"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    // Another person's session, for its token.
+    let other = env.client();
+    first_login(env, &other, MARIO).await;
+    let other_token = env.csrf_of(&other, "/").await;
+
+    let c = env.client();
+    let email = "luca.v@posta.example.it";
+    first_login(env, &c, LUCA).await;
+    // No session at all: 401.
+    let anonymous = env.client();
+    let r = env
+        .post_raw(
+            &anonymous,
+            "/abilitazione/richiesta",
+            &[("csrf", &other_token)],
+        )
+        .await;
+    expect_error(r, 401, "POLIS_SESSION_REQUIRED", "no session").await;
+
+    // The enablement request.
+    expect_get_redirect(env, &c, "/abilitazione", "/abilitazione/richiesta").await;
+    let fields = request_fields(email);
+    assert_csrf_refused(
+        env,
+        &c,
+        LUCA,
+        "/abilitazione/richiesta",
+        &borrowed(&fields),
+        &other_token,
+    )
+    .await;
+    // Logout: refused, the session lives on.
+    assert_csrf_refused(env, &c, LUCA, "/logout", &[], &other_token).await;
+    assert!(env.home(&c).await.contains("Benvenuto/a, Luca Verdi"));
+
+    // The same forms with the right token go through (so the 403s were the token's).
+    fill_in_and_confirm(env, &c, email, ANSWER).await;
+    let r = env.post_form(&c, "/abilitazione/adesione", &[]).await;
+    expect_redirect(r, "/abilitazione/inviata", "Accetto").await;
+    let mails = h.wait_for_mails(1).await;
+    let temp = temp_cp_of(&mails[0], email, test_user(LUCA));
+
+    // The change of the temporary CP (with the right temporary CP).
+    assert_csrf_refused(
+        env,
+        &c,
+        LUCA,
+        "/abilitazione/cambio-cp",
+        &[
+            ("temp_cp", &temp),
+            ("new_cp", NEW_CP),
+            ("new_cp_repeat", NEW_CP),
+        ],
+        &other_token,
+    )
+    .await;
+    assert_csrf_refused(env, &c, LUCA, "/abilitazione/reinvio", &[], &other_token).await;
+    assert_eq!(h.mails().len(), 1, "no resend happened");
+    let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "cambio-cp").await;
+
+    // The personal area.
+    let fields = contact_fields("luca.nuovo@posta.example.it");
+    assert_csrf_refused(
+        env,
+        &c,
+        LUCA,
+        "/area-riservata/dati",
+        &borrowed(&fields),
+        &other_token,
+    )
+    .await;
+    assert_csrf_refused(
+        env,
+        &c,
+        LUCA,
+        "/area-riservata/cambio-cp",
+        &[
+            ("current_cp", NEW_CP),
+            ("new_cp", NEW_CP_2),
+            ("new_cp_repeat", NEW_CP_2),
+        ],
+        &other_token,
+    )
+    .await;
+    let r = env
+        .post_form(&c, "/area-riservata/dati", &borrowed(&fields))
+        .await;
+    expect_redirect(r, "/area-riservata", "dati with the token").await;
+    assert_eq!(
+        env.account(LUCA).await.unwrap().email.as_deref(),
+        Some("luca.nuovo@posta.example.it")
+    );
+    // The other session was never disturbed.
+    assert!(env.home(&other).await.contains("Benvenuto/a, Mario Rossi"));
+}
+
+// ---------------------------------------------------------------------------------------
+// (e) Missing SPID attributes
+// ---------------------------------------------------------------------------------------
+
+/// A change to the crafted Response's attributes.
+type AttributeEdit = fn(&mut Vec<(String, String)>);
+
+#[tokio::test]
+async fn a_response_without_required_attributes_writes_no_account() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    // The crafted Response carries Mario Rossi's attributes.
+    let cases: [(&str, AttributeEdit); 5] = [
+        ("no fiscalNumber", |a| {
+            a.retain(|(n, _)| n != "fiscalNumber")
+        }),
+        ("empty fiscalNumber", |a| {
+            for (n, v) in a.iter_mut() {
+                if n == "fiscalNumber" {
+                    v.clear();
+                }
+            }
+        }),
+        ("no name", |a| a.retain(|(n, _)| n != "name")),
+        ("no familyName", |a| a.retain(|(n, _)| n != "familyName")),
+        ("no attributes at all", Vec::clear),
+    ];
+    for (label, mutate) in cases {
+        let c = env.client();
+        let pending = env.start_login(&c, 2).await;
+        let mut craft = Craft::for_login(env, &pending);
+        mutate(&mut craft.attributes);
+        let r = env
+            .post_acs_xml(&c, &craft.build(&env.idp_key), &pending.relay_state)
+            .await;
+        assert!(
+            r.headers().get_all("set-cookie").iter().next().is_none(),
+            "{label}: no session cookie"
+        );
+        expect_error(r, 403, "POLIS_SPID_ATTRIBUTES_MISSING", label).await;
+        assert!(env.account(MARIO).await.is_none(), "{label}: no account");
+        assert!(!env.home(&c).await.contains("Benvenuto"), "{label}");
+    }
+    // Control: the same Response with every attribute creates Mario's account.
+    let c = env.client();
+    let pending = env.start_login(&c, 2).await;
+    let craft = Craft::for_login(env, &pending);
+    let r = env
+        .post_acs_xml(&c, &craft.build(&env.idp_key), &pending.relay_state)
+        .await;
+    expect_redirect(r, "/abilitazione", "the complete Response").await;
+    assert_eq!(env.account(MARIO).await.unwrap().username, "mario.rossi");
+}
+
+// ---------------------------------------------------------------------------------------
+// (f) The session cookie
+// ---------------------------------------------------------------------------------------
+
+/// A client without a cookie store, to send a chosen `Cookie` header.
+fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn home_with_cookie(env: &Env, value: &str) -> String {
+    bare_client()
+        .get(format!("{}/", env.gw))
+        .header("cookie", format!("polis_session={value}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_encrypted_http_only_and_lax() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let c = env.client();
+    let r = env.login(&c, MARIO).await;
+    assert_eq!(r.status(), 303);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .filter(|v| v.starts_with("polis_session="))
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    let attributes: Vec<String> = cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_lowercase())
+        .collect();
+    assert!(attributes.iter().any(|a| a == "httponly"), "{cookie}");
+    assert!(attributes.iter().any(|a| a == "samesite=lax"), "{cookie}");
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("polis_session=")
+        .to_owned();
+    assert!(value.len() >= 32, "{value}");
+    // Not a demo environment: no outbox page.
+    assert_eq!(env.get(&c, "/demo/posta").await.0, 404);
+    // Not the state-store token: no session record is named by it.
+    for candidate in [
+        value.clone(),
+        polis_gateway::saml::binding::decode_component(&value).unwrap_or_else(|_| value.clone()),
+    ] {
+        let key = format!("polis:sess:{candidate}");
+        assert!(env.store.get(&key).await.unwrap().is_none(), "{key}");
+    }
+    // The value opens the session; the same value with one character changed does not.
+    assert!(
+        home_with_cookie(env, &value)
+            .await
+            .contains("Benvenuto/a, Mario Rossi")
+    );
+    let mid = value.len() / 2;
+    let flipped = if &value[mid..=mid] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &value[..mid], &value[mid + 1..]);
+    assert!(!home_with_cookie(env, &forged).await.contains("Benvenuto"));
+    // Logging out ends the session server-side: the old value no longer works.
+    let r = env.post_form(&c, "/logout", &[]).await;
+    expect_redirect(r, "/", "Esci").await;
+    assert!(!home_with_cookie(env, &value).await.contains("Benvenuto"));
+}
