@@ -30,6 +30,14 @@ fn private_page(status: StatusCode, html: Html<String>) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], html).into_response()
 }
 
+/// A private page with 200, or the error page if it cannot be rendered.
+fn show(page: &impl Template, request_id: &str) -> Response {
+    match render(page, request_id) {
+        Ok(html) => private_page(StatusCode::OK, html),
+        Err(e) => e.into_response(),
+    }
+}
+
 fn see_other(path: &str) -> Response {
     Redirect::to(path).into_response()
 }
@@ -403,10 +411,7 @@ pub async fn home(
             })
         }
     };
-    match render(&HomePage { session: view }, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&HomePage { session: view }, &id)
 }
 
 // ---- abilitazione ----------------------------------------------------------------
@@ -456,10 +461,7 @@ pub async fn request_get(
         Err(r) => return r,
     };
     let form = RequestForm::prefill(&account, Some(&authed.session.login));
-    match render(&request_page(&authed.session.csrf, &form), &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&request_page(&authed.session.csrf, &form), &id)
 }
 
 /// `POST /abilitazione/richiesta`.
@@ -520,10 +522,7 @@ pub async fn recovery_get(
     let question = account
         .recovery_question
         .unwrap_or_else(|| DEFAULT_QUESTION.to_owned());
-    match render(&recovery_page(&authed.session.csrf, &question), &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&recovery_page(&authed.session.csrf, &question), &id)
 }
 
 /// `POST /abilitazione/domanda`.
@@ -581,10 +580,7 @@ pub async fn review_get(
         rows,
         csrf: authed.session.csrf.clone(),
     };
-    match render(&page, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, &id)
 }
 
 /// A form with only the CSRF token.
@@ -632,10 +628,7 @@ pub async fn adesione_get(
         retry: account.enablement_state == EnablementState::Accepted,
         csrf: authed.session.csrf.clone(),
     };
-    match render(&page, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, &id)
 }
 
 /// `POST /abilitazione/adesione` ("Accetto"): the temporary CP by e-mail.
@@ -742,10 +735,7 @@ pub async fn sent(
         show_logout: true,
         csrf: authed.session.csrf.clone(),
     };
-    match render(&page, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, &id)
 }
 
 /// The mandatory change of the temporary CP.
@@ -807,10 +797,7 @@ pub async fn change_temp_get(
                 .to_owned(),
         );
     }
-    match render(&page, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, &id)
 }
 
 /// `POST /abilitazione/cambio-cp`.
@@ -866,10 +853,7 @@ pub async fn completed(
         show_logout: true,
         csrf: authed.session.csrf.clone(),
     };
-    match render(&page, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, &id)
 }
 
 // ---- personal area ---------------------------------------------------------------
@@ -932,10 +916,7 @@ pub async fn area_get(
     } else if q.cp.is_some() {
         page.notice = Some("Il Codice Personale è stato modificato.".to_owned());
     }
-    match render(&page, &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, &id)
 }
 
 /// `POST /area-riservata/dati`: e-mail, phones, domicile.
@@ -1016,10 +997,7 @@ pub async fn change_cp_get(
     {
         return see_other("/abilitazione");
     }
-    match render(&change_cp_page(&authed.session.csrf), &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&change_cp_page(&authed.session.csrf), &id)
 }
 
 /// `POST /area-riservata/cambio-cp`.
@@ -1074,10 +1052,7 @@ pub async fn recover_get(
         Err(_) => return see_other("/abilitazione"),
     };
     let question = account.recovery_question.unwrap_or_default();
-    match render(&recover_page(&authed.session.csrf, &question), &id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&recover_page(&authed.session.csrf, &question), &id)
 }
 
 /// `POST /area-riservata/recupero-cp`.
@@ -1140,10 +1115,7 @@ async fn outbox_page(app: &AppState, id: &str, open: Option<String>) -> Response
             .collect(),
         message,
     };
-    match render(&page, id) {
-        Ok(html) => private_page(StatusCode::OK, html),
-        Err(e) => e.into_response(),
-    }
+    show(&page, id)
 }
 
 /// The readable part of a message: headers and the quoted-printable text part
