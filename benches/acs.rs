@@ -57,6 +57,7 @@ fn main() {
                 relay_state: "rs".into(),
                 binding: Binding::Redirect,
                 xml: String::new(),
+                return_to: None,
             };
             let xml = build_response(
                 &ResponseSpec {

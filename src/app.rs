@@ -19,6 +19,9 @@ use crate::keygen::SpSector;
 use crate::mail::MailTransport;
 use crate::mail::outbox::OutboxMailer;
 use crate::mock_idp::MockIdp;
+use crate::oidc::clients::ClientRegistry;
+use crate::oidc::keys::KeyRing;
+use crate::oidc::provider::{OidcSettings, Provider};
 use crate::saml::request::Binding;
 use crate::saml::sp_metadata::{
     AttributeService, Billing, Contact, Organization, SpDescriptor, SpKind, build_sp_metadata,
@@ -173,6 +176,65 @@ pub async fn account_store(cfg: &Config) -> anyhow::Result<Arc<dyn AccountStore>
     Ok(Arc::new(store))
 }
 
+/// The OpenID Connect provider from `[oidc]`.
+pub fn oidc_provider(
+    cfg: &Config,
+    o: &crate::config::OidcConfig,
+    state: Arc<dyn StateStore>,
+) -> anyhow::Result<Provider> {
+    let keys = KeyRing::load(&o.keys).context("oidc.keys")?;
+    let clients = ClientRegistry::from_config(&o.clients)?;
+    let settings = OidcSettings {
+        issuer: o
+            .issuer
+            .clone()
+            .unwrap_or_else(|| cfg.server.public_url.clone()),
+        access_ttl: Duration::from_secs(o.access_token_ttl_seconds),
+        id_ttl: Duration::from_secs(o.id_token_ttl_seconds),
+        refresh_ttl: Duration::from_secs(o.refresh_token_ttl_seconds),
+        code_ttl: Duration::from_secs(o.code_ttl_seconds),
+    };
+    Ok(Provider::new(settings, keys, clients, state))
+}
+
+/// The `[[oidc.keys]]` entries after a rotation: the new key current, every key
+/// current today for `alg` kept with `not_after` = now + the longest signed-token
+/// lifetime (plus a minute), the other entries unchanged.
+pub fn rotation_snippet(
+    cfg: &Config,
+    alg: crate::oidc::keys::SigningAlg,
+    new_file: &Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<String> {
+    let o = cfg.oidc.as_ref().context("no [oidc] section to rotate")?;
+    let longest = o.access_token_ttl_seconds.max(o.id_token_ttl_seconds) + 60;
+    let retire = now + chrono::Duration::seconds(i64::try_from(longest).unwrap_or(i64::MAX / 2));
+    let mut out = format!(
+        "[[oidc.keys]]\nfile = \"{}\"\nalg = \"{}\"\n",
+        new_file.display(),
+        alg
+    );
+    for k in &o.keys {
+        let not_after = match k.not_after {
+            Some(t) => Some(t),
+            None if k.alg == alg => Some(retire),
+            None => None,
+        };
+        out.push_str(&format!(
+            "\n[[oidc.keys]]\nfile = \"{}\"\nalg = \"{}\"\n",
+            k.file.display(),
+            k.alg
+        ));
+        if let Some(t) = not_after {
+            out.push_str(&format!(
+                "not_after = \"{}\"\n",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// `polis-gateway migrate`: applies pending migrations; returns how many exist.
 pub async fn migrate(cfg: &Config) -> anyhow::Result<usize> {
     account_store(cfg).await?;
@@ -282,9 +344,18 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
         settings,
         key,
         federation.clone(),
-        state,
+        state.clone(),
         txlog,
     ));
+    let oidc = match &cfg.oidc {
+        None => None,
+        Some(o) => Some(Arc::new(oidc_provider(cfg, o, state.clone())?)),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("HTTP client")?;
     let app_state = AppState {
         sso,
         enablement,
@@ -293,6 +364,8 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
         secure_cookies: cfg.server.public_url.starts_with("https://"),
         cookie_key,
         outbox,
+        oidc,
+        http,
     };
     Ok(Gateway {
         router: web::router(app_state, cfg.server.max_body_bytes),

@@ -83,6 +83,46 @@ pub struct Config {
     /// Outgoing e-mail; the outbox under `data_dir` when absent.
     #[serde(default)]
     pub mail: Option<crate::mail::MailConfig>,
+    /// The OpenID Connect provider for downstream services; off when absent.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// The OpenID Connect provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` of every token; default `server.public_url`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Access-token lifetime, seconds.
+    #[serde(default = "default_access_ttl")]
+    pub access_token_ttl_seconds: u64,
+    /// ID-token lifetime, seconds.
+    #[serde(default = "default_access_ttl")]
+    pub id_token_ttl_seconds: u64,
+    /// Refresh-token lifetime (and of the whole rotation family), seconds.
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_ttl_seconds: u64,
+    /// Authorization-code lifetime, seconds.
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl_seconds: u64,
+    /// Signing keys: a current EdDSA key is required; ES256 for clients that ask it;
+    /// retired keys with `not_after` stay in the JWKS until then.
+    pub keys: Vec<crate::oidc::keys::KeyConfig>,
+    /// Registered clients.
+    #[serde(default)]
+    pub clients: Vec<crate::oidc::clients::ClientConfig>,
+}
+
+fn default_access_ttl() -> u64 {
+    300
+}
+fn default_refresh_ttl() -> u64 {
+    8 * 3600
+}
+fn default_code_ttl() -> u64 {
+    60
 }
 
 fn default_data_dir() -> PathBuf {
@@ -780,6 +820,58 @@ impl Config {
                 return Err(invalid(
                     "mail.transport",
                     "production sends e-mail over SMTP, not to the outbox",
+                ));
+            }
+        }
+        if let Some(o) = &self.oidc {
+            if let Some(iss) = &o.issuer {
+                check_url("oidc.issuer", iss, prod)?;
+            }
+            for (key, v, lo, hi) in [
+                (
+                    "oidc.access_token_ttl_seconds",
+                    o.access_token_ttl_seconds,
+                    30,
+                    3600,
+                ),
+                (
+                    "oidc.id_token_ttl_seconds",
+                    o.id_token_ttl_seconds,
+                    30,
+                    3600,
+                ),
+                (
+                    "oidc.refresh_token_ttl_seconds",
+                    o.refresh_token_ttl_seconds,
+                    60,
+                    30 * 86_400,
+                ),
+                ("oidc.code_ttl_seconds", o.code_ttl_seconds, 10, 600),
+            ] {
+                if !(lo..=hi).contains(&v) {
+                    return Err(invalid(key, format!("must be between {lo} and {hi}")));
+                }
+            }
+            if o.keys.is_empty() {
+                return Err(invalid("oidc.keys", "at least one EdDSA signing key"));
+            }
+            if prod && o.keys.iter().any(|k| is_demo_material(&k.file)) {
+                return Err(invalid(
+                    "oidc.keys",
+                    "demo/test key material is refused in production",
+                ));
+            }
+            if prod
+                && o.clients.iter().any(|c| {
+                    c.redirect_uris
+                        .iter()
+                        .chain(&c.backchannel_logout_uri)
+                        .any(|u| u.starts_with("http://"))
+                })
+            {
+                return Err(invalid(
+                    "oidc.clients",
+                    "production redirect and back-channel URIs must be https",
                 ));
             }
         }

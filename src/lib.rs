@@ -20,6 +20,8 @@ pub mod keygen;
 pub mod mail;
 /// A SPID test identity provider for demos and test suites.
 pub mod mock_idp;
+/// The OpenID Connect provider: keys, clients, codes and tokens.
+pub mod oidc;
 /// The printable forms (modulo di adesione, modulo di delega) as one-page A4 PDFs.
 pub mod pdf;
 /// The SAML + SPID protocol core: pure functions, `now` passed in.

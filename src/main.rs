@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use polis_gateway::accounts::{FiscalCode, NewAccount};
 use polis_gateway::config::Config;
 use polis_gateway::keygen::{CertRequest, SpSector};
+use polis_gateway::oidc::keys::{SigningAlg, generate_pem};
 use polis_gateway::{app, keygen};
 
 #[derive(Parser)]
@@ -47,6 +48,48 @@ enum Command {
     /// Manage POLIS accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// OpenID Connect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// OpenID Connect client helpers.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new signing key (PKCS#8 PEM, mode 0600).
+    Generate {
+        /// EdDSA (the default signer) or ES256.
+        #[arg(long, value_parser = ["EdDSA", "ES256"], default_value = "EdDSA")]
+        alg: String,
+        /// Where to write it (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a new signing key for `alg` and print the `[[oidc.keys]]` entries that make
+    /// it current while the old key stays published until the tokens it signed expire.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// EdDSA or ES256.
+        #[arg(long, value_parser = ["EdDSA", "ES256"], default_value = "EdDSA")]
+        alg: String,
+        /// Where to write the new key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum OidcCommand {
+    /// Print a new random client secret (give it to the client) and its argon2id hash
+    /// (put it in `[[oidc.clients]] secret_hash`).
+    ClientSecret {
+        /// Hash the secret read from standard input instead of making one.
+        #[arg(long)]
+        stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +152,14 @@ struct KeygenArgs {
     /// Where to write the certificate (PEM).
     #[arg(long)]
     out_cert: PathBuf,
+}
+
+fn parse_alg(alg: &str) -> SigningAlg {
+    if alg == "ES256" {
+        SigningAlg::ES256
+    } else {
+        SigningAlg::EdDSA
+    }
 }
 
 fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
@@ -175,6 +226,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(c) => {
             let applied = app::migrate(&load(&c)?).await?;
             eprintln!("database is up to date ({applied} migration(s) known)");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Generate { alg, out }) => {
+            let alg = parse_alg(&alg);
+            write_private(&out, &generate_pem(alg)?)?;
+            eprintln!("wrote {} ({alg})", out.display());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { config, alg, out }) => {
+            let cfg = load(&config)?;
+            let alg = parse_alg(&alg);
+            write_private(&out, &generate_pem(alg)?)?;
+            println!(
+                "{}",
+                app::rotation_snippet(&cfg, alg, &out, chrono::Utc::now())?
+            );
+            eprintln!(
+                "wrote {}; replace the [[oidc.keys]] entries with the ones above and restart",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Oidc(OidcCommand::ClientSecret { stdin }) => {
+            let secret = if stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let line = line.trim().to_owned();
+                anyhow::ensure!(
+                    line.len() >= 16,
+                    "a client secret needs at least 16 characters"
+                );
+                line
+            } else {
+                polis_gateway::saml::ids::new_token(32)
+            };
+            let hash = polis_gateway::enablement::cp::hash_secret(&secret)?;
+            println!("client_secret = {secret}");
+            println!("secret_hash = \"{hash}\"");
             Ok(())
         }
         Command::Accounts(AccountsCommand::Create(a)) => {

@@ -36,6 +36,14 @@ pub struct WebSession {
     pub account_id: Uuid,
     /// Synchronizer CSRF token for the forms of this session.
     pub csrf: String,
+    /// The session id told to OpenID Connect clients (`sid`); never the cookie token.
+    pub sid: String,
+    /// When the person last confirmed their Codice Personale in this session.
+    #[serde(default)]
+    pub cp_at: Option<DateTime<Utc>>,
+    /// Where to continue once the abilitazione is complete (a waiting OIDC request).
+    #[serde(default)]
+    pub return_to: Option<String>,
     /// When the session was opened (the absolute timeout counts from here).
     pub created_at: DateTime<Utc>,
     /// Last use.
@@ -108,6 +116,9 @@ impl SessionStore {
             login,
             account_id,
             csrf: ids::new_token(32),
+            sid: ids::new_token(16),
+            cp_at: None,
+            return_to: None,
             created_at: now,
             last_seen_at: now,
         };
@@ -140,6 +151,19 @@ impl SessionStore {
         session.last_seen_at = now;
         self.write(token, &session, now).await?;
         Ok(Some(session))
+    }
+
+    /// Writes a changed session back (CP confirmation, return address).
+    pub async fn save(
+        &self,
+        token: &str,
+        session: &WebSession,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        if valid_token(token) {
+            self.write(token, session, now).await?;
+        }
+        Ok(())
     }
 
     /// Ends a session (no error if it is already gone).

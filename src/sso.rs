@@ -208,6 +208,7 @@ impl SsoService {
         idp: &str,
         level: Option<Level>,
         binding: Option<Binding>,
+        return_to: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<LoginStart, SsoError> {
         let idp = self.federation.get(idp).ok_or(SsoError::UnknownIdp)?;
@@ -250,6 +251,7 @@ impl SsoService {
             relay_state,
             binding,
             xml: request.xml,
+            return_to,
         };
         let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
         self.state
@@ -270,7 +272,7 @@ impl SsoService {
         relay_state: Option<&str>,
         http_request_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<LoginSession, SsoError> {
+    ) -> Result<(LoginSession, Option<String>), SsoError> {
         let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
         let result = self
             .consume_inner(saml_response, relay_state, now, &mut rec)
@@ -299,7 +301,7 @@ impl SsoService {
         relay_state: Option<&str>,
         now: DateTime<Utc>,
         rec: &mut TxRecord,
-    ) -> Result<LoginSession, SsoError> {
+    ) -> Result<(LoginSession, Option<String>), SsoError> {
         let limits = self.settings.limits;
         let xml = binding::decode_post(saml_response, limits.max_bytes)?;
         rec.resp_xml = Some(xml.clone());
@@ -338,6 +340,7 @@ impl SsoService {
             .get(&pending.idp_entity_id)
             .ok_or(SsoError::UnknownIdp)?;
         let certs = idp.descriptor.signing_certs.clone();
+        let return_to = pending.return_to.clone();
         let settings = self.settings.clone();
         let skew = chrono::Duration::from_std(settings.clock_skew)
             .map_err(|e| SsoError::Internal(e.to_string()))?;
@@ -399,7 +402,7 @@ impl SsoService {
             attributes: verified.attributes().clone(),
             authenticated_at: now,
         };
-        Ok(session)
+        Ok((session, return_to))
     }
 
     /// Health of the state store.

@@ -4,6 +4,12 @@
 //! shows a login page with test users, and posts back a signed Response (Assertion
 //! and Response signed), or a SPID user anomaly nr19–nr25 / nr30.
 //!
+//! Single Logout at `/slo` (GET HTTP-Redirect and POST): a signed SP LogoutRequest is
+//! verified with the SP's metadata certificate and answered with a signed
+//! LogoutResponse `Success`, always by HTTP-Redirect to the SP's SingleLogoutService,
+//! as AgID's validator does (rules §5 S4); an SP's LogoutResponse to an IdP-initiated
+//! logout ([`MockIdp::logout_request_url`]) is verified and shown.
+//!
 //! It is a TEST tool: its key is demo material, and production configs refuse it.
 
 use std::collections::HashMap;
@@ -18,12 +24,19 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::saml::idp::{
     AttributeValue, ReceivedAuthnRequest, ResponseSpec, ResponseStatus, SpInfo, build_idp_metadata,
     build_response, decode_redirect_request, parse_sp_metadata, peek_issuer, verify_post_request,
     verify_redirect_request,
+};
+use crate::saml::logout::{
+    LogoutOutcome, LogoutRequestCheck, LogoutRequestParams, LogoutResponseCheck, PendingLogout,
+    VerifiedLogoutRequest, build_logout_request, build_logout_response, peek_logout_response_post,
+    peek_logout_response_redirect, verify_logout_request_post, verify_logout_request_redirect,
+    verify_logout_response_post, verify_logout_response_redirect,
 };
 use crate::saml::xml::Limits;
 use crate::saml::{Level, SamlError, SigningKey, SpidErrorCode, binding, ids};
@@ -153,6 +166,10 @@ pub const ERROR_CODES: [(u8, &str); 7] = [
 
 const PENDING_TTL: Duration = Duration::from_secs(600);
 const PENDING_MAX: usize = 10_000;
+/// Clock difference tolerated on logout messages.
+const LOGOUT_CLOCK_SKEW_SECONDS: i64 = 120;
+/// Oldest logout message accepted (also the lifetime of an IdP-initiated logout).
+const LOGOUT_MAX_AGE_SECONDS: i64 = 600;
 
 struct Pending {
     request: ReceivedAuthnRequest,
@@ -167,6 +184,8 @@ pub struct MockIdp {
     metadata: String,
     sps: RwLock<HashMap<String, SpInfo>>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// IdP-initiated logouts waiting for the SP's LogoutResponse, by request ID.
+    pending_logouts: Mutex<HashMap<String, PendingLogout>>,
     limits: Limits,
 }
 
@@ -194,8 +213,14 @@ impl MockIdp {
             metadata,
             sps: RwLock::default(),
             pending: Mutex::default(),
+            pending_logouts: Mutex::default(),
             limits: Limits::default(),
         })
+    }
+
+    /// Its SingleLogoutService URL (Redirect and POST).
+    pub fn slo_url(&self) -> String {
+        format!("{}/slo", self.entity_id)
     }
 
     /// Its entityID.
@@ -252,6 +277,189 @@ impl MockIdp {
             .remove(token)
             .filter(|p| p.created.elapsed() < PENDING_TTL)
     }
+}
+
+/// The mock IdP's Single Logout side (pure: `now` is a parameter).
+impl MockIdp {
+    fn logout_request_check<'a>(
+        &self,
+        slo_url: &'a str,
+        now: DateTime<Utc>,
+    ) -> LogoutRequestCheck<'a> {
+        LogoutRequestCheck {
+            slo_url,
+            now,
+            clock_skew: chrono::Duration::seconds(LOGOUT_CLOCK_SKEW_SECONDS),
+            max_age: chrono::Duration::seconds(LOGOUT_MAX_AGE_SECONDS),
+            limits: self.limits,
+        }
+    }
+
+    /// Verifies an SP-initiated LogoutRequest (signed with the certificate of a trusted
+    /// SP's metadata) and returns the signed HTTP-Redirect URL of the LogoutResponse
+    /// `Success` to that SP's SingleLogoutService, RelayState echoed.
+    pub fn answer_sp_logout(
+        &self,
+        request: SpLogoutRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<String, SamlError> {
+        let slo_url = self.slo_url();
+        let check = self.logout_request_check(&slo_url, now);
+        let certs_for = |issuer: &str| self.sp(issuer).map(|sp| sp.certs);
+        let req: VerifiedLogoutRequest = match request {
+            SpLogoutRequest::Redirect { raw_query } => {
+                verify_logout_request_redirect(raw_query, certs_for, &check)?
+            }
+            SpLogoutRequest::Post {
+                saml_request,
+                relay_state,
+            } => verify_logout_request_post(saml_request, relay_state, certs_for, &check)?,
+        };
+        let sp = self
+            .sp(&req.issuer)
+            .ok_or_else(|| SamlError::Mismatch(format!("unknown SP {}", req.issuer)))?;
+        let destination = sp
+            .slo_location()
+            .ok_or(SamlError::Missing("SingleLogoutService"))?;
+        build_logout_response(
+            &req.id,
+            destination,
+            &self.entity_id,
+            LogoutOutcome::Success,
+            now,
+        )
+        .redirect_url(req.relay_state.as_deref(), &self.key)
+    }
+
+    /// Starts an IdP-initiated logout: the signed HTTP-Redirect URL of a LogoutRequest to
+    /// the SP's SingleLogoutService (with a RelayState). The SP's answer is checked by
+    /// [`Self::verify_logout_response_from_sp`].
+    pub fn logout_request_url(
+        &self,
+        sp_entity_id: &str,
+        name_id: &str,
+        name_qualifier: &str,
+        session_index: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<String, SamlError> {
+        let sp = self
+            .sp(sp_entity_id)
+            .ok_or_else(|| SamlError::Mismatch(format!("unknown SP {sp_entity_id}")))?;
+        let destination = sp
+            .slo_location()
+            .ok_or(SamlError::Missing("SingleLogoutService"))?;
+        let built = build_logout_request(&LogoutRequestParams {
+            sp_entity_id: &self.entity_id,
+            destination,
+            name_id,
+            name_qualifier,
+            session_index,
+            now,
+        });
+        let relay_state = ids::new_token(16);
+        let url = built.redirect_url(Some(&relay_state), &self.key)?;
+        let max_age = chrono::Duration::seconds(LOGOUT_MAX_AGE_SECONDS);
+        let mut map = self
+            .pending_logouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, p| p.issue_instant + max_age > now);
+        if map.len() >= PENDING_MAX {
+            map.clear();
+        }
+        map.insert(
+            built.id.clone(),
+            built.pending(sp_entity_id, Some(&relay_state)),
+        );
+        Ok(url)
+    }
+
+    /// Verifies an SP's LogoutResponse to a logout started with
+    /// [`Self::logout_request_url`] (signature with the SP's metadata certificate,
+    /// InResponseTo, Issuer = that SP, Destination = our `/slo`); the pending logout is
+    /// consumed on success.
+    pub fn verify_logout_response_from_sp(
+        &self,
+        response: SpLogoutResponse<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<LogoutOutcome, SamlError> {
+        let in_response_to = match response {
+            SpLogoutResponse::Redirect { raw_query } => {
+                peek_logout_response_redirect(raw_query, self.limits)?
+            }
+            SpLogoutResponse::Post { saml_response, .. } => {
+                peek_logout_response_post(saml_response, self.limits)?
+            }
+        };
+        let pending = self
+            .pending_logouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&in_response_to)
+            .cloned()
+            .ok_or_else(|| SamlError::Mismatch("no pending logout with this ID".into()))?;
+        let sp = self
+            .sp(&pending.idp_entity_id)
+            .ok_or_else(|| SamlError::Mismatch("the SP is no longer trusted".into()))?;
+        let slo_url = self.slo_url();
+        let check = LogoutResponseCheck {
+            pending: &pending,
+            slo_url: &slo_url,
+            idp_certs: &sp.certs,
+            now,
+            clock_skew: chrono::Duration::seconds(LOGOUT_CLOCK_SKEW_SECONDS),
+            max_age: chrono::Duration::seconds(LOGOUT_MAX_AGE_SECONDS),
+            limits: self.limits,
+        };
+        let outcome = match response {
+            SpLogoutResponse::Redirect { raw_query } => {
+                verify_logout_response_redirect(raw_query, &check)?
+            }
+            SpLogoutResponse::Post {
+                saml_response,
+                relay_state,
+            } => verify_logout_response_post(saml_response, relay_state, &check)?,
+        };
+        self.pending_logouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&in_response_to);
+        Ok(outcome)
+    }
+}
+
+/// An SP's LogoutRequest as the mock IdP receives it.
+#[derive(Debug, Clone, Copy)]
+pub enum SpLogoutRequest<'a> {
+    /// HTTP-Redirect: the raw query string as received (never re-encoded).
+    Redirect {
+        /// `SAMLRequest=…&RelayState=…&SigAlg=…&Signature=…`.
+        raw_query: &'a str,
+    },
+    /// HTTP-POST.
+    Post {
+        /// The base64 `SAMLRequest` field.
+        saml_request: &'a str,
+        /// The `RelayState` field.
+        relay_state: Option<&'a str>,
+    },
+}
+
+/// An SP's LogoutResponse as the mock IdP receives it.
+#[derive(Debug, Clone, Copy)]
+pub enum SpLogoutResponse<'a> {
+    /// HTTP-Redirect: the raw query string as received (never re-encoded).
+    Redirect {
+        /// `SAMLResponse=…&RelayState=…&SigAlg=…&Signature=…`.
+        raw_query: &'a str,
+    },
+    /// HTTP-POST.
+    Post {
+        /// The base64 `SAMLResponse` field.
+        saml_response: &'a str,
+        /// The `RelayState` field.
+        relay_state: Option<&'a str>,
+    },
 }
 
 fn fail(status: StatusCode, msg: impl std::fmt::Display) -> Response {
@@ -448,6 +656,145 @@ async fn do_login(
     }
 }
 
+#[derive(Template)]
+#[template(path = "mock_logout.html")]
+struct LogoutPage<'a> {
+    partial: bool,
+    slo_url: &'a str,
+}
+
+/// What `/slo` received, owned so that it can move into `spawn_blocking`.
+enum SloMessage {
+    Request(SloInput),
+    Response(SloInput),
+}
+
+/// What `/slo` does with it.
+enum SloAnswer {
+    /// Send the SP this signed LogoutResponse URL.
+    Redirect(String),
+    /// The SP's LogoutResponse verified.
+    Verified(LogoutOutcome),
+}
+
+enum SloInput {
+    Redirect(String),
+    Post {
+        value: String,
+        relay_state: Option<String>,
+    },
+}
+
+async fn handle_slo(idp: Arc<MockIdp>, msg: SloMessage) -> Response {
+    let idp2 = idp.clone();
+    let now = chrono::Utc::now();
+    let result = tokio::task::spawn_blocking(move || match msg {
+        SloMessage::Request(input) => {
+            let request = match &input {
+                SloInput::Redirect(q) => SpLogoutRequest::Redirect { raw_query: q },
+                SloInput::Post { value, relay_state } => SpLogoutRequest::Post {
+                    saml_request: value,
+                    relay_state: relay_state.as_deref(),
+                },
+            };
+            idp2.answer_sp_logout(request, now).map(SloAnswer::Redirect)
+        }
+        SloMessage::Response(input) => {
+            let response = match &input {
+                SloInput::Redirect(q) => SpLogoutResponse::Redirect { raw_query: q },
+                SloInput::Post { value, relay_state } => SpLogoutResponse::Post {
+                    saml_response: value,
+                    relay_state: relay_state.as_deref(),
+                },
+            };
+            idp2.verify_logout_response_from_sp(response, now)
+                .map(SloAnswer::Verified)
+        }
+    })
+    .await;
+    match result {
+        // The LogoutResponse to the SP, always by HTTP-Redirect (like AgID's validator).
+        Ok(Ok(SloAnswer::Redirect(location))) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+        )
+            .into_response(),
+        Ok(Ok(SloAnswer::Verified(outcome))) => {
+            let slo_url = idp.slo_url();
+            let page = LogoutPage {
+                partial: outcome == LogoutOutcome::Partial,
+                slo_url: &slo_url,
+            };
+            match page.render() {
+                Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+                Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        Ok(Err(e)) => saml_fail(e),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn slo_redirect(State(idp): State<Arc<MockIdp>>, RawQuery(q): RawQuery) -> Response {
+    let q = q.unwrap_or_default();
+    let names: Vec<String> = match binding::parse_query(&q) {
+        Ok(params) => params.into_iter().map(|p| p.name).collect(),
+        Err(e) => return saml_fail(e),
+    };
+    let has = |n: &str| names.iter().any(|x| x == n);
+    match (has("SAMLRequest"), has("SAMLResponse")) {
+        (true, false) => handle_slo(idp, SloMessage::Request(SloInput::Redirect(q))).await,
+        (false, true) => handle_slo(idp, SloMessage::Response(SloInput::Redirect(q))).await,
+        _ => fail(
+            StatusCode::BAD_REQUEST,
+            "exactly one of SAMLRequest and SAMLResponse is required",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct SloPost {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: Option<String>,
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+async fn slo_post(
+    State(idp): State<Arc<MockIdp>>,
+    form: Result<Form<SloPost>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return fail(StatusCode::BAD_REQUEST, "invalid logout form");
+    };
+    let relay_state = form.relay_state;
+    match (form.saml_request, form.saml_response) {
+        (Some(value), None) => {
+            handle_slo(
+                idp,
+                SloMessage::Request(SloInput::Post { value, relay_state }),
+            )
+            .await
+        }
+        (None, Some(value)) => {
+            handle_slo(
+                idp,
+                SloMessage::Response(SloInput::Post { value, relay_state }),
+            )
+            .await
+        }
+        _ => fail(
+            StatusCode::BAD_REQUEST,
+            "exactly one of SAMLRequest and SAMLResponse is required",
+        ),
+    }
+}
+
 async fn metadata(State(idp): State<Arc<MockIdp>>) -> Response {
     (
         [(
@@ -459,14 +806,296 @@ async fn metadata(State(idp): State<Arc<MockIdp>>) -> Response {
         .into_response()
 }
 
-/// The mock IdP's router: `/metadata`, `/sso` (GET Redirect, POST), `/login`.
+/// The mock IdP's router: `/metadata`, `/sso` (GET Redirect, POST), `/login`, `/slo`
+/// (GET Redirect, POST).
 pub fn router(idp: Arc<MockIdp>) -> Router {
     let routes = Router::new()
         .route("/metadata", get(metadata))
         .route("/sso", get(sso_redirect).post(sso_post))
         .route("/login", post(do_login))
+        .route("/slo", get(slo_redirect).post(slo_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/static/{name}", get(crate::web::static_asset))
         .with_state(idp);
     crate::web::harden(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::LazyLock;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::keygen::generate_idp_test_cert;
+    use crate::saml::TrustedCert;
+    use crate::saml::logout::{BuiltLogoutRequest, LogoutResponseCheck};
+
+    const IDP: &str = "https://idp.example.it";
+    const SP: &str = "https://sp.example.it";
+    const SP_SLO: &str = "https://sp.example.it/slo";
+
+    fn key(cn: &str) -> SigningKey {
+        let g = generate_idp_test_cert(cn, 30).unwrap();
+        SigningKey::from_pem(&g.key_pem, &g.cert_pem).unwrap()
+    }
+
+    static SP_KEY: LazyLock<SigningKey> = LazyLock::new(|| key("sp"));
+    static IDP_KEY: LazyLock<SigningKey> = LazyLock::new(|| key("mock idp"));
+
+    fn sp_metadata(cert_b64: &str) -> String {
+        format!(
+            concat!(
+                r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" "#,
+                r#"xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{sp}">"#,
+                r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}"#,
+                r#"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                r#"<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{slo}"/>"#,
+                r#"<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{slo}-post"/>"#,
+                r#"<md:AssertionConsumerService index="0" isDefault="true" "#,
+                r#"Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{sp}/acs"/>"#,
+                "</md:SPSSODescriptor></md:EntityDescriptor>"
+            ),
+            sp = SP,
+            slo = SP_SLO,
+            cert = cert_b64
+        )
+    }
+
+    fn mock() -> Arc<MockIdp> {
+        let idp = MockIdp::new(IDP, IDP_KEY.clone()).unwrap();
+        assert_eq!(
+            idp.add_sp_metadata(&sp_metadata(SP_KEY.cert_base64()))
+                .unwrap(),
+            SP
+        );
+        Arc::new(idp)
+    }
+
+    fn idp_certs() -> Vec<TrustedCert> {
+        vec![IDP_KEY.trusted_cert().unwrap()]
+    }
+
+    fn sp_logout_request() -> BuiltLogoutRequest {
+        build_logout_request(&LogoutRequestParams {
+            sp_entity_id: SP,
+            destination: &format!("{IDP}/slo"),
+            name_id: "_nameid",
+            name_qualifier: IDP,
+            session_index: Some("_sess"),
+            now: Utc::now(),
+        })
+    }
+
+    fn sp_check<'a>(
+        pending: &'a PendingLogout,
+        certs: &'a [TrustedCert],
+    ) -> LogoutResponseCheck<'a> {
+        LogoutResponseCheck {
+            pending,
+            slo_url: SP_SLO,
+            idp_certs: certs,
+            now: Utc::now(),
+            clock_skew: chrono::Duration::seconds(60),
+            max_age: chrono::Duration::seconds(600),
+            limits: Limits::default(),
+        }
+    }
+
+    async fn send(idp: &Arc<MockIdp>, req: Request<Body>) -> (StatusCode, Option<String>, String) {
+        let resp = router(idp.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, location, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn get(path_and_query: &str) -> Request<Body> {
+        Request::get(path_and_query).body(Body::empty()).unwrap()
+    }
+
+    fn post(form: &[(&str, &str)]) -> Request<Body> {
+        Request::post("/slo")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(serde_urlencoded::to_string(form).unwrap()))
+            .unwrap()
+    }
+
+    #[test]
+    fn sp_metadata_keeps_the_slo_locations() {
+        let sp = parse_sp_metadata(&sp_metadata(SP_KEY.cert_base64())).unwrap();
+        assert_eq!(sp.slo_redirect.as_deref(), Some(SP_SLO));
+        assert_eq!(
+            sp.slo_post.as_deref(),
+            Some("https://sp.example.it/slo-post")
+        );
+        assert_eq!(sp.slo_location(), Some(SP_SLO));
+    }
+
+    #[tokio::test]
+    async fn sp_logout_redirect_is_answered_by_redirect() {
+        let idp = mock();
+        let req = sp_logout_request();
+        let url = req.redirect_url(Some("rs-1"), &SP_KEY).unwrap();
+        let (_, q) = url.split_once('?').unwrap();
+        let (status, location, _) = send(&idp, get(&format!("/slo?{q}"))).await;
+        assert_eq!(status, StatusCode::FOUND);
+        let location = location.unwrap();
+        assert!(
+            location.starts_with("https://sp.example.it/slo?SAMLResponse="),
+            "{location}"
+        );
+        assert!(location.contains("&RelayState=rs-1&"));
+        let (_, back) = location.split_once('?').unwrap();
+        let pending = req.pending(IDP, Some("rs-1"));
+        let certs = idp_certs();
+        assert_eq!(
+            verify_logout_response_redirect(back, &sp_check(&pending, &certs)),
+            Ok(LogoutOutcome::Success)
+        );
+    }
+
+    #[tokio::test]
+    async fn sp_logout_post_is_answered_by_redirect() {
+        let idp = mock();
+        let req = sp_logout_request();
+        let value = req.post_value(&SP_KEY).unwrap();
+        let (status, location, _) = send(
+            &idp,
+            post(&[("SAMLRequest", &value), ("RelayState", "rs-2")]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FOUND);
+        let location = location.unwrap();
+        let (dest, back) = location.split_once('?').unwrap();
+        assert_eq!(dest, SP_SLO);
+        let pending = req.pending(IDP, Some("rs-2"));
+        let certs = idp_certs();
+        assert_eq!(
+            verify_logout_response_redirect(back, &sp_check(&pending, &certs)),
+            Ok(LogoutOutcome::Success)
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_sp_logout_requests_are_refused() {
+        let idp = mock();
+        let req = sp_logout_request();
+        let url = req.redirect_url(Some("rs"), &SP_KEY).unwrap();
+        let (_, q) = url.split_once('?').unwrap();
+        // Tampered RelayState, re-encoded SigAlg, no signature, nothing at all.
+        for bad in [
+            q.replace("RelayState=rs", "RelayState=rx"),
+            q.replace("SigAlg=http%3A%2F%2F", "SigAlg=http%3A//"),
+            q.split_once("&SigAlg=").unwrap().0.to_owned(),
+            String::new(),
+        ] {
+            let (status, location, _) = send(&idp, get(&format!("/slo?{bad}"))).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(location, None);
+        }
+        // Signed by a key the SP metadata does not carry.
+        let forged = req.redirect_url(Some("rs"), &IDP_KEY).unwrap();
+        let (_, fq) = forged.split_once('?').unwrap();
+        let (status, _, _) = send(&idp, get(&format!("/slo?{fq}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Unsigned POST.
+        let unsigned = binding::encode_post(&req.xml);
+        let (status, _, _) = send(&idp, post(&[("SAMLRequest", &unsigned)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn idp_initiated_logout_round_trip() {
+        let idp = mock();
+        let now = Utc::now();
+        let url = idp
+            .logout_request_url(SP, "_nameid", IDP, Some("_sess"), now)
+            .unwrap();
+        let (dest, q) = url.split_once('?').unwrap();
+        assert_eq!(dest, SP_SLO);
+        // The SP side verifies it with the IdP's metadata certificate.
+        let certs = idp_certs();
+        let got = verify_logout_request_redirect(
+            q,
+            |issuer| (issuer == IDP).then(|| certs.clone()),
+            &LogoutRequestCheck {
+                slo_url: SP_SLO,
+                now,
+                clock_skew: chrono::Duration::seconds(60),
+                max_age: chrono::Duration::seconds(600),
+                limits: Limits::default(),
+            },
+        )
+        .unwrap();
+        assert_eq!(got.name_id, "_nameid");
+        assert_eq!(got.name_qualifier.as_deref(), Some(IDP));
+        assert_eq!(got.session_indexes, vec!["_sess".to_owned()]);
+        // A wrong answer (bad InResponseTo) is refused and leaves the logout pending.
+        let wrong =
+            build_logout_response("_other", &idp.slo_url(), SP, LogoutOutcome::Success, now)
+                .redirect_url(got.relay_state.as_deref(), &SP_KEY)
+                .unwrap();
+        let (_, wq) = wrong.split_once('?').unwrap();
+        assert!(
+            idp.verify_logout_response_from_sp(SpLogoutResponse::Redirect { raw_query: wq }, now)
+                .is_err()
+        );
+        // The SP's answer, followed through the router.
+        let answer =
+            build_logout_response(&got.id, &idp.slo_url(), SP, LogoutOutcome::Success, now)
+                .redirect_url(got.relay_state.as_deref(), &SP_KEY)
+                .unwrap();
+        let (_, aq) = answer.split_once('?').unwrap();
+        let (status, _, body) = send(&idp, get(&format!("/slo?{aq}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("Logout completato"));
+        // Consumed: the same answer again is refused.
+        let (status, _, _) = send(&idp, get(&format!("/slo?{aq}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn idp_initiated_logout_post_answer_and_partial() {
+        let idp = mock();
+        let now = Utc::now();
+        let url = idp.logout_request_url(SP, "_n", IDP, None, now).unwrap();
+        let (_, q) = url.split_once('?').unwrap();
+        let id = binding::parse_query(q)
+            .ok()
+            .and_then(|p| p.into_iter().find(|p| p.name == "SAMLRequest"))
+            .map(|p| binding::inflate_base64(&p.value, 1 << 20).unwrap())
+            .map(|x| crate::saml::xml::parse(&x, Limits::default()).unwrap())
+            .and_then(|e| e.attr("ID").map(str::to_owned))
+            .unwrap();
+        let answer = build_logout_response(&id, &idp.slo_url(), SP, LogoutOutcome::Partial, now)
+            .post_value(&SP_KEY)
+            .unwrap();
+        // An unsigned answer is refused.
+        let unsigned = binding::encode_post(
+            &build_logout_response(&id, &idp.slo_url(), SP, LogoutOutcome::Success, now).xml,
+        );
+        let (status, _, _) = send(&idp, post(&[("SAMLResponse", &unsigned)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, body) = send(&idp, post(&[("SAMLResponse", &answer)])).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("Logout parziale"));
+    }
+
+    #[test]
+    fn logout_request_url_needs_a_known_sp() {
+        let idp = mock();
+        assert!(matches!(
+            idp.logout_request_url("https://other.example.it", "_n", IDP, None, Utc::now()),
+            Err(SamlError::Mismatch(_))
+        ));
+    }
 }

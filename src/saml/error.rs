@@ -122,6 +122,14 @@ pub enum SamlError {
     /// Our own key or template failed (configuration problem).
     #[error("signing failed: {0}")]
     Signing(String),
+    /// A verified LogoutResponse reports neither Success nor a partial logout.
+    #[error("logout status {status}{}", sub_status.as_ref().map(|s| format!(" / {s}")).unwrap_or_default())]
+    LogoutStatus {
+        /// Top-level StatusCode value.
+        status: String,
+        /// Second-level StatusCode value, if any.
+        sub_status: Option<String>,
+    },
 }
 
 impl SamlError {
@@ -142,6 +150,7 @@ impl SamlError {
             Self::Level(_) => "SAML_LEVEL",
             Self::IdpStatus { .. } => "SPID_IDP_STATUS",
             Self::Signing(_) => "SAML_SIGNING",
+            Self::LogoutStatus { .. } => "SAML_LOGOUT_STATUS",
         }
     }
 
@@ -149,7 +158,7 @@ impl SamlError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::TooLarge | Self::Encoding(_) | Self::Xml(_) => ErrorClass::Malformed,
-            Self::IdpStatus { .. } => ErrorClass::IdpStatus,
+            Self::IdpStatus { .. } | Self::LogoutStatus { .. } => ErrorClass::IdpStatus,
             Self::Signing(_) => ErrorClass::Internal,
             _ => ErrorClass::Rejected,
         }

@@ -29,6 +29,10 @@ pub struct SpInfo {
     pub attribute_services: Vec<(u16, Vec<String>)>,
     /// Signing certificates.
     pub certs: Vec<TrustedCert>,
+    /// SingleLogoutService Location for HTTP-Redirect.
+    pub slo_redirect: Option<String>,
+    /// SingleLogoutService Location for HTTP-POST.
+    pub slo_post: Option<String>,
 }
 
 impl SpInfo {
@@ -38,6 +42,13 @@ impl SpInfo {
             .iter()
             .find(|(i, _, _)| *i == index)
             .map(|(_, url, _)| url.as_str())
+    }
+
+    /// Where the IdP sends its HTTP-Redirect logout messages: the Redirect
+    /// SingleLogoutService, else the POST one (AgID's validator always answers by
+    /// Redirect, rules M19).
+    pub fn slo_location(&self) -> Option<&str> {
+        self.slo_redirect.as_deref().or(self.slo_post.as_deref())
     }
 
     /// Requested attributes for an index.
@@ -73,6 +84,13 @@ pub fn parse_sp_metadata(text: &str) -> Result<SpInfo, SamlError> {
             ));
         }
     }
+    let slo = |binding: &str| {
+        sp.children_named(NS_MD, "SingleLogoutService")
+            .find(|e| e.attr("Binding") == Some(binding))
+            .and_then(|e| e.attr("Location"))
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+    };
     let mut attribute_services = Vec::new();
     for e in sp.children_named(NS_MD, "AttributeConsumingService") {
         let names = e
@@ -90,6 +108,8 @@ pub fn parse_sp_metadata(text: &str) -> Result<SpInfo, SamlError> {
         acs,
         attribute_services,
         certs: signing_certs(sp)?,
+        slo_redirect: slo(BINDING_REDIRECT),
+        slo_post: slo(BINDING_POST),
     })
 }
 

@@ -14,6 +14,8 @@ pub mod idp;
 pub mod idp_metadata;
 /// Message identifiers.
 pub mod ids;
+/// Single Logout (SPID rules §5): LogoutRequest/LogoutResponse, both bindings, both roles.
+pub mod logout;
 /// AuthnRequest building (SPID rules §2).
 pub mod request;
 /// Response pre-filter and validation (SPID rules §3), producing [`VerifiedAssertion`].

@@ -163,6 +163,10 @@ pub struct PendingRequest {
     pub binding: Binding,
     /// The request XML as sent (without the Redirect signature), for the transaction log.
     pub xml: String,
+    /// Where the browser continues after the login (a local path chosen by the SP;
+    /// not part of the protocol).
+    #[serde(default)]
+    pub return_to: Option<String>,
 }
 
 #[cfg(test)]

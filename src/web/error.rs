@@ -324,6 +324,36 @@ impl AppError {
         Self::page(request_id, status, code, title, message, detail, back)
     }
 
+    /// An OpenID Connect error shown as a page (an untrusted client or redirect URI,
+    /// an expired authorization): never redirected anywhere.
+    pub fn from_oidc(request_id: &str, e: crate::oidc::provider::OidcError) -> Self {
+        use crate::oidc::provider::OidcError as E;
+        let (status, title, message): (StatusCode, &'static str, &str) = match &e {
+            E::Untrusted(_) | E::InvalidRequest(_) | E::InvalidScope(_) => (
+                StatusCode::BAD_REQUEST,
+                "Richiesta del servizio non valida",
+                "Il servizio che ti ha indirizzato qui ha inviato una richiesta di accesso non valida o non registrata. Torna al servizio e riprova.",
+            ),
+            E::AuthzExpired => (
+                StatusCode::BAD_REQUEST,
+                "Richiesta scaduta",
+                "La richiesta di accesso del servizio è scaduta. Torna al servizio e accedi di nuovo.",
+            ),
+            E::State(StateError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Servizio temporaneamente non disponibile",
+                "Il servizio è momentaneamente non disponibile. Riprova tra qualche minuto.",
+            ),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Errore interno",
+                "Si è verificato un errore interno. Riprova tra qualche minuto.",
+            ),
+        };
+        let code = e.code();
+        Self::page(request_id, status, code, title, message, e.to_string(), "/")
+    }
+
     /// HTTP status.
     pub fn status(&self) -> StatusCode {
         self.0.status

@@ -6,6 +6,8 @@
 pub mod enablement;
 /// The single `AppError` and its pages.
 pub mod error;
+/// OpenID Connect endpoints.
+pub mod oidc;
 /// Session extractors: encrypted cookie, live session, CSRF-checked forms.
 pub mod session;
 /// SSO handlers: login, ACS, metadata, logout.
@@ -49,6 +51,10 @@ pub struct AppState {
     pub cookie_key: axum_extra::extract::cookie::Key,
     /// The demo outbox page's source (demo environment with the outbox transport only).
     pub outbox: Option<Arc<OutboxMailer>>,
+    /// The OpenID Connect provider, when `[oidc]` is configured.
+    pub oidc: Option<Arc<crate::oidc::provider::Provider>>,
+    /// Outbound HTTP (back-channel logout).
+    pub http: reqwest::Client,
 }
 
 impl FromRef<AppState> for axum_extra::extract::cookie::Key {
@@ -210,6 +216,16 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             "/area-riservata/recupero-cp",
             get(enablement::recover_get).post(enablement::recover_post),
         )
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/oidc/jwks", get(oidc::jwks))
+        .route("/oidc/authorize", get(oidc::authorize))
+        .route("/oidc/authorize/resume", get(oidc::resume))
+        .route("/oidc/cp", get(oidc::cp_get).post(oidc::cp_post))
+        .route("/oidc/token", post(oidc::token))
+        .route("/oidc/introspect", post(oidc::introspect))
+        .route("/oidc/revoke", post(oidc::revoke))
+        .route("/oidc/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/oidc/logout", get(oidc::end_session))
         .route("/demo/posta", get(enablement::outbox))
         .route("/demo/posta/{file}", get(enablement::outbox_message))
         .route("/metadata", get(sso::metadata))

@@ -50,6 +50,18 @@ pub struct LoginQuery {
     idp: Option<String>,
     level: Option<String>,
     binding: Option<String>,
+    /// Where to continue after the login: a local path (an OIDC authorization waiting).
+    next: Option<String>,
+}
+
+/// A `next` target: a local path only (no scheme, no `//`, no backslash), so the
+/// login cannot be turned into an open redirect.
+pub fn local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 512
+        && !next.chars().any(char::is_control)
 }
 
 struct IdpLink {
@@ -121,6 +133,11 @@ pub async fn login(
             ));
         }
     };
+    let next = match q.next.filter(|n| !n.is_empty()) {
+        Some(n) if local_path(&n) => Some(n),
+        Some(_) => return Err(AppError::bad_request(&id, "next must be a local path")),
+        None => None,
+    };
     let Some(idp) = q.idp.filter(|s| !s.is_empty()) else {
         let level = level.unwrap_or(app.sso.settings().default_level);
         let mut idps: Vec<IdpLink> = app
@@ -130,9 +147,13 @@ pub async fn login(
             .into_iter()
             .map(|i| IdpLink {
                 href: format!(
-                    "/login?idp={}&level={}",
+                    "/login?idp={}&level={}{}",
                     crate::saml::binding::encode_component(&i.descriptor.entity_id),
-                    level.number()
+                    level.number(),
+                    next.as_deref().map_or_else(String::new, |n| format!(
+                        "&next={}",
+                        crate::saml::binding::encode_component(n)
+                    ))
                 ),
                 entity_id: i.descriptor.entity_id.clone(),
                 name: i.display_name().to_owned(),
@@ -151,7 +172,7 @@ pub async fn login(
     };
     let start = app
         .sso
-        .start_login(&idp, level, binding, chrono::Utc::now())
+        .start_login(&idp, level, binding, next, chrono::Utc::now())
         .await
         .map_err(|e| AppError::from_sso(&id, e))?;
     Ok(match start {
@@ -205,7 +226,7 @@ pub async fn acs(
 ) -> Result<(PrivateCookieJar, Redirect), AppError> {
     let Form(form) = form.map_err(|e| form_error(&id, e))?;
     let now = chrono::Utc::now();
-    let login = app
+    let (login, return_to) = app
         .sso
         .consume_response(&form.saml_response, form.relay_state.as_deref(), &id, now)
         .await
@@ -215,31 +236,37 @@ pub async fn acs(
         .login(&login, now)
         .await
         .map_err(|e| AppError::from_enablement(&id, e))?;
-    let (token, _) = app
+    let (token, mut session) = app
         .sessions
         .open(login, account.id, now)
         .await
         .map_err(|e| AppError::from_state(&id, e))?;
-    let next = if account.enablement_state == EnablementState::Enabled {
-        "/"
-    } else {
-        "/abilitazione"
+    // A waiting OIDC authorization decides itself what an account in enablement gets.
+    let next = match return_to.filter(|n| local_path(n)) {
+        Some(n) => {
+            session.return_to = Some(n.clone());
+            app.sessions
+                .save(&token, &session, now)
+                .await
+                .map_err(|e| AppError::from_state(&id, e))?;
+            n
+        }
+        None if account.enablement_state == EnablementState::Enabled => "/".to_owned(),
+        None => "/abilitazione".to_owned(),
     };
     Ok((
         jar.add(session_cookie(token, app.secure_cookies)),
-        Redirect::to(next),
+        Redirect::to(&next),
     ))
 }
 
-/// `POST /logout`: ends the gateway session (CSRF-checked form).
+/// `POST /logout`: ends the gateway session, revokes its OIDC tokens and tells the
+/// clients by back-channel logout (CSRF-checked form).
 pub async fn logout(
     State(app): State<AppState>,
     jar: PrivateCookieJar,
     f: SessionForm<Empty>,
 ) -> Result<(PrivateCookieJar, Redirect), AppError> {
-    app.sessions
-        .end(&f.authed.token)
-        .await
-        .map_err(|e| AppError::from_state(&f.request_id, e))?;
+    super::oidc::close_session(&app, &f.authed).await?;
     Ok((jar.remove(removal_cookie()), Redirect::to("/")))
 }

@@ -56,6 +56,7 @@ fn pending(level: Level, comparison: Comparison) -> PendingRequest {
         relay_state: "rs".into(),
         binding: Binding::Redirect,
         xml: String::new(),
+        return_to: None,
     }
 }
 

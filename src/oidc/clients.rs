@@ -1,0 +1,425 @@
+//! Registered OpenID Connect clients (from `[[oidc.clients]]`) and how they
+//! authenticate at the token, introspection and revocation endpoints.
+//!
+//! - `client_secret_basic` / `client_secret_post`: the secret is compared with an
+//!   argon2id hash from config (`secret_hash`, made by `polis-gateway oidc client-secret`);
+//!   the secret itself is never stored.
+//! - `private_key_jwt` (RFC 7523): a JWT signed with a key of the client's JWKS
+//!   (`jwks_file`; RSA, EC or Ed25519 public keys only), `iss` = `sub` = client_id, `aud`
+//!   containing the token endpoint or the issuer, not expired, `jti` used once (the
+//!   caller records it in the state store).
+//!
+//! Redirect URIs are compared exactly (no prefix, no wildcard).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::keys::SigningAlg;
+
+/// One `[[oidc.clients]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client_id.
+    pub client_id: String,
+    /// A name for logs and pages.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// argon2id PHC hash of the client secret (`client_secret_basic` / `_post`).
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    /// JWKS file with the client's public keys (`private_key_jwt`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact URIs allowed as `post_logout_redirect_uri`.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Scopes the client may ask (`openid` is always allowed).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Back-Channel Logout 1.0 URI, if the client wants logout tokens.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether accounts still in enablement get tokens (default: only enabled ones).
+    #[serde(default)]
+    pub allow_in_enablement: bool,
+    /// ID-token signing algorithm (EdDSA unless the client needs ES256).
+    #[serde(default = "default_alg")]
+    pub id_token_alg: SigningAlg,
+}
+
+fn default_alg() -> SigningAlg {
+    SigningAlg::EdDSA
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "istanze"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How a client proves who it is.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// argon2id hash of the shared secret.
+    SecretHash(String),
+    /// Public keys for `private_key_jwt`.
+    Jwks(JwkSet),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SecretHash(_) => f.write_str("SecretHash(<redacted>)"),
+            Self::Jwks(set) => write!(f, "Jwks({} keys)", set.keys.len()),
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client_id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// How it authenticates.
+    pub auth: Vec<ClientAuth>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// Back-channel logout URI.
+    pub backchannel_logout_uri: Option<String>,
+    /// Tokens for accounts still in enablement.
+    pub allow_in_enablement: bool,
+    /// ID-token algorithm.
+    pub id_token_alg: SigningAlg,
+}
+
+/// Why the client registry or a client authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A configuration entry is unusable.
+    #[error("oidc.clients[{index}]: {reason}")]
+    Config {
+        /// Position in the list.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Unknown client, wrong secret, bad assertion (`invalid_client`).
+    #[error("client authentication failed: {0}")]
+    Unauthorized(String),
+}
+
+impl ClientError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Config { .. } => "POLIS_OIDC_CLIENT_CONFIG",
+            Self::Unauthorized(_) => "POLIS_OIDC_INVALID_CLIENT",
+        }
+    }
+}
+
+/// What a request presented to authenticate the client.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret {
+        /// client_id.
+        client_id: String,
+        /// The secret.
+        secret: String,
+    },
+    /// `private_key_jwt`.
+    Assertion {
+        /// client_id if also sent as a parameter.
+        client_id: Option<String>,
+        /// The signed JWT.
+        assertion: String,
+    },
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { client_id, .. } => write!(f, "Secret({client_id})"),
+            Self::Assertion { client_id, .. } => write!(f, "Assertion({client_id:?})"),
+        }
+    }
+}
+
+/// A verified client assertion: whose it is and the `jti` to record against replay.
+#[derive(Debug, Clone)]
+pub struct AssertionInfo {
+    /// The `jti`.
+    pub jti: String,
+    /// Its expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The registered clients.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistry {
+    clients: BTreeMap<String, Client>,
+}
+
+fn valid_uri(uri: &str) -> bool {
+    (uri.starts_with("https://") || uri.starts_with("http://"))
+        && !uri.contains('#')
+        && !uri.contains(char::is_whitespace)
+}
+
+impl ClientRegistry {
+    /// Builds the registry; reads the JWKS files.
+    pub fn from_config(entries: &[ClientConfig]) -> Result<Self, ClientError> {
+        let mut clients = BTreeMap::new();
+        for (index, c) in entries.iter().enumerate() {
+            let bad = |reason: String| ClientError::Config { index, reason };
+            if c.client_id.is_empty() || c.client_id.len() > 128 {
+                return Err(bad("client_id must have 1 to 128 characters".into()));
+            }
+            let mut auth = Vec::new();
+            if let Some(hash) = &c.secret_hash {
+                if !hash.starts_with("$argon2id$") {
+                    return Err(bad(
+                        "secret_hash must be an argon2id PHC string (polis-gateway oidc client-secret)"
+                            .into(),
+                    ));
+                }
+                auth.push(ClientAuth::SecretHash(hash.clone()));
+            }
+            if let Some(file) = &c.jwks_file {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| bad(format!("jwks_file {}: {e}", file.display())))?;
+                let set: JwkSet = serde_json::from_str(&text)
+                    .map_err(|e| bad(format!("jwks_file {}: {e}", file.display())))?;
+                if set.keys.is_empty() {
+                    return Err(bad("jwks_file has no keys".into()));
+                }
+                for key in &set.keys {
+                    if matches!(key.algorithm, AlgorithmParameters::OctetKey(_)) {
+                        return Err(bad("jwks_file must hold public keys only".into()));
+                    }
+                }
+                auth.push(ClientAuth::Jwks(set));
+            }
+            if auth.is_empty() {
+                return Err(bad("needs secret_hash or jwks_file".into()));
+            }
+            if c.redirect_uris.is_empty() {
+                return Err(bad("at least one redirect_uri".into()));
+            }
+            for uri in c
+                .redirect_uris
+                .iter()
+                .chain(&c.post_logout_redirect_uris)
+                .chain(&c.backchannel_logout_uri)
+            {
+                if !valid_uri(uri) {
+                    return Err(bad(format!(
+                        "{uri:?} is not an absolute http(s) URI without fragment"
+                    )));
+                }
+            }
+            let mut scopes = c.scopes.clone();
+            if !scopes.iter().any(|s| s == "openid") {
+                scopes.push("openid".into());
+            }
+            let client = Client {
+                id: c.client_id.clone(),
+                name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
+                auth,
+                redirect_uris: c.redirect_uris.clone(),
+                post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                scopes,
+                backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+                allow_in_enablement: c.allow_in_enablement,
+                id_token_alg: c.id_token_alg,
+            };
+            if clients.insert(c.client_id.clone(), client).is_some() {
+                return Err(bad(format!("duplicate client_id {:?}", c.client_id)));
+            }
+        }
+        Ok(Self { clients })
+    }
+
+    /// A client by id.
+    pub fn get(&self, client_id: &str) -> Option<&Client> {
+        self.clients.get(client_id)
+    }
+
+    /// Every client.
+    pub fn all(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values()
+    }
+
+    /// Authenticates a client. `audiences` are the values a client assertion's `aud`
+    /// may carry (the endpoint URL and the issuer). For an assertion, the returned
+    /// [`AssertionInfo`] must be recorded so the `jti` is never accepted twice.
+    /// CPU-bound (argon2): call from a blocking task.
+    pub fn authenticate(
+        &self,
+        presented: &Presented,
+        audiences: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<(&Client, Option<AssertionInfo>), ClientError> {
+        let fail = |why: &str| ClientError::Unauthorized(why.to_owned());
+        match presented {
+            Presented::Secret { client_id, secret } => {
+                let client = self.get(client_id).ok_or_else(|| fail("unknown client"))?;
+                let ok = client.auth.iter().any(|a| match a {
+                    ClientAuth::SecretHash(hash) => {
+                        crate::enablement::cp::verify_secret(secret, hash)
+                    }
+                    ClientAuth::Jwks(_) => false,
+                });
+                if ok {
+                    Ok((client, None))
+                } else {
+                    Err(fail("wrong client secret"))
+                }
+            }
+            Presented::Assertion {
+                client_id,
+                assertion,
+            } => {
+                let (client, info) = self.verify_assertion(assertion, audiences, now)?;
+                if client_id.as_deref().is_some_and(|id| id != client.id) {
+                    return Err(fail("client_id does not match the assertion"));
+                }
+                Ok((client, Some(info)))
+            }
+        }
+    }
+
+    fn verify_assertion(
+        &self,
+        assertion: &str,
+        audiences: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<(&Client, AssertionInfo), ClientError> {
+        let fail = |why: String| ClientError::Unauthorized(why);
+        let header = jsonwebtoken::decode_header(assertion)
+            .map_err(|e| fail(format!("assertion header: {e}")))?;
+        if !matches!(
+            header.alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+                | Algorithm::ES256
+                | Algorithm::ES384
+                | Algorithm::EdDSA
+        ) {
+            return Err(fail(format!(
+                "assertion algorithm {:?} not allowed",
+                header.alg
+            )));
+        }
+        // Who claims to be signing: read `iss` before verifying to pick the key set,
+        // then verify everything with that client's keys only.
+        let unverified = unverified_claims(assertion)?;
+        let issuer = unverified
+            .get("iss")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| fail("assertion without iss".into()))?;
+        let client = self
+            .get(issuer)
+            .ok_or_else(|| fail("unknown client".into()))?;
+        let keys: Vec<&jsonwebtoken::jwk::Jwk> = client
+            .auth
+            .iter()
+            .filter_map(|a| match a {
+                ClientAuth::Jwks(set) => Some(set),
+                ClientAuth::SecretHash(_) => None,
+            })
+            .flat_map(|set| match &header.kid {
+                Some(kid) => set.find(kid).into_iter().collect::<Vec<_>>(),
+                None => set.keys.iter().collect(),
+            })
+            .collect();
+        if keys.is_empty() {
+            return Err(fail("no matching client key".into()));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_audience(audiences);
+        validation.set_issuer(&[client.id.as_str()]);
+        validation.required_spec_claims = ["iss", "sub", "aud", "exp", "jti"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut last = String::from("no key verified the assertion");
+        for jwk in keys {
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            match jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation) {
+                Ok(data) => {
+                    let claims = data.claims;
+                    if claims.get("sub").and_then(serde_json::Value::as_str)
+                        != Some(client.id.as_str())
+                    {
+                        return Err(fail("assertion sub must be the client_id".into()));
+                    }
+                    let exp = claims
+                        .get("exp")
+                        .and_then(serde_json::Value::as_i64)
+                        .and_then(|e| DateTime::<Utc>::from_timestamp(e, 0))
+                        .ok_or_else(|| fail("assertion exp invalid".into()))?;
+                    if exp <= now {
+                        return Err(fail("assertion expired".into()));
+                    }
+                    if exp > now + chrono::Duration::minutes(10) {
+                        return Err(fail("assertion lives longer than 10 minutes".into()));
+                    }
+                    let jti = claims
+                        .get("jti")
+                        .and_then(serde_json::Value::as_str)
+                        .filter(|j| !j.is_empty() && j.len() <= 256)
+                        .ok_or_else(|| fail("assertion jti invalid".into()))?
+                        .to_owned();
+                    return Ok((
+                        client,
+                        AssertionInfo {
+                            jti,
+                            expires_at: exp,
+                        },
+                    ));
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(fail(last))
+    }
+}
+
+/// The claims of a JWT without verifying it (only to find who signed it).
+fn unverified_claims(token: &str) -> Result<serde_json::Value, ClientError> {
+    use base64::Engine as _;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| ClientError::Unauthorized("malformed assertion".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| ClientError::Unauthorized("malformed assertion".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| ClientError::Unauthorized("malformed assertion".into()))
+}

@@ -1,0 +1,1100 @@
+//! The provider: authorization requests, codes, tokens, refresh rotation, revocation,
+//! introspection, logout propagation. No HTTP types; `now` is passed in.
+//!
+//! Everything that must be shared by replicas or consumed once lives in the state
+//! store (one key per command, each with a TTL):
+//!
+//! | key | what | TTL |
+//! |---|---|---|
+//! | `polis:oidc:authz:<id>` | an authorization request waiting for a login or the CP | 10 min |
+//! | `polis:oidc:code:<sha256(code)>` | the grant behind a code, taken once | `code_ttl` |
+//! | `polis:oidc:codeused:<sha256(code)>` | family of a redeemed code: a second use revokes it | refresh TTL |
+//! | `polis:oidc:rt:<sha256(rt)>` | a refresh token's grant, taken once on rotation | refresh TTL |
+//! | `polis:oidc:rtused:<sha256(rt)>` | family of a rotated refresh token: reuse revokes it | refresh TTL |
+//! | `polis:oidc:revfam:<family>` | a revoked token family (code → tokens → rotations) | refresh TTL |
+//! | `polis:oidc:revjti:<jti>` | a revoked access token | until it expires |
+//! | `polis:oidc:revsid:<sid>` | a gateway session that ended: its tokens are dead | refresh TTL |
+//! | `polis:oidc:sidclients:<sid>` | clients that got tokens in a session (back-channel logout) | refresh TTL |
+//! | `polis:oidc:cjti:<client>:<jti>` | a client assertion already used | until it expires |
+//!
+//! Access tokens are JWTs (`typ` `at+jwt`, RFC 9068) carrying `sid` and `fam`, so a
+//! resource server can verify them offline and introspection can tell if their
+//! session or family was revoked. Refresh tokens are opaque.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::clients::{Client, ClientError, ClientRegistry, Presented};
+use super::keys::{KeyError, KeyRing, SigningAlg};
+use crate::accounts::{Account, EnablementState};
+use crate::saml::{Level, ids};
+use crate::state::{StateError, StateStore};
+
+/// `acr_values` entry that asks the person to confirm with their Codice Personale.
+pub const ACR_CP: &str = "urn:polis:acr:cp";
+/// `amr` value of a SPID login.
+pub const AMR_SPID: &str = "spid";
+/// `amr` value of a Codice Personale confirmation.
+pub const AMR_CP: &str = "cp";
+/// Scopes the provider knows.
+pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "istanze"];
+
+const AUTHZ_TTL: Duration = Duration::from_secs(600);
+
+/// OAuth/OIDC errors, with the RFC 6749 error code they map to.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// `invalid_request`.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// `invalid_client`.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// `invalid_grant`.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
+    /// `unauthorized_client`.
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    /// `unsupported_grant_type`.
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// `invalid_scope`.
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    /// `invalid_token` (bearer).
+    #[error("invalid_token: {0}")]
+    InvalidToken(String),
+    /// `access_denied`: the account may not get tokens for this client.
+    #[error("access_denied: {0}")]
+    AccessDenied(String),
+    /// The redirect_uri or client_id of an authorization request cannot be trusted:
+    /// shown as a page, never redirected to.
+    #[error("untrusted authorization request: {0}")]
+    Untrusted(String),
+    /// The pending authorization is unknown or expired.
+    #[error("authorization request expired")]
+    AuthzExpired,
+    /// Signing failed.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Serialization or task failure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl OidcError {
+    /// The OAuth `error` value.
+    pub fn oauth_code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::AuthzExpired => "invalid_request",
+            Self::Client(_) => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::AccessDenied(_) => "access_denied",
+            Self::Untrusted(_) => "invalid_request",
+            Self::Keys(_) | Self::State(_) | Self::Internal(_) => "server_error",
+        }
+    }
+
+    /// A stable code for logs and pages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "POLIS_OIDC_INVALID_REQUEST",
+            Self::Client(e) => e.code(),
+            Self::InvalidGrant(_) => "POLIS_OIDC_INVALID_GRANT",
+            Self::UnauthorizedClient(_) => "POLIS_OIDC_UNAUTHORIZED_CLIENT",
+            Self::UnsupportedGrantType => "POLIS_OIDC_UNSUPPORTED_GRANT",
+            Self::InvalidScope(_) => "POLIS_OIDC_INVALID_SCOPE",
+            Self::InvalidToken(_) => "POLIS_OIDC_INVALID_TOKEN",
+            Self::AccessDenied(_) => "POLIS_OIDC_ACCESS_DENIED",
+            Self::Untrusted(_) => "POLIS_OIDC_UNTRUSTED_REQUEST",
+            Self::AuthzExpired => "POLIS_OIDC_AUTHZ_EXPIRED",
+            Self::Keys(e) => e.code(),
+            Self::State(StateError::Unavailable(_)) => "POLIS_STATE_UNAVAILABLE",
+            Self::State(_) => "POLIS_STATE_ERROR",
+            Self::Internal(_) => "POLIS_INTERNAL",
+        }
+    }
+}
+
+/// Settings from `[oidc]`.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// `iss`.
+    pub issuer: String,
+    /// Access-token lifetime.
+    pub access_ttl: Duration,
+    /// ID-token lifetime.
+    pub id_ttl: Duration,
+    /// Refresh-token (family) lifetime.
+    pub refresh_ttl: Duration,
+    /// Code lifetime.
+    pub code_ttl: Duration,
+}
+
+impl OidcSettings {
+    /// The token endpoint URL (an accepted client-assertion audience).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oidc/token", self.issuer)
+    }
+}
+
+/// The query of `/oidc/authorize` as received.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthorizeParams {
+    /// Must be `code`.
+    pub response_type: String,
+    /// The client.
+    pub client_id: String,
+    /// Exact registered redirect URI.
+    pub redirect_uri: String,
+    /// Space-separated scopes, `openid` required.
+    pub scope: String,
+    /// Opaque client state, echoed.
+    pub state: Option<String>,
+    /// Echoed in the ID token.
+    pub nonce: Option<String>,
+    /// PKCE challenge (required).
+    pub code_challenge: Option<String>,
+    /// Must be `S256`.
+    pub code_challenge_method: Option<String>,
+    /// SPID level URIs and/or [`ACR_CP`].
+    pub acr_values: Option<String>,
+    /// `login` forces a new SPID login.
+    pub prompt: Option<String>,
+    /// `query` only (the default).
+    pub response_mode: Option<String>,
+}
+
+/// A validated authorization request, kept while the person logs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzRequest {
+    /// Its id (in the resume URL).
+    pub id: String,
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI.
+    pub redirect_uri: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Client state.
+    pub state: Option<String>,
+    /// Nonce.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// SPID level asked.
+    pub level: Level,
+    /// Whether the CP must be confirmed.
+    pub cp: bool,
+    /// Whether a new SPID login is required.
+    pub force_login: bool,
+    /// When it arrived (a forced login must be newer).
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where an authorization error goes: to the client (a redirect) once the client and
+/// redirect URI are trusted, to a page before.
+#[derive(Debug)]
+pub struct RedirectError {
+    /// The trusted redirect URI.
+    pub redirect_uri: String,
+    /// The error.
+    pub error: OidcError,
+    /// The client's state.
+    pub state: Option<String>,
+}
+
+/// What the logged-in person's session brings to an authorization.
+#[derive(Debug, Clone)]
+pub struct SessionFacts {
+    /// Session id (the `sid` claim).
+    pub sid: String,
+    /// Level of the SPID login.
+    pub level: Level,
+    /// When the SPID login happened.
+    pub auth_time: DateTime<Utc>,
+    /// When the CP was last confirmed in this session for this request, if any.
+    pub cp_at: Option<DateTime<Utc>>,
+}
+
+/// The grant behind a code or a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The token family (code → tokens → rotations).
+    pub family: String,
+    /// The client.
+    pub client_id: String,
+    /// Redirect URI the code was sent to.
+    pub redirect_uri: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Nonce for the ID token.
+    pub nonce: Option<String>,
+    /// PKCE challenge (codes only).
+    pub code_challenge: Option<String>,
+    /// The account.
+    pub account_id: Uuid,
+    /// The gateway session.
+    pub sid: String,
+    /// SPID level obtained.
+    pub level: Level,
+    /// SPID login time.
+    pub auth_time: DateTime<Utc>,
+    /// CP confirmation time.
+    pub cp_at: Option<DateTime<Utc>>,
+}
+
+/// Tokens returned by `/oidc/token`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    /// The access token (JWT).
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+    /// The ID token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// The new refresh token.
+    pub refresh_token: String,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+/// Access-token claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The account id.
+    pub sub: String,
+    /// The client.
+    pub aud: String,
+    /// The client.
+    pub client_id: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Token id.
+    pub jti: String,
+    /// Scopes.
+    pub scope: String,
+    /// Gateway session.
+    pub sid: String,
+    /// Token family.
+    pub fam: String,
+    /// SPID level URI.
+    pub acr: String,
+    /// SPID login time.
+    pub auth_time: i64,
+}
+
+/// The provider.
+pub struct Provider {
+    settings: OidcSettings,
+    keys: KeyRing,
+    clients: ClientRegistry,
+    state: std::sync::Arc<dyn StateStore>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_key(prefix: &str, secret: &str) -> String {
+    format!(
+        "{prefix}{}",
+        hex::encode(openssl::sha::sha256(secret.as_bytes()))
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> OidcError {
+    OidcError::Internal(e.to_string())
+}
+
+/// `BASE64URL(SHA256(verifier)) == challenge` (RFC 7636 S256), constant-time.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    use base64::Engine as _;
+    let valid_verifier = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if !valid_verifier {
+        return false;
+    }
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(openssl::sha::sha256(verifier.as_bytes()));
+    computed.len() == challenge.len()
+        && openssl::memcmp::eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl Provider {
+    /// Builds the provider.
+    pub fn new(
+        settings: OidcSettings,
+        keys: KeyRing,
+        clients: ClientRegistry,
+        state: std::sync::Arc<dyn StateStore>,
+    ) -> Self {
+        Self {
+            settings,
+            keys,
+            clients,
+            state,
+        }
+    }
+
+    /// Settings.
+    pub fn settings(&self) -> &OidcSettings {
+        &self.settings
+    }
+
+    /// The key ring (JWKS).
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The clients.
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.clients
+    }
+
+    /// Validates an authorization request. `Err(Ok(page error))` when the client or
+    /// redirect URI cannot be trusted (nothing is redirected), `Err(Err(redirect))`
+    /// for errors reported to the client.
+    pub fn validate_authorize(
+        &self,
+        p: &AuthorizeParams,
+        default_level: Level,
+        now: DateTime<Utc>,
+    ) -> Result<AuthzRequest, Result<OidcError, RedirectError>> {
+        let client = self
+            .clients
+            .get(&p.client_id)
+            .ok_or_else(|| Ok(OidcError::Untrusted("unknown client_id".into())))?;
+        if !client.redirect_uris.contains(&p.redirect_uri) {
+            return Err(Ok(OidcError::Untrusted(
+                "redirect_uri is not registered for this client".into(),
+            )));
+        }
+        let redirect = |error: OidcError| {
+            Err(Err(RedirectError {
+                redirect_uri: p.redirect_uri.clone(),
+                error,
+                state: p.state.clone(),
+            }))
+        };
+        if p.response_type != "code" {
+            return redirect(OidcError::InvalidRequest(
+                "response_type must be code".into(),
+            ));
+        }
+        if p.response_mode.as_deref().is_some_and(|m| m != "query") {
+            return redirect(OidcError::InvalidRequest(
+                "only response_mode=query is supported".into(),
+            ));
+        }
+        let scopes: Vec<String> = p.scope.split_whitespace().map(str::to_owned).collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return redirect(OidcError::InvalidScope("openid is required".into()));
+        }
+        if let Some(bad) = scopes
+            .iter()
+            .find(|s| !client.scopes.contains(s) || !SCOPES.contains(&s.as_str()))
+        {
+            return redirect(OidcError::InvalidScope(format!(
+                "scope {bad} is not allowed for this client"
+            )));
+        }
+        let challenge = match (&p.code_challenge, p.code_challenge_method.as_deref()) {
+            (Some(c), Some("S256")) if (43..=128).contains(&c.len()) => c.clone(),
+            (None, _) => {
+                return redirect(OidcError::InvalidRequest(
+                    "PKCE is required: code_challenge with code_challenge_method=S256".into(),
+                ));
+            }
+            _ => {
+                return redirect(OidcError::InvalidRequest(
+                    "code_challenge_method must be S256".into(),
+                ));
+            }
+        };
+        let mut level = None;
+        let mut cp = false;
+        for value in p.acr_values.as_deref().unwrap_or("").split_whitespace() {
+            if value == ACR_CP {
+                cp = true;
+            } else if let Some(l) = Level::from_uri(value) {
+                // Several levels: the lowest satisfies the request (OIDC: voluntary).
+                level = Some(level.map_or(l, |prev: Level| prev.min(l)));
+            }
+        }
+        let force_login = match p.prompt.as_deref() {
+            None | Some("") => false,
+            Some(prompt) => {
+                let values: Vec<&str> = prompt.split_whitespace().collect();
+                if values.contains(&"none") {
+                    return redirect(OidcError::InvalidRequest(
+                        "prompt=none is not supported: a SPID login needs the person".into(),
+                    ));
+                }
+                values.contains(&"login")
+            }
+        };
+        if p.state.as_ref().is_some_and(|s| s.len() > 512)
+            || p.nonce.as_ref().is_some_and(|n| n.len() > 512)
+        {
+            return redirect(OidcError::InvalidRequest(
+                "state and nonce are limited to 512 characters".into(),
+            ));
+        }
+        Ok(AuthzRequest {
+            id: ids::new_token(24),
+            client_id: client.id.clone(),
+            redirect_uri: p.redirect_uri.clone(),
+            scopes,
+            state: p.state.clone(),
+            nonce: p.nonce.clone(),
+            code_challenge: challenge,
+            level: level.unwrap_or(default_level),
+            cp,
+            force_login,
+            created_at: now,
+        })
+    }
+
+    /// Keeps an authorization request while the person logs in or confirms the CP.
+    pub async fn park(&self, req: &AuthzRequest) -> Result<(), OidcError> {
+        let value = serde_json::to_vec(req).map_err(internal)?;
+        self.state
+            .put(&format!("polis:oidc:authz:{}", req.id), &value, AUTHZ_TTL)
+            .await?;
+        Ok(())
+    }
+
+    /// A parked authorization request.
+    pub async fn parked(&self, id: &str) -> Result<AuthzRequest, OidcError> {
+        if id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(OidcError::AuthzExpired);
+        }
+        let raw = self
+            .state
+            .get(&format!("polis:oidc:authz:{id}"))
+            .await?
+            .ok_or(OidcError::AuthzExpired)?;
+        serde_json::from_slice(&raw).map_err(internal)
+    }
+
+    /// Forgets a parked request.
+    pub async fn unpark(&self, id: &str) -> Result<(), OidcError> {
+        self.state.delete(&format!("polis:oidc:authz:{id}")).await?;
+        Ok(())
+    }
+
+    /// Whether the session satisfies the request as it is (level, fresh login, CP).
+    pub fn session_satisfies(req: &AuthzRequest, facts: &SessionFacts) -> bool {
+        facts.level >= req.level
+            && (!req.force_login || facts.auth_time >= req.created_at)
+            && (!req.cp || facts.cp_at.is_some_and(|t| t >= req.created_at))
+    }
+
+    /// Issues the code for a satisfied request; returns the redirect URL.
+    pub async fn issue_code(
+        &self,
+        req: &AuthzRequest,
+        account: &Account,
+        facts: &SessionFacts,
+    ) -> Result<String, RedirectError> {
+        let redirect_err = |error: OidcError| RedirectError {
+            redirect_uri: req.redirect_uri.clone(),
+            error,
+            state: req.state.clone(),
+        };
+        let client = self
+            .clients
+            .get(&req.client_id)
+            .ok_or_else(|| redirect_err(OidcError::UnauthorizedClient("client removed".into())))?;
+        if account.enablement_state != EnablementState::Enabled && !client.allow_in_enablement {
+            return Err(redirect_err(OidcError::AccessDenied(
+                "the account has not completed the Istanze OnLine enablement".into(),
+            )));
+        }
+        let code = ids::new_token(32);
+        let grant = Grant {
+            family: ids::new_token(16),
+            client_id: client.id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            scopes: req.scopes.clone(),
+            nonce: req.nonce.clone(),
+            code_challenge: Some(req.code_challenge.clone()),
+            account_id: account.id,
+            sid: facts.sid.clone(),
+            level: facts.level,
+            auth_time: facts.auth_time,
+            cp_at: if req.cp { facts.cp_at } else { None },
+        };
+        let value = serde_json::to_vec(&grant).map_err(|e| redirect_err(internal(e)))?;
+        self.state
+            .put(
+                &hash_key("polis:oidc:code:", &code),
+                &value,
+                self.settings.code_ttl,
+            )
+            .await
+            .map_err(|e| redirect_err(e.into()))?;
+        self.remember_client(&facts.sid, &client.id)
+            .await
+            .map_err(redirect_err)?;
+        let mut url = reqwest::Url::parse(&req.redirect_uri)
+            .map_err(|e| redirect_err(OidcError::Untrusted(e.to_string())))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("code", &code);
+            if let Some(state) = &req.state {
+                q.append_pair("state", state);
+            }
+            q.append_pair("iss", &self.settings.issuer);
+        }
+        Ok(url.to_string())
+    }
+
+    async fn remember_client(&self, sid: &str, client_id: &str) -> Result<(), OidcError> {
+        let key = format!("polis:oidc:sidclients:{sid}");
+        let mut list: Vec<String> = match self.state.get(&key).await? {
+            Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if !list.iter().any(|c| c == client_id) {
+            list.push(client_id.to_owned());
+            let value = serde_json::to_vec(&list).map_err(internal)?;
+            self.state
+                .put(&key, &value, self.settings.refresh_ttl)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The clients that got tokens in a session.
+    pub async fn session_clients(&self, sid: &str) -> Result<Vec<&Client>, OidcError> {
+        let list: Vec<String> = match self
+            .state
+            .get(&format!("polis:oidc:sidclients:{sid}"))
+            .await?
+        {
+            Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(list.iter().filter_map(|id| self.clients.get(id)).collect())
+    }
+
+    /// Authenticates the client of a token-endpoint style request (and records a
+    /// client assertion's `jti`). CPU-bound parts run on a blocking thread.
+    pub async fn authenticate_client(
+        &self,
+        presented: Presented,
+        endpoint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Client, OidcError> {
+        let clients = self.clients.clone();
+        let audiences = [endpoint.to_owned(), self.settings.issuer.clone()];
+        let (client, assertion) = tokio::task::spawn_blocking(move || {
+            let aud: Vec<&str> = audiences.iter().map(String::as_str).collect();
+            clients
+                .authenticate(&presented, &aud, now)
+                .map(|(c, a)| (c.clone(), a))
+        })
+        .await
+        .map_err(internal)??;
+        if let Some(info) = assertion {
+            let ttl = (info.expires_at - now)
+                .to_std()
+                .unwrap_or(Duration::from_secs(1))
+                + Duration::from_secs(1);
+            let key = hash_key(&format!("polis:oidc:cjti:{}:", client.id), &info.jti);
+            if !self.state.put_if_absent(&key, b"1", ttl).await? {
+                return Err(ClientError::Unauthorized("client assertion replayed".into()).into());
+            }
+        }
+        Ok(client)
+    }
+
+    /// `grant_type=authorization_code`: single use; a second use revokes every token
+    /// issued from the code.
+    pub async fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: &str,
+        verifier: Option<&str>,
+        account_of: impl AsyncAccount,
+        now: DateTime<Utc>,
+    ) -> Result<TokenResponse, OidcError> {
+        let code_key = hash_key("polis:oidc:code:", code);
+        let used_key = hash_key("polis:oidc:codeused:", code);
+        let Some(raw) = self.state.take(&code_key).await? else {
+            if let Some(family) = self.state.get(&used_key).await? {
+                let family = String::from_utf8_lossy(&family).into_owned();
+                self.revoke_family(&family).await?;
+                return Err(OidcError::InvalidGrant(
+                    "code already used: the tokens issued from it are revoked".into(),
+                ));
+            }
+            return Err(OidcError::InvalidGrant("unknown or expired code".into()));
+        };
+        let grant: Grant = serde_json::from_slice(&raw).map_err(internal)?;
+        self.state
+            .put(
+                &used_key,
+                grant.family.as_bytes(),
+                self.settings.refresh_ttl,
+            )
+            .await?;
+        if grant.client_id != client.id {
+            self.revoke_family(&grant.family).await?;
+            return Err(OidcError::InvalidGrant(
+                "code issued to another client".into(),
+            ));
+        }
+        if grant.redirect_uri != redirect_uri {
+            return Err(OidcError::InvalidGrant("redirect_uri differs".into()));
+        }
+        let challenge = grant.code_challenge.as_deref().unwrap_or_default();
+        if !verifier.is_some_and(|v| pkce_matches(v, challenge)) {
+            return Err(OidcError::InvalidGrant("PKCE verification failed".into()));
+        }
+        let account = account_of.account(grant.account_id).await?;
+        self.tokens(client, &grant, &account, true, now).await
+    }
+
+    /// `grant_type=refresh_token`: rotation; a reused token revokes its family.
+    pub async fn refresh(
+        &self,
+        client: &Client,
+        refresh_token: &str,
+        account_of: impl AsyncAccount,
+        now: DateTime<Utc>,
+    ) -> Result<TokenResponse, OidcError> {
+        let key = hash_key("polis:oidc:rt:", refresh_token);
+        let used_key = hash_key("polis:oidc:rtused:", refresh_token);
+        let Some(raw) = self.state.take(&key).await? else {
+            if let Some(family) = self.state.get(&used_key).await? {
+                let family = String::from_utf8_lossy(&family).into_owned();
+                self.revoke_family(&family).await?;
+                return Err(OidcError::InvalidGrant(
+                    "refresh token reused: the whole family is revoked".into(),
+                ));
+            }
+            return Err(OidcError::InvalidGrant(
+                "unknown or expired refresh token".into(),
+            ));
+        };
+        let grant: Grant = serde_json::from_slice(&raw).map_err(internal)?;
+        self.state
+            .put(
+                &used_key,
+                grant.family.as_bytes(),
+                self.settings.refresh_ttl,
+            )
+            .await?;
+        if grant.client_id != client.id {
+            self.revoke_family(&grant.family).await?;
+            return Err(OidcError::InvalidGrant(
+                "refresh token of another client".into(),
+            ));
+        }
+        if self.family_dead(&grant).await? {
+            return Err(OidcError::InvalidGrant("the grant was revoked".into()));
+        }
+        let account = account_of.account(grant.account_id).await?;
+        // A refreshed ID token does not re-assert the CP confirmation.
+        let grant = Grant {
+            cp_at: None,
+            nonce: None,
+            ..grant
+        };
+        self.tokens(client, &grant, &account, false, now).await
+    }
+
+    async fn family_dead(&self, grant: &Grant) -> Result<bool, OidcError> {
+        Ok(self
+            .state
+            .get(&format!("polis:oidc:revfam:{}", grant.family))
+            .await?
+            .is_some()
+            || self
+                .state
+                .get(&format!("polis:oidc:revsid:{}", grant.sid))
+                .await?
+                .is_some())
+    }
+
+    async fn tokens(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        account: &Account,
+        with_id_token: bool,
+        now: DateTime<Utc>,
+    ) -> Result<TokenResponse, OidcError> {
+        if account.enablement_state != EnablementState::Enabled && !client.allow_in_enablement {
+            return Err(OidcError::AccessDenied(
+                "the account has not completed the enablement".into(),
+            ));
+        }
+        if self.family_dead(grant).await? {
+            return Err(OidcError::InvalidGrant("the grant was revoked".into()));
+        }
+        let scope = grant.scopes.join(" ");
+        let access = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: account.id.to_string(),
+            aud: client.id.clone(),
+            client_id: client.id.clone(),
+            exp: now.timestamp() + secs(self.settings.access_ttl),
+            iat: now.timestamp(),
+            jti: ids::new_token(16),
+            scope: scope.clone(),
+            sid: grant.sid.clone(),
+            fam: grant.family.clone(),
+            acr: grant.level.uri().to_owned(),
+            auth_time: grant.auth_time.timestamp(),
+        };
+        let access_token = self.keys.sign_typed(&access, SigningAlg::EdDSA, "at+jwt")?;
+        let id_token = if with_id_token || grant.scopes.iter().any(|s| s == "openid") {
+            let mut claims = self.user_claims(account, &grant.scopes);
+            let extra = serde_json::json!({
+                "iss": self.settings.issuer,
+                "aud": client.id,
+                "azp": client.id,
+                "exp": now.timestamp() + secs(self.settings.id_ttl),
+                "iat": now.timestamp(),
+                "auth_time": grant.cp_at.unwrap_or(grant.auth_time).timestamp(),
+                "spid_auth_time": grant.auth_time.timestamp(),
+                "acr": grant.level.uri(),
+                "amr": if grant.cp_at.is_some() { vec![AMR_SPID, AMR_CP] } else { vec![AMR_SPID] },
+                "sid": grant.sid,
+            });
+            if let (Some(map), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+                for (k, v) in extra {
+                    map.insert(k.clone(), v.clone());
+                }
+                if let Some(nonce) = &grant.nonce {
+                    map.insert("nonce".into(), serde_json::Value::String(nonce.clone()));
+                }
+                if let Some(cp_at) = grant.cp_at {
+                    map.insert("cp_time".into(), serde_json::json!(cp_at.timestamp()));
+                }
+            }
+            Some(self.keys.sign(&claims, client.id_token_alg)?)
+        } else {
+            None
+        };
+        let refresh_token = ids::new_token(32);
+        let value = serde_json::to_vec(&Grant {
+            code_challenge: None,
+            ..grant.clone()
+        })
+        .map_err(internal)?;
+        self.state
+            .put(
+                &hash_key("polis:oidc:rt:", &refresh_token),
+                &value,
+                self.settings.refresh_ttl,
+            )
+            .await?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_ttl.as_secs(),
+            id_token,
+            refresh_token,
+            scope,
+        })
+    }
+
+    /// The identity claims of an account for the granted scopes (also `/userinfo`).
+    pub fn user_claims(&self, account: &Account, scopes: &[String]) -> serde_json::Value {
+        let has = |s: &str| scopes.iter().any(|x| x == s);
+        let mut map = serde_json::Map::new();
+        map.insert("sub".into(), account.id.to_string().into());
+        if has("profile") {
+            map.insert("given_name".into(), account.given_name.clone().into());
+            map.insert("family_name".into(), account.family_name.clone().into());
+            map.insert(
+                "name".into(),
+                format!("{} {}", account.given_name, account.family_name).into(),
+            );
+            if let Some(d) = account.birth_date {
+                map.insert("birthdate".into(), d.to_string().into());
+            }
+            map.insert("preferred_username".into(), account.username.clone().into());
+        }
+        if has("email")
+            && let Some(e) = &account.email
+        {
+            map.insert("email".into(), e.clone().into());
+            // SPID-vouched or confirmed by the person during enablement.
+            map.insert("email_verified".into(), false.into());
+        }
+        if has("istanze") {
+            map.insert(
+                "fiscal_number".into(),
+                account.fiscal_code.as_str().to_owned().into(),
+            );
+            map.insert("username".into(), account.username.clone().into());
+            map.insert(
+                "enablement_state".into(),
+                account.enablement_state.as_str().into(),
+            );
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// Verifies an access token: signature, issuer, expiry, revocation.
+    pub async fn check_access_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, OidcError> {
+        let claims: AccessClaims = self
+            .keys
+            .verify(token, now, &self.settings.issuer, None)
+            .map_err(|e| OidcError::InvalidToken(e.to_string()))?;
+        let revoked = self
+            .state
+            .get(&format!("polis:oidc:revjti:{}", claims.jti))
+            .await?
+            .is_some()
+            || self
+                .state
+                .get(&format!("polis:oidc:revfam:{}", claims.fam))
+                .await?
+                .is_some()
+            || self
+                .state
+                .get(&format!("polis:oidc:revsid:{}", claims.sid))
+                .await?
+                .is_some();
+        if revoked {
+            return Err(OidcError::InvalidToken("token revoked".into()));
+        }
+        Ok(claims)
+    }
+
+    /// RFC 7662: what an authenticated client may learn about a token.
+    pub async fn introspect(&self, token: &str, now: DateTime<Utc>) -> serde_json::Value {
+        if let Ok(c) = self.check_access_token(token, now).await {
+            return serde_json::json!({
+                "active": true,
+                "token_type": "Bearer",
+                "iss": c.iss,
+                "sub": c.sub,
+                "aud": c.aud,
+                "client_id": c.client_id,
+                "scope": c.scope,
+                "exp": c.exp,
+                "iat": c.iat,
+                "jti": c.jti,
+                "sid": c.sid,
+                "acr": c.acr,
+                "auth_time": c.auth_time,
+            });
+        }
+        if let Ok(Some(raw)) = self.state.get(&hash_key("polis:oidc:rt:", token)).await
+            && let Ok(grant) = serde_json::from_slice::<Grant>(&raw)
+            && matches!(self.family_dead(&grant).await, Ok(false))
+        {
+            return serde_json::json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "iss": self.settings.issuer,
+                "sub": grant.account_id.to_string(),
+                "client_id": grant.client_id,
+                "scope": grant.scopes.join(" "),
+                "sid": grant.sid,
+            });
+        }
+        serde_json::json!({ "active": false })
+    }
+
+    /// RFC 7009: revokes a token of `client` (others' tokens are left alone, and the
+    /// answer is the same, so nothing leaks).
+    pub async fn revoke(
+        &self,
+        client: &Client,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), OidcError> {
+        if let Ok(Some(raw)) = self.state.get(&hash_key("polis:oidc:rt:", token)).await
+            && let Ok(grant) = serde_json::from_slice::<Grant>(&raw)
+        {
+            if grant.client_id == client.id {
+                self.revoke_family(&grant.family).await?;
+                self.state
+                    .delete(&hash_key("polis:oidc:rt:", token))
+                    .await?;
+            }
+            return Ok(());
+        }
+        if let Ok(claims) =
+            self.keys
+                .verify::<AccessClaims>(token, now, &self.settings.issuer, None)
+            && claims.client_id == client.id
+        {
+            let left =
+                Duration::from_secs(u64::try_from(claims.exp - now.timestamp()).unwrap_or(0))
+                    + Duration::from_secs(1);
+            self.state
+                .put(&format!("polis:oidc:revjti:{}", claims.jti), b"1", left)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes a token family.
+    pub async fn revoke_family(&self, family: &str) -> Result<(), OidcError> {
+        self.state
+            .put(
+                &format!("polis:oidc:revfam:{family}"),
+                b"1",
+                self.settings.refresh_ttl,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A gateway session ended (logout, SLO): every token of it is revoked. Returns
+    /// the back-channel logout tokens to deliver, one per client that asked for them.
+    pub async fn end_session(
+        &self,
+        sid: &str,
+        account_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, OidcError> {
+        self.state
+            .put(
+                &format!("polis:oidc:revsid:{sid}"),
+                b"1",
+                self.settings.refresh_ttl,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for client in self.session_clients(sid).await? {
+            let Some(uri) = &client.backchannel_logout_uri else {
+                continue;
+            };
+            let claims = serde_json::json!({
+                "iss": self.settings.issuer,
+                "aud": client.id,
+                "iat": now.timestamp(),
+                "exp": now.timestamp() + 120,
+                "jti": ids::new_token(16),
+                "sub": account_id.to_string(),
+                "sid": sid,
+                "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+            });
+            let token = self
+                .keys
+                .sign_typed(&claims, client.id_token_alg, "logout+jwt")?;
+            out.push((uri.clone(), token));
+        }
+        self.state
+            .delete(&format!("polis:oidc:sidclients:{sid}"))
+            .await?;
+        Ok(out)
+    }
+
+    /// The discovery document.
+    pub fn discovery(&self) -> serde_json::Value {
+        let iss = &self.settings.issuer;
+        let mut acr: Vec<&str> = [Level::L1, Level::L2, Level::L3]
+            .into_iter()
+            .map(Level::uri)
+            .collect();
+        acr.push(ACR_CP);
+        serde_json::json!({
+            "issuer": iss,
+            "authorization_endpoint": format!("{iss}/oidc/authorize"),
+            "token_endpoint": format!("{iss}/oidc/token"),
+            "userinfo_endpoint": format!("{iss}/oidc/userinfo"),
+            "jwks_uri": format!("{iss}/oidc/jwks"),
+            "introspection_endpoint": format!("{iss}/oidc/introspect"),
+            "revocation_endpoint": format!("{iss}/oidc/revoke"),
+            "end_session_endpoint": format!("{iss}/oidc/logout"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["EdDSA", "ES256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": SCOPES,
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "given_name", "family_name", "name", "birthdate", "preferred_username", "email", "email_verified", "fiscal_number", "username", "enablement_state", "cp_time", "spid_auth_time"],
+            "acr_values_supported": acr,
+            "prompt_values_supported": ["login"],
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "authorization_response_iss_parameter_supported": true,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
+        })
+    }
+}
+
+/// How the provider reads an account (the enablement service in the app).
+#[async_trait::async_trait]
+pub trait AsyncAccount: Send + Sync {
+    /// The account, or `invalid_grant` if it is gone.
+    async fn account(&self, id: Uuid) -> Result<Account, OidcError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+    }
+}
