@@ -329,6 +329,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
     let settings = SsoSettings {
         entity_id: sp.entity_id.clone(),
         acs_url: cfg.acs_url(),
+        slo_url: cfg.slo_url(),
         default_level: Level::from_number(sp.default_level).unwrap_or(Level::L2),
         default_binding: match sp.default_binding {
             crate::config::BindingConfig::Redirect => Binding::Redirect,

@@ -85,6 +85,15 @@ fn key(token: &str) -> String {
     format!("polis:sess:{token}")
 }
 
+fn login_key(idp_entity_id: &str, name_id: &str) -> String {
+    format!(
+        "polis:sesslogin:{}",
+        hex::encode(openssl::sha::sha256(
+            format!("{idp_entity_id}\n{}", name_id.trim()).as_bytes()
+        ))
+    )
+}
+
 fn valid_token(token: &str) -> bool {
     token.len() == TOKEN_LEN
         && token
@@ -123,7 +132,29 @@ impl SessionStore {
             last_seen_at: now,
         };
         self.write(&token, &session, now).await?;
+        // Index for IdP-initiated logout: the transient NameID names this session.
+        self.state
+            .put(
+                &login_key(&session.login.idp_entity_id, &session.login.name_id),
+                token.as_bytes(),
+                self.settings.absolute_timeout,
+            )
+            .await?;
         Ok((token, session))
+    }
+
+    /// The session token opened by the login with this IdP and NameID, if still known.
+    pub async fn token_for_login(
+        &self,
+        idp_entity_id: &str,
+        name_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        Ok(self
+            .state
+            .get(&login_key(idp_entity_id, name_id))
+            .await?
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .filter(|t| valid_token(t)))
     }
 
     /// The live session for `token`, its idle timer restarted; `None` when unknown,
@@ -168,8 +199,16 @@ impl SessionStore {
 
     /// Ends a session (no error if it is already gone).
     pub async fn end(&self, token: &str) -> Result<(), StateError> {
-        if valid_token(token) {
-            self.state.delete(&key(token)).await?;
+        if valid_token(token)
+            && let Some(raw) = self.state.take(&key(token)).await?
+            && let Ok(session) = serde_json::from_slice::<WebSession>(&raw)
+        {
+            self.state
+                .delete(&login_key(
+                    &session.login.idp_entity_id,
+                    &session.login.name_id,
+                ))
+                .await?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use openssl::sha::sha256;
 use serde::{Deserialize, Serialize};
 
 use crate::federation::Federation;
+use crate::saml::logout::{self, LogoutOutcome};
 use crate::saml::request::{Binding, build_authn_request};
 use crate::saml::xml::Limits;
 use crate::saml::{
@@ -81,6 +82,8 @@ pub struct SsoSettings {
     pub entity_id: String,
     /// Our ACS URL.
     pub acs_url: String,
+    /// Our single-logout URL.
+    pub slo_url: String,
     /// Level when the link does not say.
     pub default_level: Level,
     /// Binding when the link does not say.
@@ -110,6 +113,23 @@ pub enum LoginStart {
         saml_request: String,
         /// Opaque RelayState.
         relay_state: String,
+    },
+}
+
+/// A SAML logout message as received on `/slo`.
+#[derive(Debug, Clone, Copy)]
+pub enum SloMessage<'a> {
+    /// HTTP-Redirect: the raw query string, exactly as received.
+    Redirect {
+        /// The raw query.
+        raw_query: &'a str,
+    },
+    /// HTTP-POST: the base64 value and RelayState.
+    Post {
+        /// `SAMLRequest` or `SAMLResponse`.
+        value: &'a str,
+        /// RelayState.
+        relay_state: Option<&'a str>,
     },
 }
 
@@ -403,6 +423,179 @@ impl SsoService {
             authenticated_at: now,
         };
         Ok((session, return_to))
+    }
+
+    /// SP-initiated single logout (rules §5 S1), after the local session is closed:
+    /// a signed LogoutRequest to the IdP of `login` (Redirect when the IdP offers it,
+    /// else POST), remembered until its LogoutResponse. `None` when the IdP has no
+    /// SLO endpoint or is no longer trusted.
+    pub async fn start_logout(
+        &self,
+        login: &LoginSession,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LoginStart>, SsoError> {
+        let Some(idp) = self.federation.get(&login.idp_entity_id) else {
+            return Ok(None);
+        };
+        let d = &idp.descriptor;
+        let (destination, binding) = match (&d.slo_redirect, &d.slo_post) {
+            (Some(url), _) => (url.clone(), Binding::Redirect),
+            (None, Some(url)) => (url.clone(), Binding::Post),
+            (None, None) => return Ok(None),
+        };
+        let request = logout::build_logout_request(&logout::LogoutRequestParams {
+            sp_entity_id: &self.settings.entity_id,
+            destination: &destination,
+            name_id: &login.name_id,
+            name_qualifier: &login.name_qualifier,
+            session_index: login.session_index.as_deref(),
+            now,
+        });
+        let relay_state = ids::new_token(16);
+        let pending = request.pending(&d.entity_id, Some(&relay_state));
+        let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
+        self.state
+            .put(
+                &format!("polis:slo:{}", pending.id),
+                &value,
+                self.settings.request_ttl,
+            )
+            .await?;
+        Ok(Some(match binding {
+            Binding::Redirect => {
+                LoginStart::Redirect(request.redirect_url(Some(&relay_state), &self.key)?)
+            }
+            Binding::Post => LoginStart::Post {
+                action: destination,
+                saml_request: request.post_value(&self.key)?,
+                relay_state,
+            },
+        }))
+    }
+
+    /// The IdP's LogoutResponse to our LogoutRequest (§5 S2), on Redirect (`raw_query`
+    /// exactly as received) or POST. The pending request is consumed on success only.
+    pub async fn finish_logout(
+        &self,
+        message: SloMessage<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<LogoutOutcome, SsoError> {
+        let limits = self.settings.limits;
+        let id = match &message {
+            SloMessage::Redirect { raw_query } => {
+                logout::peek_logout_response_redirect(raw_query, limits)?
+            }
+            SloMessage::Post { value, .. } => logout::peek_logout_response_post(value, limits)?,
+        };
+        if id.is_empty() || id.len() > 128 {
+            return Err(SsoError::UnknownRequest);
+        }
+        let key = format!("polis:slo:{id}");
+        let raw = self
+            .state
+            .get(&key)
+            .await?
+            .ok_or(SsoError::UnknownRequest)?;
+        let pending: logout::PendingLogout =
+            serde_json::from_slice(&raw).map_err(|e| SsoError::Internal(e.to_string()))?;
+        let idp = self
+            .federation
+            .get(&pending.idp_entity_id)
+            .ok_or(SsoError::UnknownIdp)?;
+        let check = logout::LogoutResponseCheck {
+            pending: &pending,
+            slo_url: &self.settings.slo_url,
+            idp_certs: &idp.descriptor.signing_certs,
+            now,
+            clock_skew: chrono::Duration::from_std(self.settings.clock_skew)
+                .map_err(|e| SsoError::Internal(e.to_string()))?,
+            max_age: chrono::Duration::from_std(self.settings.request_ttl)
+                .map_err(|e| SsoError::Internal(e.to_string()))?,
+            limits,
+        };
+        let outcome = match message {
+            SloMessage::Redirect { raw_query } => {
+                logout::verify_logout_response_redirect(raw_query, &check)?
+            }
+            SloMessage::Post { value, relay_state } => {
+                logout::verify_logout_response_post(value, relay_state, &check)?
+            }
+        };
+        if self.state.take(&key).await?.is_none() {
+            return Err(SsoError::UnknownRequest);
+        }
+        Ok(outcome)
+    }
+
+    /// An IdP-initiated LogoutRequest (§5 S3), verified with the keys of the IdP it
+    /// names. The caller ends the matching sessions, then answers with
+    /// [`logout_response`](Self::logout_response) — Success also when none existed.
+    pub fn verify_idp_logout(
+        &self,
+        message: SloMessage<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<logout::VerifiedLogoutRequest, SsoError> {
+        let check = logout::LogoutRequestCheck {
+            slo_url: &self.settings.slo_url,
+            now,
+            clock_skew: chrono::Duration::from_std(self.settings.clock_skew)
+                .map_err(|e| SsoError::Internal(e.to_string()))?,
+            max_age: chrono::Duration::from_std(self.settings.request_ttl)
+                .map_err(|e| SsoError::Internal(e.to_string()))?,
+            limits: self.settings.limits,
+        };
+        let certs = |issuer: &str| {
+            self.federation
+                .get(issuer)
+                .map(|idp| idp.descriptor.signing_certs.clone())
+        };
+        Ok(match message {
+            SloMessage::Redirect { raw_query } => {
+                logout::verify_logout_request_redirect(raw_query, certs, &check)?
+            }
+            SloMessage::Post { value, relay_state } => {
+                logout::verify_logout_request_post(value, relay_state, certs, &check)?
+            }
+        })
+    }
+
+    /// Our signed LogoutResponse (Success) to a verified IdP LogoutRequest, by
+    /// Redirect to the IdP's SLO endpoint (POST when it offers only that).
+    pub fn logout_response(
+        &self,
+        request: &logout::VerifiedLogoutRequest,
+        now: DateTime<Utc>,
+    ) -> Result<LoginStart, SsoError> {
+        let idp = self
+            .federation
+            .get(&request.issuer)
+            .ok_or(SsoError::UnknownIdp)?;
+        let d = &idp.descriptor;
+        let (destination, redirect) = match (&d.slo_redirect, &d.slo_post) {
+            (Some(url), _) => (url.clone(), true),
+            (None, Some(url)) => (url.clone(), false),
+            (None, None) => {
+                return Err(SsoError::BadRequest(
+                    "the identity provider publishes no SingleLogoutService".into(),
+                ));
+            }
+        };
+        let response = logout::build_logout_response(
+            &request.id,
+            &destination,
+            &self.settings.entity_id,
+            logout::LogoutOutcome::Success,
+            now,
+        );
+        Ok(if redirect {
+            LoginStart::Redirect(response.redirect_url(request.relay_state.as_deref(), &self.key)?)
+        } else {
+            LoginStart::Post {
+                action: destination,
+                saml_request: response.post_value(&self.key)?,
+                relay_state: request.relay_state.clone().unwrap_or_default(),
+            }
+        })
     }
 
     /// Health of the state store.

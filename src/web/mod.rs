@@ -174,6 +174,12 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             post(sso::acs).layer(DefaultBodyLimit::max(max_body)),
         )
         .route("/logout", post(sso::logout))
+        .route(
+            "/slo",
+            get(sso::slo_get)
+                .post(sso::slo_post)
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
         .route("/abilitazione", get(enablement::resume))
         .route(
             "/abilitazione/richiesta",

@@ -15,8 +15,9 @@ use super::session::{SessionForm, removal_cookie, session_cookie};
 use super::{AppError, AppState, RequestId};
 use crate::accounts::EnablementState;
 use crate::saml::Level;
+use crate::saml::logout::LogoutOutcome;
 use crate::saml::request::Binding;
-use crate::sso::LoginStart;
+use crate::sso::{LoginStart, SloMessage};
 
 fn render(t: &impl Template, request_id: &str) -> Result<Html<String>, AppError> {
     t.render()
@@ -266,7 +267,184 @@ pub async fn logout(
     State(app): State<AppState>,
     jar: PrivateCookieJar,
     f: SessionForm<Empty>,
-) -> Result<(PrivateCookieJar, Redirect), AppError> {
+) -> Result<Response, AppError> {
     super::oidc::close_session(&app, &f.authed).await?;
-    Ok((jar.remove(removal_cookie()), Redirect::to("/")))
+    let jar = jar.remove(removal_cookie());
+    // Local session first (closed above), then SPID single logout at the IdP.
+    let next = app
+        .sso
+        .start_logout(&f.authed.session.login, chrono::Utc::now())
+        .await;
+    Ok(match next {
+        Ok(Some(LoginStart::Redirect(url))) => (
+            jar,
+            (
+                StatusCode::FOUND,
+                [
+                    (header::LOCATION, url),
+                    (header::CACHE_CONTROL, "no-store".to_owned()),
+                ],
+            ),
+        )
+            .into_response(),
+        Ok(Some(LoginStart::Post {
+            action,
+            saml_request,
+            relay_state,
+        })) => (
+            jar,
+            post_form(
+                &action,
+                "SAMLRequest",
+                &saml_request,
+                &relay_state,
+                &f.request_id,
+            )?,
+        )
+            .into_response(),
+        Ok(None) => (jar, Redirect::to("/")).into_response(),
+        Err(e) => {
+            // The session is closed anyway; tell the person the IdP was not reached.
+            tracing::warn!(code = e.code(), error = %e, "SP-initiated SPID logout not sent");
+            (jar, Redirect::to("/")).into_response()
+        }
+    })
+}
+
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+struct LoggedOutPage {
+    title: &'static str,
+    message: &'static str,
+    partial: bool,
+}
+
+/// Form posted to `/slo` (HTTP-POST binding).
+#[derive(Debug, Deserialize)]
+pub struct SloForm {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: Option<String>,
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// `GET /slo` (HTTP-Redirect): a LogoutResponse to our request, or an IdP-initiated
+/// LogoutRequest. Signatures are verified over the raw query as received.
+pub async fn slo_get(
+    State(app): State<AppState>,
+    RequestId(id): RequestId,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, AppError> {
+    let raw = raw.unwrap_or_default();
+    let names: Vec<String> = crate::saml::binding::parse_query(&raw)
+        .map_err(|e| AppError::from_sso(&id, e.into()))?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let message = SloMessage::Redirect { raw_query: &raw };
+    if names.iter().any(|n| n == "SAMLResponse") {
+        logout_finished(&app, &id, message).await
+    } else if names.iter().any(|n| n == "SAMLRequest") {
+        idp_logout(&app, &id, message).await
+    } else {
+        Err(AppError::bad_request(
+            &id,
+            "SAMLRequest or SAMLResponse required",
+        ))
+    }
+}
+
+/// `POST /slo` (HTTP-POST).
+pub async fn slo_post(
+    State(app): State<AppState>,
+    RequestId(id): RequestId,
+    form: Result<Form<SloForm>, FormRejection>,
+) -> Result<Response, AppError> {
+    let Form(form) = form.map_err(|e| form_error(&id, e))?;
+    let relay_state = form.relay_state.as_deref();
+    match (&form.saml_response, &form.saml_request) {
+        (Some(value), None) => {
+            logout_finished(&app, &id, SloMessage::Post { value, relay_state }).await
+        }
+        (None, Some(value)) => idp_logout(&app, &id, SloMessage::Post { value, relay_state }).await,
+        _ => Err(AppError::bad_request(
+            &id,
+            "exactly one of SAMLRequest or SAMLResponse",
+        )),
+    }
+}
+
+async fn logout_finished(
+    app: &AppState,
+    id: &str,
+    message: SloMessage<'_>,
+) -> Result<Response, AppError> {
+    let outcome = app
+        .sso
+        .finish_logout(message, chrono::Utc::now())
+        .await
+        .map_err(|e| AppError::from_sso(id, e))?;
+    let page = match outcome {
+        LogoutOutcome::Success => LoggedOutPage {
+            title: "Sei uscito",
+            message: "Sei uscito da Istanze OnLine e dalla sessione SPID.",
+            partial: false,
+        },
+        LogoutOutcome::Partial => LoggedOutPage {
+            title: "Uscita parziale",
+            message: "Sei uscito da Istanze OnLine, ma il gestore di identità non ha potuto chiudere tutte le sessioni SPID: chiudi il browser per completare l'uscita.",
+            partial: true,
+        },
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], render(&page, id)?).into_response())
+}
+
+/// IdP-initiated logout: ends the session of that login (tokens revoked, clients
+/// told), then answers Success — also when no session existed (RT).
+async fn idp_logout(
+    app: &AppState,
+    id: &str,
+    message: SloMessage<'_>,
+) -> Result<Response, AppError> {
+    let now = chrono::Utc::now();
+    let request = app
+        .sso
+        .verify_idp_logout(message, now)
+        .map_err(|e| AppError::from_sso(id, e))?;
+    let token = app
+        .sessions
+        .token_for_login(&request.issuer, &request.name_id)
+        .await
+        .map_err(|e| AppError::from_state(id, e))?;
+    if let Some(token) = token
+        && let Some(session) = app
+            .sessions
+            .load(&token, now)
+            .await
+            .map_err(|e| AppError::from_state(id, e))?
+    {
+        let authed = super::session::Authed { token, session };
+        super::oidc::close_session(app, &authed).await?;
+    }
+    let answer = app
+        .sso
+        .logout_response(&request, now)
+        .map_err(|e| AppError::from_sso(id, e))?;
+    Ok(match answer {
+        LoginStart::Redirect(url) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, url),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+        )
+            .into_response(),
+        LoginStart::Post {
+            action,
+            saml_request,
+            relay_state,
+        } => post_form(&action, "SAMLResponse", &saml_request, &relay_state, id)?.into_response(),
+    })
 }

@@ -118,6 +118,33 @@ fn location(r: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
+/// «Esci»: the local session is closed and the browser goes to the IdP with a signed
+/// LogoutRequest (Redirect); the mock IdP answers Success to `/slo`, which shows the
+/// logged-out page.
+async fn expect_spid_logout(env: &Env, c: &reqwest::Client, r: reqwest::Response) {
+    assert_eq!(r.status().as_u16(), 302, "logout goes to the IdP");
+    let to_idp = location(&r);
+    assert!(
+        to_idp.starts_with(&format!("{}/slo?SAMLRequest=", env.idp)),
+        "{to_idp}"
+    );
+    assert!(to_idp.contains("&Signature="), "{to_idp}");
+    let r = c.get(&to_idp).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302, "mock IdP answers by Redirect");
+    let back = location(&r);
+    assert!(
+        back.starts_with(&format!("{}/slo?SAMLResponse=", env.gw)),
+        "{back}"
+    );
+    let r = c.get(&back).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sei uscito"), "{page}");
+    // The LogoutResponse is consumed: a replay is refused.
+    let again = c.get(&back).send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 403);
+}
+
 /// Asserts a 303 to the page `to`. A query string after the path (the product adds
 /// one for a notice, e.g. `/area-riservata?salvato=1`) is allowed; the path is exact.
 async fn expect_redirect(r: reqwest::Response, to: &str, what: &str) {
@@ -536,7 +563,7 @@ async fn full_path(database: Database) {
     let html = page(env, &c, "/abilitazione/inviata").await;
     assert!(html.contains("action=\"/logout\""), "{html}");
     let r = env.post_raw(&c, "/logout", &[("csrf", &csrf(&html))]).await;
-    expect_redirect(r, "/", "Esci").await;
+    expect_spid_logout(env, &c, r).await;
     assert!(!env.home(&c).await.contains("Benvenuto"));
 
     // Next login: the mandatory change of the temporary CP.
@@ -1299,6 +1326,6 @@ async fn the_session_cookie_is_encrypted_http_only_and_lax() {
     assert!(!home_with_cookie(env, &forged).await.contains("Benvenuto"));
     // Logging out ends the session server-side: the old value no longer works.
     let r = env.post_form(&c, "/logout", &[]).await;
-    expect_redirect(r, "/", "Esci").await;
+    expect_spid_logout(env, &c, r).await;
     assert!(!home_with_cookie(env, &value).await.contains("Benvenuto"));
 }

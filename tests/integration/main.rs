@@ -15,6 +15,8 @@ mod acs_negative;
 mod enablement;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
+/// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
+mod slo;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;
 /// SPID login over real HTTP with the mock IdP.
