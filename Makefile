@@ -9,6 +9,7 @@ SHELL := bash
 
 CARGO ?= cargo
 BIN := target/debug/polis-gateway
+EXAMPLE := target/debug/examples/istanze-esempio
 
 .PHONY: help deps deps-test build demo test conformance bench lint clean \
 	fmt-check clippy cargo-test purity conformance-run
@@ -27,7 +28,16 @@ deps-test: ## install the build + test packages that are missing (redis, postgre
 build: deps ## cargo build (debug)
 	$(CARGO) build
 
-demo: build ## run the gateway + built-in mock IdP (config/demo.toml); prints the URL to open
+# The example downstream service (examples/istanze_esempio) on :8081 runs next to the
+# gateway; the trap stops it when the gateway stops (Ctrl-C stops both).
+demo: build ## run the gateway + built-in mock IdP (config/demo.toml) and the example service on :8081
+	$(CARGO) build --example istanze-esempio
+	@echo "Example downstream service (OpenID Connect client): http://localhost:8081"
+	ISTANZE_ESEMPIO_CLIENT_SECRET=demo-esempio-secret-NON-USARE $(EXAMPLE) \
+		--gateway http://localhost:8080 --listen 127.0.0.1:8081 \
+		--public-url http://localhost:8081 --client-id istanze-esempio & \
+	example=$$!; \
+	trap 'kill $$example 2>/dev/null || true' EXIT INT TERM; \
 	$(BIN) demo --config config/demo.toml
 
 # cargo-test also builds target/debug/polis-gateway (integration tests need the binary), so

@@ -13,12 +13,18 @@ mod acs_negative;
 /// The SPID abilitazione end to end (issue 3): new and existing accounts, the CP,
 /// lockouts, CSRF, the session cookie; SQLite and PostgreSQL, SMTP and outbox.
 mod enablement;
+/// The example downstream service (`examples/istanze_esempio`) through the whole chain.
+mod example_app;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
-/// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
-mod slo;
+/// The OpenID Connect provider (issue 4): authorization, tokens, client
+/// authentication, revocation, refresh rotation, the CP confirmation, logout, key
+/// rotation; discovery, JWKS and claims snapshot-tested.
+mod oidc;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;
+/// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
+mod slo;
 /// SPID login over real HTTP with the mock IdP.
 mod sso;
 /// The `StateStore` contract suite, run on every backend.

@@ -13,9 +13,11 @@ use polis_gateway::accounts::{Account, AccountStore, FiscalCode};
 use polis_gateway::app;
 use polis_gateway::config::Config;
 use polis_gateway::keygen::{self, CertRequest, SpSector};
+use polis_gateway::oidc::keys::SigningAlg;
 use polis_gateway::saml::{SigningKey, binding, xml};
 use polis_gateway::state::StateStore;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::smtp::{ReceivedMail, parse_eml};
@@ -39,6 +41,15 @@ pub struct EnvOptions {
     /// `Some(port)`: `[mail.transport] kind = "smtp"` on 127.0.0.1:port (no TLS);
     /// `None`: `kind = "outbox"` in `<temp dir>/outbox`.
     pub smtp_port: Option<u16>,
+    /// Writes an `[oidc]` section: fresh EdDSA + ES256 signing keys and the clients
+    /// [`OIDC_CLIENT`] (secret) and [`OIDC_JWT_CLIENT`] (`private_key_jwt`).
+    pub oidc: bool,
+    /// The clients' redirect URI (default [`DEFAULT_REDIRECT_URI`]).
+    pub oidc_redirect_uri: Option<String>,
+    /// The clients' post-logout redirect URI (default [`DEFAULT_POST_LOGOUT_URI`]).
+    pub oidc_post_logout_uri: Option<String>,
+    /// [`OIDC_CLIENT`]'s `backchannel_logout_uri` (none by default).
+    pub oidc_backchannel: Option<String>,
 }
 
 impl Default for EnvOptions {
@@ -47,8 +58,80 @@ impl Default for EnvOptions {
             request_ttl_seconds: 600,
             database: Database::Sqlite,
             smtp_port: None,
+            oidc: false,
+            oidc_redirect_uri: None,
+            oidc_post_logout_uri: None,
+            oidc_backchannel: None,
         }
     }
+}
+
+/// The secret-authenticated OIDC client of an Env with `oidc`.
+pub const OIDC_CLIENT: &str = "app";
+/// Its client secret (the config holds only its argon2id hash).
+pub const OIDC_SECRET: &str = "app-secret-0123456789";
+/// The `private_key_jwt` client (ID tokens in ES256); its key is [`OidcEnv::jwt_client_pem`].
+pub const OIDC_JWT_CLIENT: &str = "app-jwt";
+/// The `kid` of [`OIDC_JWT_CLIENT`]'s key in its JWKS file.
+pub const OIDC_JWT_CLIENT_KID: &str = "app-jwt-key-1";
+/// Redirect URI registered by default: never contacted (tests read the `Location`).
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:1/callback";
+/// Post-logout redirect URI registered by default.
+pub const DEFAULT_POST_LOGOUT_URI: &str = "http://127.0.0.1:1/logged-out";
+
+/// One OIDC signing key of the gateway's config.
+#[derive(Debug, Clone)]
+pub struct OidcKey {
+    /// PKCS#8 PEM private key.
+    pub pem: Vec<u8>,
+    /// Its algorithm.
+    pub alg: SigningAlg,
+    /// `not_after` (a previous key), or `None` (a current signer).
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl OidcKey {
+    /// A freshly generated current key.
+    pub fn generate(alg: SigningAlg) -> OidcKey {
+        OidcKey {
+            pem: polis_gateway::oidc::keys::generate_pem(alg).unwrap(),
+            alg,
+            not_after: None,
+        }
+    }
+
+    /// Its `kid` (the RFC 7638 thumbprint, as the gateway computes it).
+    pub fn kid(&self) -> String {
+        let (encoding, alg) = match self.alg {
+            SigningAlg::EdDSA => (
+                jsonwebtoken::EncodingKey::from_ed_pem(&self.pem).unwrap(),
+                jsonwebtoken::Algorithm::EdDSA,
+            ),
+            SigningAlg::ES256 => (
+                jsonwebtoken::EncodingKey::from_ec_pem(&self.pem).unwrap(),
+                jsonwebtoken::Algorithm::ES256,
+            ),
+        };
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg).unwrap();
+        polis_gateway::oidc::keys::jwk_thumbprint(&jwk).unwrap()
+    }
+}
+
+/// What an Env with `oidc` configured.
+#[derive(Debug, Clone)]
+pub struct OidcEnv {
+    /// The registered redirect URI (both clients).
+    pub redirect_uri: String,
+    /// The registered post-logout redirect URI (both clients).
+    pub post_logout_uri: String,
+    /// [`OIDC_CLIENT`]'s back-channel logout URI.
+    pub backchannel: Option<String>,
+    /// The signing keys in the gateway's config now, in order.
+    pub keys: Vec<OidcKey>,
+    /// [`OIDC_JWT_CLIENT`]'s Ed25519 private key (PEM), to sign client assertions.
+    pub jwt_client_pem: Vec<u8>,
+    /// argon2id hash of [`OIDC_SECRET`].
+    secret_hash: String,
 }
 
 /// The sender every Env's mail comes from.
@@ -80,6 +163,12 @@ pub struct Env {
     pub config_path: PathBuf,
     /// The outbox directory (used when no SMTP port was given).
     pub outbox_dir: PathBuf,
+    /// The `[oidc]` section, when `EnvOptions::oidc`.
+    pub oidc: Option<OidcEnv>,
+    /// The config file without its `[oidc]` section.
+    base_toml: String,
+    mock: Arc<polis_gateway::mock_idp::MockIdp>,
+    gateway_task: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: tempfile::TempDir,
 }
@@ -87,6 +176,9 @@ pub struct Env {
 impl Drop for Env {
     fn drop(&mut self) {
         for t in &self.tasks {
+            t.abort();
+        }
+        if let Some((t, _)) = &self.gateway_task {
             t.abort();
         }
     }
@@ -211,38 +303,82 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             session_key = p("session-cookie.key").display(),
             cp_key = p("cp-hmac.key").display(),
         );
-        std::fs::write(p("config.toml"), toml).unwrap();
+        let oidc = opts.oidc.then(|| OidcEnv {
+            redirect_uri: opts
+                .oidc_redirect_uri
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIRECT_URI.to_owned()),
+            post_logout_uri: opts
+                .oidc_post_logout_uri
+                .clone()
+                .unwrap_or_else(|| DEFAULT_POST_LOGOUT_URI.to_owned()),
+            backchannel: opts.oidc_backchannel.clone(),
+            keys: vec![
+                OidcKey::generate(SigningAlg::EdDSA),
+                OidcKey::generate(SigningAlg::ES256),
+            ],
+            jwt_client_pem: polis_gateway::oidc::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
+            secret_hash: polis_gateway::enablement::cp::hash_secret(OIDC_SECRET).unwrap(),
+        });
+        let mut text = toml.clone();
+        if let Some(oidc) = &oidc {
+            text.push_str(&oidc_section(tmp.path(), oidc));
+        }
+        std::fs::write(p("config.toml"), text).unwrap();
         let cfg = Config::load_with_env(&[p("config.toml")], Vec::new()).unwrap();
-        let gateway = app::build_gateway(&cfg, store.clone()).await.unwrap();
         let mock = app::build_mock_idp(&cfg).unwrap();
-        gateway
-            .federation
-            .add_metadata(mock.metadata(), true, "mock IdP")
-            .unwrap();
-        mock.add_sp_metadata(&gateway.metadata).unwrap();
-        let gw_router = gateway.router;
-        let idp_router = polis_gateway::mock_idp::router(mock);
-        let tasks = vec![
-            tokio::spawn(async move {
-                let _ = axum::serve(gw_listener, gw_router).await;
-            }),
-            tokio::spawn(async move {
-                let _ = axum::serve(idp_listener, idp_router).await;
-            }),
-        ];
+        let running = spawn_gateway(&cfg, store.clone(), &mock, gw_listener).await;
+        let idp_router = polis_gateway::mock_idp::router(mock.clone());
+        let tasks = vec![tokio::spawn(async move {
+            let _ = axum::serve(idp_listener, idp_router).await;
+        })];
         Env {
             gw,
             idp,
             store,
             idp_key,
-            federation: gateway.federation,
+            federation: running.federation,
             txlog_dir,
-            accounts: gateway.accounts,
+            accounts: running.accounts,
             config_path: p("config.toml"),
             outbox_dir,
+            oidc,
+            base_toml: toml,
+            mock,
+            gateway_task: Some((running.task, running.stop)),
             tasks,
             _tmp: tmp,
         }
+    }
+
+    /// Stops the gateway (gracefully: open connections are closed) and starts a new one
+    /// on the same address, same state store, database and keys on disk, with `keys` as
+    /// its `[[oidc.keys]]`. Use new HTTP clients afterwards.
+    pub async fn restart_gateway_with_keys(&mut self, keys: Vec<OidcKey>) {
+        let Some(oidc) = self.oidc.as_mut() else {
+            panic!("restart_gateway_with_keys needs EnvOptions::oidc");
+        };
+        oidc.keys = keys;
+        let oidc = oidc.clone();
+        let oidc = &oidc;
+        let (task, stop) = self.gateway_task.take().unwrap();
+        let _ = stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the old gateway stops within 10 s")
+            .unwrap();
+        let listener = TcpListener::bind(self.gw.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let mut text = self.base_toml.clone();
+        text.push_str(&oidc_section(self._tmp.path(), oidc));
+        std::fs::write(&self.config_path, text).unwrap();
+        let cfg =
+            Config::load_with_env(std::slice::from_ref(&self.config_path), Vec::new()).unwrap();
+        let running = spawn_gateway(&cfg, self.store.clone(), &self.mock, listener).await;
+        self.federation = running.federation;
+        self.accounts = running.accounts;
+        self.gateway_task = Some((running.task, running.stop));
     }
 
     /// A browser-like client: cookies kept, redirects NOT followed (tests look at each hop).
@@ -301,6 +437,21 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             .send()
             .await
             .unwrap();
+        self.idp_answer_from(client, resp, level, user, outcome)
+            .await
+    }
+
+    /// From the gateway's answer to `GET /login?idp=…` (302 for the Redirect binding,
+    /// the auto-submitting form for POST), the login at the mock IdP as `user` at
+    /// `level`; returns what the IdP posts back (not yet sent to the ACS).
+    pub async fn idp_answer_from(
+        &self,
+        client: &reqwest::Client,
+        resp: reqwest::Response,
+        level: u8,
+        user: &str,
+        outcome: &str,
+    ) -> IdpAnswer {
         let login_page = match resp.status().as_u16() {
             302 => {
                 let location = resp.headers()["location"].to_str().unwrap().to_owned();
@@ -462,6 +613,299 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             .expect("run polis-gateway")
     }
 
+    // -----------------------------------------------------------------------------
+    // OpenID Connect (EnvOptions::oidc)
+    // -----------------------------------------------------------------------------
+
+    /// The `[oidc]` settings of this Env (panics without `EnvOptions::oidc`).
+    pub fn oidc(&self) -> &OidcEnv {
+        self.oidc.as_ref().expect("EnvOptions::oidc")
+    }
+
+    /// `<gateway>/oidc/authorize?<params>`.
+    pub fn authorize_url(&self, params: &[(&str, &str)]) -> String {
+        format!(
+            "{}/oidc/authorize?{}",
+            self.gw,
+            serde_urlencoded::to_string(params).unwrap()
+        )
+    }
+
+    /// The authorization request parameters of [`OIDC_CLIENT`] with PKCE S256 for
+    /// `challenge`, `state` and `nonce`; tests change or remove entries.
+    pub fn authorize_params(&self, challenge: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", OIDC_CLIENT.to_owned()),
+            ("redirect_uri", self.oidc().redirect_uri.clone()),
+            ("scope", "openid profile email istanze".to_owned()),
+            ("state", "st-4711".to_owned()),
+            ("nonce", "n-0815".to_owned()),
+            ("code_challenge", challenge.to_owned()),
+            ("code_challenge_method", "S256".to_owned()),
+        ]
+    }
+
+    /// Like a browser: GETs `url` and follows the gateway's redirects through the
+    /// OIDC authorization. Whenever the gateway sends the browser to `/login` (no IdP
+    /// chosen), the person picks the mock IdP and logs in there as `user` at `level`
+    /// (the IdP's answer goes to the ACS, whose 303 is followed). Stops at the first
+    /// answer that is not a redirect to `/oidc/authorize…` or `/login`: the client's
+    /// redirect URI, `/oidc/cp`, `/abilitazione`, or a page.
+    pub async fn oidc_browse(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        user: &str,
+        level: u8,
+    ) -> Hop {
+        let base = reqwest::Url::parse(&self.gw).unwrap();
+        let mut url = base.join(url).unwrap();
+        let mut logins = Vec::new();
+        for _ in 0..30 {
+            let resp = client.get(url.clone()).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get("location")
+                .map(|l| base.join(l.to_str().unwrap()).unwrap());
+            let internal = location.as_ref().filter(|l| {
+                l.origin() == base.origin()
+                    && (l.path().starts_with("/oidc/authorize") || l.path() == "/login")
+            });
+            let Some(next) = internal.cloned() else {
+                return Hop {
+                    status,
+                    location: location.map(String::from),
+                    body: resp.text().await.unwrap(),
+                    logins,
+                };
+            };
+            if next.path() == "/login" {
+                assert!(logins.len() < 3, "login loop: {logins:?}");
+                logins.push(next.to_string());
+                let mut pick = next.clone();
+                pick.query_pairs_mut().append_pair("idp", &self.idp);
+                let resp = client.get(pick).send().await.unwrap();
+                let answer = self
+                    .idp_answer_from(client, resp, level, user, "success")
+                    .await;
+                let acs = self
+                    .post_acs(client, &answer.saml_response, &answer.relay_state)
+                    .await;
+                let status = acs.status().as_u16();
+                let to = acs
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_owned());
+                let body = acs.text().await.unwrap();
+                assert_eq!(status, 303, "ACS after the OIDC login: {body}");
+                url = base.join(&to.unwrap()).unwrap();
+            } else {
+                url = next;
+            }
+        }
+        panic!("more than 30 redirects from {url}");
+    }
+
+    /// A whole authorization as `user` (logging in at level 2 if the gateway asks):
+    /// asserts the 303 to the redirect URI with `state` and `iss`, returns the code.
+    pub async fn oidc_authorize(
+        &self,
+        client: &reqwest::Client,
+        user: &str,
+        params: &[(&str, &str)],
+    ) -> String {
+        let hop = self
+            .oidc_browse(client, &self.authorize_url(params), user, 2)
+            .await;
+        self.code_of(&hop, params)
+    }
+
+    /// The code of a hop that must be the redirect to the client with `code`, the
+    /// request's `state` and our `iss`.
+    pub fn code_of(&self, hop: &Hop, params: &[(&str, &str)]) -> String {
+        let redirect_uri = params
+            .iter()
+            .find(|(k, _)| *k == "redirect_uri")
+            .map_or(self.oidc().redirect_uri.as_str(), |(_, v)| *v);
+        let location = hop.location.clone().unwrap_or_default();
+        assert!(
+            hop.status == 303 && location.starts_with(&format!("{redirect_uri}?")),
+            "expected 303 to {redirect_uri}, got {} {location:?}: {}",
+            hop.status,
+            hop.body
+        );
+        let query = hop.query();
+        assert_eq!(query.get("error"), None, "{location}");
+        let state = params.iter().find(|(k, _)| *k == "state").map(|(_, v)| *v);
+        assert_eq!(query.get("state").map(String::as_str), state, "{location}");
+        assert_eq!(query.get("iss"), Some(&self.gw), "{location}");
+        query.get("code").cloned().expect("a code")
+    }
+
+    /// POSTs `form` to `path` (an OIDC token-style endpoint) with `auth`.
+    pub async fn oidc_post(&self, path: &str, form: &[(&str, &str)], auth: &Auth) -> Reply {
+        let mut fields: Vec<(String, String)> = form
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut request = reqwest::Client::new().post(format!("{}{path}", self.gw));
+        match auth {
+            Auth::Basic(id, secret) => request = request.basic_auth(id, Some(secret)),
+            Auth::Post(id, secret) => {
+                fields.push(("client_id".into(), id.clone()));
+                fields.push(("client_secret".into(), secret.clone()));
+            }
+            Auth::Assertion(assertion) => {
+                fields.push((
+                    "client_assertion_type".into(),
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
+                fields.push(("client_assertion".into(), assertion.clone()));
+            }
+            Auth::None => {}
+        }
+        let resp = request.form(&fields).send().await.unwrap();
+        Reply::read(resp).await
+    }
+
+    /// `POST /oidc/token`.
+    pub async fn token(&self, form: &[(&str, &str)], auth: &Auth) -> Reply {
+        self.oidc_post("/oidc/token", form, auth).await
+    }
+
+    /// Exchanges `code` for [`OIDC_CLIENT`] (Basic); asserts 200, returns the tokens.
+    pub async fn exchange(&self, code: &str, verifier: &str) -> serde_json::Value {
+        let reply = self
+            .token(
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", &self.oidc().redirect_uri),
+                    ("code_verifier", verifier),
+                ],
+                &Auth::app(),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "token: {}", reply.json);
+        reply.json
+    }
+
+    /// `POST /oidc/introspect` as [`OIDC_CLIENT`]; asserts 200, returns the answer.
+    pub async fn introspect(&self, token: &str) -> serde_json::Value {
+        let reply = self
+            .oidc_post("/oidc/introspect", &[("token", token)], &Auth::app())
+            .await;
+        assert_eq!(reply.status, 200, "introspect: {}", reply.json);
+        reply.json
+    }
+
+    /// `GET /oidc/userinfo` with `access_token`.
+    pub async fn userinfo(&self, access_token: &str) -> Reply {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/oidc/userinfo", self.gw))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        Reply::read(resp).await
+    }
+
+    /// A `private_key_jwt` assertion of [`OIDC_JWT_CLIENT`] for `aud`, valid 2 minutes.
+    pub fn client_assertion(&self, aud: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(OIDC_JWT_CLIENT_KID.to_owned());
+        let claims = serde_json::json!({
+            "iss": OIDC_JWT_CLIENT,
+            "sub": OIDC_JWT_CLIENT,
+            "aud": aud,
+            "iat": now,
+            "exp": now + 120,
+            "jti": polis_gateway::saml::ids::new_token(16),
+        });
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(&self.oidc().jwt_client_pem).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    /// A new person goes through the whole abilitazione (an Env without `smtp_port`: the
+    /// temporary CP is read from the outbox) with the chosen
+    /// CP `cp`; `client` keeps the level-2 session of that login.
+    pub async fn enable_account(&self, client: &reqwest::Client, user: &str, cp: &str) {
+        assert!(self.account(user).await.is_none(), "{user} is new");
+        let r = self.login(client, user).await;
+        expect_303(r, "/abilitazione", "first login").await;
+        let email = format!("{}@posta.example.it", user.to_lowercase());
+        let fields = [
+            ("email", email.as_str()),
+            ("mobile", "+39 333 7654321"),
+            ("landline", ""),
+            ("street", "Via dei Mille 5"),
+            ("postal_code", "20124"),
+            ("municipality", "Milano"),
+            ("province", "MI"),
+            ("nation", "Italia"),
+            ("doc_kind", "Carta d'identità"),
+            ("doc_number", "CA98765ZZ"),
+            ("doc_issuer", "Comune di Milano"),
+            ("doc_issued_on", "2021-03-15"),
+            ("doc_expires_on", "2099-03-15"),
+        ];
+        let r = self
+            .post_form(client, "/abilitazione/richiesta", &fields)
+            .await;
+        expect_303(r, "/abilitazione/domanda", "richiesta").await;
+        let answer = "Dell'Orto";
+        let r = self
+            .post_form(
+                client,
+                "/abilitazione/domanda",
+                &[
+                    ("question", "Cognome da nubile della madre"),
+                    ("answer", answer),
+                    ("answer_repeat", answer),
+                ],
+            )
+            .await;
+        expect_303(r, "/abilitazione/riepilogo", "domanda").await;
+        let r = self.post_form(client, "/abilitazione/riepilogo", &[]).await;
+        expect_303(r, "/abilitazione/adesione", "riepilogo").await;
+        let before = self.outbox_messages().len();
+        let r = self.post_form(client, "/abilitazione/adesione", &[]).await;
+        expect_303(r, "/abilitazione/inviata", "adesione").await;
+        let mails = super::eventually(
+            std::time::Duration::from_secs(10),
+            "the temporary CP message",
+            || {
+                let mails = self.outbox_messages();
+                std::future::ready((mails.len() > before).then_some(mails))
+            },
+        )
+        .await;
+        let text = mails.last().unwrap().text.clone().unwrap_or_default();
+        let temp = text
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("Codice Personale temporaneo: "))
+            .unwrap_or_else(|| panic!("no temporary CP in:\n{text}"))
+            .trim()
+            .to_owned();
+        let r = self
+            .post_form(
+                client,
+                "/abilitazione/cambio-cp",
+                &[("temp_cp", &temp), ("new_cp", cp), ("new_cp_repeat", cp)],
+            )
+            .await;
+        // A waiting authorization may continue instead of the completion page.
+        assert_eq!(r.status(), 303, "cambio-cp");
+        let account = self.account(user).await.unwrap();
+        assert_eq!(
+            account.enablement_state,
+            polis_gateway::accounts::EnablementState::Enabled
+        );
+    }
+
     /// Every message in the outbox (oldest first), parsed by Python's `email` package.
     pub fn outbox_messages(&self) -> Vec<ReceivedMail> {
         outbox_messages(&self.outbox_dir)
@@ -479,6 +923,218 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         }
         out
     }
+}
+
+/// A gateway being served.
+struct RunningGateway {
+    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+    federation: Arc<polis_gateway::federation::Federation>,
+    accounts: Arc<dyn AccountStore>,
+}
+
+/// Builds the gateway from `cfg`, trusting `mock`, and serves it on `listener` until
+/// `stop` is sent (graceful: open connections are closed first).
+async fn spawn_gateway(
+    cfg: &Config,
+    store: Arc<dyn StateStore>,
+    mock: &polis_gateway::mock_idp::MockIdp,
+    listener: TcpListener,
+) -> RunningGateway {
+    let gateway = app::build_gateway(cfg, store).await.unwrap();
+    gateway
+        .federation
+        .add_metadata(mock.metadata(), true, "mock IdP")
+        .unwrap();
+    mock.add_sp_metadata(&gateway.metadata).unwrap();
+    let router = gateway.router;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    RunningGateway {
+        task,
+        stop,
+        federation: gateway.federation,
+        accounts: gateway.accounts,
+    }
+}
+
+/// The `[oidc]` section for `oidc` (key and JWKS files written to the temp dir).
+fn oidc_section(dir: &Path, oidc: &OidcEnv) -> String {
+    let mut out = String::from(
+        "\n[oidc]\naccess_token_ttl_seconds = 300\nid_token_ttl_seconds = 300\n\
+         refresh_token_ttl_seconds = 3600\ncode_ttl_seconds = 60\n",
+    );
+    for (n, key) in oidc.keys.iter().enumerate() {
+        let file = dir.join(format!("oidc-key-{n}.pem"));
+        std::fs::write(&file, &key.pem).unwrap();
+        out.push_str(&format!(
+            "[[oidc.keys]]\nfile = \"{}\"\nalg = \"{}\"\n",
+            file.display(),
+            key.alg
+        ));
+        if let Some(t) = key.not_after {
+            out.push_str(&format!("not_after = \"{}\"\n", t.to_rfc3339()));
+        }
+    }
+    // The private_key_jwt client's public key, as its JWKS file.
+    let encoding = jsonwebtoken::EncodingKey::from_ed_pem(&oidc.jwt_client_pem).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::EdDSA)
+            .unwrap();
+    jwk.common.key_id = Some(OIDC_JWT_CLIENT_KID.to_owned());
+    let jwks_file = dir.join("app-jwt.jwks.json");
+    std::fs::write(
+        &jwks_file,
+        serde_json::to_vec(&jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }).unwrap(),
+    )
+    .unwrap();
+    let backchannel = oidc
+        .backchannel
+        .as_ref()
+        .map(|uri| format!("backchannel_logout_uri = \"{uri}\"\n"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        r#"[[oidc.clients]]
+client_id = "{OIDC_CLIENT}"
+name = "App di prova"
+secret_hash = "{hash}"
+redirect_uris = ["{redirect}"]
+post_logout_redirect_uris = ["{post_logout}"]
+scopes = ["openid", "profile", "email", "istanze"]
+{backchannel}allow_in_enablement = false
+id_token_alg = "EdDSA"
+[[oidc.clients]]
+client_id = "{OIDC_JWT_CLIENT}"
+jwks_file = "{jwks}"
+redirect_uris = ["{redirect}"]
+post_logout_redirect_uris = ["{post_logout}"]
+allow_in_enablement = false
+id_token_alg = "ES256"
+"#,
+        hash = oidc.secret_hash,
+        redirect = oidc.redirect_uri,
+        post_logout = oidc.post_logout_uri,
+        jwks = jwks_file.display(),
+    ));
+    out
+}
+
+/// Client authentication at a token-style endpoint.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `client_secret_basic`.
+    Basic(String, String),
+    /// `client_secret_post`.
+    Post(String, String),
+    /// `private_key_jwt`: the assertion.
+    Assertion(String),
+    /// Nothing.
+    None,
+}
+
+impl Auth {
+    /// [`OIDC_CLIENT`] with its secret, Basic.
+    pub fn app() -> Auth {
+        Auth::Basic(OIDC_CLIENT.to_owned(), OIDC_SECRET.to_owned())
+    }
+}
+
+/// A JSON answer of an OIDC endpoint.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON (`Null` if it is not JSON).
+    pub json: serde_json::Value,
+}
+
+impl Reply {
+    async fn read(resp: reqwest::Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        Reply {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+/// Where [`Env::oidc_browse`] stopped.
+#[derive(Debug)]
+pub struct Hop {
+    /// HTTP status of the last answer.
+    pub status: u16,
+    /// Its `Location`, made absolute.
+    pub location: Option<String>,
+    /// Its body.
+    pub body: String,
+    /// The gateway `/login` URLs the browser was sent to (one SPID login each).
+    pub logins: Vec<String>,
+}
+
+impl Hop {
+    /// The query parameters of the `Location`.
+    pub fn query(&self) -> std::collections::HashMap<String, String> {
+        let location = self.location.as_deref().unwrap_or_default();
+        reqwest::Url::parse(location)
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The path of the `Location` (`None` without one).
+    pub fn location_path(&self) -> Option<String> {
+        let location = self.location.as_deref()?;
+        reqwest::Url::parse(location)
+            .ok()
+            .map(|u| u.path().to_owned())
+    }
+}
+
+/// A PKCE pair: `(verifier, S256 challenge)`.
+pub fn pkce() -> (String, String) {
+    let verifier = polis_gateway::saml::ids::new_token(48);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(openssl::sha::sha256(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// `(k, v)` pairs as borrowed pairs, for the helpers that take `&[(&str, &str)]`.
+pub fn pairs<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    params.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Asserts a 303 whose `Location` path is `to`.
+async fn expect_303(r: reqwest::Response, to: &str, what: &str) {
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = r.text().await.unwrap();
+    let path = location.split('?').next().unwrap_or_default();
+    assert_eq!(
+        (status, path),
+        (303, to),
+        "{what}: expected 303 to {to}, got {location:?}:\n{body}"
+    );
 }
 
 /// A login started at the gateway.

@@ -1,0 +1,419 @@
+//! The example downstream service (`examples/istanze_esempio`, issue 4 item 7) against
+//! the real gateway and mock IdP: every hop a real HTTP request of one browser-like
+//! client, the example app served on its own loopback port and talking to the gateway
+//! through the `openidconnect` crate (discovery, PKCE, code exchange with
+//! `client_secret_basic`, ID token verification), the CP confirmation, and the logout
+//! both ways with Back-Channel Logout delivered by the gateway to the example.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use polis_gateway::state::MemoryStore;
+use tokio::net::TcpListener;
+
+use crate::support::eventually;
+use crate::support::gateway::{Env, EnvOptions, Hop, OIDC_CLIENT, OIDC_SECRET, form_value};
+
+#[path = "../../examples/istanze_esempio/app.rs"]
+mod app;
+
+const GIULIA: &str = "BNCGLI85M52F205H";
+const GIULIA_CP: &str = "Scuola2026x";
+
+/// The gateway + mock IdP (OIDC client registered with the example's URIs) and the
+/// example app on its own port.
+struct Chain {
+    env: Env,
+    /// The example's base URL, e.g. `http://127.0.0.1:41235`.
+    ex: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Chain {
+    async fn start() -> Chain {
+        // The example's port first: the gateway's client registration names it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ex = format!("http://{}", listener.local_addr().unwrap());
+        let env = Env::start_with(
+            Arc::new(MemoryStore::new()),
+            EnvOptions {
+                oidc: true,
+                oidc_redirect_uri: Some(format!("{ex}/callback")),
+                oidc_post_logout_uri: Some(format!("{ex}/")),
+                oidc_backchannel: Some(format!("{ex}/backchannel-logout")),
+                ..EnvOptions::default()
+            },
+        )
+        .await;
+        let router = app::router(app::ExampleConfig {
+            gateway: env.gw.clone(),
+            public_url: ex.clone(),
+            client_id: OIDC_CLIENT.to_owned(),
+            client_secret: OIDC_SECRET.to_owned(),
+        })
+        .await;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Chain { env, ex, task }
+    }
+
+    /// GET on the example; status, `Location`, body.
+    async fn get(&self, c: &reqwest::Client, path_or_url: &str) -> (u16, String, String) {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.ex)
+        };
+        let r = c.get(url).send().await.unwrap();
+        read(r).await
+    }
+
+    /// The example's `/status`.
+    async fn status(&self) -> serde_json::Value {
+        let body = reqwest::get(format!("{}/status", self.ex))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Follows the gateway from `hop_url` as `user` (SPID login when asked) until it
+    /// leaves the gateway; asserts that it is the 303 to the example's callback, GETs
+    /// the callback and returns where the example sends the browser.
+    async fn through_gateway(&self, c: &reqwest::Client, url: &str, logins: usize) -> String {
+        let hop = self.env.oidc_browse(c, url, GIULIA, 2).await;
+        assert_eq!(hop.logins.len(), logins, "SPID logins: {hop:?}");
+        self.callback(c, &hop).await
+    }
+
+    /// The hop must be the 303 to the example's callback; GETs it and returns the
+    /// example's `Location`.
+    async fn callback(&self, c: &reqwest::Client, hop: &Hop) -> String {
+        let location = hop.location.clone().unwrap_or_default();
+        assert!(
+            hop.status == 303 && location.starts_with(&format!("{}/callback?", self.ex)),
+            "expected 303 to the example's callback, got {} {location:?}: {}",
+            hop.status,
+            hop.body
+        );
+        let q = hop.query();
+        assert!(
+            q.contains_key("code") && q.contains_key("state"),
+            "{location}"
+        );
+        assert_eq!(q.get("iss"), Some(&self.env.gw), "{location}");
+        let (status, to, body) = self.get(c, &location).await;
+        assert_eq!(status, 303, "example /callback: {body}");
+        to
+    }
+}
+
+async fn read(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location, r.text().await.unwrap())
+}
+
+/// The value cell of the claim `name` in the example's home table.
+fn claim(html: &str, name: &str) -> Option<String> {
+    let marker = format!("<tr><th>{name}</th><td>");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find("</td>")? + start;
+    Some(unescape(&html[start..end]))
+}
+
+/// Undoes askama's HTML escaping.
+fn unescape(s: &str) -> String {
+    s.replace("&#43;", "+")
+        .replace("&#47;", "/")
+        .replace("&#x2f;", "/")
+        .replace("&#61;", "=")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+async fn post_form(
+    c: &reqwest::Client,
+    url: String,
+    form: &[(&str, &str)],
+) -> (u16, String, String) {
+    read(c.post(url).form(form).send().await.unwrap()).await
+}
+
+/// mock IdP → gateway → example app and back: login through the standard client
+/// library, the claims, the CP confirmation, then the gateway logout reaching the
+/// example by Back-Channel Logout; then a second login and the example's «Esci»
+/// (RP-initiated logout at the gateway, back to the example).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_chain_login_cp_confirmation_and_backchannel_logout() {
+    let chain = Chain::start().await;
+    let env = &chain.env;
+    let ex = &chain.ex;
+
+    // Giulia completes the abilitazione at the gateway (her own browser session).
+    let setup = env.client();
+    env.enable_account(&setup, GIULIA, GIULIA_CP).await;
+
+    // A fresh browser at the example: not logged in.
+    let browser = env.client();
+    let (status, _, home) = chain.get(&browser, "/").await;
+    assert_eq!(status, 200);
+    assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
+
+    // «Accedi»: discovery, PKCE S256, state, nonce; 303 to the gateway.
+    let (status, to, body) = chain.get(&browser, "/login").await;
+    assert_eq!(status, 303, "{body}");
+    let authorize = reqwest::Url::parse(&to).unwrap();
+    assert!(
+        to.starts_with(&format!("{}/oidc/authorize?", env.gw)),
+        "{to}"
+    );
+    let q: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], OIDC_CLIENT);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["redirect_uri"], format!("{ex}/callback"));
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q.contains_key("code_challenge") && q.contains_key("nonce") && q.contains_key("state"));
+    let scopes: Vec<&str> = q["scope"].split(' ').collect();
+    for s in ["openid", "profile", "email", "istanze"] {
+        assert!(scopes.contains(&s), "{scopes:?}");
+    }
+
+    // The gateway: SPID login at the mock IdP (level 2), then the code to the example,
+    // which exchanges it and verifies the ID token.
+    let to = chain.through_gateway(&browser, &to, 1).await;
+    assert_eq!(to, "/", "after the login");
+    let (status, _, home) = chain.get(&browser, "/").await;
+    assert_eq!(status, 200);
+    assert!(home.contains("Benvenuto/a, Giulia Bianchi"), "{home}");
+    assert_eq!(
+        claim(&home, "fiscal_number").as_deref(),
+        Some(GIULIA),
+        "{home}"
+    );
+    assert_eq!(
+        claim(&home, "given_name").as_deref(),
+        Some("Giulia"),
+        "{home}"
+    );
+    assert_eq!(
+        claim(&home, "family_name").as_deref(),
+        Some("Bianchi"),
+        "{home}"
+    );
+    assert_eq!(
+        claim(&home, "acr").as_deref(),
+        Some("https://www.spid.gov.it/SpidL2"),
+        "{home}"
+    );
+    assert_eq!(claim(&home, "amr").as_deref(), Some("spid"), "{home}");
+    assert_eq!(
+        claim(&home, "enablement_state").as_deref(),
+        Some("enabled"),
+        "{home}"
+    );
+    assert_eq!(
+        claim(&home, "iss").as_deref(),
+        Some(env.gw.as_str()),
+        "{home}"
+    );
+    let sid = claim(&home, "sid").expect("the ID token carries sid");
+    assert!(!sid.is_empty());
+    let status = chain.status().await;
+    assert_eq!(status["sessions"], 1, "{status}");
+    assert_eq!(status["sids"], serde_json::json!([sid]), "{status}");
+
+    // A callback that answers no request of this browser is refused.
+    let (forged, _, _) = chain
+        .get(&browser, "/callback?code=abc&state=nessuno")
+        .await;
+    assert_eq!(forged, 400);
+
+    // «Conferma con il Codice Personale»: a new authorization with
+    // acr_values=urn:polis:acr:cp; the gateway asks for the CP at /oidc/cp.
+    let csrf = form_value(&home, "csrf");
+    let (status, to, body) = post_form(&browser, format!("{ex}/confirm"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303, "{body}");
+    let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        q.get("acr_values").map(String::as_str),
+        Some(app::ACR_CP),
+        "{to}"
+    );
+    let hop = env.oidc_browse(&browser, &to, GIULIA, 2).await;
+    assert!(hop.logins.is_empty(), "no new SPID login: {hop:?}");
+    assert_eq!(hop.location_path().as_deref(), Some("/oidc/cp"), "{hop:?}");
+    let cp_url = hop.location.clone().unwrap();
+    let page = browser
+        .get(&cp_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let id = form_value(&page, "id");
+    let gw_csrf = form_value(&page, "csrf");
+    let r = browser
+        .post(format!("{}/oidc/cp", env.gw))
+        .form(&[
+            ("id", id.as_str()),
+            ("cp", GIULIA_CP),
+            ("csrf", gw_csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, resume, body) = read(r).await;
+    assert_eq!(status, 303, "POST /oidc/cp: {body}");
+    let to = chain.through_gateway(&browser, &resume, 0).await;
+    assert_eq!(to, "/confermata");
+    let (status, _, page) = chain.get(&browser, "/confermata").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Istanza confermata"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<tr><th>amr</th><td>spid, {}</td></tr>",
+            app::AMR_CP
+        )),
+        "{page}"
+    );
+    assert!(page.contains("<tr><th>auth_time</th>"), "{page}");
+    // Still the same local session.
+    assert_eq!(chain.status().await["sessions"], 1);
+
+    // A refused back-channel logout: a genuine gateway-signed token that is not a
+    // logout token (an ID token of this client) and garbage; nothing ends.
+    let id_token = {
+        let (verifier, challenge) = crate::support::gateway::pkce();
+        let params = env.authorize_params(&challenge);
+        let code = env
+            .oidc_authorize(&setup, GIULIA, &crate::support::gateway::pairs(&params))
+            .await;
+        let tokens = env.exchange(&code, &verifier).await;
+        tokens["id_token"].as_str().unwrap().to_owned()
+    };
+    for bad in [id_token.as_str(), "abc.def.ghi", ""] {
+        let r = reqwest::Client::new()
+            .post(format!("{ex}/backchannel-logout"))
+            .form(&[("logout_token", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "logout_token {bad:?}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    let status = chain.status().await;
+    assert_eq!(status["sessions"], 1, "{status}");
+    assert_eq!(status["backchannel_logouts_accepted"], 0, "{status}");
+    assert_eq!(status["backchannel_logouts_refused"], 3, "{status}");
+
+    // Logout at the gateway (its own «Esci», CSRF-checked): the gateway ends the
+    // session and tells the example by Back-Channel Logout; the example ends its
+    // session with that sid.
+    // (Then SPID single logout: a redirect to the mock IdP, or home when there is none;
+    // the gateway session and its tokens end before that redirect.)
+    let r = env.post_form(&browser, "/logout", &[]).await;
+    let (status, to, body) = read(r).await;
+    assert!(
+        (status == 302 && to.starts_with(&env.idp)) || (status == 303 && to == "/"),
+        "gateway POST /logout: {status} {to:?}\n{body}"
+    );
+    let chain_ref = &chain;
+    let status = eventually(
+        Duration::from_secs(10),
+        "the example's back-channel logout",
+        || async move {
+            let chain = chain_ref;
+            let s = chain.status().await;
+            (s["backchannel_logouts_accepted"] == 1).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(status["sessions"], 0, "{status}");
+    assert_eq!(status["sids"], serde_json::json!([]), "{status}");
+    assert_eq!(status["backchannel_sessions_ended"], 1, "{status}");
+    let (_, _, home) = chain.get(&browser, "/").await;
+    assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
+    assert!(claim(&home, "sid").is_none());
+
+    // A second login (a new SPID login: the gateway session is gone), then the
+    // example's «Esci»: local session dropped, RP-initiated logout at the gateway with
+    // id_token_hint, back to the example.
+    let (status, to, _) = chain.get(&browser, "/login").await;
+    assert_eq!(status, 303);
+    assert_eq!(chain.through_gateway(&browser, &to, 1).await, "/");
+    let (_, _, home) = chain.get(&browser, "/").await;
+    let sid2 = claim(&home, "sid").unwrap();
+    assert_ne!(sid2, sid, "a new gateway session");
+    let csrf = form_value(&home, "csrf");
+    // Without the form's token, nothing happens.
+    let (status, _, _) = post_form(&browser, format!("{ex}/logout"), &[("csrf", "x")]).await;
+    assert_eq!(status, 403);
+    assert_eq!(chain.status().await["sessions"], 1);
+    let (status, to, _) = post_form(&browser, format!("{ex}/logout"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        chain.status().await["sessions"],
+        0,
+        "local session dropped first"
+    );
+    let end = reqwest::Url::parse(&to).unwrap();
+    assert_eq!(
+        format!("{}{}", end.origin().ascii_serialization(), end.path()),
+        format!("{}/oidc/logout", env.gw)
+    );
+    let q: std::collections::HashMap<String, String> = end.query_pairs().into_owned().collect();
+    assert!(q.contains_key("id_token_hint"), "{to}");
+    assert_eq!(q["post_logout_redirect_uri"], format!("{ex}/"));
+    let r = browser.get(end).send().await.unwrap();
+    let (status, back, body) = read(r).await;
+    assert_eq!(
+        (status, back.as_str()),
+        (303, format!("{ex}/").as_str()),
+        "{body}"
+    );
+    let (_, _, home) = chain.get(&browser, &back).await;
+    assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
+    // The gateway session ended too: its back-channel logout reaches the example
+    // (no local session is left to end).
+    let status = eventually(
+        Duration::from_secs(10),
+        "the second back-channel logout",
+        || async move {
+            let chain = chain_ref;
+            let s = chain.status().await;
+            (s["backchannel_logouts_accepted"] == 2).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(status["backchannel_sessions_ended"], 1, "{status}");
+    let gw_home = env.home(&browser).await;
+    assert!(
+        !gw_home.contains("Benvenuto/a"),
+        "gateway session ended:\n{gw_home}"
+    );
+}
