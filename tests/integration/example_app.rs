@@ -417,3 +417,43 @@ async fn full_chain_login_cp_confirmation_and_backchannel_logout() {
         "gateway session ended:\n{gw_home}"
     );
 }
+
+/// SPID single logout started by the IdP: the gateway ends the session, and the
+/// example app receives a valid back-channel logout token and ends its own.
+#[tokio::test]
+async fn idp_initiated_spid_logout_ends_the_example_session() {
+    let chain = Chain::start().await;
+    let env = &chain.env;
+    env.enable_account(&env.client(), GIULIA, GIULIA_CP).await;
+
+    let browser = env.client();
+    let (_, to, _) = chain.get(&browser, "/login").await;
+    let to = chain.through_gateway(&browser, &to, 1).await;
+    assert_eq!(to, "/");
+    let (_, _, home) = chain.get(&browser, "/").await;
+    let sid = claim(&home, "sid").expect("sid claim");
+    assert_eq!(chain.status().await["sessions"], 1);
+
+    let name_id = crate::slo::last_name_id(env);
+    let logout = crate::slo::idp_logout_url(env, &env.idp_key, &name_id);
+    let r = env.client().get(&logout).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302, "LogoutResponse by Redirect");
+
+    let status = eventually(
+        Duration::from_secs(10),
+        "the example's session to end",
+        || {
+            let chain = &chain;
+            async move {
+                let s = chain.status().await;
+                (s["backchannel_logouts_accepted"] == 1).then_some(s)
+            }
+        },
+    )
+    .await;
+    assert_eq!(status["sessions"], 0, "{status}");
+    assert_eq!(status["backchannel_logouts_refused"], 0, "{status}");
+    let (_, _, home) = chain.get(&browser, "/").await;
+    assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
+    assert!(!home.contains(&sid));
+}

@@ -986,6 +986,49 @@ async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
     );
 }
 
+#[tokio::test]
+async fn idp_initiated_single_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
+    let (url, seen) = backchannel_listener().await;
+    let (env, browser) = with_mario(EnvOptions {
+        oidc_backchannel: Some(url),
+        ..EnvOptions::default()
+    })
+    .await;
+    let tokens = tokens_for(&env, &browser).await;
+    let (_, id) = verify(&env, &s(&tokens, "id_token"), Some(OIDC_CLIENT)).await;
+    let access = s(&tokens, "access_token");
+    let refresh = s(&tokens, "refresh_token");
+    assert_eq!(env.introspect(&access).await["active"], json!(true));
+
+    // The IdP ends the SPID session: a signed LogoutRequest for this login's NameID.
+    let name_id = crate::slo::last_name_id(&env);
+    let logout = crate::slo::idp_logout_url(&env, &env.idp_key, &name_id);
+    let r = env.client().get(&logout).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302, "LogoutResponse by Redirect");
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{}/slo?SAMLResponse=", env.idp))
+    );
+
+    // Tokens of that session are dead, refresh included.
+    assert_eq!(env.introspect(&access).await, json!({"active": false}));
+    assert_eq!(env.userinfo(&access).await.status, 401);
+    assert_eq!(env.introspect(&refresh).await, json!({"active": false}));
+
+    // And the client heard it on its back channel.
+    let token = eventually(Duration::from_secs(10), "a logout_token", || {
+        let first = seen.lock().unwrap().first().cloned();
+        std::future::ready(first)
+    })
+    .await;
+    let (header, claims) = verify(&env, &token, Some(OIDC_CLIENT)).await;
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(claims["sid"], id["sid"]);
+    assert_eq!(claims["events"], json!({ BACKCHANNEL_EVENT: {} }));
+}
+
 // ---------------------------------------------------------------------------------------
 // Key rotation
 // ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ use crate::support::gateway::{Env, idp_key};
 const MARIO: &str = "RSSMRA80A01H501U";
 
 /// The NameID of the last accepted login, from the transaction log.
-fn last_name_id(env: &Env) -> String {
+pub(crate) fn last_name_id(env: &Env) -> String {
     env.txlog_records()
         .iter()
         .rev()
@@ -23,7 +23,7 @@ fn last_name_id(env: &Env) -> String {
 }
 
 /// A signed IdP-initiated LogoutRequest (Redirect) to the gateway's `/slo`.
-fn idp_logout_url(env: &Env, key: &SigningKey, name_id: &str) -> String {
+pub(crate) fn idp_logout_url(env: &Env, key: &SigningKey, name_id: &str) -> String {
     let request = build_logout_request(&LogoutRequestParams {
         sp_entity_id: &env.idp, // the Issuer: here the IdP
         destination: &format!("{}/slo", env.gw),
