@@ -511,25 +511,10 @@ pub async fn introspect(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
     let now = Utc::now();
-    let result = async {
-        let form = form_body(body).await?;
-        let endpoint = format!("{}/oidc/introspect", p.settings().issuer);
-        p.authenticate_client(presented(&headers, &form)?, &endpoint, now)
-            .await?;
-        let token = form
-            .token
-            .ok_or_else(|| OidcError::InvalidRequest("token missing".into()))?;
-        Ok::<_, OidcError>(p.introspect(&token, now).await)
-    }
-    .await;
-    match result {
-        Ok(v) => no_store_json(StatusCode::OK, v),
-        Err(e) => oauth_error(&e),
+    match token_request(&app, &id, &headers, body, "introspect", now).await {
+        Ok((p, _, token)) => no_store_json(StatusCode::OK, p.introspect(&token, now).await),
+        Err(resp) => resp,
     }
 }
 
@@ -540,26 +525,44 @@ pub async fn revoke(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
     let now = Utc::now();
+    let (p, client, token) = match token_request(&app, &id, &headers, body, "revoke", now).await {
+        Ok(parts) => parts,
+        Err(resp) => return resp,
+    };
+    match p.revoke(&client, &token, now).await {
+        Ok(()) => no_store_json(StatusCode::OK, serde_json::json!({})),
+        Err(e) => oauth_error(&e),
+    }
+}
+
+/// The common part of `/oidc/introspect` and `/oidc/revoke`: the provider, the
+/// authenticated client (the endpoint URL is an accepted assertion audience) and the
+/// `token` parameter; an RFC 6749 error response otherwise.
+async fn token_request(
+    app: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+    endpoint: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Arc<Provider>, crate::oidc::clients::Client, String), Response> {
+    let p = provider(app, id).map_err(IntoResponse::into_response)?;
     let result = async {
         let form = form_body(body).await?;
-        let endpoint = format!("{}/oidc/revoke", p.settings().issuer);
+        let url = format!("{}/oidc/{endpoint}", p.settings().issuer);
         let client = p
-            .authenticate_client(presented(&headers, &form)?, &endpoint, now)
+            .authenticate_client(presented(headers, &form)?, &url, now)
             .await?;
         let token = form
             .token
             .ok_or_else(|| OidcError::InvalidRequest("token missing".into()))?;
-        p.revoke(&client, &token, now).await
+        Ok::<_, OidcError>((client, token))
     }
     .await;
     match result {
-        Ok(()) => no_store_json(StatusCode::OK, serde_json::json!({})),
-        Err(e) => oauth_error(&e),
+        Ok((client, token)) => Ok((p, client, token)),
+        Err(e) => Err(oauth_error(&e)),
     }
 }
 

@@ -106,6 +106,31 @@ pub fn post_form(
     )
 }
 
+/// Sends a signed SAML message to the browser: 302 exactly for HTTP-Redirect
+/// (spid-sp-test treats 303/307 as errors), an auto-submitting form for HTTP-POST with
+/// `field` (`SAMLRequest` or `SAMLResponse`).
+fn send_saml(start: LoginStart, field: &str, request_id: &str) -> Result<Response, AppError> {
+    Ok(match start {
+        LoginStart::Redirect(url) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, url),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+        )
+            .into_response(),
+        LoginStart::Post {
+            action,
+            saml_request,
+            relay_state,
+        } => (
+            [(header::CACHE_CONTROL, "no-store")],
+            post_form(&action, field, &saml_request, &relay_state, request_id)?,
+        )
+            .into_response(),
+    })
+}
+
 /// `GET /login`: without `idp`, the "Entra con SPID" page; with it, the signed AuthnRequest
 /// (302 for HTTP-Redirect, 200 auto-submitting form for HTTP-POST).
 pub async fn login(
@@ -176,26 +201,7 @@ pub async fn login(
         .start_login(&idp, level, binding, next, chrono::Utc::now())
         .await
         .map_err(|e| AppError::from_sso(&id, e))?;
-    Ok(match start {
-        // 302 exactly: spid-sp-test treats 303/307 as errors.
-        LoginStart::Redirect(url) => (
-            StatusCode::FOUND,
-            [
-                (header::LOCATION, url),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ],
-        )
-            .into_response(),
-        LoginStart::Post {
-            action,
-            saml_request,
-            relay_state,
-        } => (
-            [(header::CACHE_CONTROL, "no-store")],
-            post_form(&action, "SAMLRequest", &saml_request, &relay_state, &id)?,
-        )
-            .into_response(),
-    })
+    send_saml(start, "SAMLRequest", &id)
 }
 
 /// Form posted to the ACS by the IdP.
@@ -276,35 +282,10 @@ pub async fn logout(
         .start_logout(&f.authed.session.login, chrono::Utc::now())
         .await;
     Ok(match next {
-        Ok(Some(LoginStart::Redirect(url))) => (
-            jar,
-            (
-                StatusCode::FOUND,
-                [
-                    (header::LOCATION, url),
-                    (header::CACHE_CONTROL, "no-store".to_owned()),
-                ],
-            ),
-        )
-            .into_response(),
-        Ok(Some(LoginStart::Post {
-            action,
-            saml_request,
-            relay_state,
-        })) => (
-            jar,
-            post_form(
-                &action,
-                "SAMLRequest",
-                &saml_request,
-                &relay_state,
-                &f.request_id,
-            )?,
-        )
-            .into_response(),
+        Ok(Some(start)) => (jar, send_saml(start, "SAMLRequest", &f.request_id)?).into_response(),
         Ok(None) => (jar, Redirect::to("/")).into_response(),
         Err(e) => {
-            // The session is closed anyway; tell the person the IdP was not reached.
+            // The session is closed anyway; the IdP was not reached.
             tracing::warn!(code = e.code(), error = %e, "SP-initiated SPID logout not sent");
             (jar, Redirect::to("/")).into_response()
         }
@@ -432,19 +413,5 @@ async fn idp_logout(
         .sso
         .logout_response(&request, now)
         .map_err(|e| AppError::from_sso(id, e))?;
-    Ok(match answer {
-        LoginStart::Redirect(url) => (
-            StatusCode::FOUND,
-            [
-                (header::LOCATION, url),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ],
-        )
-            .into_response(),
-        LoginStart::Post {
-            action,
-            saml_request,
-            relay_state,
-        } => post_form(&action, "SAMLResponse", &saml_request, &relay_state, id)?.into_response(),
-    })
+    send_saml(answer, "SAMLResponse", id)
 }
