@@ -27,13 +27,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::binding::{
-    QueryParam, decode_post, deflate_base64, encode_component, encode_post, inflate_base64,
-    parse_query, redirect_signed_octets,
+    QueryParam, decode_post, encode_post, inflate_base64, parse_query, redirect_signed_octets,
 };
 use super::error::SamlError;
 use super::ids::new_id;
 use super::sign::{
-    ALG_RSA_SHA256, SigningKey, TrustedCert, check_signature_shape, signature_template,
+    SigningKey, TrustedCert, check_signature_shape, sign_enveloped_at, sign_redirect_url,
     verify_and_reduce, verify_octets,
 };
 use super::time::{format_instant, parse_instant};
@@ -57,45 +56,6 @@ fn issuer_element(entity_id: &str) -> String {
         r#"<saml:Issuer Format="{FORMAT_ENTITY}" NameQualifier="{e}">{e}</saml:Issuer>"#,
         e = escape(entity_id)
     )
-}
-
-/// The signed Redirect-binding URL for `xml` carried in `param` (`SAMLRequest` or
-/// `SAMLResponse`): signed over exactly the octets emitted (like the AuthnRequest).
-fn signed_redirect_url(
-    destination: &str,
-    param: &str,
-    xml: &str,
-    relay_state: Option<&str>,
-    key: &SigningKey,
-) -> Result<String, SamlError> {
-    let mut signed = format!("{param}={}", encode_component(&deflate_base64(xml)?));
-    if let Some(rs) = relay_state {
-        signed.push_str("&RelayState=");
-        signed.push_str(&encode_component(rs));
-    }
-    signed.push_str("&SigAlg=");
-    signed.push_str(&encode_component(ALG_RSA_SHA256));
-    let signature = key.sign_octets(signed.as_bytes())?;
-    let sep = if destination.contains('?') { '&' } else { '?' };
-    Ok(format!(
-        "{destination}{sep}{signed}&Signature={}",
-        encode_component(&signature)
-    ))
-}
-
-/// `xml` with an enveloped signature inserted at `issuer_end` (right after Issuer, as the
-/// schema orders it).
-fn signed_xml(
-    xml: &str,
-    id: &str,
-    issuer_end: usize,
-    key: &SigningKey,
-) -> Result<String, SamlError> {
-    let (head, tail) = xml
-        .split_at_checked(issuer_end)
-        .ok_or_else(|| SamlError::Signing("template split".into()))?;
-    let with_template = format!("{head}{}{tail}", signature_template(id, key.cert_base64()));
-    key.sign_enveloped(&with_template)
 }
 
 /// What an SP-initiated LogoutRequest says (SPID rule S1).
@@ -179,7 +139,7 @@ impl BuiltLogoutRequest {
         relay_state: Option<&str>,
         key: &SigningKey,
     ) -> Result<String, SamlError> {
-        signed_redirect_url(
+        sign_redirect_url(
             &self.destination,
             "SAMLRequest",
             &self.xml,
@@ -190,7 +150,7 @@ impl BuiltLogoutRequest {
 
     /// The XML with an enveloped signature right after Issuer (exc-c14n, RSA-SHA256).
     pub fn signed_xml(&self, key: &SigningKey) -> Result<String, SamlError> {
-        signed_xml(&self.xml, &self.id, self.issuer_end, key)
+        sign_enveloped_at(&self.xml, &self.id, self.issuer_end, key)
     }
 
     /// The base64 `SAMLRequest` value for the POST binding.
@@ -298,7 +258,7 @@ impl BuiltLogoutResponse {
         relay_state: Option<&str>,
         key: &SigningKey,
     ) -> Result<String, SamlError> {
-        signed_redirect_url(
+        sign_redirect_url(
             &self.destination,
             "SAMLResponse",
             &self.xml,
@@ -309,7 +269,7 @@ impl BuiltLogoutResponse {
 
     /// The XML with an enveloped signature right after Issuer (exc-c14n, RSA-SHA256).
     pub fn signed_xml(&self, key: &SigningKey) -> Result<String, SamlError> {
-        signed_xml(&self.xml, &self.id, self.issuer_end, key)
+        sign_enveloped_at(&self.xml, &self.id, self.issuer_end, key)
     }
 
     /// The base64 `SAMLResponse` value for the POST binding.

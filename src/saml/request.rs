@@ -4,10 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::binding::{deflate_base64, encode_component, encode_post};
+use super::binding::encode_post;
 use super::error::SamlError;
 use super::ids::new_id;
-use super::sign::{ALG_RSA_SHA256, SigningKey, signature_template};
+use super::sign::{SigningKey, sign_enveloped_at, sign_redirect_url};
 use super::time::format_instant;
 use super::xml::escape;
 use super::{Comparison, FORMAT_ENTITY, FORMAT_TRANSIENT, Level, NS_SAML, NS_SAMLP};
@@ -106,36 +106,18 @@ impl BuiltAuthnRequest {
     /// The full Redirect-binding URL: `SAMLRequest`, `RelayState`, `SigAlg`, `Signature`
     /// (rule A18), signed over exactly the octets we emit.
     pub fn redirect_url(&self, relay_state: &str, key: &SigningKey) -> Result<String, SamlError> {
-        let signed = format!(
-            "SAMLRequest={}&RelayState={}&SigAlg={}",
-            encode_component(&deflate_base64(&self.xml)?),
-            encode_component(relay_state),
-            encode_component(ALG_RSA_SHA256),
-        );
-        let signature = key.sign_octets(signed.as_bytes())?;
-        let sep = if self.destination.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        Ok(format!(
-            "{}{sep}{signed}&Signature={}",
-            self.destination,
-            encode_component(&signature)
-        ))
+        sign_redirect_url(
+            &self.destination,
+            "SAMLRequest",
+            &self.xml,
+            Some(relay_state),
+            key,
+        )
     }
 
     /// The XML with an enveloped signature right after Issuer (rule A17).
     pub fn signed_xml(&self, key: &SigningKey) -> Result<String, SamlError> {
-        let (head, tail) = self
-            .xml
-            .split_at_checked(self.issuer_end)
-            .ok_or_else(|| SamlError::Signing("template split".into()))?;
-        let with_template = format!(
-            "{head}{}{tail}",
-            signature_template(&self.id, key.cert_base64())
-        );
-        key.sign_enveloped(&with_template)
+        sign_enveloped_at(&self.xml, &self.id, self.issuer_end, key)
     }
 
     /// The base64 `SAMLRequest` value for the POST binding.

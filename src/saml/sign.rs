@@ -209,6 +209,47 @@ pub fn signature_template(ref_id: &str, cert_b64: &str) -> String {
     )
 }
 
+/// `xml` with our enveloped signature over the element `ID = id`, the template inserted
+/// at byte `insert_at` (right after Issuer, as the schemas order it).
+pub fn sign_enveloped_at(
+    xml: &str,
+    id: &str,
+    insert_at: usize,
+    key: &SigningKey,
+) -> Result<String, SamlError> {
+    let (head, tail) = xml
+        .split_at_checked(insert_at)
+        .ok_or_else(|| SamlError::Signing("template split".into()))?;
+    let with_template = format!("{head}{}{tail}", signature_template(id, key.cert_base64()));
+    key.sign_enveloped(&with_template)
+}
+
+/// The full HTTP-Redirect URL of a message: `param` (`SAMLRequest` / `SAMLResponse`,
+/// deflated), `RelayState` if given, `SigAlg`, `Signature` — signed over exactly the
+/// octets emitted (encoded like Python's `quote_plus`, what spid-sp-test rebuilds).
+pub fn sign_redirect_url(
+    destination: &str,
+    param: &str,
+    xml: &str,
+    relay_state: Option<&str>,
+    key: &SigningKey,
+) -> Result<String, SamlError> {
+    use super::binding::{deflate_base64, encode_component};
+    let mut signed = format!("{param}={}", encode_component(&deflate_base64(xml)?));
+    if let Some(rs) = relay_state {
+        signed.push_str("&RelayState=");
+        signed.push_str(&encode_component(rs));
+    }
+    signed.push_str("&SigAlg=");
+    signed.push_str(&encode_component(ALG_RSA_SHA256));
+    let signature = key.sign_octets(signed.as_bytes())?;
+    let sep = if destination.contains('?') { '&' } else { '?' };
+    Ok(format!(
+        "{destination}{sep}{signed}&Signature={}",
+        encode_component(&signature)
+    ))
+}
+
 fn algorithm<'a>(el: &'a Element, what: &'static str) -> Result<&'a str, SamlError> {
     el.attr("Algorithm")
         .ok_or(SamlError::SignatureNotAllowed(format!(
