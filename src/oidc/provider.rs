@@ -266,8 +266,7 @@ pub struct TokenResponse {
     /// Seconds.
     pub expires_in: u64,
     /// The ID token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
+    pub id_token: String,
     /// The new refresh token.
     pub refresh_token: String,
     /// Granted scopes.
@@ -689,7 +688,7 @@ impl Provider {
             return Err(OidcError::InvalidGrant("PKCE verification failed".into()));
         }
         let account = account_of.account(grant.account_id).await?;
-        self.tokens(client, &grant, &account, true, now).await
+        self.tokens(client, &grant, &account, now).await
     }
 
     /// `grant_type=refresh_token`: rotation; a reused token revokes its family.
@@ -728,9 +727,6 @@ impl Provider {
                 "refresh token of another client".into(),
             ));
         }
-        if self.family_dead(&grant).await? {
-            return Err(OidcError::InvalidGrant("the grant was revoked".into()));
-        }
         let account = account_of.account(grant.account_id).await?;
         // A refreshed ID token does not re-assert the CP confirmation.
         let grant = Grant {
@@ -738,7 +734,7 @@ impl Provider {
             nonce: None,
             ..grant
         };
-        self.tokens(client, &grant, &account, false, now).await
+        self.tokens(client, &grant, &account, now).await
     }
 
     async fn family_dead(&self, grant: &Grant) -> Result<bool, OidcError> {
@@ -759,7 +755,6 @@ impl Provider {
         client: &Client,
         grant: &Grant,
         account: &Account,
-        with_id_token: bool,
         now: DateTime<Utc>,
     ) -> Result<TokenResponse, OidcError> {
         if account.enablement_state != EnablementState::Enabled && !client.allow_in_enablement {
@@ -786,35 +781,36 @@ impl Provider {
             auth_time: grant.auth_time.timestamp(),
         };
         let access_token = self.keys.sign_typed(&access, SigningAlg::EdDSA, "at+jwt")?;
-        let id_token = if with_id_token || grant.scopes.iter().any(|s| s == "openid") {
-            let mut claims = self.user_claims(account, &grant.scopes);
-            let extra = serde_json::json!({
-                "iss": self.settings.issuer,
-                "aud": client.id,
-                "azp": client.id,
-                "exp": now.timestamp() + secs(self.settings.id_ttl),
-                "iat": now.timestamp(),
-                "auth_time": grant.cp_at.unwrap_or(grant.auth_time).timestamp(),
-                "spid_auth_time": grant.auth_time.timestamp(),
-                "acr": grant.level.uri(),
-                "amr": if grant.cp_at.is_some() { vec![AMR_SPID, AMR_CP] } else { vec![AMR_SPID] },
-                "sid": grant.sid,
-            });
-            if let (Some(map), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
-                for (k, v) in extra {
-                    map.insert(k.clone(), v.clone());
-                }
-                if let Some(nonce) = &grant.nonce {
-                    map.insert("nonce".into(), serde_json::Value::String(nonce.clone()));
-                }
-                if let Some(cp_at) = grant.cp_at {
-                    map.insert("cp_time".into(), serde_json::json!(cp_at.timestamp()));
-                }
-            }
-            Some(self.keys.sign(&claims, client.id_token_alg)?)
-        } else {
-            None
+        // `openid` is in every grant (authorize requires it): always an ID token.
+        let mut claims = self.claims_map(account, &grant.scopes);
+        let mut put = |k: &str, v: serde_json::Value| {
+            claims.insert(k.to_owned(), v);
         };
+        put("iss", self.settings.issuer.clone().into());
+        put("aud", client.id.clone().into());
+        put("azp", client.id.clone().into());
+        put("exp", (now.timestamp() + secs(self.settings.id_ttl)).into());
+        put("iat", now.timestamp().into());
+        put(
+            "auth_time",
+            grant.cp_at.unwrap_or(grant.auth_time).timestamp().into(),
+        );
+        put("spid_auth_time", grant.auth_time.timestamp().into());
+        put("acr", grant.level.uri().into());
+        let amr = if grant.cp_at.is_some() {
+            vec![AMR_SPID, AMR_CP]
+        } else {
+            vec![AMR_SPID]
+        };
+        put("amr", amr.into());
+        put("sid", grant.sid.clone().into());
+        if let Some(nonce) = &grant.nonce {
+            put("nonce", nonce.clone().into());
+        }
+        if let Some(cp_at) = grant.cp_at {
+            put("cp_time", cp_at.timestamp().into());
+        }
+        let id_token = self.keys.sign(&claims, client.id_token_alg)?;
         let refresh_token = ids::new_token(32);
         let value = serde_json::to_vec(&Grant {
             code_challenge: None,
@@ -840,6 +836,14 @@ impl Provider {
 
     /// The identity claims of an account for the granted scopes (also `/userinfo`).
     pub fn user_claims(&self, account: &Account, scopes: &[String]) -> serde_json::Value {
+        serde_json::Value::Object(self.claims_map(account, scopes))
+    }
+
+    fn claims_map(
+        &self,
+        account: &Account,
+        scopes: &[String],
+    ) -> serde_json::Map<String, serde_json::Value> {
         let has = |s: &str| scopes.iter().any(|x| x == s);
         let mut map = serde_json::Map::new();
         map.insert("sub".into(), account.id.to_string().into());
@@ -873,7 +877,7 @@ impl Provider {
                 account.enablement_state.as_str().into(),
             );
         }
-        serde_json::Value::Object(map)
+        map
     }
 
     /// Verifies an access token: signature, issuer, expiry, revocation.
