@@ -41,9 +41,6 @@ pub struct WebSession {
     /// When the person last confirmed their Codice Personale in this session.
     #[serde(default)]
     pub cp_at: Option<DateTime<Utc>>,
-    /// Where to continue once the abilitazione is complete (a waiting OIDC request).
-    #[serde(default)]
-    pub return_to: Option<String>,
     /// When the session was opened (the absolute timeout counts from here).
     pub created_at: DateTime<Utc>,
     /// Last use.
@@ -127,7 +124,6 @@ impl SessionStore {
             csrf: ids::new_token(32),
             sid: ids::new_token(16),
             cp_at: None,
-            return_to: None,
             created_at: now,
             last_seen_at: now,
         };
@@ -184,7 +180,7 @@ impl SessionStore {
         Ok(Some(session))
     }
 
-    /// Writes a changed session back (CP confirmation, return address).
+    /// Writes a changed session back (the CP confirmation time).
     pub async fn save(
         &self,
         token: &str,

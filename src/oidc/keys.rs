@@ -363,6 +363,29 @@ impl KeyRing {
         issuer: &str,
         audience: Option<&str>,
     ) -> Result<T, KeyError> {
+        self.verify_with(token, now, issuer, audience, Expiry::Enforced)
+    }
+
+    /// Like [`verify`](Self::verify) but accepting an expired token: for an
+    /// `id_token_hint` (RP-Initiated Logout §2 allows expired ones). The key must still
+    /// be live at `now`, and signature, algorithm and issuer are checked as usual.
+    pub fn verify_ignoring_expiry<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        issuer: &str,
+    ) -> Result<T, KeyError> {
+        self.verify_with(token, now, issuer, None, Expiry::Ignored)
+    }
+
+    fn verify_with<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        issuer: &str,
+        audience: Option<&str>,
+        expiry: Expiry,
+    ) -> Result<T, KeyError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| KeyError::Invalid(format!("header: {e}")))?;
         if header.crit.is_some() {
@@ -388,7 +411,7 @@ impl KeyRing {
         let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation)
             .map_err(|e| KeyError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        check_claims(&claims, now, issuer, audience)?;
+        check_claims(&claims, now, issuer, audience, expiry)?;
         serde_json::from_value(claims).map_err(|e| KeyError::Invalid(format!("claims: {e}")))
     }
 
@@ -410,11 +433,19 @@ fn display_path(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Whether [`check_claims`] enforces `exp` (`nbf` always is).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Enforced,
+    Ignored,
+}
+
 fn check_claims(
     claims: &Value,
     now: DateTime<Utc>,
     issuer: &str,
     audience: Option<&str>,
+    expiry: Expiry,
 ) -> Result<(), KeyError> {
     if !claims.is_object() {
         return Err(KeyError::Invalid("the claims are not an object".to_owned()));
@@ -424,7 +455,7 @@ fn check_claims(
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or_else(|| KeyError::Invalid("missing or non-integer exp".to_owned()))?;
-    if now >= exp {
+    if expiry == Expiry::Enforced && now >= exp {
         return Err(KeyError::Expired);
     }
     if let Some(nbf) = claims.get("nbf") {
@@ -755,6 +786,37 @@ mod tests {
             .sign(&claims(old + Duration::minutes(5)), SigningAlg::EdDSA)
             .unwrap();
         let _: Value = r.verify(&token, old, ISS, None).unwrap();
+    }
+
+    #[test]
+    fn an_expired_hint_verifies_but_only_with_a_live_key_and_the_issuer() {
+        let a = generate_pem(SigningAlg::EdDSA).unwrap();
+        let b = generate_pem(SigningAlg::EdDSA).unwrap();
+        let exp = now() + Duration::minutes(5);
+        let token = ring(&[(&a, SigningAlg::EdDSA, None)])
+            .sign(&claims(exp), SigningAlg::EdDSA)
+            .unwrap();
+        let not_after = now() + Duration::hours(1);
+        let rotated = ring(&[
+            (&b, SigningAlg::EdDSA, None),
+            (&a, SigningAlg::EdDSA, Some(not_after)),
+        ]);
+        let later = exp + Duration::minutes(10);
+        assert!(matches!(
+            rotated.verify::<Value>(&token, later, ISS, None),
+            Err(KeyError::Expired)
+        ));
+        let _: Value = rotated.verify_ignoring_expiry(&token, later, ISS).unwrap();
+        assert!(
+            rotated
+                .verify_ignoring_expiry::<Value>(&token, later, "https://other.example")
+                .is_err()
+        );
+        // Past the old key's not_after the hint is refused like any token.
+        let err = rotated
+            .verify_ignoring_expiry::<Value>(&token, not_after, ISS)
+            .unwrap_err();
+        assert!(matches!(err, KeyError::UnknownKid), "{err:?}");
     }
 
     #[test]

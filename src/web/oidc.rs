@@ -201,11 +201,6 @@ pub async fn resume(
         .get(&req.client_id)
         .is_some_and(|c| c.allow_in_enablement);
     if account.enablement_state != EnablementState::Enabled && !allow_in_enablement {
-        let mut session = s.clone();
-        session.return_to = Some(here);
-        if let Err(e) = app.sessions.save(&authed.token, &session, Utc::now()).await {
-            return AppError::from_state(&id, e).into_response();
-        }
         return Redirect::to("/abilitazione").into_response();
     }
     if req.cp && facts.cp_at.is_none_or(|t| t < req.created_at) {
@@ -661,17 +656,11 @@ pub async fn end_session(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    // The hint may be expired (RP-Initiated Logout §2): verify signature and issuer
-    // as of its own issue time.
+    // The hint may be expired (RP-Initiated Logout §2); its key must still be live.
     let hinted_client = q.id_token_hint.as_deref().and_then(|hint| {
         let claims: serde_json::Value = p
             .keys()
-            .verify(
-                hint,
-                chrono::DateTime::UNIX_EPOCH,
-                &p.settings().issuer,
-                None,
-            )
+            .verify_ignoring_expiry(hint, Utc::now(), &p.settings().issuer)
             .ok()?;
         claims.get("aud")?.as_str().map(str::to_owned)
     });

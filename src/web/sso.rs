@@ -243,21 +243,14 @@ pub async fn acs(
         .login(&login, now)
         .await
         .map_err(|e| AppError::from_enablement(&id, e))?;
-    let (token, mut session) = app
+    let (token, _) = app
         .sessions
         .open(login, account.id, now)
         .await
         .map_err(|e| AppError::from_state(&id, e))?;
     // A waiting OIDC authorization decides itself what an account in enablement gets.
     let next = match return_to.filter(|n| local_path(n)) {
-        Some(n) => {
-            session.return_to = Some(n.clone());
-            app.sessions
-                .save(&token, &session, now)
-                .await
-                .map_err(|e| AppError::from_state(&id, e))?;
-            n
-        }
+        Some(n) => n,
         None if account.enablement_state == EnablementState::Enabled => "/".to_owned(),
         None => "/abilitazione".to_owned(),
     };
