@@ -389,10 +389,7 @@ pub async fn home(
     let view = match &authed {
         None => None,
         Some(a) => {
-            let account = match load(&app, a, &id).await {
-                Ok(acc) => acc,
-                Err(resp) => return resp,
-            };
+            let account = or_return!(load(&app, a, &id).await);
             let s = &a.session.login;
             let idp_name = app
                 .sso
@@ -456,10 +453,7 @@ pub async fn request_get(
     RequestId(id): RequestId,
     authed: Authed,
 ) -> Response {
-    let account = match load_at(&app, &authed, &id, &EDITABLE).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let account = or_return!(load_at(&app, &authed, &id, &EDITABLE).await);
     let form = RequestForm::prefill(&account, Some(&authed.session.login));
     show(&request_page(&authed.session.csrf, &form), &id)
 }
@@ -508,17 +502,15 @@ pub async fn recovery_get(
     RequestId(id): RequestId,
     authed: Authed,
 ) -> Response {
-    let account = match load_at(
-        &app,
-        &authed,
-        &id,
-        &[EnablementState::RecoveryQuestion, EnablementState::Review],
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let account = or_return!(
+        load_at(
+            &app,
+            &authed,
+            &id,
+            &[EnablementState::RecoveryQuestion, EnablementState::Review],
+        )
+        .await
+    );
     let question = account
         .recovery_question
         .unwrap_or_else(|| DEFAULT_QUESTION.to_owned());
@@ -555,10 +547,7 @@ pub async fn review_get(
     RequestId(id): RequestId,
     authed: Authed,
 ) -> Response {
-    let account = match load_at(&app, &authed, &id, &[EnablementState::Review]).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let account = or_return!(load_at(&app, &authed, &id, &[EnablementState::Review]).await);
     let mut rows = account_rows(&account);
     if let Some(d) = &account.id_document {
         rows.push((
@@ -611,17 +600,15 @@ pub async fn adesione_get(
     RequestId(id): RequestId,
     authed: Authed,
 ) -> Response {
-    let account = match load_at(
-        &app,
-        &authed,
-        &id,
-        &[EnablementState::Confirmed, EnablementState::Accepted],
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let account = or_return!(
+        load_at(
+            &app,
+            &authed,
+            &id,
+            &[EnablementState::Confirmed, EnablementState::Accepted],
+        )
+        .await
+    );
     let page = AdesionePage {
         email: account.email.clone().unwrap_or_default(),
         reference: reference_code(&account),
@@ -717,10 +704,7 @@ pub async fn sent(
     RequestId(id): RequestId,
     authed: Authed,
 ) -> Response {
-    let account = match load_at(&app, &authed, &id, &[EnablementState::TempCpSent]).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let account = or_return!(load_at(&app, &authed, &id, &[EnablementState::TempCpSent]).await);
     let page = MessagePage {
         title: "E-mail inviata",
         step: Some(4),

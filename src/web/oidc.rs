@@ -126,10 +126,7 @@ pub async fn authorize(
     RequestId(id): RequestId,
     query: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     let Ok(Query(params)) = query else {
         return page_error(&id, OidcError::Untrusted("malformed query".into()));
     };
@@ -170,10 +167,7 @@ pub async fn resume(
     MaybeAuthed(authed): MaybeAuthed,
     Query(q): Query<ResumeQuery>,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     let req = match p.parked(&q.id).await {
         Ok(r) => r,
         Err(e) => return page_error(&id, e),
@@ -256,10 +250,7 @@ pub async fn cp_get(
     authed: Authed,
     Query(q): Query<ResumeQuery>,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     let req = match p.parked(&q.id).await {
         Ok(r) => r,
         Err(e) => return page_error(&id, e),
@@ -282,10 +273,7 @@ pub struct CpConfirmForm {
 /// `POST /oidc/cp`: checks the CP with the same counters and lock as elsewhere.
 pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>) -> Response {
     let id = f.request_id.clone();
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     let req = match p.parked(&f.form.id).await {
         Ok(r) => r,
         Err(e) => return page_error(&id, e),
@@ -444,10 +432,7 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     let now = Utc::now();
     let result = async {
         let form = form_body(body).await?;
@@ -567,10 +552,7 @@ pub async fn userinfo(
     RequestId(id): RequestId,
     headers: HeaderMap,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -652,10 +634,7 @@ pub async fn end_session(
     jar: axum_extra::extract::PrivateCookieJar,
     Query(q): Query<EndSessionParams>,
 ) -> Response {
-    let p = match provider(&app, &id) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let p = or_return!(provider(&app, &id));
     // The hint may be expired (RP-Initiated Logout §2); its key must still be live.
     let hinted_client = q.id_token_hint.as_deref().and_then(|hint| {
         let claims: serde_json::Value = p
