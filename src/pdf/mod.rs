@@ -121,42 +121,19 @@ pub fn modulo_adesione(data: &FormData) -> Result<Vec<u8>, PdfError> {
     );
 
     y = section(&mut canvas, y, "Dati del richiedente");
-    let rows = [
-        ("Cognome", Some(data.family_name.as_str())),
-        ("Nome", Some(data.given_name.as_str())),
-        ("Codice fiscale", Some(data.fiscal_code.as_str())),
-        ("Data di nascita", data.birth_date.as_deref()),
-        ("Luogo di nascita", data.birth_place.as_deref()),
+    let mut rows = identity_rows(&data);
+    rows.extend([
         ("Indirizzo e-mail", data.email.as_deref()),
         ("Domicilio", data.domicile.as_deref()),
         ("Recapito telefonico", data.phone.as_deref()),
         ("Documento di identità", data.id_document.as_deref()),
         ("Nome utente", data.username.as_deref()),
-    ];
+    ]);
     y = data_rows(&mut canvas, y, &rows);
 
     y = section(&mut canvas, y + 4.0, "Dichiarazione");
-    for text in ADESIONE_DECLARATION {
-        y = canvas.paragraph(
-            MARGIN,
-            y,
-            PAGE_WIDTH - 2.0 * MARGIN,
-            Face::Regular,
-            10.0,
-            5.0,
-            8,
-            text,
-        ) + 2.0;
-    }
-
-    y += 6.0;
-    canvas.text(
-        MARGIN,
-        y,
-        Face::Regular,
-        10.0,
-        &format!("Data: {}", data.date),
-    );
+    y = paragraphs(&mut canvas, y, ADESIONE_DECLARATION, 8);
+    y = date_line(&mut canvas, y, &data);
     signature_box(&mut canvas, y - 4.0, "Firma del richiedente");
     render(canvas, y + 34.0, TITLE_ADESIONE, &data)
 }
@@ -175,15 +152,11 @@ pub fn modulo_delega(data: &FormData) -> Result<Vec<u8>, PdfError> {
     );
 
     y = section(&mut canvas, y, "Il/La sottoscritto/a (delegante)");
-    let rows = [
-        ("Cognome", Some(data.family_name.as_str())),
-        ("Nome", Some(data.given_name.as_str())),
-        ("Codice fiscale", Some(data.fiscal_code.as_str())),
-        ("Data di nascita", data.birth_date.as_deref()),
-        ("Luogo di nascita", data.birth_place.as_deref()),
+    let mut rows = identity_rows(&data);
+    rows.extend([
         ("Documento di identità", data.id_document.as_deref()),
         ("Nome utente", data.username.as_deref()),
-    ];
+    ]);
     y = data_rows(&mut canvas, y, &rows);
 
     y += 5.0;
@@ -199,8 +172,30 @@ pub fn modulo_delega(data: &FormData) -> Result<Vec<u8>, PdfError> {
     }
 
     y += 2.0;
-    let [first, second] = delega_declaration(&data.reference_code);
-    for text in [first, second] {
+    y = paragraphs(&mut canvas, y, &delega_declaration(&data.reference_code), 6);
+    y = date_line(&mut canvas, y, &data);
+    y += 12.0;
+    // The delegate signs on a line, the person in the box.
+    canvas.text(MARGIN, y, Face::Regular, 9.0, "Firma del delegato");
+    canvas.line(MARGIN, y + 14.0, MARGIN + 70.0, y + 14.0, 0.6);
+    signature_box(&mut canvas, y - 4.0, "Firma del delegante");
+    render(canvas, y + 30.0, TITLE_DELEGA, &data)
+}
+
+/// The rows both forms start with: who the person is.
+fn identity_rows(data: &Clean) -> Vec<(&'static str, Option<&str>)> {
+    vec![
+        ("Cognome", Some(data.family_name.as_str())),
+        ("Nome", Some(data.given_name.as_str())),
+        ("Codice fiscale", Some(data.fiscal_code.as_str())),
+        ("Data di nascita", data.birth_date.as_deref()),
+        ("Luogo di nascita", data.birth_place.as_deref()),
+    ]
+}
+
+/// Body paragraphs across the page, at most `max_lines` each; returns the next `y`.
+fn paragraphs(canvas: &mut Canvas, mut y: f32, texts: &[impl AsRef<str>], max_lines: usize) -> f32 {
+    for text in texts {
         y = canvas.paragraph(
             MARGIN,
             y,
@@ -208,12 +203,16 @@ pub fn modulo_delega(data: &FormData) -> Result<Vec<u8>, PdfError> {
             Face::Regular,
             10.0,
             5.0,
-            6,
-            &text,
+            max_lines,
+            text.as_ref(),
         ) + 2.0;
     }
+    y
+}
 
-    y += 6.0;
+/// "Data: dd/mm/yyyy" after a gap; returns its baseline.
+fn date_line(canvas: &mut Canvas, y: f32, data: &Clean) -> f32 {
+    let y = y + 6.0;
     canvas.text(
         MARGIN,
         y,
@@ -221,12 +220,7 @@ pub fn modulo_delega(data: &FormData) -> Result<Vec<u8>, PdfError> {
         10.0,
         &format!("Data: {}", data.date),
     );
-    y += 12.0;
-    // The delegate signs on a line, the person in the box.
-    canvas.text(MARGIN, y, Face::Regular, 9.0, "Firma del delegato");
-    canvas.line(MARGIN, y + 14.0, MARGIN + 70.0, y + 14.0, 0.6);
-    signature_box(&mut canvas, y - 4.0, "Firma del delegante");
-    render(canvas, y + 30.0, TITLE_DELEGA, &data)
+    y
 }
 
 /// The input, validated, truncated and mapped to what the fonts can show.
