@@ -420,8 +420,8 @@ impl AsyncAccount for Accounts {
     }
 }
 
-async fn form_body(body: axum::body::Bytes) -> Result<TokenForm, OidcError> {
-    serde_urlencoded::from_bytes(&body)
+fn form_body(body: &[u8]) -> Result<TokenForm, OidcError> {
+    serde_urlencoded::from_bytes(body)
         .map_err(|e| OidcError::InvalidRequest(format!("malformed form: {e}")))
 }
 
@@ -435,7 +435,7 @@ pub async fn token(
     let p = or_return!(provider(&app, &id));
     let now = Utc::now();
     let result = async {
-        let form = form_body(body).await?;
+        let form = form_body(&body)?;
         let client = p
             .authenticate_client(
                 presented(&headers, &form)?,
@@ -529,7 +529,7 @@ async fn token_request(
 ) -> Result<(Arc<Provider>, crate::oidc::clients::Client, String), Response> {
     let p = provider(app, id).map_err(IntoResponse::into_response)?;
     let result = async {
-        let form = form_body(body).await?;
+        let form = form_body(&body)?;
         let url = format!("{}/oidc/{endpoint}", p.settings().issuer);
         let client = p
             .authenticate_client(presented(headers, &form)?, &url, now)
