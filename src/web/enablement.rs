@@ -11,19 +11,13 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::session::{Authed, MaybeAuthed, SessionForm, form_status};
-use super::{AppError, AppState, RequestId};
+use super::{AppError, AppState, RequestId, render};
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::cp::CP_RULES_IT;
 use crate::enablement::forms::{
     ContactForm, DEFAULT_QUESTION, DOCUMENT_KINDS, FieldErrors, RecoveryForm, RequestForm,
 };
 use crate::enablement::{EnablementError, Modulo, reference_code};
-
-fn render(t: &impl Template, request_id: &str) -> Result<Html<String>, AppError> {
-    t.render()
-        .map(Html)
-        .map_err(|e| AppError::internal(request_id, e.to_string()))
-}
 
 /// A page that must not be cached (personal data).
 fn private_page(status: StatusCode, html: Html<String>) -> Response {

@@ -103,6 +103,16 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+/// Renders a page; a template failure becomes the 500 page.
+pub(crate) fn render(
+    t: &impl askama::Template,
+    request_id: &str,
+) -> Result<axum::response::Html<String>, AppError> {
+    t.render()
+        .map(axum::response::Html)
+        .map_err(|e| AppError::internal(request_id, e.to_string()))
+}
+
 /// Static assets compiled into the binary (no CDN).
 pub async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
     let (body, ty) = match name.as_str() {

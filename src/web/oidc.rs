@@ -224,22 +224,17 @@ fn cp_page(
     csrf: &str,
     error: Option<(&'static str, String)>,
     status: StatusCode,
+    request_id: &str,
 ) -> Response {
-    use askama::Template as _;
     let page = CpConfirmPage {
         client,
         id: id.to_owned(),
         csrf: csrf.to_owned(),
         error,
     };
-    match page.render() {
-        Ok(html) => (
-            status,
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::response::Html(html),
-        )
-            .into_response(),
-        Err(e) => AppError::internal("-", e.to_string()).into_response(),
+    match super::render(&page, request_id) {
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], html).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -259,7 +254,14 @@ pub async fn cp_get(
         .clients()
         .get(&req.client_id)
         .map_or_else(|| req.client_id.clone(), |c| c.name.clone());
-    cp_page(client, &req.id, &authed.session.csrf, None, StatusCode::OK)
+    cp_page(
+        client,
+        &req.id,
+        &authed.session.csrf,
+        None,
+        StatusCode::OK,
+        &id,
+    )
 }
 
 /// The CP confirmation form.
@@ -316,6 +318,7 @@ pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>)
                 &f.authed.session.csrf,
                 Some((code, message)),
                 super::session::form_status(locked),
+                &id,
             );
             resp.extensions_mut().insert(super::error::ErrorInfo {
                 code,

@@ -12,18 +12,12 @@ use serde::Deserialize;
 
 use super::enablement::Empty;
 use super::session::{SessionForm, removal_cookie, session_cookie};
-use super::{AppError, AppState, RequestId};
+use super::{AppError, AppState, RequestId, render};
 use crate::accounts::EnablementState;
 use crate::saml::Level;
 use crate::saml::logout::LogoutOutcome;
 use crate::saml::request::Binding;
 use crate::sso::{LoginStart, SloMessage};
-
-fn render(t: &impl Template, request_id: &str) -> Result<Html<String>, AppError> {
-    t.render()
-        .map(Html)
-        .map_err(|e| AppError::internal(request_id, e.to_string()))
-}
 
 /// `GET /metadata`: the signed SP metadata.
 pub async fn metadata(State(app): State<AppState>) -> Response {
