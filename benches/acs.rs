@@ -122,6 +122,7 @@ fn validate(
             idp_certs: certs,
             now,
             clock_skew: chrono::Duration::seconds(60),
+            max_validity: chrono::Duration::seconds(1800),
             limits: Limits::default(),
         },
     )

@@ -10,6 +10,9 @@ use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::blocking::BlockingPool;
+use crate::web::server::ServerLimits;
+
 use crate::accounts::{AccountStore, SqlAccountStore};
 use crate::config::{Config, Environment, StateBackend};
 use crate::enablement::cp::CpKey;
@@ -339,6 +342,8 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
         attribute_index: sp.attribute_consuming_service_index,
         request_ttl: Duration::from_secs(sp.request_ttl_seconds),
         clock_skew: Duration::from_secs(sp.clock_skew_seconds),
+        max_assertion_validity: Duration::from_secs(sp.max_assertion_validity_seconds),
+        txlog_unverified_max_bytes: cfg.limits.txlog_unverified_max_kib * 1024,
         limits: Limits::default(),
     };
     let sso = Arc::new(SsoService::new(
@@ -347,6 +352,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
         federation.clone(),
         state.clone(),
         txlog,
+        BlockingPool::new("verify", cfg.limits.verify_pool()),
     ));
     let oidc = match &cfg.oidc {
         None => None,
@@ -369,7 +375,13 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
         http,
     };
     Ok(Gateway {
-        router: web::router(app_state, cfg.server.max_body_bytes),
+        router: web::router(
+            app_state,
+            web::RouterLimits {
+                max_body: cfg.server.max_body_bytes,
+                request_timeout: Duration::from_secs(cfg.limits.request_timeout_seconds),
+            },
+        ),
         federation,
         metadata,
         accounts,
@@ -438,10 +450,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// The listener's bounds from `[limits]`.
+pub fn server_limits(cfg: &Config) -> ServerLimits {
+    ServerLimits {
+        header_read_timeout: Duration::from_secs(cfg.limits.header_read_timeout_seconds),
+        max_connections: cfg.limits.max_connections,
+    }
+}
+
 /// Serves a router until SIGINT/SIGTERM.
-pub async fn serve_router(listener: TcpListener, router: Router) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+) -> anyhow::Result<()> {
+    crate::web::server::serve(listener, router, limits, shutdown_signal())
         .await
         .context("HTTP server")
 }
@@ -456,7 +479,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.server.listen,
         cfg.server.public_url
     );
-    serve_router(listener, gateway.router).await
+    serve_router(listener, gateway.router, server_limits(&cfg)).await
 }
 
 /// Builds the mock IdP from `[mock_idp]`.
@@ -489,7 +512,7 @@ pub async fn mock_idp(cfg: Config) -> anyhow::Result<()> {
         m.listen,
         idp.entity_id()
     );
-    serve_router(listener, crate::mock_idp::router(idp)).await
+    serve_router(listener, crate::mock_idp::router(idp), server_limits(&cfg)).await
 }
 
 /// `polis-gateway demo`: gateway and mock IdP in one process, trusting each other.
@@ -522,8 +545,13 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     );
     println!("  Mock IdP: {}   (Ctrl-C stops both)", m.public_url);
     println!();
-    let idp_task = tokio::spawn(serve_router(idp_listener, crate::mock_idp::router(idp)));
-    let gw = serve_router(gw_listener, gateway.router).await;
+    let limits = server_limits(&cfg);
+    let idp_task = tokio::spawn(serve_router(
+        idp_listener,
+        crate::mock_idp::router(idp),
+        limits,
+    ));
+    let gw = serve_router(gw_listener, gateway.router, limits).await;
     idp_task.abort();
     gw
 }

@@ -86,6 +86,179 @@ pub struct Config {
     /// The OpenID Connect provider for downstream services; off when absent.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
+    /// Limits at the HTTP edge and on CPU-bound work.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Limits at the HTTP edge and on CPU-bound work (every one has a default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A client must send a request's headers within this time, seconds (≤ 10). The same
+    /// timer bounds how long an idle keep-alive connection waits for its next request.
+    pub header_read_timeout_seconds: u64,
+    /// A whole request (body included) must be handled within this time, seconds (≤ 30);
+    /// a slower one gets 408 and its connection is closed.
+    pub request_timeout_seconds: u64,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// XML parsing and signature verification jobs running at once (0: one per CPU).
+    pub verify_workers: usize,
+    /// How long a verification job may wait for a worker before the answer is 503.
+    pub verify_queue_wait_ms: u64,
+    /// How long a verification job may run before the answer is 503.
+    pub verify_deadline_seconds: u64,
+    /// argon2 hashes (CP, recovery answer, client secrets) computed at once (0: one per CPU).
+    pub argon2_workers: usize,
+    /// How long an argon2 job may wait for a worker before the answer is 503.
+    pub argon2_queue_wait_ms: u64,
+    /// Header carrying the client IP set by a trusted reverse proxy (e.g.
+    /// `x-forwarded-for`: its last entry is used). Absent: the peer address is the client.
+    pub client_ip_header: Option<String>,
+    /// Per-client-IP request rates (requests per minute, with a burst).
+    pub rate: RateLimitsConfig,
+    /// At most this many KiB of a Response rejected before any signature verified are
+    /// kept in the transaction log (with the SHA-256 of the whole).
+    pub txlog_unverified_max_kib: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_connections: 4096,
+            verify_workers: 0,
+            verify_queue_wait_ms: 2000,
+            verify_deadline_seconds: 10,
+            argon2_workers: 0,
+            argon2_queue_wait_ms: 5000,
+            client_ip_header: None,
+            rate: RateLimitsConfig::default(),
+            txlog_unverified_max_kib: 16,
+        }
+    }
+}
+
+/// Per-client-IP rates, requests per minute; `burst` requests may come at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// `/login` (each one stores a pending request).
+    pub login_per_minute: u32,
+    /// `/acs`.
+    pub acs_per_minute: u32,
+    /// `/slo`.
+    pub slo_per_minute: u32,
+    /// The forms that check a secret: temporary CP, CP, recovery answer, `/oidc/cp`.
+    pub secret_forms_per_minute: u32,
+    /// `/oidc/token`, `/oidc/introspect`, `/oidc/revoke` (client-secret checks).
+    pub token_per_minute: u32,
+    /// Requests allowed at once above the steady rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            login_per_minute: 60,
+            acs_per_minute: 60,
+            slo_per_minute: 60,
+            secret_forms_per_minute: 20,
+            token_per_minute: 600,
+            burst: 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks the section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10).contains(&self.header_read_timeout_seconds) {
+            return Err(invalid(
+                "limits.header_read_timeout_seconds",
+                "must be between 1 and 10",
+            ));
+        }
+        if !(1..=30).contains(&self.request_timeout_seconds) {
+            return Err(invalid(
+                "limits.request_timeout_seconds",
+                "must be between 1 and 30",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if !(1..=60).contains(&self.verify_deadline_seconds) {
+            return Err(invalid(
+                "limits.verify_deadline_seconds",
+                "must be between 1 and 60",
+            ));
+        }
+        for (key, ms) in [
+            ("limits.verify_queue_wait_ms", self.verify_queue_wait_ms),
+            ("limits.argon2_queue_wait_ms", self.argon2_queue_wait_ms),
+        ] {
+            if !(1..=30_000).contains(&ms) {
+                return Err(invalid(key, "must be between 1 and 30000"));
+            }
+        }
+        if let Some(h) = &self.client_ip_header
+            && axum::http::HeaderName::try_from(h.as_str()).is_err()
+        {
+            return Err(invalid("limits.client_ip_header", "not a header name"));
+        }
+        let r = &self.rate;
+        for (key, v) in [
+            ("limits.rate.login_per_minute", r.login_per_minute),
+            ("limits.rate.acs_per_minute", r.acs_per_minute),
+            ("limits.rate.slo_per_minute", r.slo_per_minute),
+            (
+                "limits.rate.secret_forms_per_minute",
+                r.secret_forms_per_minute,
+            ),
+            ("limits.rate.token_per_minute", r.token_per_minute),
+            ("limits.rate.burst", r.burst),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if !(1..=1024).contains(&self.txlog_unverified_max_kib) {
+            return Err(invalid(
+                "limits.txlog_unverified_max_kib",
+                "must be between 1 and 1024",
+            ));
+        }
+        Ok(())
+    }
+
+    fn workers(n: usize) -> usize {
+        if n > 0 {
+            n
+        } else {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        }
+    }
+
+    /// The verification pool's bounds.
+    pub fn verify_pool(&self) -> crate::blocking::PoolLimits {
+        crate::blocking::PoolLimits {
+            workers: Self::workers(self.verify_workers),
+            queue_wait: std::time::Duration::from_millis(self.verify_queue_wait_ms),
+            deadline: std::time::Duration::from_secs(self.verify_deadline_seconds),
+        }
+    }
+
+    /// The argon2 pool's bounds (a hash is never abandoned half-way: long deadline).
+    pub fn argon2_pool(&self) -> crate::blocking::PoolLimits {
+        crate::blocking::PoolLimits {
+            workers: Self::workers(self.argon2_workers),
+            queue_wait: std::time::Duration::from_millis(self.argon2_queue_wait_ms),
+            deadline: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// The OpenID Connect provider.
@@ -268,6 +441,10 @@ pub struct SpConfig {
     /// Tolerated clock difference with IdPs, in seconds.
     #[serde(default = "default_skew")]
     pub clock_skew_seconds: u64,
+    /// Furthest ahead of now an IdP may put an Assertion's NotOnOrAfter, in seconds;
+    /// a later one is refused (it would also keep the replay cache that long).
+    #[serde(default = "default_max_assertion_validity")]
+    pub max_assertion_validity_seconds: u64,
     /// Public or private SP: decides the metadata extensions and certificate policy.
     pub sector: SpSector,
     /// Organization block of the metadata.
@@ -289,6 +466,9 @@ fn default_comparison() -> String {
 }
 fn default_request_ttl() -> u64 {
     600
+}
+fn default_max_assertion_validity() -> u64 {
+    1800
 }
 fn default_skew() -> u64 {
     60
@@ -569,6 +749,7 @@ impl Config {
                 "must be between 16384 and 4194304",
             ));
         }
+        self.limits.validate()?;
         let sp = &self.sp;
         check_url("sp.entity_id", &sp.entity_id, prod)?;
         if sp.entity_id.len() > 1024 {
@@ -589,6 +770,12 @@ impl Config {
             return Err(invalid(
                 "sp.request_ttl_seconds",
                 "must be between 1 and 3600",
+            ));
+        }
+        if !(60..=86_400).contains(&sp.max_assertion_validity_seconds) {
+            return Err(invalid(
+                "sp.max_assertion_validity_seconds",
+                "must be between 60 and 86400",
             ));
         }
         if sp.clock_skew_seconds > 300 {

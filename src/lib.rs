@@ -8,6 +8,8 @@
 pub mod accounts;
 /// Wiring configuration into running services.
 pub mod app;
+/// Bounded pools for CPU-bound work on untrusted input (XML-DSig, argon2).
+pub mod blocking;
 /// Typed, layered configuration (TOML + environment), validated at start.
 pub mod config;
 /// The SPID abilitazione: state machine, Codice Personale, forms, the service.

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use openssl::sha::sha256;
 use serde::{Deserialize, Serialize};
 
+use crate::blocking::{BlockingPool, PoolError};
 use crate::federation::Federation;
 use crate::saml::logout::{self, LogoutOutcome};
 use crate::saml::request::{Binding, build_authn_request};
@@ -53,6 +54,9 @@ pub enum SsoError {
     /// The state store cannot be reached.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The verification pool is saturated (or a job overran its deadline).
+    #[error(transparent)]
+    Busy(#[from] PoolError),
     /// An internal failure (task join, serialization).
     #[error("internal error: {0}")]
     Internal(String),
@@ -70,6 +74,7 @@ impl SsoError {
             Self::Replay => "SAML_REPLAY",
             Self::State(StateError::Unavailable(_)) => "POLIS_STATE_UNAVAILABLE",
             Self::State(_) => "POLIS_STATE_ERROR",
+            Self::Busy(e) => e.code(),
             Self::Internal(_) => "POLIS_INTERNAL",
         }
     }
@@ -96,6 +101,10 @@ pub struct SsoSettings {
     pub request_ttl: Duration,
     /// Clock skew tolerated.
     pub clock_skew: Duration,
+    /// Furthest ahead an IdP may put an Assertion's NotOnOrAfter (caps the replay TTL).
+    pub max_assertion_validity: Duration,
+    /// Bytes of a rejected (unverified) Response kept in the transaction log.
+    pub txlog_unverified_max_bytes: usize,
     /// Bounds for inbound messages.
     pub limits: Limits,
 }
@@ -179,6 +188,7 @@ pub struct SsoService {
     federation: Arc<Federation>,
     state: Arc<dyn StateStore>,
     txlog: Arc<dyn TxLog>,
+    pool: BlockingPool,
 }
 
 impl std::fmt::Debug for SsoService {
@@ -202,6 +212,7 @@ impl SsoService {
         federation: Arc<Federation>,
         state: Arc<dyn StateStore>,
         txlog: Arc<dyn TxLog>,
+        pool: BlockingPool,
     ) -> Self {
         Self {
             settings,
@@ -209,6 +220,7 @@ impl SsoService {
             federation,
             state,
             txlog,
+            pool,
         }
     }
 
@@ -297,6 +309,22 @@ impl SsoService {
         let result = self
             .consume_inner(saml_response, relay_state, now, &mut rec)
             .await;
+        if let Some(xml) = rec.resp_xml.take() {
+            // An unverified Response is the sender's bytes, not the IdP's: keep a bounded
+            // prefix and the hash of the whole.
+            let verified = matches!(
+                &result,
+                Ok(_)
+                    | Err(SsoError::Saml(SamlError::IdpStatus {
+                        authenticated: true,
+                        ..
+                    }))
+            );
+            rec.set_response_xml(
+                &xml,
+                (!verified).then_some(self.settings.txlog_unverified_max_bytes),
+            );
+        }
         match &result {
             Ok(_) => rec.outcome = TxOutcome::Accepted,
             Err(SsoError::Saml(SamlError::IdpStatus { code, status, .. })) => {
@@ -325,7 +353,10 @@ impl SsoService {
         let limits = self.settings.limits;
         let xml = binding::decode_post(saml_response, limits.max_bytes)?;
         rec.resp_xml = Some(xml.clone());
-        let parsed = run_blocking(move || response::parse(&xml, limits)).await??;
+        let parsed = self
+            .pool
+            .run(move || response::parse(&xml, limits))
+            .await??;
         rec.resp_id = parsed.id().map(str::to_owned);
         rec.resp_issue_instant = parsed.issue_instant().map(str::to_owned);
         rec.resp_issuer = parsed.issuer().map(str::to_owned);
@@ -364,21 +395,26 @@ impl SsoService {
         let settings = self.settings.clone();
         let skew = chrono::Duration::from_std(settings.clock_skew)
             .map_err(|e| SsoError::Internal(e.to_string()))?;
-        let outcome = run_blocking(move || {
-            response::validate(
-                &parsed,
-                &ResponseCheck {
-                    pending: &pending,
-                    sp_entity_id: &settings.entity_id,
-                    acs_url: &settings.acs_url,
-                    idp_certs: &certs,
-                    now,
-                    clock_skew: skew,
-                    limits: settings.limits,
-                },
-            )
-        })
-        .await?;
+        let max_validity = chrono::Duration::from_std(settings.max_assertion_validity)
+            .map_err(|e| SsoError::Internal(e.to_string()))?;
+        let outcome = self
+            .pool
+            .run(move || {
+                response::validate(
+                    &parsed,
+                    &ResponseCheck {
+                        pending: &pending,
+                        sp_entity_id: &settings.entity_id,
+                        acs_url: &settings.acs_url,
+                        idp_certs: &certs,
+                        now,
+                        clock_skew: skew,
+                        max_validity,
+                        limits: settings.limits,
+                    },
+                )
+            })
+            .await?;
         let verified: VerifiedAssertion = match outcome {
             Ok(v) => v,
             Err(
@@ -394,15 +430,14 @@ impl SsoService {
             }
             Err(e) => return Err(e.into()),
         };
-        if self.state.take(&req_key).await?.is_none() {
-            // Another post of the same Response won the race.
-            return Err(SsoError::UnknownRequest);
-        }
         rec.assertion_id = Some(verified.assertion_id().to_owned());
         rec.assertion_subject = Some(verified.name_id().to_owned());
         rec.assertion_subject_name_qualifier = Some(verified.name_qualifier().to_owned());
         rec.acr = Some(verified.level().uri().to_owned());
-        // R-REPLAY: the assertion ID is remembered until it could no longer be accepted.
+        // R-REPLAY: the assertion ID is remembered until it could no longer be accepted
+        // (NotOnOrAfter is capped by `max_assertion_validity`, so the TTL is bounded).
+        // Remembered *before* the request is consumed: nothing that can fail runs after
+        // the consume, so a person never loses a login to a 5xx.
         let replay_key = format!(
             "polis:aid:{}",
             hex::encode(sha256(
@@ -412,6 +447,10 @@ impl SsoService {
         let ttl = ttl_until(verified.not_on_or_after(), now, self.settings.clock_skew);
         if !self.state.put_if_absent(&replay_key, b"1", ttl).await? {
             return Err(SsoError::Replay);
+        }
+        if self.state.take(&req_key).await?.is_none() {
+            // Another post of the same Response won the race.
+            return Err(SsoError::UnknownRequest);
         }
         let session = LoginSession {
             idp_entity_id: verified.idp_entity_id().to_owned(),
@@ -481,12 +520,21 @@ impl SsoService {
         now: DateTime<Utc>,
     ) -> Result<LogoutOutcome, SsoError> {
         let limits = self.settings.limits;
-        let id = match &message {
-            SloMessage::Redirect { raw_query } => {
-                logout::peek_logout_response_redirect(raw_query, limits)?
-            }
-            SloMessage::Post { value, .. } => logout::peek_logout_response_post(value, limits)?,
-        };
+        let message = OwnedSloMessage::from(message);
+        let (message, id) = self
+            .pool
+            .run(move || {
+                let id = match &message {
+                    OwnedSloMessage::Redirect { raw_query } => {
+                        logout::peek_logout_response_redirect(raw_query, limits)
+                    }
+                    OwnedSloMessage::Post { value, .. } => {
+                        logout::peek_logout_response_post(value, limits)
+                    }
+                };
+                id.map(|id| (message, id))
+            })
+            .await??;
         if id.is_empty() || id.len() > 128 {
             return Err(SsoError::UnknownRequest);
         }
@@ -502,25 +550,33 @@ impl SsoService {
             .federation
             .get(&pending.idp_entity_id)
             .ok_or(SsoError::UnknownIdp)?;
-        let check = logout::LogoutResponseCheck {
-            pending: &pending,
-            slo_url: &self.settings.slo_url,
-            idp_certs: &idp.descriptor.signing_certs,
-            now,
-            clock_skew: chrono::Duration::from_std(self.settings.clock_skew)
-                .map_err(|e| SsoError::Internal(e.to_string()))?,
-            max_age: chrono::Duration::from_std(self.settings.request_ttl)
-                .map_err(|e| SsoError::Internal(e.to_string()))?,
-            limits,
-        };
-        let outcome = match message {
-            SloMessage::Redirect { raw_query } => {
-                logout::verify_logout_response_redirect(raw_query, &check)?
-            }
-            SloMessage::Post { value, relay_state } => {
-                logout::verify_logout_response_post(value, relay_state, &check)?
-            }
-        };
+        let clock_skew = chrono::Duration::from_std(self.settings.clock_skew)
+            .map_err(|e| SsoError::Internal(e.to_string()))?;
+        let max_age = chrono::Duration::from_std(self.settings.request_ttl)
+            .map_err(|e| SsoError::Internal(e.to_string()))?;
+        let slo_url = self.settings.slo_url.clone();
+        let outcome = self
+            .pool
+            .run(move || {
+                let check = logout::LogoutResponseCheck {
+                    pending: &pending,
+                    slo_url: &slo_url,
+                    idp_certs: &idp.descriptor.signing_certs,
+                    now,
+                    clock_skew,
+                    max_age,
+                    limits,
+                };
+                match &message {
+                    OwnedSloMessage::Redirect { raw_query } => {
+                        logout::verify_logout_response_redirect(raw_query, &check)
+                    }
+                    OwnedSloMessage::Post { value, relay_state } => {
+                        logout::verify_logout_response_post(value, relay_state.as_deref(), &check)
+                    }
+                }
+            })
+            .await??;
         if self.state.take(&key).await?.is_none() {
             return Err(SsoError::UnknownRequest);
         }
@@ -530,33 +586,49 @@ impl SsoService {
     /// An IdP-initiated LogoutRequest (§5 S3), verified with the keys of the IdP it
     /// names. The caller ends the matching sessions, then answers with
     /// [`logout_response`](Self::logout_response) — Success also when none existed.
-    pub fn verify_idp_logout(
+    pub async fn verify_idp_logout(
         &self,
         message: SloMessage<'_>,
         now: DateTime<Utc>,
     ) -> Result<logout::VerifiedLogoutRequest, SsoError> {
-        let check = logout::LogoutRequestCheck {
-            slo_url: &self.settings.slo_url,
-            now,
-            clock_skew: chrono::Duration::from_std(self.settings.clock_skew)
-                .map_err(|e| SsoError::Internal(e.to_string()))?,
-            max_age: chrono::Duration::from_std(self.settings.request_ttl)
-                .map_err(|e| SsoError::Internal(e.to_string()))?,
-            limits: self.settings.limits,
-        };
-        let certs = |issuer: &str| {
-            self.federation
-                .get(issuer)
-                .map(|idp| idp.descriptor.signing_certs.clone())
-        };
-        Ok(match message {
-            SloMessage::Redirect { raw_query } => {
-                logout::verify_logout_request_redirect(raw_query, certs, &check)?
-            }
-            SloMessage::Post { value, relay_state } => {
-                logout::verify_logout_request_post(value, relay_state, certs, &check)?
-            }
-        })
+        let clock_skew = chrono::Duration::from_std(self.settings.clock_skew)
+            .map_err(|e| SsoError::Internal(e.to_string()))?;
+        let max_age = chrono::Duration::from_std(self.settings.request_ttl)
+            .map_err(|e| SsoError::Internal(e.to_string()))?;
+        let slo_url = self.settings.slo_url.clone();
+        let limits = self.settings.limits;
+        let federation = Arc::clone(&self.federation);
+        let message = OwnedSloMessage::from(message);
+        Ok(self
+            .pool
+            .run(move || {
+                let check = logout::LogoutRequestCheck {
+                    slo_url: &slo_url,
+                    now,
+                    clock_skew,
+                    max_age,
+                    limits,
+                };
+                let certs = |issuer: &str| {
+                    federation
+                        .get(issuer)
+                        .map(|idp| idp.descriptor.signing_certs.clone())
+                };
+                match &message {
+                    OwnedSloMessage::Redirect { raw_query } => {
+                        logout::verify_logout_request_redirect(raw_query, certs, &check)
+                    }
+                    OwnedSloMessage::Post { value, relay_state } => {
+                        logout::verify_logout_request_post(
+                            value,
+                            relay_state.as_deref(),
+                            certs,
+                            &check,
+                        )
+                    }
+                }
+            })
+            .await??)
     }
 
     /// Our signed LogoutResponse (Success) to a verified IdP LogoutRequest, by
@@ -604,10 +676,27 @@ impl SsoService {
     }
 }
 
-async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, SsoError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SsoError::Internal(e.to_string()))
+/// [`SloMessage`] owned, to move into the verification pool.
+enum OwnedSloMessage {
+    Redirect {
+        raw_query: String,
+    },
+    Post {
+        value: String,
+        relay_state: Option<String>,
+    },
+}
+
+impl From<SloMessage<'_>> for OwnedSloMessage {
+    fn from(m: SloMessage<'_>) -> Self {
+        match m {
+            SloMessage::Redirect { raw_query } => Self::Redirect {
+                raw_query: raw_query.to_owned(),
+            },
+            SloMessage::Post { value, relay_state } => Self::Post {
+                value: value.to_owned(),
+                relay_state: relay_state.map(str::to_owned),
+            },
+        }
+    }
 }

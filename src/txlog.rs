@@ -72,8 +72,15 @@ pub struct TxRecord {
     pub assertion_subject_name_qualifier: Option<String>,
     /// `AuthnContextClassRef` of the assertion (SpidL1/L2/L3 URI).
     pub acr: Option<String>,
-    /// The full Response XML as received (base64-decoded).
+    /// The Response XML as received (base64-decoded): whole when accepted or signed by
+    /// the IdP; for a rejected one at most `limits.txlog_unverified_max_kib` KiB.
     pub resp_xml: Option<String>,
+    /// Hex SHA-256 of the whole Response XML as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp_sha256: Option<String>,
+    /// True when `resp_xml` holds only the beginning of the Response.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resp_truncated: bool,
 }
 
 impl TxRecord {
@@ -96,7 +103,27 @@ impl TxRecord {
             assertion_subject_name_qualifier: None,
             acr: None,
             resp_xml: None,
+            resp_sha256: None,
+            resp_truncated: false,
         }
+    }
+
+    /// Keeps the Response XML; with `max_bytes`, only its first bytes (cut on a
+    /// character boundary). The SHA-256 of the whole is kept either way.
+    pub fn set_response_xml(&mut self, xml: &str, max_bytes: Option<usize>) {
+        self.resp_sha256 = Some(hex::encode(openssl::sha::sha256(xml.as_bytes())));
+        let keep = match max_bytes {
+            Some(max) if xml.len() > max => {
+                let mut end = max;
+                while !xml.is_char_boundary(end) {
+                    end -= 1;
+                }
+                self.resp_truncated = true;
+                xml.get(..end).unwrap_or_default()
+            }
+            _ => xml,
+        };
+        self.resp_xml = Some(keep.to_owned());
     }
 }
 

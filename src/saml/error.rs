@@ -98,6 +98,10 @@ pub enum SamlError {
         /// What is wrong.
         reason: String,
     },
+    /// An attribute is ambiguous (twice, several values, several statements) or breaks
+    /// a bound (length, control characters, not an e-mail address).
+    #[error("attribute refused: {0}")]
+    Attribute(String),
     /// A time check failed (expired, in the future, before the request).
     #[error("time check failed: {0}")]
     Time(String),
@@ -145,6 +149,7 @@ impl SamlError {
             Self::SignatureInvalid => "SAML_SIGNATURE_INVALID",
             Self::Missing(_) => "SAML_MISSING_FIELD",
             Self::Invalid { .. } => "SAML_INVALID_FIELD",
+            Self::Attribute(_) => "SAML_ATTRIBUTE",
             Self::Time(_) => "SAML_TIME",
             Self::Mismatch(_) => "SAML_MISMATCH",
             Self::Level(_) => "SAML_LEVEL",

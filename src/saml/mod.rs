@@ -4,6 +4,8 @@
 //! async runtime. samael/xmlsec is used only as the XML-DSig engine, behind our own
 //! hardening in [`response`] (see ARCHITECTURE.md, "The ACS trust path").
 
+/// The attributes of a verified Assertion: one value each, bounded.
+pub mod attributes;
 /// Redirect and POST binding encodings (deflate, base64, query signing octets).
 pub mod binding;
 /// Typed errors with stable codes.

@@ -135,6 +135,9 @@ pub struct ResponseCheck<'a> {
     pub now: DateTime<Utc>,
     /// Tolerated clock difference.
     pub clock_skew: Duration,
+    /// Furthest ahead of `now` an IdP may put NotOnOrAfter (it also caps the
+    /// replay-cache TTL).
+    pub max_validity: Duration,
     /// Bounds for re-reading the reduced document.
     pub limits: Limits,
 }
@@ -350,10 +353,16 @@ fn validate_assertion(
     if name_id.is_empty() {
         return Err(SamlError::Missing("NameID"));
     }
+    super::attributes::check_bounded("NameID", &name_id, super::attributes::MAX_NAME_ID)?;
     if required_attr(name_id_el, "Format")? != FORMAT_TRANSIENT {
         return Err(SamlError::invalid("NameID", "Format must be transient"));
     }
     let name_qualifier = required_attr(name_id_el, "NameQualifier")?.to_owned();
+    super::attributes::check_bounded(
+        "NameQualifier",
+        &name_qualifier,
+        super::attributes::MAX_ENTITY_ID,
+    )?;
     let mut confirmations = subject.children_named(NS_SAML, "SubjectConfirmation");
     let confirmation = confirmations
         .next()
@@ -387,6 +396,12 @@ fn validate_assertion(
             "SubjectConfirmationData has expired".into(),
         ));
     }
+    // The IdP chooses these times; they also size the replay cache: capped.
+    if scd_not_after > c.now + c.max_validity {
+        return Err(SamlError::Time(
+            "SubjectConfirmationData NotOnOrAfter is further ahead than allowed".into(),
+        ));
+    }
 
     // R-COND
     let conditions = a.required_child(NS_SAML, "Conditions")?;
@@ -405,6 +420,11 @@ fn validate_assertion(
     )?;
     if not_after + c.clock_skew <= c.now {
         return Err(SamlError::Time("Conditions have expired".into()));
+    }
+    if not_after > c.now + c.max_validity {
+        return Err(SamlError::Time(
+            "Conditions NotOnOrAfter is further ahead than allowed".into(),
+        ));
     }
     let mut restrictions = conditions
         .children_named(NS_SAML, "AudienceRestriction")
@@ -449,33 +469,11 @@ fn validate_assertion(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-
-    // R-ATTR
-    let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for statement in a.children_named(NS_SAML, "AttributeStatement") {
-        let mut any = false;
-        for attr in statement.children_named(NS_SAML, "Attribute") {
-            any = true;
-            let name = required_attr(attr, "Name")?;
-            let values: Vec<String> = attr
-                .children_named(NS_SAML, "AttributeValue")
-                .map(|v| v.trimmed_text().to_owned())
-                .collect();
-            if values.is_empty() {
-                return Err(SamlError::invalid(
-                    "Attribute",
-                    format!("{name} has no value"),
-                ));
-            }
-            attributes
-                .entry(name.to_owned())
-                .or_default()
-                .extend(values);
-        }
-        if !any {
-            return Err(SamlError::Missing("Attribute"));
-        }
+    if let Some(si) = &session_index {
+        super::attributes::check_bounded("SessionIndex", si, super::attributes::MAX_NAME_ID)?;
     }
+
+    let attributes = super::attributes::read(a)?;
 
     Ok(VerifiedAssertion {
         idp_entity_id: c.pending.idp_entity_id.clone(),

@@ -112,8 +112,8 @@ impl SigningKey {
     /// Signs the first `ds:Signature` template in `xml` (see [`signature_template`]).
     /// Returns the document without the XML declaration.
     pub fn sign_enveloped(&self, xml: &str) -> Result<String, SamlError> {
-        let signed =
-            Crypto::sign_xml(xml, &self.key_der).map_err(|e| SamlError::Signing(e.to_string()))?;
+        let signed = Crypto::sign_xml(xml, &self.key_der)
+            .map_err(|e| SamlError::Signing(format!("{e:?}")))?;
         Ok(strip_xml_declaration(&signed).to_owned())
     }
 

@@ -144,6 +144,7 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
     if input.len() > limits.max_bytes {
         return Err(SamlError::TooLarge);
     }
+    check_characters(input)?;
     let mut reader = NsReader::from_str(input);
     {
         let cfg = reader.config_mut();
@@ -157,8 +158,10 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
+    let mut first = true;
     loop {
         let (resolved, event) = reader.read_resolved_event().map_err(xml_err)?;
+        let is_first = std::mem::replace(&mut first, false);
         let ns = match &event {
             Event::Start(_) | Event::Empty(_) => resolved_ns(resolved)?,
             _ => None,
@@ -255,7 +258,9 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
                         }
                     }
                 };
-                let ch = ch.ok_or_else(|| SamlError::Xml("invalid character reference".into()))?;
+                let ch = ch
+                    .filter(|c| is_xml_char(*c))
+                    .ok_or_else(|| SamlError::Xml("invalid character reference".into()))?;
                 match stack.last_mut() {
                     Some(top) => top.text.push(ch),
                     None => {
@@ -264,7 +269,10 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
                 }
             }
             Event::Comment(_) => {}
-            Event::Decl(_) if root.is_none() && stack.is_empty() && elements == 0 => {}
+            // Only as the very first bytes: libxml2 reads nothing else as a declaration.
+            Event::Decl(ref decl) if is_first && input.starts_with("<?xml") => {
+                check_declaration(decl)?;
+            }
             Event::Decl(_) => return Err(SamlError::Xml("misplaced XML declaration".into())),
             Event::DocType(_) => return Err(SamlError::Xml("DOCTYPE is not allowed".into())),
             Event::PI(_) => {
@@ -279,6 +287,44 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
         return Err(SamlError::Xml("unexpected end of document".into()));
     }
     root.ok_or_else(|| SamlError::Xml("no root element".into()))
+}
+
+/// XML 1.0 `Char`: what libxml2 accepts in a document; anything else is refused
+/// here so both parsers see the same characters.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// One view of the bytes: the input is already UTF-8 (a `&str`); refuse a byte-order
+/// mark (UTF-8's included: UTF-16/32 ones cannot be valid UTF-8 text) and characters
+/// XML does not allow.
+fn check_characters(input: &str) -> Result<(), SamlError> {
+    if input.starts_with('\u{FEFF}') {
+        return Err(SamlError::Encoding("byte-order mark".into()));
+    }
+    if input.chars().any(|c| !is_xml_char(c)) {
+        return Err(SamlError::Encoding("character not allowed in XML".into()));
+    }
+    Ok(())
+}
+
+/// The XML declaration: version 1.0 and, if an encoding is named, UTF-8 (any case).
+/// Any other encoding would make libxml2 read different characters than we did.
+fn check_declaration(decl: &quick_xml::events::BytesDecl<'_>) -> Result<(), SamlError> {
+    let version = decl.version().map_err(xml_err)?;
+    if version.as_ref() != b"1.0" {
+        return Err(SamlError::Encoding("XML version other than 1.0".into()));
+    }
+    if let Some(encoding) = decl.encoding() {
+        let encoding = encoding.map_err(xml_err)?;
+        if !encoding.as_ref().eq_ignore_ascii_case(b"utf-8") {
+            return Err(SamlError::Encoding(format!(
+                "XML encoding `{}` (only UTF-8 is accepted)",
+                String::from_utf8_lossy(&encoding)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
@@ -335,6 +381,47 @@ mod tests {
         assert!(p("<r>").is_err());
         assert!(p("<r/><r/>").is_err());
         assert!(p("").is_err());
+    }
+
+    #[test]
+    fn one_view_of_the_characters() {
+        // UTF-7 hides markup from a UTF-8 reader; every non-UTF-8 spelling is refused.
+        for enc in [
+            "UTF-7",
+            "utf-7",
+            "UTF-16",
+            "ISO-8859-1",
+            "us-ascii",
+            "UTF8",
+            " UTF-8",
+        ] {
+            let doc = format!(r#"<?xml version="1.0" encoding="{enc}"?><r/>"#);
+            assert!(
+                matches!(
+                    p(&doc),
+                    Err(SamlError::Encoding(_)) | Err(SamlError::Xml(_))
+                ),
+                "{enc}"
+            );
+        }
+        let utf7 = r#"<?xml version="1.0" encoding="UTF-7"?><r>+ADw-x+AD4-</r>"#;
+        assert!(matches!(p(utf7), Err(SamlError::Encoding(_))));
+        for enc in ["UTF-8", "utf-8", "Utf-8"] {
+            let doc = format!(r#"<?xml version="1.0" encoding="{enc}"?><r/>"#);
+            assert!(p(&doc).is_ok(), "{enc}");
+        }
+        assert!(p(r#"<?xml version="1.0"?><r/>"#).is_ok());
+        assert!(matches!(
+            p(r#"<?xml version="1.1"?><r/>"#),
+            Err(SamlError::Encoding(_))
+        ));
+        assert!(matches!(p("\u{FEFF}<r/>"), Err(SamlError::Encoding(_))));
+        assert!(matches!(p("<r>\u{0}</r>"), Err(SamlError::Encoding(_))));
+        assert!(matches!(p("<r>\u{FFFE}</r>"), Err(SamlError::Encoding(_))));
+        assert!(p("<r>&#0;</r>").is_err());
+        // A declaration anywhere but at the very start is refused.
+        assert!(p(r#" <?xml version="1.0"?><r/>"#).is_err());
+        assert!(p(r#"<!-- c --><?xml version="1.0"?><r/>"#).is_err());
     }
 
     #[test]

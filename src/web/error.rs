@@ -12,6 +12,9 @@ use crate::saml::error::ErrorClass;
 use crate::sso::SsoError;
 use crate::state::StateError;
 
+/// `Retry-After` on 503 and 429 pages, seconds.
+const RETRY_AFTER_SECONDS: &str = "5";
+
 /// What the logging middleware records about a failed request.
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
@@ -174,6 +177,12 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Servizio temporaneamente non disponibile",
                 "Il servizio è momentaneamente non disponibile. Riprova tra qualche minuto.".to_owned(),
+                None,
+            ),
+            SsoError::Busy(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Servizio temporaneamente non disponibile",
+                "Il servizio sta ricevendo molte richieste in questo momento. Riprova tra qualche secondo.".to_owned(),
                 None,
             ),
             SsoError::State(_) | SsoError::Internal(_) => (
@@ -379,6 +388,16 @@ impl IntoResponse for AppError {
         .render()
         .unwrap_or_else(|_| format!("{} ({})", this.message, this.code));
         let mut resp = (this.status, Html(page)).into_response();
+        // Every 503 (and 429) tells clients when to come back.
+        if matches!(
+            this.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         resp.extensions_mut().insert(ErrorInfo {
             code: this.code,
             detail: this.detail,

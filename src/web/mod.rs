@@ -19,6 +19,8 @@ pub mod enablement;
 pub mod error;
 /// OpenID Connect endpoints.
 pub mod oidc;
+/// The HTTP listener: header-read timeout, connection cap, graceful shutdown.
+pub mod server;
 /// Session extractors: encrypted cookie, live session, CSRF-checked forms.
 pub mod session;
 /// SSO handlers: login, ACS, metadata, logout.
@@ -34,8 +36,9 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 
 pub use error::AppError;
 use error::ErrorInfo;
@@ -136,6 +139,37 @@ pub async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>
         .into_response()
 }
 
+/// The `x-request-id` a client sent, sanitized: logged beside ours, never used as ours.
+#[derive(Debug, Clone)]
+pub struct ClientRequestId(pub String);
+
+/// At most this many characters of a client's request id are logged.
+const CLIENT_REQUEST_ID_MAX: usize = 64;
+
+/// Keeps `[A-Za-z0-9._:-]` of a client's request id, at most 64 characters.
+fn sanitize_client_request_id(v: &HeaderValue) -> String {
+    v.as_bytes()
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        .take(CLIENT_REQUEST_ID_MAX)
+        .map(|b| char::from(*b))
+        .collect()
+}
+
+/// Every request gets a request id minted here (a UUID); a client's own
+/// `x-request-id` moves to [`ClientRequestId`] for the logs.
+async fn mint_request_id(mut req: Request<Body>, next: Next) -> Response {
+    if let Some(v) = req.headers_mut().remove(&REQUEST_ID) {
+        let client = sanitize_client_request_id(&v);
+        req.extensions_mut().insert(ClientRequestId(client));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    next.run(req).await
+}
+
 /// Logs every error response once, with its code, detail and request id.
 async fn log_errors(req: Request<Body>, next: Next) -> Response {
     let method = req.method().clone();
@@ -146,26 +180,39 @@ async fn log_errors(req: Request<Body>, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    let client_request_id = req
+        .extensions()
+        .get::<ClientRequestId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
     let resp = next.run(req).await;
     if let Some(info) = resp.extensions().get::<ErrorInfo>() {
         let status = resp.status().as_u16();
         if status >= 500 {
-            tracing::error!(%method, %path, status, code = info.code, detail = %info.detail, request_id, "request failed");
+            tracing::error!(%method, %path, status, code = info.code, detail = %info.detail, request_id, client_request_id, "request failed");
         } else {
-            tracing::warn!(%method, %path, status, code = info.code, detail = %info.detail, request_id, "request refused");
+            tracing::warn!(%method, %path, status, code = info.code, detail = %info.detail, request_id, client_request_id, "request refused");
         }
     }
     resp
 }
+
+/// The hard upper bound on one request, body included (`limits.request_timeout_seconds`
+/// sets a shorter one on the gateway's routes).
+const MAX_REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Adds the security headers, the request id and error logging to a router.
 pub fn harden(router: Router) -> Router {
     let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
     router
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            MAX_REQUEST_TIME,
+        ))
         .layer(middleware::from_fn(log_errors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(mint_request_id))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(csp),
@@ -185,8 +232,18 @@ pub fn harden(router: Router) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
+/// Bounds applied by the gateway's router.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterLimits {
+    /// Largest body on `/acs` and `/slo`.
+    pub max_body: usize,
+    /// A whole request, body included, must be handled within this time (else 408).
+    pub request_timeout: std::time::Duration,
+}
+
 /// The gateway's router.
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState, limits: RouterLimits) -> Router {
+    let max_body = limits.max_body;
     let routes = Router::new()
         .route("/", get(enablement::home))
         .route("/login", get(sso::login))
@@ -260,6 +317,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/readyz", get(sso::ready))
         .route("/static/{name}", get(static_asset))
         .fallback(|RequestId(id): RequestId| async move { AppError::not_found(&id) })
-        .with_state(state);
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ));
     harden(routes)
 }

@@ -14,8 +14,6 @@
 //! point at a [`Trap`]: a TCP listener the test opened on 127.0.0.1 that must never
 //! see a connection.
 
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +27,7 @@ use polis_gateway::saml::xml::Limits;
 use polis_gateway::saml::{SamlError, SigningKey, binding, xml};
 use polis_gateway::state::MemoryStore;
 
+use crate::support::Trap;
 use crate::support::craft::{
     Craft, RSA_SHA1, SHA1, SigSpec, Stage, XSLT, Xsw, element, status_error, without,
 };
@@ -49,50 +48,6 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-/// A TCP listener on 127.0.0.1 that nothing may connect to.
-///
-/// It is non-blocking and never accepts during the test. The gateway validates inside
-/// the request (its blocking work is awaited before the answer is written), and a
-/// `connect()` returns only once the kernel has queued the connection on this
-/// listener; so any fetch the gateway made is in the accept queue by the time the
-/// HTTP answer arrives, and [`Trap::assert_untouched`] finds it. Had the gateway
-/// blocked on the fetch, the client's 30 s timeout fails the test instead.
-struct Trap {
-    listener: TcpListener,
-    base: String,
-}
-
-impl Trap {
-    fn open() -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        Self { listener, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
-    }
-
-    fn assert_untouched(&self, what: &str) {
-        match self.listener.accept() {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Ok((_, peer)) => panic!("{what}: a connection reached the trap from {peer}"),
-            Err(e) => panic!("{what}: accept on the trap failed: {e}"),
-        }
-    }
-}
-
-#[test]
-fn the_trap_detects_a_connection() {
-    // The detector is not vacuous: a connection made before the check is found.
-    let trap = Trap::open();
-    let _conn = std::net::TcpStream::connect(trap.listener.local_addr().unwrap()).unwrap();
-    let caught = std::panic::catch_unwind(|| trap.assert_untouched("self-test"));
-    assert!(caught.is_err());
-    trap.assert_untouched("after the connection was taken");
 }
 
 /// An `application/x-www-form-urlencoded` body.
@@ -786,4 +741,196 @@ async fn malformed_posts_are_400_on_our_page() {
         Forged::raw(p, form(&[("RelayState", &p.relay_state)]), false)
     })
     .await;
+}
+
+/// `markup` as UTF-7 carries it past a UTF-8 reader: `<`, `>` and `"` in shifted
+/// base64, everything else as itself. A UTF-8 reader sees text; a UTF-7 reader sees
+/// elements.
+pub fn utf7_hidden(markup: &str) -> String {
+    markup
+        .chars()
+        .map(|c| match c {
+            '<' => "+ADw-".to_owned(),
+            '>' => "+AD4-".to_owned(),
+            '"' => "+ACI-".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A second `ds:Reference` to `url` with an XSLT transform whose cost is 2^`depth`
+/// template calls, written as markup (to be hidden with [`utf7_hidden`]).
+pub fn hidden_reference(url: &str, depth: u32) -> String {
+    format!(
+        concat!(
+            r#"<ds:Reference URI="{url}"><ds:Transforms><ds:Transform Algorithm="{xslt}">"#,
+            r#"<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0">"#,
+            r#"<xsl:template match="/"><xsl:call-template name="t"><xsl:with-param name="n" select="{depth}"/></xsl:call-template></xsl:template>"#,
+            r#"<xsl:template name="t"><xsl:param name="n"/><xsl:if test="$n &gt; 0">"#,
+            r#"<xsl:call-template name="t"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>"#,
+            r#"<xsl:call-template name="t"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>"#,
+            r#"</xsl:if></xsl:template></xsl:stylesheet></ds:Transform></ds:Transforms>"#,
+            r#"<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AAAA</ds:DigestValue></ds:Reference>"#
+        ),
+        url = url,
+        xslt = XSLT,
+        depth = depth,
+    )
+}
+
+/// `xml` declared in `encoding`, with `hidden` (UTF-7-encoded) inside the first
+/// SignedInfo, where only a UTF-7 reader would find it.
+pub fn with_hidden_markup(xml: &str, encoding: &str, hidden: &str) -> String {
+    let body = polis_gateway::saml::sign::strip_xml_declaration(xml);
+    let at = body.find("SignedInfo>").unwrap() + "SignedInfo>".len();
+    format!(
+        r#"<?xml version="1.0" encoding="{encoding}"?>{}{}{}"#,
+        &body[..at],
+        utf7_hidden(hidden),
+        &body[at..]
+    )
+}
+
+#[tokio::test]
+async fn non_utf8_encodings_hiding_a_remote_reference_and_xslt_are_refused() {
+    // Class 1 of issue 8: a UTF-7 declaration hid markup from the strict reader that
+    // libxml2 then parsed (a remote Reference fetched, an exponential XSLT run).
+    let env = env().await;
+    let trap = Trap::open();
+    for encoding in [
+        "UTF-7",
+        "utf-7",
+        "UTF7",
+        "csUnicode11UTF7",
+        "UTF-16",
+        "ISO-8859-1",
+        "EBCDIC-CP-US",
+    ] {
+        let mut elapsed = Vec::new();
+        for depth in [2, 40] {
+            let hidden = hidden_reference(&trap.url("utf7"), depth);
+            elapsed.push(
+                refuse(&env, 400, "SAML_ENCODING", |p| {
+                    let xml = Craft::for_login(&env, p).build(&env.idp_key);
+                    Forged::xml(p, &with_hidden_markup(&xml, encoding, &hidden))
+                })
+                .await,
+            );
+            trap.assert_untouched(&format!("{encoding}, XSLT depth {depth}"));
+        }
+        // 2^40 template calls would run for days: the answer must not depend on it.
+        assert!(
+            elapsed[1] < elapsed[0] * 4 + Duration::from_secs(1),
+            "{encoding}: {elapsed:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ambiguous_identities_are_refused_with_no_account_and_no_session() {
+    // Class 3 of issue 8: the first value used to win.
+    let env = env().await;
+    const GIULIA: &str = "BNCGLI85M52F205H";
+    const LUCA: &str = "VRDLCU72T10L219N";
+    let attrs = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = vec![
+            ("name".into(), "Giulia".into()),
+            ("familyName".into(), "Bianchi".into()),
+        ];
+        v.extend(
+            extra
+                .iter()
+                .map(|(k, x)| ((*k).to_owned(), (*x).to_owned())),
+        );
+        v
+    };
+    let giulia = format!("TINIT-{GIULIA}");
+    let luca = format!("TINIT-{LUCA}");
+    let two_fiscal_numbers = attrs(&[("fiscalNumber", &giulia), ("fiscalNumber", &luca)]);
+    type Edit = Box<dyn Fn(&mut Craft)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "two fiscalNumber attributes",
+            Box::new(move |c: &mut Craft| c.attributes = two_fiscal_numbers.clone()),
+        ),
+        (
+            "one attribute with two values",
+            Box::new({
+                let (giulia, luca) = (giulia.clone(), luca.clone());
+                move |c: &mut Craft| {
+                    c.attributes = attrs(&[("fiscalNumber", &giulia)]);
+                    let (g, l) = (giulia.clone(), luca.clone());
+                    c.edit_assertion = Some(Box::new(move |a| {
+                        a.replacen(
+                            &format!("{g}</saml:AttributeValue>"),
+                            &format!("{g}</saml:AttributeValue><saml:AttributeValue>{l}</saml:AttributeValue>"),
+                            1,
+                        )
+                    }));
+                }
+            }),
+        ),
+        (
+            "two AttributeStatements",
+            Box::new({
+                let giulia = giulia.clone();
+                move |c: &mut Craft| {
+                    c.attributes = attrs(&[("fiscalNumber", &giulia)]);
+                    c.edit_assertion = Some(Box::new(|a| {
+                        a.replacen(
+                            "</saml:AttributeStatement>",
+                            "</saml:AttributeStatement><saml:AttributeStatement><saml:Attribute Name=\"email\"><saml:AttributeValue>x@example.it</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>",
+                            1,
+                        )
+                    }));
+                }
+            }),
+        ),
+        (
+            "a 100 KB name",
+            Box::new({
+                let giulia = giulia.clone();
+                move |c: &mut Craft| {
+                    c.attributes = attrs(&[("fiscalNumber", &giulia)]);
+                    c.attributes[0].1 = "G".repeat(100_000);
+                }
+            }),
+        ),
+        (
+            "an e-mail with CR/LF",
+            Box::new({
+                let giulia = giulia.clone();
+                move |c: &mut Craft| {
+                    c.attributes = attrs(&[
+                        ("fiscalNumber", &giulia),
+                        ("email", "g@example.it\r\nBcc: all@example.it"),
+                    ]);
+                }
+            }),
+        ),
+        (
+            "a 200 KB NameID",
+            Box::new({
+                let giulia = giulia.clone();
+                move |c: &mut Craft| {
+                    c.attributes = attrs(&[("fiscalNumber", &giulia)]);
+                    c.name_id = "n".repeat(200_000);
+                }
+            }),
+        ),
+    ];
+    for (what, edit) in cases {
+        refuse(&env, 403, "SAML_ATTRIBUTE", |p| {
+            crafted(&env, p, |c| edit(c))
+        })
+        .await;
+        assert!(
+            env.account(GIULIA).await.is_none(),
+            "{what}: an account was made"
+        );
+        assert!(
+            env.account(LUCA).await.is_none(),
+            "{what}: an account was made"
+        );
+    }
 }

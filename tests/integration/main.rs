@@ -15,6 +15,9 @@ mod acs_negative;
 mod enablement;
 /// The example downstream service (`examples/istanze_esempio`) through the whole chain.
 mod example_app;
+/// Hostile input at the gate (issue 8): encodings on every XML path, the DSig engine's
+/// own defences, slow clients, request ids, the transaction log of rejected posts.
+mod hostile;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
 /// The OpenID Connect provider (issue 4): authorization, tokens, client

@@ -26,6 +26,7 @@ const SP: &str = "https://sp.example.it";
 const ACS: &str = "https://sp.example.it/acs";
 const REQ_ID: &str = "_0123456789abcdef0123456789abcdef";
 const SKEW_SECONDS: i64 = 60;
+const MAX_VALIDITY_SECONDS: i64 = 1800;
 
 /// The validation instant of every case.
 fn now() -> DateTime<Utc> {
@@ -84,6 +85,7 @@ fn validate_xml(xml: &str, pending: &PendingRequest) -> ResponseOutcome {
             idp_certs: &certs,
             now: now(),
             clock_skew: Duration::seconds(SKEW_SECONDS),
+            max_validity: Duration::seconds(MAX_VALIDITY_SECONDS),
             limits: Limits::default(),
         },
     )
@@ -1140,19 +1142,40 @@ fn r_attr_attributes() {
     // No AttributeStatement at all: accepted, no attributes.
     let v = accepted("no AttributeStatement", &with(|c| c.attributes.clear()));
     assert!(v.attributes().is_empty());
-    // Values are trimmed; a repeated attribute keeps every value in order.
+    // Values are trimmed.
     let v = accepted(
-        "padded and repeated",
+        "padded",
         &with(|c| {
-            c.attributes = vec![
-                ("email".into(), "  a@example.it\n".into()),
-                ("email".into(), "b@example.it".into()),
-            ];
+            c.attributes = vec![("email".into(), "  a@example.it\n".into())];
         }),
     );
     assert_eq!(
         v.attributes().get("email").map(Vec::as_slice),
-        Some(["a@example.it".to_owned(), "b@example.it".to_owned()].as_slice())
+        Some(["a@example.it".to_owned()].as_slice())
+    );
+    // One identity per Response (issue 8): an attribute named twice is refused, not
+    // resolved to its first value.
+    refused!(
+        "repeated",
+        with(|c| {
+            c.attributes = vec![
+                ("fiscalNumber".into(), "TINIT-RSSMRA80A01H501U".into()),
+                ("fiscalNumber".into(), "TINIT-VRDGPP80A01H501P".into()),
+            ];
+        }),
+        SamlError::Attribute(_)
+    );
+    refused!(
+        "e-mail with CR/LF",
+        with(|c| {
+            c.attributes = vec![("email".into(), "a@example.it&#13;&#10;Bcc: x@y.it".into())];
+        }),
+        SamlError::Attribute(_)
+    );
+    refused!(
+        "200 KB NameID",
+        with(|c| c.name_id = "x".repeat(200_000)),
+        SamlError::Attribute(_)
     );
 }
 

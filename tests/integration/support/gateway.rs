@@ -50,6 +50,8 @@ pub struct EnvOptions {
     pub oidc_post_logout_uri: Option<String>,
     /// [`OIDC_CLIENT`]'s `backchannel_logout_uri` (none by default).
     pub oidc_backchannel: Option<String>,
+    /// More configuration, appended as is (e.g. a `[limits]` section).
+    pub extra_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -62,6 +64,7 @@ impl Default for EnvOptions {
             oidc_redirect_uri: None,
             oidc_post_logout_uri: None,
             oidc_backchannel: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -320,6 +323,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             jwt_client_pem: polis_gateway::oidc::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
             secret_hash: polis_gateway::enablement::cp::hash_secret(OIDC_SECRET).unwrap(),
         });
+        let toml = toml + &opts.extra_toml;
         let mut text = toml.clone();
         if let Some(oidc) = &oidc {
             text.push_str(&oidc_section(tmp.path(), oidc));
@@ -329,8 +333,15 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         let mock = app::build_mock_idp(&cfg).unwrap();
         let running = spawn_gateway(&cfg, store.clone(), &mock, gw_listener).await;
         let idp_router = polis_gateway::mock_idp::router(mock.clone());
+        let idp_limits = app::server_limits(&cfg);
         let tasks = vec![tokio::spawn(async move {
-            let _ = axum::serve(idp_listener, idp_router).await;
+            let _ = polis_gateway::web::server::serve(
+                idp_listener,
+                idp_router,
+                idp_limits,
+                std::future::pending(),
+            )
+            .await;
         })];
         Env {
             gw,
@@ -948,13 +959,13 @@ async fn spawn_gateway(
         .unwrap();
     mock.add_sp_metadata(&gateway.metadata).unwrap();
     let router = gateway.router;
+    let limits = app::server_limits(cfg);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
+        let _ = polis_gateway::web::server::serve(listener, router, limits, async {
+            let _ = stopped.await;
+        })
+        .await;
     });
     RunningGateway {
         task,

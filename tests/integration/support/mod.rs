@@ -12,6 +12,7 @@ pub mod redis;
 pub mod smtp;
 
 use std::future::Future;
+use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -44,4 +45,49 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A TCP listener on 127.0.0.1 that nothing may connect to.
+///
+/// It is non-blocking and never accepts during the test. The gateway validates inside
+/// the request (its blocking work is awaited before the answer is written), and a
+/// `connect()` returns only once the kernel has queued the connection on this
+/// listener; so any fetch the gateway made is in the accept queue by the time the
+/// HTTP answer arrives, and [`Trap::assert_untouched`] finds it. Had the gateway
+/// blocked on the fetch, the client's 30 s timeout fails the test instead.
+pub struct Trap {
+    /// The listener (never accepted from during a test).
+    pub listener: TcpListener,
+    base: String,
+}
+
+impl Trap {
+    pub fn open() -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        Self { listener, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    pub fn assert_untouched(&self, what: &str) {
+        match self.listener.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("{what}: a connection reached the trap from {peer}"),
+            Err(e) => panic!("{what}: accept on the trap failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_trap_detects_a_connection() {
+    // The detector is not vacuous: a connection made before the check is found.
+    let trap = Trap::open();
+    let _conn = std::net::TcpStream::connect(trap.listener.local_addr().unwrap()).unwrap();
+    let caught = std::panic::catch_unwind(|| trap.assert_untouched("self-test"));
+    assert!(caught.is_err());
+    trap.assert_untouched("after the connection was taken");
 }

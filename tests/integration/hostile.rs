@@ -1,0 +1,408 @@
+//! Hostile input at the gate (issue 8), over real HTTP: non-UTF-8 documents on every
+//! path where XML meets libxml2 (`/slo` on both bindings, the mock IdP's SSO), the
+//! XML-DSig engine's own defences when a document is handed to it directly, `/healthz`
+//! during an attack, and slow clients at the HTTP edge.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use polis_gateway::saml::binding::{deflate_base64, encode_component};
+use polis_gateway::state::MemoryStore;
+use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::acs_negative::{hidden_reference, utf7_hidden, with_hidden_markup};
+use crate::support::Trap;
+use crate::support::craft::Craft;
+use crate::support::gateway::{Env, EnvOptions};
+
+const LOGOUT_REQUEST: &str = concat!(
+    r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" "#,
+    r#"xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_hostile" Version="2.0" "#,
+    r#"IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>x</saml:Issuer>"#,
+    r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>"#,
+    r#"</ds:SignedInfo></ds:Signature></samlp:LogoutRequest>"#
+);
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A LogoutRequest-shaped document declared in `encoding`, hiding a remote Reference
+/// with an XSLT of cost 2^`depth`.
+fn hostile_logout_request(trap: &Trap, encoding: &str, depth: u32) -> String {
+    with_hidden_markup(
+        LOGOUT_REQUEST,
+        encoding,
+        &hidden_reference(&trap.url("slo"), depth),
+    )
+}
+
+/// Times of `/healthz` answers taken while `attack` runs; the median must stay under
+/// 100 ms and none may take a second.
+async fn healthz_during<F: std::future::Future<Output = ()>>(env: &Env, attack: F) {
+    let c = client();
+    let probe = async {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let r = c.get(format!("{}/healthz", env.gw)).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            times.push(t.elapsed());
+        }
+        times
+    };
+    let (mut times, ()) = tokio::join!(probe, attack);
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(median < Duration::from_millis(100), "{times:?}");
+    assert!(times[times.len() - 1] < Duration::from_secs(1), "{times:?}");
+}
+
+#[tokio::test]
+async fn slo_on_both_bindings_refuses_non_utf8_documents_without_fetching() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let trap = Trap::open();
+    let attack = async {
+        for encoding in ["UTF-7", "utf-7", "UTF-16", "ISO-8859-1"] {
+            for depth in [2, 40] {
+                let xml = hostile_logout_request(&trap, encoding, depth);
+                // HTTP-POST
+                let t = Instant::now();
+                let r = client()
+                    .post(format!("{}/slo", env.gw))
+                    .form(&[("SAMLRequest", STANDARD.encode(&xml))])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 400, "POST {encoding}");
+                let page = r.text().await.unwrap();
+                assert!(page.contains("SAML_ENCODING"), "{page}");
+                assert!(t.elapsed() < Duration::from_secs(5));
+                // HTTP-Redirect
+                let query = format!(
+                    "SAMLRequest={}&SigAlg={}&Signature=AAAA",
+                    encode_component(&deflate_base64(&xml).unwrap()),
+                    encode_component("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+                );
+                let r = client()
+                    .get(format!("{}/slo?{query}", env.gw))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 400, "Redirect {encoding}");
+                assert!(r.text().await.unwrap().contains("SAML_ENCODING"));
+                trap.assert_untouched(&format!("/slo {encoding} depth {depth}"));
+            }
+        }
+    };
+    healthz_during(&env, attack).await;
+    trap.assert_untouched("after the attack");
+}
+
+#[tokio::test]
+async fn the_mock_idp_refuses_non_utf8_authn_requests_without_fetching() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let trap = Trap::open();
+    let request = concat!(
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" "#,
+        r#"xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_hostile" Version="2.0" "#,
+        r#"IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>x</saml:Issuer>"#,
+        r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>"#,
+        r#"</ds:SignedInfo></ds:Signature></samlp:AuthnRequest>"#
+    );
+    for encoding in ["UTF-7", "UTF-16", "ISO-8859-1"] {
+        let xml = with_hidden_markup(request, encoding, &hidden_reference(&trap.url("idp"), 40));
+        let t = Instant::now();
+        let r = client()
+            .post(format!("{}/sso", env.idp))
+            .form(&[("SAMLRequest", STANDARD.encode(&xml))])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{encoding}: {}", r.status());
+        assert!(t.elapsed() < Duration::from_secs(5));
+        trap.assert_untouched(&format!("mock IdP {encoding}"));
+    }
+}
+
+/// The XML-DSig engine on its own (our strict reader bypassed): the patched samael
+/// must not fetch, load entities or run XSLT whatever the document says.
+#[test]
+fn the_signature_engine_alone_never_fetches_or_runs_xslt() {
+    let trap = Trap::open();
+    let (key, _, cert_pem) = crate::support::gateway::idp_key("engine test");
+    let cert = openssl::x509::X509::from_pem(&cert_pem).unwrap();
+    let certs = [CertificateDer::from(cert.to_der().unwrap())];
+    let signed = key
+        .sign_enveloped(&format!(
+            r#"<r:Root xmlns:r="urn:r" ID="_root">{}<r:Data>x</r:Data></r:Root>"#,
+            polis_gateway::saml::sign::signature_template("_root", key.cert_base64())
+        ))
+        .unwrap();
+    // The control: the untouched document verifies.
+    assert!(
+        Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            &signed,
+            &certs,
+            ReduceMode::ValidateAndMarkNoAncestors,
+            None
+        )
+        .is_ok()
+    );
+    let remote = signed.replacen(
+        r##"URI="#_root""##,
+        &format!(r#"URI="{}""#, trap.url("ref")),
+        1,
+    );
+    let xslt = signed.replacen(
+        "</ds:Transforms>",
+        &format!(
+            r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"><xsl:template match="/"><xsl:copy-of select="document('{}')"/></xsl:template></xsl:stylesheet></ds:Transform></ds:Transforms>"#,
+            trap.url("xslt")
+        ),
+        1,
+    );
+    let entity = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE r:Root [<!ENTITY e SYSTEM "{}">]>{}"#,
+        trap.url("entity"),
+        signed.replacen("<r:Data>x</r:Data>", "<r:Data>&e;</r:Data>", 1)
+    );
+    let external_dtd = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE r:Root SYSTEM "{}">{signed}"#,
+        trap.url("dtd")
+    );
+    let xinclude = signed.replacen(
+        "<r:Data>x</r:Data>",
+        &format!(
+            r#"<r:Data><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{}"/></r:Data>"#,
+            trap.url("xinclude")
+        ),
+        1,
+    );
+    let utf7 = format!(
+        r#"<?xml version="1.0" encoding="UTF-7"?>{}"#,
+        signed.replacen(
+            "<ds:SignedInfo>",
+            &format!(
+                "<ds:SignedInfo>{}",
+                utf7_hidden(&hidden_reference(&trap.url("utf7"), 40))
+            ),
+            1
+        )
+    );
+    for (what, doc, must_fail) in [
+        ("remote Reference", remote, true),
+        ("XSLT transform", xslt, true),
+        ("external entity", entity, false),
+        ("external DTD", external_dtd, false),
+        ("XInclude", xinclude, false),
+        ("UTF-7 declaration", utf7, false),
+    ] {
+        let t = Instant::now();
+        let r = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            &doc,
+            &certs,
+            ReduceMode::ValidateAndMarkNoAncestors,
+            None,
+        );
+        if must_fail {
+            assert!(r.is_err(), "{what} was accepted");
+        }
+        if let Ok(reduced) = &r {
+            // Whatever verified is what we signed: nothing was substituted or included.
+            assert!(reduced.contains("<r:Data>"), "{what}: {reduced}");
+            assert!(!reduced.contains("include"), "{what}: {reduced}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}");
+        trap.assert_untouched(what);
+    }
+}
+
+/// Opens `n` connections that send a request line and then one header line every
+/// `every`, never finishing; returns them.
+async fn slow_header_clients(addr: &str, n: usize) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        conns.push(s);
+    }
+    conns
+}
+
+/// Waits until the server closes `s` (EOF or reset), feeding it a byte of `drip`
+/// every 500 ms; panics after `deadline`.
+async fn closed_within(mut s: TcpStream, drip: &'static [u8], deadline: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(started.elapsed() < deadline, "connection still open");
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {} // e.g. a 408 answer: keep reading until the close
+            Err(_) => {
+                if s.write_all(drip).await.is_err() {
+                    return started.elapsed();
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_slow_bodies_are_cut_off_and_the_gateway_keeps_serving() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            extra_toml: "\n[limits]\nheader_read_timeout_seconds = 2\nrequest_timeout_seconds = 3\nmax_connections = 512\n".into(),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let addr = env.gw.trim_start_matches("http://").to_owned();
+    let headers = slow_header_clients(&addr, 100).await;
+    let mut bodies = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            b"POST /acs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nSAMLRespon",
+        )
+        .await
+        .unwrap();
+        bodies.push(s);
+    }
+    // The gateway serves others meanwhile.
+    let (status, _) = env.get(&client(), "/healthz").await;
+    assert_eq!(status, 200);
+    let mut waits = Vec::new();
+    for s in headers {
+        waits.push(tokio::spawn(closed_within(
+            s,
+            b"X-Slow: 1\r\n",
+            Duration::from_secs(15),
+        )));
+    }
+    for s in bodies {
+        waits.push(tokio::spawn(closed_within(
+            s,
+            b"0123456789",
+            Duration::from_secs(15),
+        )));
+    }
+    let mut longest = Duration::ZERO;
+    for w in waits {
+        longest = longest.max(w.await.unwrap());
+    }
+    // Header timeout 2 s, request timeout 3 s: every one closed well before 15 s.
+    assert!(longest < Duration::from_secs(10), "{longest:?}");
+    let (status, _) = env.get(&client(), "/healthz").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            extra_toml: "\n[limits]\nheader_read_timeout_seconds = 2\n".into(),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let addr = env.gw.trim_start_matches("http://").to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Then silence: the server ends the kept-alive connection by itself.
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn request_ids_are_minted_by_the_server() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let r = client()
+        .get(format!("{}/nowhere", env.gw))
+        .header("x-request-id", "attacker-chosen")
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "attacker-chosen");
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains(&id) && !page.contains("attacker-chosen"));
+}
+
+#[tokio::test]
+async fn a_rejected_response_is_logged_truncated_with_its_hash() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let c = client();
+    let pending = env.start_login(&c, 2).await;
+    let mut craft = Craft::for_login(&env, &pending);
+    craft.assertion_sig.enabled = false;
+    let xml = craft.build(&env.idp_key);
+    // Padding in a comment makes the rejected document larger than the 16 KiB kept.
+    let xml = xml.replacen(
+        "<saml:Issuer",
+        &format!("<!--{}--><saml:Issuer", "p".repeat(40_000)),
+        1,
+    );
+    let r = env.post_acs_xml(&c, &xml, &pending.relay_state).await;
+    assert_eq!(r.status(), 403);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let rec = env
+        .txlog_records()
+        .into_iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(rec["outcome"], "rejected");
+    assert_eq!(rec["resp_truncated"], true);
+    assert_eq!(rec["resp_xml"].as_str().unwrap().len(), 16 * 1024);
+    assert_eq!(
+        rec["resp_sha256"],
+        hex::encode(openssl::sha::sha256(xml.as_bytes())).as_str()
+    );
+    // An accepted Response is kept whole.
+    let answer = env
+        .idp_answer(&c, 2, "redirect", "RSSMRA80A01H501U", "success")
+        .await;
+    let ok = env
+        .post_acs(&c, &answer.saml_response, &answer.relay_state)
+        .await;
+    assert_eq!(ok.status(), 303);
+    let id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let rec = env
+        .txlog_records()
+        .into_iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(rec["outcome"], "accepted");
+    assert!(rec.get("resp_truncated").is_none());
+    let whole = STANDARD.decode(&answer.saml_response).unwrap();
+    assert_eq!(rec["resp_xml"].as_str().unwrap().as_bytes(), &whole[..]);
+}
