@@ -530,7 +530,10 @@ impl StateStore for RedisStore {
 
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StateError> {
         let mut cmd = ::redis::cmd("EVAL");
-        cmd.arg(DELETE_IF_EQUALS_SCRIPT).arg(1).arg(key).arg(expected);
+        cmd.arg(DELETE_IF_EQUALS_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(expected);
         let deleted: i64 = self.run(&cmd).await?;
         Ok(deleted == 1)
     }

@@ -26,6 +26,22 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0 to find a free port")
 }
 
+/// `n` distinct valid codici fiscali of men called Mario Rossi born in Rome on 1 January
+/// of the years 1900 + 0..n (n ≤ 100): `RSSMRA<yy>A01H501` and its check character,
+/// found by letting `FiscalCode::parse` pick the one letter it accepts.
+pub fn mario_rossi_fiscal_codes(n: usize) -> Vec<String> {
+    assert!(n <= 100, "two-digit years give 100 codes");
+    (0..n)
+        .map(|year| {
+            let body = format!("RSSMRA{year:02}A01H501");
+            ('A'..='Z')
+                .map(|check| format!("{body}{check}"))
+                .find(|code| polis_gateway::accounts::FiscalCode::parse(code).is_ok())
+                .unwrap_or_else(|| panic!("no check character for {body}"))
+        })
+        .collect()
+}
+
 /// Awaits `probe` every 20 ms until it returns `Some`, or panics after `deadline`
 /// naming `what`. For waiting on a condition in async tests; never a bare sleep.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
