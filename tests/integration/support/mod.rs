@@ -42,6 +42,21 @@ pub fn mario_rossi_fiscal_codes(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Runs the futures concurrently, each as its own tokio task (so they really run in
+/// parallel on a multi-threaded runtime), and returns their outputs in order.
+pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await.expect("a joined task panicked"));
+    }
+    outputs
+}
+
 /// Awaits `probe` every 20 ms until it returns `Some`, or panics after `deadline`
 /// naming `what`. For waiting on a condition in async tests; never a bare sleep.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
