@@ -36,8 +36,9 @@
 //!
 //! The transitions that send a temporary CP («Accetto» and its retry, «Ripetizione
 //! invio», the recovery) first claim `polis:send:<account>` with `put_if_absent` and a
-//! random token (TTL [`SEND_CLAIM_TTL`]); the claim is held until the new state is
-//! stored and the mail sent (or failed), then released by its owner only
+//! random token (TTL [`SEND_CLAIM_TTL`], longer than the send may take: it is cut off
+//! at 60 s); the claim is held until the new state is stored and the mail sent (or
+//! failed), then released by its owner only
 //! (`delete_if_equals` with the token). A post that finds the claim taken changes
 //! nothing and gets [`EnablementError::Conflict`]; a post after the release sees the
 //! new state (and the `version` compare-and-set refuses a stale one). So however many
@@ -237,9 +238,13 @@ impl std::fmt::Debug for EnablementService {
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// How long a claim on a mail-sending transition lives if its owner never releases it
-/// (a crashed replica): longer than storing the state and sending one message take
-/// (the SMTP transport's timeout is 10 s by default).
+/// (a crashed replica): longer than storing the state and sending one message can take,
+/// since the send is cut off at [`SEND_DEADLINE`].
 pub const SEND_CLAIM_TTL: Duration = Duration::from_secs(120);
+/// The longest one temporary-CP message may take to send (each SMTP command also has
+/// `mail.transport.timeout_ms`, 10 s by default); past it the send is abandoned as
+/// `Unavailable` (the step can be repeated), well before the claim could expire.
+const SEND_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a login retries its account update when the account changed meanwhile.
 const LOGIN_UPDATE_TRIES: usize = 5;
 
@@ -486,7 +491,14 @@ impl EnablementService {
         let account = self.accounts.update(&account).await?;
         if transition.effects.contains(&Effect::SendTempCpMail) {
             let mail = self.temp_cp_mail(&account, &email, &temp, now)?;
-            self.mailer.send(&mail).await?;
+            tokio::time::timeout(SEND_DEADLINE, self.mailer.send(&mail))
+                .await
+                .map_err(|_| {
+                    MailError::Unavailable(format!(
+                        "no answer within {} s",
+                        SEND_DEADLINE.as_secs()
+                    ))
+                })??;
         }
         Ok(account)
     }
