@@ -31,6 +31,9 @@
 //! no other try was counted since its own, so a success in the middle of a burst of
 //! parallel tries does not give that burst a fresh allowance (the right try keeps its
 //! slot until the lock window ends); a success on its own starts afresh, as before.
+//! The temporary CP is the exception: it is consumed by its success, so its counter
+//! is never reset then (only when the right temporary CP came with a new CP that
+//! breaks the rules, which costs no try).
 //!
 //! ## Mail sent once
 //!
@@ -631,11 +634,21 @@ impl EnablementService {
                 EnablementError::TempCpWrong { remaining }
             });
         }
-        // The temporary CP is right: a new CP that breaks the rules costs no try.
-        self.forgive(&counter, count).await?;
-        let hash = self
+        // The temporary CP is right. A new CP that breaks the rules costs no try; on
+        // success the counter is left alone: the temporary CP is consumed with this
+        // write, and parallel tries still in flight against it must not get a fresh
+        // allowance (its HMAC check is instant, so "nothing counted since" would
+        // often hold here).
+        let hash = match self
             .checked_new_cp(&account, Some(temp_cp.to_owned()), new_cp, repeat)
-            .await?;
+            .await
+        {
+            Ok(hash) => hash,
+            Err(e) => {
+                self.forgive(&counter, count).await?;
+                return Err(e);
+            }
+        };
         if let Some(old) = account.cp_hash.take() {
             cp::push_history(&mut account.cp_history, old);
         }
