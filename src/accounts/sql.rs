@@ -7,9 +7,13 @@
 //! identity document) as JSON text. The `Any` driver only moves booleans, integers,
 //! floats, text and bytes, so every conversion happens in this file.
 //!
-//! Concurrency: every write is one autocommit statement. The UNIQUE indexes on
-//! `fiscal_code` and `username` decide races (a losing insert is re-read or retried with
-//! the next username), and `update` is a compare-and-set on `version` with `RETURNING`.
+//! Concurrency: every write is one autocommit statement, except `create`, which bumps
+//! the name's counter in `username_counters` and inserts the account in one
+//! transaction (so each namesake gets its own suffix, and a failed insert gives its
+//! number back). The UNIQUE indexes on `fiscal_code` and `username` decide races (a
+//! losing first login of the same person is re-read; a username taken by an account
+//! older than the counter moves the counter on and draws again, which cannot run out),
+//! and `update` is a compare-and-set on `version` with `RETURNING`.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -30,18 +34,31 @@ use super::{
 /// file in `migrations/` (a unit test checks the two agree). Listed by hand rather than
 /// with `sqlx::migrate!` so the build needs no `sqlx-macros`, which would compile both
 /// database drivers (and SQLite's C sources) a second time for the host.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../../migrations/0001_accounts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../migrations/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "username_counters",
+        include_str!("../../migrations/0002_username_counters.sql"),
+    ),
+];
 
 /// How long a caller waits for a pooled connection before `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite: how long (ms) a writer waits for the database lock before `Unavailable`.
 const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
-/// How many usernames `create` tries before giving up (each try follows a lost race).
-const USERNAME_ATTEMPTS: usize = 64;
+/// Draws the next suffix of a username base (1 for the first account of that name).
+const NEXT_SUFFIX: &str = "INSERT INTO username_counters (base, last_suffix) VALUES ($1, 1) \
+     ON CONFLICT (base) DO UPDATE SET last_suffix = username_counters.last_suffix + 1 \
+     RETURNING last_suffix";
+/// Moves a base's counter up to `$2` (never down).
+const RAISE_SUFFIX: &str = "INSERT INTO username_counters (base, last_suffix) VALUES ($1, $2) \
+     ON CONFLICT (base) DO UPDATE SET last_suffix = excluded.last_suffix \
+     WHERE username_counters.last_suffix < excluded.last_suffix";
 
 /// The columns of `accounts` in the order `account_from_row` reads them: one literal,
 /// spliced with `concat!` so every query stays `&'static str` (sqlx 0.9).
@@ -170,29 +187,51 @@ impl SqlAccountStore {
         row.as_ref().map(account_from_row).transpose()
     }
 
-    /// The smallest free `base`, `base2`, `base3`, … at this moment.
-    async fn free_username(&self, base: &str) -> Result<String, AccountError> {
+    /// The largest suffix in use for `base` at this moment (0 when none is).
+    async fn largest_suffix(&self, base: &str) -> Result<u64, AccountError> {
         let rows = sqlx::query("SELECT username FROM accounts WHERE username LIKE $1")
             .bind(format!("{base}%"))
             .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        let mut taken = Vec::with_capacity(rows.len());
+        let mut largest = 0;
         for row in &rows {
             let username: String = row.try_get(0).map_err(map_error)?;
             if let Some(n) = username_suffix(base, &username) {
-                taken.push(n);
+                largest = largest.max(n);
             }
         }
-        let mut n = 1u64;
-        while taken.contains(&n) {
-            n += 1;
-        }
-        Ok(if n == 1 {
+        Ok(largest)
+    }
+
+    /// One try of `create`: in one transaction, the next suffix of the base's counter
+    /// and the insert. On any error the transaction rolls back (the number is given
+    /// back).
+    async fn insert_with_next_username(
+        &self,
+        account: &mut Account,
+        base: &str,
+    ) -> Result<(), AccountError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let suffix: i64 = sqlx::query(NEXT_SUFFIX)
+            .bind(base.to_owned())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .try_get(0)
+            .map_err(map_error)?;
+        account.username = if suffix <= 1 {
             base.to_owned()
         } else {
-            format!("{base}{n}")
-        })
+            format!("{base}{suffix}")
+        };
+        let query = bind_data(sqlx::query(INSERT).bind(account.id.to_string()), account)?
+            .bind(account.last_access_at.map(timestamp_text))
+            .bind(timestamp_text(account.created_at))
+            .bind(timestamp_text(account.updated_at))
+            .bind(account.version);
+        query.execute(&mut *tx).await.map_err(map_error)?;
+        tx.commit().await.map_err(map_error)
     }
 }
 
@@ -228,23 +267,29 @@ impl AccountStore for SqlAccountStore {
             spid_code: new.spid_code.clone(),
             version: 1,
         };
-        for _ in 0..USERNAME_ATTEMPTS {
-            account.username = self.free_username(&base).await?;
-            let query = bind_data(sqlx::query(INSERT).bind(account.id.to_string()), &account)?
-                .bind(account.last_access_at.map(timestamp_text))
-                .bind(timestamp_text(account.created_at))
-                .bind(timestamp_text(account.updated_at))
-                .bind(account.version);
-            match query.execute(&self.pool).await.map_err(map_error) {
-                Ok(_) => return Ok(account),
-                // Someone took this username meanwhile: compute the next free one.
-                Err(AccountError::Duplicate(UniqueField::Username)) => continue,
+        // Every draw from the counter is a number no other caller gets, so only an
+        // account older than the counter (or one of another base whose name ends in
+        // digits) can hold the username drawn. Then the counter moves past every suffix
+        // in use and we draw again: each draw is larger than the last and the taken
+        // usernames are finite, so this ends, usually at the first try.
+        loop {
+            match self.insert_with_next_username(&mut account, &base).await {
+                Ok(()) => return Ok(account),
+                Err(AccountError::Duplicate(UniqueField::Username)) => {
+                    let largest = self.largest_suffix(&base).await?;
+                    let largest = i64::try_from(largest).map_err(|_| {
+                        AccountError::Backend("username suffix out of range".to_owned())
+                    })?;
+                    sqlx::query(RAISE_SUFFIX)
+                        .bind(base.clone())
+                        .bind(largest)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(map_error)?;
+                }
                 Err(err) => return Err(err),
             }
         }
-        Err(AccountError::Backend(format!(
-            "no free username for {base} after {USERNAME_ATTEMPTS} attempts"
-        )))
     }
 
     async fn find_by_id(&self, id: Uuid) -> Result<Option<Account>, AccountError> {

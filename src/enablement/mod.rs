@@ -16,11 +16,38 @@
 //!
 //! ## Counters in the state store (shared by replicas)
 //!
-//! - `polis:att:tcp:<account>:<hmac prefix>`: wrong tries on one temporary CP; at
+//! - `polis:att:tcp:<account>:<hmac prefix>`: tries on one temporary CP; at
 //!   `max_attempts` that CP is locked until a new one is sent (expires with it);
-//! - `polis:att:cp:<account>`: wrong current-CP tries; lock for `lockout_seconds`;
-//! - `polis:att:rec:<account>`: wrong recovery answers; lock for `lockout_seconds`;
+//! - `polis:att:cp:<account>`: current-CP tries; lock for `lockout_seconds`;
+//! - `polis:att:rec:<account>`: recovery answers; lock for `lockout_seconds`;
 //! - `polis:resend:<account>`: resends asked in the last 24 h.
+//!
+//! A try is **counted before it is evaluated**: one `incr` (a single state-store
+//! command) gives it its number, and only a number within `max_attempts` gets the
+//! secret verified at all; a later one is refused as locked (429) without looking at
+//! the secret, so the right one is refused too once locked. N parallel tries, on one
+//! replica or many, get the numbers 1..=N and evaluate at most `max_attempts` secrets.
+//! A right secret resets its counter with `delete_if_equals(key, its number)`: only if
+//! no other try was counted since its own, so a success in the middle of a burst of
+//! parallel tries does not give that burst a fresh allowance (the right try keeps its
+//! slot until the lock window ends); a success on its own starts afresh, as before.
+//! The temporary CP is the exception: it is consumed by its success, so its counter
+//! is never reset then (only when the right temporary CP came with a new CP that
+//! breaks the rules, which costs no try).
+//!
+//! ## Mail sent once
+//!
+//! The transitions that send a temporary CP («Accetto» and its retry, «Ripetizione
+//! invio», the recovery) first claim `polis:send:<account>` with `put_if_absent` and a
+//! random token (TTL [`SEND_CLAIM_TTL`], longer than the send may take: it is cut off
+//! at 60 s); the claim is held until the new state is stored and the mail sent (or
+//! failed), then released by its owner only
+//! (`delete_if_equals` with the token). A post that finds the claim taken changes
+//! nothing and gets [`EnablementError::Conflict`]; a post after the release sees the
+//! new state (and the `version` compare-and-set refuses a stale one). So however many
+//! posts race, one sends. The claim is per account rather than per `version`: the
+//! sender's own write moves the version on while the mail is still being sent, and
+//! `accepted` is also the state from which a failed mail is retried.
 
 /// Codice Personale: temporary CP, rules, hashing.
 pub mod cp;
@@ -213,6 +240,14 @@ impl std::fmt::Debug for EnablementService {
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
+/// How long a claim on a mail-sending transition lives if its owner never releases it
+/// (a crashed replica): longer than storing the state and sending one message can take,
+/// since the send is cut off at [`SEND_DEADLINE`].
+pub const SEND_CLAIM_TTL: Duration = Duration::from_secs(120);
+/// The longest one temporary-CP message may take to send (each SMTP command also has
+/// `mail.transport.timeout_ms`, 10 s by default); past it the send is abandoned as
+/// `Unavailable` (the step can be repeated), well before the claim could expire.
+const SEND_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a login retries its account update when the account changed meanwhile.
 const LOGIN_UPDATE_TRIES: usize = 5;
 
@@ -374,23 +409,55 @@ impl EnablementService {
     /// "Accetto": issues the temporary CP and sends it with both forms. Posting again
     /// after a failed mail retries with a fresh CP.
     pub async fn accept(&self, id: Uuid, now: DateTime<Utc>) -> Result<Account, EnablementError> {
-        let account = self.account(id).await?;
-        let event = if account.enablement_state == EnablementState::Accepted {
-            Event::RetryDelivery
-        } else {
-            Event::Accept
-        };
-        let account = self.issue_and_send(account, event, now).await?;
-        // Delivered: only now the state says so.
-        self.step(account.id, Event::TempCpDelivered, |_, _| ())
-            .await
+        self.claimed(id, async {
+            let account = self.account(id).await?;
+            let event = if account.enablement_state == EnablementState::Accepted {
+                Event::RetryDelivery
+            } else {
+                Event::Accept
+            };
+            let account = self.issue_and_send(account, event, now).await?;
+            // Delivered: only now the state says so.
+            self.step(account.id, Event::TempCpDelivered, |_, _| ())
+                .await
+        })
+        .await
     }
 
     /// "Ripetizione invio Codice Personale Temporaneo": a new temporary CP replaces
     /// the old one, which stops working.
     pub async fn resend(&self, id: Uuid, now: DateTime<Utc>) -> Result<Account, EnablementError> {
-        let account = self.account(id).await?;
-        self.issue_and_send(account, Event::ResendTempCp, now).await
+        self.claimed(id, async {
+            let account = self.account(id).await?;
+            self.issue_and_send(account, Event::ResendTempCp, now).await
+        })
+        .await
+    }
+
+    /// Runs `work` (a transition that sends mail) holding the account's send claim, so
+    /// that of any number of racing posts one sends (see the module documentation). A
+    /// post that finds the claim taken gets [`EnablementError::Conflict`] and changes
+    /// nothing. The claim is released by its owner whatever `work` returned.
+    async fn claimed<T>(
+        &self,
+        id: Uuid,
+        work: impl std::future::Future<Output = Result<T, EnablementError>>,
+    ) -> Result<T, EnablementError> {
+        let key = format!("polis:send:{id}");
+        let token = crate::saml::ids::new_token(16);
+        if !self
+            .state
+            .put_if_absent(&key, token.as_bytes(), SEND_CLAIM_TTL)
+            .await?
+        {
+            return Err(EnablementError::Conflict);
+        }
+        let outcome = work.await;
+        if let Err(e) = self.state.delete_if_equals(&key, token.as_bytes()).await {
+            // The claim expires by itself; the work is done either way.
+            tracing::warn!(target: "enablement", "send claim not released: {e}");
+        }
+        outcome
     }
 
     /// Applies `event` (which must issue and send a temporary CP): checks the daily
@@ -404,7 +471,9 @@ impl EnablementService {
         let transition = machine::apply(account.enablement_state, event)?;
         let email = account.email.clone().ok_or(EnablementError::NoEmail)?;
         if event == Event::ResendTempCp {
-            // Counted before sending: the limit stops mail bombing even when sends fail.
+            // Counted (one INCR) before anything is stored or sent, under the send claim:
+            // the limit stops mail bombing even when sends fail, and a racing post that
+            // lost the claim does not use up the allowance.
             let sent = self
                 .state
                 .incr(&format!("polis:resend:{}", account.id), DAY)
@@ -425,7 +494,14 @@ impl EnablementService {
         let account = self.accounts.update(&account).await?;
         if transition.effects.contains(&Effect::SendTempCpMail) {
             let mail = self.temp_cp_mail(&account, &email, &temp, now)?;
-            self.mailer.send(&mail).await?;
+            tokio::time::timeout(SEND_DEADLINE, self.mailer.send(&mail))
+                .await
+                .map_err(|_| {
+                    MailError::Unavailable(format!(
+                        "no answer within {} s",
+                        SEND_DEADLINE.as_secs()
+                    ))
+                })??;
         }
         Ok(account)
     }
@@ -499,23 +575,26 @@ impl EnablementService {
         })
     }
 
-    /// Checks a counter of wrong tries; `Err(locked)` when it reached the limit.
-    async fn locked(&self, key: &str) -> Result<bool, EnablementError> {
-        let count = match self.state.get(key).await? {
-            Some(raw) => std::str::from_utf8(&raw)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(u64::MAX),
-            None => 0,
-        };
-        Ok(count >= u64::from(self.settings.max_attempts))
+    /// Counts a try *before* it is evaluated (one `incr`): `Some(its number)` when it is
+    /// within `max_attempts` and may be evaluated, `None` when the counter is locked.
+    async fn count_try(&self, key: &str, ttl: Duration) -> Result<Option<u64>, EnablementError> {
+        let count = self.state.incr(key, ttl).await?;
+        Ok((count <= u64::from(self.settings.max_attempts)).then_some(count))
     }
 
-    /// Counts a wrong try; returns the tries left (0 = now locked).
-    async fn count_failure(&self, key: &str, ttl: Duration) -> Result<u32, EnablementError> {
-        let count = self.state.incr(key, ttl).await?;
+    /// The tries left after the wrong try number `count` (0 = now locked).
+    fn remaining(&self, count: u64) -> u32 {
         let max = u64::from(self.settings.max_attempts);
-        Ok(u32::try_from(max.saturating_sub(count)).unwrap_or(0))
+        u32::try_from(max.saturating_sub(count)).unwrap_or(0)
+    }
+
+    /// A right secret on try number `count`: reset the counter, but only if no other try
+    /// was counted since (a burst of parallel tries keeps its count).
+    async fn forgive(&self, key: &str, count: u64) -> Result<(), EnablementError> {
+        self.state
+            .delete_if_equals(key, count.to_string().as_bytes())
+            .await?;
+        Ok(())
     }
 
     fn temp_key(account: &Account, temp: &TempCp) -> String {
@@ -539,25 +618,37 @@ impl EnablementService {
             .temp_cp
             .clone()
             .ok_or(EnablementError::TempCpExpired)?;
-        let counter = Self::temp_key(&account, &temp);
-        if self.locked(&counter).await? {
-            return Err(EnablementError::TempCpLocked);
-        }
         if now >= temp.expires_at {
             return Err(EnablementError::TempCpExpired);
         }
+        let counter = Self::temp_key(&account, &temp);
+        let ttl = to_std(temp.expires_at - now) + Duration::from_secs(60);
+        let Some(count) = self.count_try(&counter, ttl).await? else {
+            return Err(EnablementError::TempCpLocked);
+        };
         if !self.key.verify(temp_cp, &temp.hmac) {
-            let ttl = to_std(temp.expires_at - now) + Duration::from_secs(60);
-            let remaining = self.count_failure(&counter, ttl).await?;
+            let remaining = self.remaining(count);
             return Err(if remaining == 0 {
                 EnablementError::TempCpLocked
             } else {
                 EnablementError::TempCpWrong { remaining }
             });
         }
-        let hash = self
+        // The temporary CP is right. A new CP that breaks the rules costs no try; on
+        // success the counter is left alone: the temporary CP is consumed with this
+        // write, and parallel tries still in flight against it must not get a fresh
+        // allowance (its HMAC check is instant, so "nothing counted since" would
+        // often hold here).
+        let hash = match self
             .checked_new_cp(&account, Some(temp_cp.to_owned()), new_cp, repeat)
-            .await?;
+            .await
+        {
+            Ok(hash) => hash,
+            Err(e) => {
+                self.forgive(&counter, count).await?;
+                return Err(e);
+            }
+        };
         if let Some(old) = account.cp_hash.take() {
             cp::push_history(&mut account.cp_history, old);
         }
@@ -568,7 +659,8 @@ impl EnablementService {
             account.enabled_at = Some(now);
         }
         let account = self.accounts.update(&account).await?;
-        self.state.delete(&counter).await?;
+        // A new CP: the tries on the old one no longer matter. (The temporary CP's own
+        // counter expires with it; it is consumed now.)
         self.state
             .delete(&format!("polis:att:cp:{}", account.id))
             .await?;
@@ -609,16 +701,16 @@ impl EnablementService {
     /// it is right.
     pub async fn verify_cp(&self, account: &Account, current: &str) -> Result<(), EnablementError> {
         let counter = format!("polis:att:cp:{}", account.id);
-        if self.locked(&counter).await? {
+        let Some(count) = self.count_try(&counter, self.settings.lockout).await? else {
             return Err(EnablementError::CpLocked);
-        }
+        };
         let hash = account.cp_hash.clone().unwrap_or_default();
         let current = current.to_owned();
         if blocking(move || cp::verify_secret(&current, &hash)).await? {
-            self.state.delete(&counter).await?;
+            self.forgive(&counter, count).await?;
             return Ok(());
         }
-        let remaining = self.count_failure(&counter, self.settings.lockout).await?;
+        let remaining = self.remaining(count);
         Err(if remaining == 0 {
             EnablementError::CpLocked
         } else {
@@ -662,21 +754,27 @@ impl EnablementService {
         let account = self.account(id).await?;
         machine::apply(account.enablement_state, Event::RecoverCp)?;
         let counter = format!("polis:att:rec:{}", account.id);
-        if self.locked(&counter).await? {
+        let Some(count) = self.count_try(&counter, self.settings.lockout).await? else {
             return Err(EnablementError::RecoveryLocked);
-        }
+        };
         let hash = account.recovery_answer_hash.clone().unwrap_or_default();
         let typed = answer.to_owned();
         if !blocking(move || cp::verify_answer(&typed, &hash)).await? {
-            let remaining = self.count_failure(&counter, self.settings.lockout).await?;
+            let remaining = self.remaining(count);
             return Err(if remaining == 0 {
                 EnablementError::RecoveryLocked
             } else {
                 EnablementError::RecoveryWrong { remaining }
             });
         }
-        self.state.delete(&counter).await?;
-        self.issue_and_send(account, Event::RecoverCp, now).await
+        self.forgive(&counter, count).await?;
+        // The stale `account` read above is refused by the version compare-and-set if
+        // another post moved it on meanwhile.
+        self.claimed(
+            account.id,
+            self.issue_and_send(account, Event::RecoverCp, now),
+        )
+        .await
     }
 
     /// Personal area: e-mail, phones, domicile.

@@ -177,6 +177,19 @@ impl StateStore for MemoryStore {
         u64::try_from(next).map_err(|_| StateError::Backend("counter is negative".to_owned()))
     }
 
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries
+            .live(key, now)
+            .is_some_and(|entry| entry.value == expected)
+        {
+            entries.map.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn ping(&self) -> Result<(), StateError> {
         Ok(())
     }
@@ -234,6 +247,17 @@ mod tests {
         // The window started at the first increment; the second did not extend it.
         assert_eq!(store.get("c").await.unwrap(), None);
         assert_eq!(store.incr("c", TTL).await.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delete_if_equals_ignores_expired_entries() {
+        let store = MemoryStore::new();
+        store.put("k", b"t", TTL).await.unwrap();
+        tokio::time::advance(TTL).await;
+        assert!(!store.delete_if_equals("k", b"t").await.unwrap());
+        assert!(store.put_if_absent("k", b"u", TTL).await.unwrap());
+        assert!(store.delete_if_equals("k", b"u").await.unwrap());
+        assert_eq!(store.get("k").await.unwrap(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,8 +3,11 @@
 //!
 //! What lives here is short-lived and keyed by one string per item: pending
 //! AuthnRequests (`put` then `take`, consumed exactly once), the assertion-ID replay
-//! cache (`put_if_absent`), sessions (`put`/`get`/`delete`) and attempt counters
-//! (`incr`). Two backends implement the port:
+//! cache (`put_if_absent`), sessions (`put`/`get`/`delete`), attempt counters (`incr`,
+//! counted before the try is evaluated, and `delete_if_equals` to reset one only when
+//! no other try was counted since) and short claims on a transition that sends mail
+//! (`put_if_absent` with a random token, released with `delete_if_equals`). Two
+//! backends implement the port:
 //!
 //! - [`MemoryStore`](crate::state::MemoryStore), the embedded default for a single
 //!   replica and for tests;
@@ -22,7 +25,10 @@
 //!   never constrain a key layout and no cross-key transaction is needed.
 //! - **Atomicity where it matters.** `take` is `GETDEL`: of any number of concurrent
 //!   callers exactly one gets the value. `put_if_absent` is `SET NX`: exactly one
-//!   concurrent caller wins. `incr` never leaves a counter without an expiry.
+//!   concurrent caller wins. `incr` is one command (a Lua script on Redis): of N
+//!   concurrent callers each gets a different count, 1..=N, and it never leaves a counter
+//!   without an expiry. `delete_if_equals` compares and deletes in one command: of
+//!   concurrent callers with the same expected value at most one deletes.
 //! - **Values are opaque and never logged**, nor copied into errors.
 
 use std::time::Duration;
@@ -80,6 +86,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// that holds something else is a [`StateError::Backend`]. A counter that somehow has
     /// no expiry gets `ttl` on its next increment, so no counter ever lives forever.
     async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StateError>;
+    /// Deletes `key` only if it holds exactly `expected` (compare-and-delete, atomic);
+    /// returns whether it deleted. A counter compares as its decimal representation.
+    ///
+    /// Used to release a claim made with [`put_if_absent`](Self::put_if_absent) only by
+    /// its owner (the value is the owner's random token), and to reset an attempt
+    /// counter only if no other try was counted since the caller's `incr`.
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StateError>;
     /// Health check (PING).
     async fn ping(&self) -> Result<(), StateError>;
 }

@@ -33,6 +33,11 @@ const INCR_SCRIPT: &str = "local v = redis.call('INCR', KEYS[1]) \
      if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
      return v";
 
+/// Compare-and-delete: `DEL` the key only if it holds exactly `ARGV[1]`; returns 1 if it
+/// deleted. One key, so Cluster-safe. (Lua strings are binary-safe.)
+const DELETE_IF_EQUALS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// How the gateway reaches Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -521,6 +526,16 @@ impl StateStore for RedisStore {
         cmd.arg(INCR_SCRIPT).arg(1).arg(key).arg(millis);
         let count: i64 = self.run(&cmd).await?;
         u64::try_from(count).map_err(|_| StateError::Backend("counter is negative".to_owned()))
+    }
+
+    async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StateError> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(DELETE_IF_EQUALS_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(expected);
+        let deleted: i64 = self.run(&cmd).await?;
+        Ok(deleted == 1)
     }
 
     async fn ping(&self) -> Result<(), StateError> {

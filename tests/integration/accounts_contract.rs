@@ -179,6 +179,77 @@ async fn concurrent_namesakes_get_distinct_usernames(store: Arc<dyn AccountStore
     assert_eq!(usernames, expected);
 }
 
+async fn a_hundred_concurrent_namesakes_all_get_an_account(store: Arc<dyn AccountStore>) {
+    // Issue 8, class 10: with the old "smallest free suffix, retry on collision" scheme
+    // some of these ran out of attempts (500 POLIS_ACCOUNTS_ERROR).
+    let codes = crate::support::mario_rossi_fiscal_codes(100);
+    let barrier = Arc::new(tokio::sync::Barrier::new(codes.len()));
+    let tasks: Vec<_> = codes
+        .iter()
+        .map(|code| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let new = NewAccount::new(cf(code), "Mario", "Rossi");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.link_or_create(&new).await
+            })
+        })
+        .collect();
+    let mut usernames = HashSet::new();
+    for task in tasks {
+        let (account, created) = task.await.unwrap().unwrap();
+        assert!(created);
+        usernames.insert(account.username);
+    }
+    let expected: HashSet<String> = std::iter::once("mario.rossi".to_owned())
+        .chain((2..=100).map(|n| format!("mario.rossi{n}")))
+        .collect();
+    assert_eq!(usernames, expected, "100 distinct usernames, no gaps");
+    for code in &codes {
+        assert!(
+            store
+                .find_by_fiscal_code(&cf(code))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}
+
+async fn a_username_already_taken_by_another_base_is_skipped(store: Arc<dyn AccountStore>) {
+    // "Mario Rossi1" (digits survive in usernames) owns `mario.rossi1` and
+    // `mario.rossi12`; the twelfth Mario Rossi would draw `mario.rossi12` from his
+    // name's counter, finds it taken, and gets the next number instead.
+    let codes = crate::support::mario_rossi_fiscal_codes(14);
+    let (others, ours) = codes.split_at(2);
+    for (code, expected) in others.iter().zip(["mario.rossi1", "mario.rossi12"]) {
+        let account = store
+            .create(&NewAccount::new(cf(code), "Mario", "Rossi1"))
+            .await
+            .unwrap();
+        assert_eq!(account.username, expected);
+    }
+    let mut usernames = Vec::new();
+    for code in ours {
+        let account = store
+            .create(&NewAccount::new(cf(code), "Mario", "Rossi"))
+            .await
+            .unwrap();
+        usernames.push(account.username);
+    }
+    let expected: Vec<String> = std::iter::once("mario.rossi".to_owned())
+        .chain((2..=11).map(|n| format!("mario.rossi{n}")))
+        .chain(std::iter::once("mario.rossi13".to_owned()))
+        .collect();
+    assert_eq!(usernames, expected);
+    // And the counter went on from there.
+    let next = store
+        .create(&NewAccount::new(cf("VRDLCU72T10L219N"), "Mario", "Rossi"))
+        .await
+        .unwrap();
+    assert_eq!(next.username, "mario.rossi14");
+}
+
 async fn fiscal_code_is_unique(store: Arc<dyn AccountStore>) {
     let first = store.create(&mario()).await.unwrap();
     let mut again = NewAccount::new(cf("RSSMRA80A01H501U"), "Marco", "Verdi");
@@ -507,6 +578,8 @@ contract!(
     create_then_find,
     username_collisions_get_suffixes,
     concurrent_namesakes_get_distinct_usernames,
+    a_hundred_concurrent_namesakes_all_get_an_account,
+    a_username_already_taken_by_another_base_is_skipped,
     fiscal_code_is_unique,
     link_or_create_links_existing,
     racing_first_logins_make_one_account,

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use base64::Engine;
 use chrono::Utc;
 use polis_gateway::accounts::{
     Account, AccountError, EnablementState, FiscalCode, NewAccount, UniqueField,
@@ -16,10 +17,10 @@ use polis_gateway::mock_idp::{TEST_USERS, TestUser};
 use polis_gateway::state::MemoryStore;
 
 use crate::support::craft::Craft;
-use crate::support::eventually;
 use crate::support::gateway::{Database, Env, EnvOptions, MAIL_FROM, csrf, form_page};
 use crate::support::postgres::PostgresServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer};
+use crate::support::{eventually, join_all};
 
 const MARIO: &str = "RSSMRA80A01H501U";
 const GIULIA: &str = "BNCGLI85M52F205H";
@@ -1328,4 +1329,493 @@ async fn the_session_cookie_is_encrypted_http_only_and_lax() {
     let r = env.post_form(&c, "/logout", &[]).await;
     expect_spid_logout(env, &c, r).await;
     assert!(!home_with_cookie(env, &value).await.contains("Benvenuto"));
+}
+
+// ---------------------------------------------------------------------------------------
+// (e) Races (issue 8, classes 6 and 10): lockouts count a try before evaluating it,
+//     a transition that sends mail sends once, namesakes all get a username
+// ---------------------------------------------------------------------------------------
+
+/// The request-state backend of a race test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// One gateway on the embedded `MemoryStore`.
+    Memory,
+    /// One gateway on a real `redis-server`.
+    Redis,
+    /// Two gateway processes (this test's and a `polis-gateway serve` child) sharing
+    /// one `redis-server` and one SQLite file; the tries alternate between them.
+    TwoProcesses,
+}
+
+/// An [`Env`] on `backend`, its SMTP server, and the base URLs the tries go to.
+struct RaceHarness {
+    h: Harness,
+    gateways: Vec<String>,
+    _redis: Option<crate::support::redis::RedisServer>,
+    _process: Option<crate::support::gateway::GatewayProcess>,
+}
+
+impl RaceHarness {
+    async fn start(backend: Backend) -> RaceHarness {
+        use polis_gateway::state::{RedisConfig, RedisStore, StateStore};
+        let redis = (backend != Backend::Memory).then(crate::support::redis::RedisServer::start);
+        let store: std::sync::Arc<dyn StateStore> = match &redis {
+            None => std::sync::Arc::new(MemoryStore::new()),
+            Some(server) => std::sync::Arc::new(
+                RedisStore::connect(&RedisConfig::standalone(server.url())).unwrap(),
+            ),
+        };
+        let smtp = SmtpServer::start();
+        let env = Env::start_with(
+            store,
+            EnvOptions {
+                smtp_port: Some(smtp.port()),
+                ..EnvOptions::default()
+            },
+        )
+        .await;
+        let mut gateways = vec![env.gw.clone()];
+        let process = match (&redis, backend) {
+            (Some(server), Backend::TwoProcesses) => {
+                let process = env.start_gateway_process(&server.url()).await;
+                gateways.push(process.url.clone());
+                Some(process)
+            }
+            _ => None,
+        };
+        RaceHarness {
+            h: Harness {
+                env,
+                smtp: Some(smtp),
+            },
+            gateways,
+            _redis: redis,
+            _process: process,
+        }
+    }
+
+    /// The gateway that the `n`-th try goes to (alternating with two processes).
+    fn gateway(&self, n: usize) -> &str {
+        &self.gateways[n % self.gateways.len()]
+    }
+}
+
+/// Posts `fields` (the CSRF token included) to `path` on the gateway at `base`.
+async fn post_at(
+    base: &str,
+    c: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, String)],
+) -> reqwest::Response {
+    c.post(format!("{base}{path}"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The secrets guarded by a lockout counter.
+#[derive(Debug, Clone, Copy)]
+enum Secret {
+    /// The temporary CP at the mandatory change (`/abilitazione/cambio-cp`).
+    TempCp,
+    /// The current CP in the personal area (`/area-riservata/cambio-cp`).
+    CurrentCp,
+    /// The recovery answer (`/area-riservata/recupero-cp`).
+    Recovery,
+}
+
+/// How one answer to a try reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// 422 with the "wrong" code: the secret was evaluated and was wrong.
+    Wrong,
+    /// 429 with the "locked" code.
+    Locked,
+    /// The success redirect: the secret was evaluated and was right.
+    Right,
+    /// A 303 to the current step or a 409: the step no longer fits (the right try
+    /// already changed the account); nothing was evaluated.
+    Stale,
+}
+
+impl Secret {
+    fn path(self) -> &'static str {
+        match self {
+            Secret::TempCp => "/abilitazione/cambio-cp",
+            Secret::CurrentCp => "/area-riservata/cambio-cp",
+            Secret::Recovery => "/area-riservata/recupero-cp",
+        }
+    }
+
+    fn codes(self) -> (&'static str, &'static str) {
+        match self {
+            Secret::TempCp => ("POLIS_TEMP_CP_WRONG", "POLIS_TEMP_CP_LOCKED"),
+            Secret::CurrentCp => ("POLIS_CP_WRONG", "POLIS_CP_LOCKED"),
+            Secret::Recovery => ("POLIS_RECOVERY_WRONG", "POLIS_RECOVERY_LOCKED"),
+        }
+    }
+
+    fn success_to(self) -> &'static str {
+        match self {
+            Secret::TempCp => "/abilitazione/completata",
+            Secret::CurrentCp => "/area-riservata",
+            Secret::Recovery => "/abilitazione/cambio-cp",
+        }
+    }
+
+    /// The form fields of a try with `secret`.
+    fn fields(self, secret: &str, csrf: &str) -> Vec<(&'static str, String)> {
+        let mut fields = match self {
+            Secret::TempCp => vec![
+                ("temp_cp", secret.to_owned()),
+                ("new_cp", NEW_CP.to_owned()),
+                ("new_cp_repeat", NEW_CP.to_owned()),
+            ],
+            Secret::CurrentCp => vec![
+                ("current_cp", secret.to_owned()),
+                ("new_cp", NEW_CP_2.to_owned()),
+                ("new_cp_repeat", NEW_CP_2.to_owned()),
+            ],
+            Secret::Recovery => vec![("answer", secret.to_owned())],
+        };
+        fields.push(("csrf", csrf.to_owned()));
+        fields
+    }
+
+    /// Brings `user` to where `self` is asked, with a live session in `c`; returns the
+    /// right secret and a wrong one.
+    async fn prepare(self, h: &Harness, c: &reqwest::Client, user: &str) -> (String, String) {
+        let email = format!("{}@posta.example.it", user.to_lowercase());
+        match self {
+            Secret::TempCp => {
+                let temp = until_temp_cp_sent(h, c, user, &email, ANSWER).await;
+                let wrong = wrong_cp(&temp);
+                (temp, wrong)
+            }
+            Secret::CurrentCp => {
+                until_enabled(h, c, user, &email, ANSWER, NEW_CP).await;
+                (NEW_CP.to_owned(), "Sbagliato99x".to_owned())
+            }
+            Secret::Recovery => {
+                until_enabled(h, c, user, &email, ANSWER, NEW_CP).await;
+                (ANSWER.to_owned(), "Bianchi".to_owned())
+            }
+        }
+    }
+
+    async fn classify(self, r: reqwest::Response, what: &str) -> Answer {
+        let status = r.status().as_u16();
+        let to = location(&r);
+        let body = r.text().await.unwrap();
+        let (wrong, locked) = self.codes();
+        let path = to.split_once('?').map_or(to.as_str(), |(p, _)| p);
+        match status {
+            422 if body.contains(&format!("data-code=\"{wrong}\"")) => Answer::Wrong,
+            429 if body.contains(locked) => Answer::Locked,
+            303 if path == self.success_to() => Answer::Right,
+            303 if path == "/abilitazione" => Answer::Stale,
+            409 if body.contains("POLIS_ACCOUNT_CONFLICT") => Answer::Stale,
+            _ => panic!("{what}: unexpected answer {status} {to:?}:\n{body}"),
+        }
+    }
+}
+
+/// Sends the tries concurrently, try `n` to `rh.gateway(n)`; returns the answers in order.
+async fn concurrent_tries(
+    rh: &RaceHarness,
+    secret: Secret,
+    c: &reqwest::Client,
+    tries: &[String],
+    csrf: &str,
+) -> Vec<Answer> {
+    let posts = tries.iter().enumerate().map(|(n, s)| {
+        let fields = secret.fields(s, csrf);
+        let base = rh.gateway(n).to_owned();
+        let c = c.clone();
+        async move {
+            let r = post_at(&base, &c, secret.path(), &fields).await;
+            secret.classify(r, &format!("try #{n} at {base}")).await
+        }
+    });
+    join_all(posts).await
+}
+
+/// 20 parallel wrong tries, then the right one: exactly `max_attempts` (5) are
+/// evaluated, i.e. 4 answers "wrong, N left" and 16 "locked" (the fifth wrong try
+/// locks), and the right secret, once locked, is refused without any effect. Then a
+/// second person sends 20 wrong tries and the right one all at once: at most 5 of the
+/// 21 are evaluated (answered "wrong" or accepted), whatever the interleaving.
+async fn parallel_tries_evaluate_at_most_the_limit(secret: Secret, backend: Backend) {
+    let rh = RaceHarness::start(backend).await;
+    let h = &rh.h;
+    let env = &h.env;
+    let (wrong_code, _) = secret.codes();
+
+    // The deterministic half.
+    let c = env.client();
+    let (right, wrong) = secret.prepare(h, &c, LUCA).await;
+    let before = env.account(LUCA).await.unwrap();
+    let mails = h.mails().len();
+    let csrf = env.csrf_of(&c, form_page(secret.path())).await;
+    let answers = concurrent_tries(&rh, secret, &c, &vec![wrong.clone(); 20], &csrf).await;
+    let count = |a: &[Answer], which: Answer| a.iter().filter(|x| **x == which).count();
+    assert_eq!(
+        (
+            count(&answers, Answer::Wrong),
+            count(&answers, Answer::Locked)
+        ),
+        (4, 16),
+        "{secret:?} on {backend:?}: 4 × {wrong_code} and 16 × locked: {answers:?}"
+    );
+    let r = post_at(
+        rh.gateway(1),
+        &c,
+        secret.path(),
+        &secret.fields(&right, &csrf),
+    )
+    .await;
+    assert_eq!(
+        secret.classify(r, "the right secret once locked").await,
+        Answer::Locked,
+        "{secret:?} on {backend:?}"
+    );
+    let after = env.account(LUCA).await.unwrap();
+    assert_eq!(after, before, "the refused right secret changed nothing");
+    assert_eq!(h.mails().len(), mails, "no mail was sent");
+
+    // The mixed half: the right one among 20 wrong ones, all at once.
+    let c = env.client();
+    let (right, wrong) = secret.prepare(h, &c, SOFIA).await;
+    let before = env.account(SOFIA).await.unwrap();
+    let csrf = env.csrf_of(&c, form_page(secret.path())).await;
+    let mut tries = vec![wrong; 20];
+    tries.insert(10, right);
+    let answers = concurrent_tries(&rh, secret, &c, &tries, &csrf).await;
+    let evaluated = count(&answers, Answer::Wrong) + count(&answers, Answer::Right);
+    assert!(
+        evaluated <= 5,
+        "{secret:?} on {backend:?}: {evaluated} of 21 parallel tries evaluated: {answers:?}"
+    );
+    for (n, a) in answers.iter().enumerate() {
+        if n != 10 {
+            assert_ne!(*a, Answer::Right, "a wrong secret accepted: {answers:?}");
+        }
+    }
+    let after = env.account(SOFIA).await.unwrap();
+    match answers[10] {
+        Answer::Right => assert_ne!(after, before, "the accepted right secret took effect"),
+        Answer::Locked => assert_eq!(after, before, "the refused right secret changed nothing"),
+        other => panic!("the right try answered {other:?}: {answers:?}"),
+    }
+    println!("{secret:?} on {backend:?}: mixed batch {answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_temp_cp_tries_evaluate_at_most_five_on_memory() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::TempCp, Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_temp_cp_tries_evaluate_at_most_five_on_redis() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::TempCp, Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_temp_cp_tries_evaluate_at_most_five_across_two_processes() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::TempCp, Backend::TwoProcesses).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_current_cp_tries_evaluate_at_most_five_on_memory() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::CurrentCp, Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_current_cp_tries_evaluate_at_most_five_on_redis() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::CurrentCp, Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_current_cp_tries_evaluate_at_most_five_across_two_processes() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::CurrentCp, Backend::TwoProcesses).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_recovery_answers_evaluate_at_most_five_on_memory() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::Recovery, Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_recovery_answers_evaluate_at_most_five_on_redis() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::Recovery, Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_recovery_answers_evaluate_at_most_five_across_two_processes() {
+    parallel_tries_evaluate_at_most_the_limit(Secret::Recovery, Backend::TwoProcesses).await;
+}
+
+/// 10 parallel «Accetto» posts (and then 10 parallel «Ripetizione invio») of one
+/// session: exactly one message each time at the real SMTP listener; the posts that
+/// lost the race did not count against the resend limit.
+async fn parallel_posts_send_one_mail(backend: Backend) {
+    let rh = RaceHarness::start(backend).await;
+    let h = &rh.h;
+    let env = &h.env;
+    let email = "giulia.b@posta.example.it";
+    let c = env.client();
+    first_login(env, &c, GIULIA).await;
+    fill_in_and_confirm(env, &c, email, ANSWER).await;
+    let csrf = env.csrf_of(&c, "/abilitazione/adesione").await;
+    let post = |path: &'static str, n: usize| {
+        let (c, csrf, base) = (c.clone(), csrf.clone(), rh.gateway(n).to_owned());
+        async move {
+            let r = post_at(&base, &c, path, &[("csrf", csrf)]).await;
+            let status = r.status().as_u16();
+            let to = location(&r);
+            let body = r.text().await.unwrap();
+            assert!(status < 500, "{path} #{n} at {base}: {status}:\n{body}");
+            let to = to
+                .split_once('?')
+                .map_or(to.as_str(), |(p, _)| p)
+                .to_owned();
+            (status, to)
+        }
+    };
+
+    // A post that did not send changed nothing: it found the transition claimed by
+    // another post (409) or, after it, a step that no longer fits (303 to the step).
+    let others_changed_nothing = |answers: &[(u16, String)], winner: &str| {
+        for (status, to) in answers {
+            assert!(
+                (*status == 303 && (to == winner || to == "/abilitazione")) || *status == 409,
+                "{answers:?}"
+            );
+        }
+    };
+    let answers = join_all((0..10).map(|n| post("/abilitazione/adesione", n))).await;
+    let sent = answers
+        .iter()
+        .filter(|(s, to)| *s == 303 && to == "/abilitazione/inviata")
+        .count();
+    assert_eq!(sent, 1, "one «Accetto» went through: {answers:?}");
+    others_changed_nothing(&answers, "/abilitazione/inviata");
+    // Every answer is in, and a post sends before it answers: the count is final.
+    let mails = h.wait_for_mails(1).await;
+    let first = temp_cp_of(&mails[0], email, test_user(GIULIA));
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+
+    let answers = join_all((0..10).map(|n| post("/abilitazione/reinvio", n))).await;
+    let resent = answers
+        .iter()
+        .filter(|(s, to)| *s == 303 && to == "/abilitazione/cambio-cp")
+        .count();
+    assert_eq!(
+        resent, 1,
+        "one «Ripetizione invio» went through: {answers:?}"
+    );
+    others_changed_nothing(&answers, "/abilitazione/cambio-cp");
+    let mails = h.wait_for_mails(2).await;
+    let second = temp_cp_of(&mails[1], email, test_user(GIULIA));
+    assert_ne!(second, first);
+    // The nine posts that lost did not use up the day's allowance (5): four more
+    // resends go through, the fifth after the racing one is refused.
+    for resend in 2..=5 {
+        let r = env.post_form(&c, "/abilitazione/reinvio", &[]).await;
+        expect_redirect(r, "/abilitazione/cambio-cp", &format!("resend #{resend}")).await;
+    }
+    let r = env.post_form(&c, "/abilitazione/reinvio", &[]).await;
+    expect_error(r, 429, "POLIS_RESEND_LIMIT", "resend #6").await;
+    let mails = h.wait_for_mails(6).await;
+    let last = temp_cp_of(&mails[5], email, test_user(GIULIA));
+    let r = change_temp_cp(env, &c, &second, NEW_CP).await;
+    expect_error(r, 422, "POLIS_TEMP_CP_WRONG", "a replaced CP").await;
+    let r = change_temp_cp(env, &c, &last, NEW_CP).await;
+    expect_redirect(r, "/abilitazione/completata", "the CP of the last resend").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_parallel_accetto_posts_send_one_mail_on_memory() {
+    parallel_posts_send_one_mail(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_parallel_accetto_posts_send_one_mail_across_two_processes() {
+    parallel_posts_send_one_mail(Backend::TwoProcesses).await;
+}
+
+/// 100 different people, all called Mario Rossi, log in for the first time at once
+/// (Responses crafted with the mock IdP's key, each with its own valid codice fiscale):
+/// 100 accounts, `mario.rossi` and `mario.rossi2` … `mario.rossi100`, no 5xx.
+async fn a_hundred_namesakes_log_in_at_once(database: Database) {
+    let h = Harness::start(database, false).await;
+    let env = &h.env;
+    let codes = crate::support::mario_rossi_fiscal_codes(100);
+    let mut logins = Vec::new();
+    for code in &codes {
+        let c = env.client();
+        let pending = env.start_login(&c, 2).await;
+        let mut craft = Craft::for_login(env, &pending);
+        for (name, value) in &mut craft.attributes {
+            match name.as_str() {
+                "fiscalNumber" => *value = format!("TINIT-{code}"),
+                "spidCode" => *value = format!("MOCK{}", &code[6..10]),
+                "email" => *value = format!("{}@example.it", code.to_lowercase()),
+                _ => {}
+            }
+        }
+        logins.push((c, craft.build(&env.idp_key), pending.relay_state));
+    }
+    let started = std::time::Instant::now();
+    let acs = format!("{}/acs", env.gw);
+    let answers = join_all(logins.into_iter().map(|(c, xml, relay)| {
+        let acs = acs.clone();
+        async move {
+            let response = base64::engine::general_purpose::STANDARD.encode(xml);
+            let r = c
+                .post(acs)
+                .form(&[("SAMLResponse", response), ("RelayState", relay)])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), location(&r))
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    for (n, (status, to)) in answers.iter().enumerate() {
+        assert_eq!(
+            (*status, to.as_str()),
+            (303, "/abilitazione"),
+            "login #{n} ({}): {answers:?}",
+            codes[n]
+        );
+    }
+    let mut usernames = std::collections::HashSet::new();
+    for code in &codes {
+        let account = env.account(code).await.expect("an account for each person");
+        assert_eq!(
+            (account.given_name.as_str(), account.family_name.as_str()),
+            ("Mario", "Rossi")
+        );
+        usernames.insert(account.username);
+    }
+    let expected: std::collections::HashSet<String> = std::iter::once("mario.rossi".to_owned())
+        .chain((2..=100).map(|n| format!("mario.rossi{n}")))
+        .collect();
+    assert_eq!(usernames, expected);
+    println!("100 concurrent first logins of namesakes answered in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_namesakes_log_in_at_once_on_sqlite() {
+    a_hundred_namesakes_log_in_at_once(Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_namesakes_log_in_at_once_on_postgres() {
+    a_hundred_namesakes_log_in_at_once(postgres()).await;
 }

@@ -248,6 +248,85 @@ async fn incr_rejects_a_value_that_is_not_a_counter(store: Arc<dyn StateStore>) 
     );
 }
 
+async fn concurrent_incrs_each_get_their_own_count(store: Arc<dyn StateStore>) {
+    // The lockout rule "count the try before evaluating it" relies on this: N parallel
+    // tries get the counts 1..=N, so only those within the limit are evaluated.
+    let key = format!("{}attempts", prefix());
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.incr(&key, LONG).await.unwrap()
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for racer in racers {
+        counts.push(racer.await.unwrap());
+    }
+    counts.sort_unstable();
+    let expected: Vec<u64> = (1..=u64::try_from(RACERS).unwrap()).collect();
+    assert_eq!(counts, expected, "every caller got a distinct count");
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        Some(RACERS.to_string().into_bytes())
+    );
+}
+
+async fn delete_if_equals_compares_then_deletes(store: Arc<dyn StateStore>) {
+    let p = prefix();
+    let claim = format!("{p}claim");
+    assert!(store.put_if_absent(&claim, b"token-a", LONG).await.unwrap());
+    // Someone else's token does not release the claim.
+    assert!(!store.delete_if_equals(&claim, b"token-b").await.unwrap());
+    assert!(!store.delete_if_equals(&claim, b"token-").await.unwrap());
+    assert_eq!(store.get(&claim).await.unwrap(), Some(b"token-a".to_vec()));
+    assert!(store.delete_if_equals(&claim, b"token-a").await.unwrap());
+    assert_eq!(store.get(&claim).await.unwrap(), None);
+    // Absent: nothing to delete, no error.
+    assert!(!store.delete_if_equals(&claim, b"token-a").await.unwrap());
+    // Binary values compare byte for byte.
+    store.put(&claim, &[0, 255, 10], LONG).await.unwrap();
+    assert!(!store.delete_if_equals(&claim, &[0, 255]).await.unwrap());
+    assert!(store.delete_if_equals(&claim, &[0, 255, 10]).await.unwrap());
+
+    // A counter compares as its decimal text: a try counted as 3 resets the counter
+    // only while it still reads 3, not once a fourth try was counted.
+    let counter = format!("{p}attempts");
+    for _ in 0..3 {
+        store.incr(&counter, LONG).await.unwrap();
+    }
+    assert!(!store.delete_if_equals(&counter, b"2").await.unwrap());
+    assert_eq!(store.incr(&counter, LONG).await.unwrap(), 4);
+    assert!(!store.delete_if_equals(&counter, b"3").await.unwrap());
+    assert_eq!(store.get(&counter).await.unwrap(), Some(b"4".to_vec()));
+    assert!(store.delete_if_equals(&counter, b"4").await.unwrap());
+    assert_eq!(store.incr(&counter, LONG).await.unwrap(), 1, "reset");
+}
+
+async fn concurrent_delete_if_equals_has_one_winner(store: Arc<dyn StateStore>) {
+    let key = format!("{}claim", prefix());
+    store.put(&key, b"owner", LONG).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.delete_if_equals(&key, b"owner").await.unwrap()
+            })
+        })
+        .collect();
+    let mut deleted = 0;
+    for racer in racers {
+        deleted += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(deleted, 1, "exactly one caller deleted");
+    assert_eq!(store.get(&key).await.unwrap(), None);
+}
+
 async fn zero_ttl_is_rejected(store: Arc<dyn StateStore>) {
     let p = prefix();
     let key = format!("{p}k");
@@ -340,6 +419,9 @@ contract!(
     entries_expire_after_their_ttl,
     incr_counts_and_the_counter_expires,
     incr_rejects_a_value_that_is_not_a_counter,
+    concurrent_incrs_each_get_their_own_count,
+    delete_if_equals_compares_then_deletes,
+    concurrent_delete_if_equals_has_one_winner,
     zero_ttl_is_rejected,
     delete_removes_and_tolerates_absence,
     ping_succeeds,

@@ -392,6 +392,61 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         self.gateway_task = Some((running.task, running.stop));
     }
 
+    /// Starts a second gateway as its own OS process: the built `polis-gateway serve`
+    /// with this Env's configuration (same SP keys, account database, session-cookie and
+    /// CP keys, `[oidc]` if any) on another port, with `[state]` = the Redis at
+    /// `redis_url`. This Env's gateway must use that same Redis; a browser's session
+    /// cookie is then good on both (cookies do not depend on the port). Returns once the
+    /// process answers `/healthz`; dropping the handle kills it.
+    pub async fn start_gateway_process(&self, redis_url: &str) -> GatewayProcess {
+        let listen = format!("127.0.0.1:{}", super::free_port());
+        let own = format!("listen = \"{}\"", self.gw.trim_start_matches("http://"));
+        assert!(self.base_toml.contains(&own), "the [server] listen line");
+        let mut text = self
+            .base_toml
+            .replace(&own, &format!("listen = \"{listen}\""));
+        if let Some(oidc) = &self.oidc {
+            text.push_str(&oidc_section(self._tmp.path(), oidc));
+        }
+        text.push_str(&format!(
+            "\n[state]\nbackend = \"redis\"\n[state.redis]\nurls = [\"{redis_url}\"]\n"
+        ));
+        let n = std::fs::read_dir(self._tmp.path()).unwrap().count();
+        let config = self._tmp.path().join(format!("gateway-process-{n}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let log = std::fs::File::create(config.with_extension("log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_polis-gateway"))
+            .arg("serve")
+            .arg("-c")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start polis-gateway serve");
+        let process = GatewayProcess {
+            url: format!("http://{listen}"),
+            log: config.with_extension("log"),
+            child,
+        };
+        let health = format!("{}/healthz", process.url);
+        super::eventually(
+            std::time::Duration::from_secs(30),
+            "the gateway process to answer /healthz",
+            || {
+                let health = health.clone();
+                async move {
+                    let ok = reqwest::get(&health)
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    ok.then_some(())
+                }
+            },
+        )
+        .await;
+        process
+    }
+
     /// A browser-like client: cookies kept, redirects NOT followed (tests look at each hop).
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
@@ -933,6 +988,26 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             }
         }
         out
+    }
+}
+
+/// A gateway running as a child process ([`Env::start_gateway_process`]); killed on drop.
+pub struct GatewayProcess {
+    /// Its base URL, e.g. `http://127.0.0.1:41235`.
+    pub url: String,
+    /// Its log (stdout and stderr), printed when a test panics while it runs.
+    log: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- {} log ---\n{log}", self.url);
+        }
     }
 }
 

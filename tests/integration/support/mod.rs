@@ -27,6 +27,37 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0 to find a free port")
 }
 
+/// `n` distinct valid codici fiscali of men called Mario Rossi born in Rome on 1 January
+/// of the years 1900 + 0..n (n ≤ 100): `RSSMRA<yy>A01H501` and its check character,
+/// found by letting `FiscalCode::parse` pick the one letter it accepts.
+pub fn mario_rossi_fiscal_codes(n: usize) -> Vec<String> {
+    assert!(n <= 100, "two-digit years give 100 codes");
+    (0..n)
+        .map(|year| {
+            let body = format!("RSSMRA{year:02}A01H501");
+            ('A'..='Z')
+                .map(|check| format!("{body}{check}"))
+                .find(|code| polis_gateway::accounts::FiscalCode::parse(code).is_ok())
+                .unwrap_or_else(|| panic!("no check character for {body}"))
+        })
+        .collect()
+}
+
+/// Runs the futures concurrently, each as its own tokio task (so they really run in
+/// parallel on a multi-threaded runtime), and returns their outputs in order.
+pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await.expect("a joined task panicked"));
+    }
+    outputs
+}
+
 /// Awaits `probe` every 20 ms until it returns `Some`, or panics after `deadline`
 /// naming `what`. For waiting on a condition in async tests; never a bare sleep.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
