@@ -528,9 +528,12 @@ impl SsoService {
     }
 
     /// An IdP-initiated LogoutRequest (§5 S3), verified with the keys of the IdP it
-    /// names. The caller ends the matching sessions, then answers with
+    /// names, then accepted once: its ID goes into a replay cache
+    /// (`polis:sloin:<sha256(IdP, ID)>`, SET NX for as long as the message age window
+    /// could still accept it), and a request seen before is [`SsoError::Replay`] with no
+    /// effect. The caller ends the matching sessions, then answers with
     /// [`logout_response`](Self::logout_response) — Success also when none existed.
-    pub fn verify_idp_logout(
+    pub async fn verify_idp_logout(
         &self,
         message: SloMessage<'_>,
         now: DateTime<Utc>,
@@ -549,14 +552,27 @@ impl SsoService {
                 .get(issuer)
                 .map(|idp| idp.descriptor.signing_certs.clone())
         };
-        Ok(match message {
+        let request = match message {
             SloMessage::Redirect { raw_query } => {
                 logout::verify_logout_request_redirect(raw_query, certs, &check)?
             }
             SloMessage::Post { value, relay_state } => {
                 logout::verify_logout_request_post(value, relay_state, certs, &check)?
             }
-        })
+        };
+        // Accepted while IssueInstant ≥ now − max_age − skew and ≤ now + skew: an ID
+        // can come back at most max_age + 2 × skew from now.
+        let ttl = self.settings.request_ttl + 2 * self.settings.clock_skew + Duration::from_secs(1);
+        let key = format!(
+            "polis:sloin:{}",
+            hex::encode(sha256(
+                format!("{}\n{}", request.issuer, request.id).as_bytes()
+            ))
+        );
+        if !self.state.put_if_absent(&key, b"1", ttl).await? {
+            return Err(SsoError::Replay);
+        }
+        Ok(request)
     }
 
     /// Our signed LogoutResponse (Success) to a verified IdP LogoutRequest, by

@@ -380,6 +380,7 @@ async fn idp_logout(
     let request = app
         .sso
         .verify_idp_logout(message, now)
+        .await
         .map_err(|e| AppError::from_sso(id, e))?;
     let token = app
         .sessions
