@@ -999,6 +999,18 @@ mod tests {
             ("[server]\npublic_url = \"ftp://x\"\n", "server.public_url"),
             ("[state]\nbackend = \"redis\"\n", "state.redis"),
             (
+                "[oidc]\nrefresh_family_lifetime_seconds = 0\n",
+                "oidc.refresh_family_lifetime_seconds",
+            ),
+            (
+                "[oidc]\nrefresh_family_lifetime_seconds = 2600000\n",
+                "oidc.refresh_family_lifetime_seconds",
+            ),
+            (
+                "[session]\nidle_timeout_seconds = 0\n",
+                "session.idle_timeout_seconds",
+            ),
+            (
                 "[federation]\nallow_test_idps = false\ntest_metadata_files = [\"x.xml\"]\n",
                 "federation.test_metadata_files",
             ),
