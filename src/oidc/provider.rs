@@ -1197,7 +1197,14 @@ pub trait AsyncAccount: Send + Sync {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+
     use super::*;
+    use crate::accounts::FiscalCode;
+    use crate::oidc::clients::ClientConfig;
+    use crate::state::MemoryStore;
 
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
@@ -1213,5 +1220,179 @@ mod tests {
             "short",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
+    }
+
+    const REDIRECT: &str = "https://rp.example/cb";
+    /// RFC 7636 appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    struct Enabled(Account);
+
+    #[async_trait::async_trait]
+    impl AsyncAccount for &Enabled {
+        async fn account(&self, _: Uuid) -> Result<Account, OidcError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn setup(family_lifetime: Duration) -> (Arc<MemoryStore>, Provider, Enabled) {
+        let state = Arc::new(MemoryStore::new());
+        let keys = KeyRing::from_pems(&[(
+            super::super::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
+            SigningAlg::EdDSA,
+            None,
+        )])
+        .unwrap();
+        let clients = ClientRegistry::from_config(&[ClientConfig {
+            client_id: "rp".into(),
+            name: None,
+            secret_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$x$y".into()),
+            jwks_file: None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            scopes: vec!["openid".into()],
+            backchannel_logout_uri: None,
+            allow_in_enablement: false,
+            id_token_alg: SigningAlg::EdDSA,
+            introspect_for: vec![],
+        }])
+        .unwrap();
+        let settings = OidcSettings {
+            issuer: "https://gw.example".into(),
+            access_ttl: Duration::from_secs(300),
+            id_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(3600),
+            family_lifetime,
+            code_ttl: Duration::from_secs(60),
+        };
+        let mut account =
+            crate::accounts::tests_support::sample(FiscalCode::parse("RSSMRA80A01H501U").unwrap());
+        account.enablement_state = EnablementState::Enabled;
+        let provider = Provider::new(settings, keys, clients, state.clone());
+        (state, provider, Enabled(account))
+    }
+
+    async fn code(
+        p: &Provider,
+        account: &Account,
+        now: DateTime<Utc>,
+        session_end: DateTime<Utc>,
+    ) -> String {
+        let req = AuthzRequest {
+            id: "authz".into(),
+            client_id: "rp".into(),
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into()],
+            state: None,
+            nonce: None,
+            code_challenge: CHALLENGE.into(),
+            level: Level::L2,
+            cp: false,
+            force_login: false,
+            created_at: now,
+        };
+        let facts = SessionFacts {
+            sid: "sid-1".into(),
+            level: Level::L2,
+            auth_time: now,
+            cp_at: None,
+            session_ends_at: session_end,
+        };
+        let url = p.issue_code(&req, account, &facts, now).await.unwrap();
+        let url = reqwest::Url::parse(&url).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    }
+
+    /// The moment a non-atomic detection misses: another use has just taken the grant
+    /// (GETDEL) and has written nothing yet. A use arriving then must still see the
+    /// reuse and revoke the family.
+    #[tokio::test]
+    async fn a_use_racing_the_winner_between_its_take_and_its_answer_revokes_the_family() {
+        let now = Utc::now();
+        let (state, p, account) = setup(Duration::from_secs(3600));
+        let client = p.clients().get("rp").unwrap().clone();
+        let c = code(&p, &account.0, now, now + chrono::Duration::hours(8)).await;
+        // The winner takes the code…
+        let taken = state.take(&hash_key("polis:oidc:code:", &c)).await.unwrap();
+        let grant: Grant = serde_json::from_slice(&taken.unwrap()).unwrap();
+        // …and before it writes anything, another use:
+        let err = p
+            .exchange_code(&client, &c, REDIRECT, Some(VERIFIER), &account, now)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+        assert!(p.family_revoked(&grant.family).await.unwrap());
+        // The winner's answer is issued and dead.
+        let tokens = p.tokens(&client, &grant, &account.0, now).await.unwrap();
+        assert!(
+            p.check_access_token(&tokens.access_token, now)
+                .await
+                .is_err()
+        );
+
+        // The same for a refresh token.
+        let c = code(&p, &account.0, now, now + chrono::Duration::hours(8)).await;
+        let tokens = p
+            .exchange_code(&client, &c, REDIRECT, Some(VERIFIER), &account, now)
+            .await
+            .unwrap();
+        assert!(
+            p.check_access_token(&tokens.access_token, now)
+                .await
+                .is_ok()
+        );
+        let taken = state
+            .take(&hash_key("polis:oidc:rt:", &tokens.refresh_token))
+            .await
+            .unwrap();
+        assert!(taken.is_some());
+        let err = p
+            .refresh(&client, &tokens.refresh_token, &account, now)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("reused"), "{err}");
+        assert!(
+            p.check_access_token(&tokens.access_token, now)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_family_ends_at_its_lifetime_or_the_session_end_whichever_is_first() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        for (lifetime, session_end, end) in [
+            (3600, now + hour * 8, now + hour),
+            (8 * 3600, now + hour, now + hour),
+        ] {
+            let (_, p, account) = setup(Duration::from_secs(lifetime));
+            let client = p.clients().get("rp").unwrap().clone();
+            let c = code(&p, &account.0, now, session_end).await;
+            let mut tokens = p
+                .exchange_code(&client, &c, REDIRECT, Some(VERIFIER), &account, now)
+                .await
+                .unwrap();
+            // Rotations until one second before the end never move it.
+            let mut t = now;
+            while t + chrono::Duration::seconds(1) < end {
+                tokens = p
+                    .refresh(&client, &tokens.refresh_token, &account, t)
+                    .await
+                    .unwrap_or_else(|e| panic!("at {t}: {e}"));
+                let claims = p.check_access_token(&tokens.access_token, t).await.unwrap();
+                assert!(claims.exp <= end.timestamp(), "{claims:?}");
+                t += chrono::Duration::minutes(7);
+            }
+            let err = p
+                .refresh(&client, &tokens.refresh_token, &account, end)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("absolute lifetime"), "{err}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use polis_gateway::accounts::EnablementState;
 use polis_gateway::oidc::keys::SigningAlg;
-use polis_gateway::state::MemoryStore;
+use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
 use serde_json::{Value, json};
 
 use crate::support::eventually;
@@ -23,6 +23,7 @@ use crate::support::gateway::{
     Auth, Env, EnvOptions, Hop, OIDC_CLIENT, OIDC_JWT_CLIENT, OIDC_RS_CLIENT, OIDC_SECRET, OidcKey,
     Reply, csrf, form_value, pairs, pkce,
 };
+use crate::support::redis::RedisServer;
 
 const MARIO: &str = "RSSMRA80A01H501U";
 const GIULIA: &str = "BNCGLI85M52F205H";
@@ -1271,9 +1272,49 @@ async fn introspect_jwt(env: &Env, token: &str) -> Value {
     reply.json
 }
 
+/// An Env with Mario enabled on `store`.
+async fn with_mario_on(store: Arc<dyn StateStore>) -> (Env, reqwest::Client) {
+    let env = Env::start_with(
+        store,
+        EnvOptions {
+            oidc: true,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let browser = env.client();
+    env.enable_account(&browser, MARIO, CP).await;
+    (env, browser)
+}
+
 #[tokio::test]
 async fn twenty_concurrent_redemptions_of_one_code_give_one_answer_and_revoke_it() {
-    let (env, browser) = with_mario(EnvOptions::default()).await;
+    concurrent_redemptions(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_redemptions_of_one_code_on_redis() {
+    let server = RedisServer::start();
+    concurrent_redemptions(redis(&server)).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_of_one_token_succeed_at_most_once_and_revoke_the_family() {
+    concurrent_refreshes(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_of_one_token_on_redis() {
+    let server = RedisServer::start();
+    concurrent_refreshes(redis(&server)).await;
+}
+
+fn redis(server: &RedisServer) -> Arc<dyn StateStore> {
+    Arc::new(RedisStore::connect(&RedisConfig::standalone(server.url())).unwrap())
+}
+
+async fn concurrent_redemptions(store: Arc<dyn StateStore>) {
+    let (env, browser) = with_mario_on(store).await;
     let form = jwt_client_code(&env, &browser).await;
     let replies = race(&env, form).await;
     let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
@@ -1317,9 +1358,8 @@ async fn twenty_concurrent_redemptions_of_one_code_give_one_answer_and_revoke_it
     assert_oauth_error(&again, 400, "invalid_grant");
 }
 
-#[tokio::test]
-async fn twenty_concurrent_refreshes_of_one_token_succeed_at_most_once_and_revoke_the_family() {
-    let (env, browser) = with_mario(EnvOptions::default()).await;
+async fn concurrent_refreshes(store: Arc<dyn StateStore>) {
+    let (env, browser) = with_mario_on(store).await;
     let form = jwt_client_code(&env, &browser).await;
     let assertion = env.client_assertion(&format!("{}/oidc/token", env.gw));
     let tokens = env.token(&pairs(&form), &Auth::Assertion(assertion)).await;
