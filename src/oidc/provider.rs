@@ -277,7 +277,9 @@ pub struct Grant {
     /// CP confirmation time.
     pub cp_at: Option<DateTime<Utc>>,
     /// When the family ends whatever its rotations (its lifetime, capped by the
-    /// session's absolute end).
+    /// session's absolute end). A grant stored before this field existed reads as the
+    /// epoch: ended (invalid_grant), never endless.
+    #[serde(default)]
     pub family_ends_at: DateTime<Utc>,
 }
 
@@ -1360,6 +1362,17 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_grant_without_a_family_end_has_ended() {
+        let grant: Grant = serde_json::from_value(serde_json::json!({
+            "family": "f", "client_id": "rp", "redirect_uri": REDIRECT, "scopes": ["openid"],
+            "nonce": null, "code_challenge": null, "account_id": Uuid::nil(), "sid": "s",
+            "level": Level::L2, "auth_time": Utc::now(), "cp_at": null,
+        }))
+        .unwrap();
+        assert!(grant.family_ends_at < Utc::now());
     }
 
     #[tokio::test]
