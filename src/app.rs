@@ -195,6 +195,7 @@ pub fn oidc_provider(
         access_ttl: Duration::from_secs(o.access_token_ttl_seconds),
         id_ttl: Duration::from_secs(o.id_token_ttl_seconds),
         refresh_ttl: Duration::from_secs(o.refresh_token_ttl_seconds),
+        family_lifetime: Duration::from_secs(o.refresh_family_lifetime_seconds),
         code_ttl: Duration::from_secs(o.code_ttl_seconds),
     };
     Ok(Provider::new(settings, keys, clients, state))

@@ -274,9 +274,14 @@ pub struct OidcConfig {
     /// ID-token lifetime, seconds.
     #[serde(default = "default_access_ttl")]
     pub id_token_ttl_seconds: u64,
-    /// Refresh-token lifetime (and of the whole rotation family), seconds.
+    /// Lifetime of one refresh token, seconds (each use rotates it).
     #[serde(default = "default_refresh_ttl")]
     pub refresh_token_ttl_seconds: u64,
+    /// Absolute lifetime of a token family (the code and every refresh rotated from it),
+    /// seconds; rotation never extends it, and it never outlives the session's
+    /// `absolute_timeout_seconds`.
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_family_lifetime_seconds: u64,
     /// Authorization-code lifetime, seconds.
     #[serde(default = "default_code_ttl")]
     pub code_ttl_seconds: u64,
@@ -930,10 +935,12 @@ impl Config {
             ));
         }
         let session = &self.session;
-        if !(60..=86_400).contains(&session.idle_timeout_seconds) {
+        // Outside production a timeout may be seconds, so tests can watch it end.
+        let min_timeout = if prod { 60 } else { 1 };
+        if !(min_timeout..=86_400).contains(&session.idle_timeout_seconds) {
             return Err(invalid(
                 "session.idle_timeout_seconds",
-                "must be between 60 and 86400",
+                format!("must be between {min_timeout} and 86400"),
             ));
         }
         if session.absolute_timeout_seconds < session.idle_timeout_seconds
@@ -1030,7 +1037,13 @@ impl Config {
                 (
                     "oidc.refresh_token_ttl_seconds",
                     o.refresh_token_ttl_seconds,
-                    60,
+                    min_timeout,
+                    30 * 86_400,
+                ),
+                (
+                    "oidc.refresh_family_lifetime_seconds",
+                    o.refresh_family_lifetime_seconds,
+                    min_timeout,
                     30 * 86_400,
                 ),
                 ("oidc.code_ttl_seconds", o.code_ttl_seconds, 10, 600),
@@ -1172,6 +1185,18 @@ mod tests {
             ("[server]\nlisten = \"localhost\"\n", "server.listen"),
             ("[server]\npublic_url = \"ftp://x\"\n", "server.public_url"),
             ("[state]\nbackend = \"redis\"\n", "state.redis"),
+            (
+                "[oidc]\nrefresh_family_lifetime_seconds = 0\n",
+                "oidc.refresh_family_lifetime_seconds",
+            ),
+            (
+                "[oidc]\nrefresh_family_lifetime_seconds = 2600000\n",
+                "oidc.refresh_family_lifetime_seconds",
+            ),
+            (
+                "[session]\nidle_timeout_seconds = 0\n",
+                "session.idle_timeout_seconds",
+            ),
             (
                 "[federation]\nallow_test_idps = false\ntest_metadata_files = [\"x.xml\"]\n",
                 "federation.test_metadata_files",

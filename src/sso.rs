@@ -584,7 +584,10 @@ impl SsoService {
     }
 
     /// An IdP-initiated LogoutRequest (§5 S3), verified with the keys of the IdP it
-    /// names. The caller ends the matching sessions, then answers with
+    /// names, then accepted once: its ID goes into a replay cache
+    /// (`polis:sloin:<sha256(IdP, ID)>`, SET NX for as long as the message age window
+    /// could still accept it), and a request seen before is [`SsoError::Replay`] with no
+    /// effect. The caller ends the matching sessions, then answers with
     /// [`logout_response`](Self::logout_response) — Success also when none existed.
     pub async fn verify_idp_logout(
         &self,
@@ -599,7 +602,7 @@ impl SsoService {
         let limits = self.settings.limits;
         let federation = Arc::clone(&self.federation);
         let message = OwnedSloMessage::from(message);
-        Ok(self
+        let request = self
             .pool
             .run(move || {
                 let check = logout::LogoutRequestCheck {
@@ -628,7 +631,20 @@ impl SsoService {
                     }
                 }
             })
-            .await??)
+            .await??;
+        // Accepted while IssueInstant ≥ now − max_age − skew and ≤ now + skew: an ID
+        // can come back at most max_age + 2 × skew from now.
+        let ttl = self.settings.request_ttl + 2 * self.settings.clock_skew + Duration::from_secs(1);
+        let key = format!(
+            "polis:sloin:{}",
+            hex::encode(sha256(
+                format!("{}\n{}", request.issuer, request.id).as_bytes()
+            ))
+        );
+        if !self.state.put_if_absent(&key, b"1", ttl).await? {
+            return Err(SsoError::Replay);
+        }
+        Ok(request)
     }
 
     /// Our signed LogoutResponse (Success) to a verified IdP LogoutRequest, by

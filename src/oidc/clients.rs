@@ -9,7 +9,14 @@
 //!   containing the token endpoint or the issuer, not expired, `jti` used once (the
 //!   caller records it in the state store).
 //!
+//! A client assertion's header `typ`, when present, must be `JWT` or
+//! `client-authentication+jwt` (draft-ietf-oauth-rfc7523bis): a JWT of another kind
+//! (an access or logout token, a secevent) is never taken for a client assertion.
+//!
 //! Redirect URIs are compared exactly (no prefix, no wildcard).
+//!
+//! Introspection answers a client only about its own tokens, and about those of the
+//! clients listed in its `introspect_for` (a resource server serving them).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +60,10 @@ pub struct ClientConfig {
     /// ID-token signing algorithm (EdDSA unless the client needs ES256).
     #[serde(default = "default_alg")]
     pub id_token_alg: SigningAlg,
+    /// Other clients whose tokens this client may introspect (it is a resource server
+    /// for them); by default only its own.
+    #[serde(default)]
+    pub introspect_for: Vec<String>,
 }
 
 fn default_alg() -> SigningAlg {
@@ -105,6 +116,15 @@ pub struct Client {
     pub allow_in_enablement: bool,
     /// ID-token algorithm.
     pub id_token_alg: SigningAlg,
+    /// Clients whose tokens this one may introspect besides its own.
+    pub introspect_for: Vec<String>,
+}
+
+impl Client {
+    /// Whether introspection tells this client about a token issued to `client_id`.
+    pub fn may_introspect(&self, client_id: &str) -> bool {
+        client_id == self.id || self.introspect_for.iter().any(|c| c == client_id)
+    }
 }
 
 /// Why the client registry or a client authentication failed.
@@ -248,9 +268,22 @@ impl ClientRegistry {
                 backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                 allow_in_enablement: c.allow_in_enablement,
                 id_token_alg: c.id_token_alg,
+                introspect_for: c.introspect_for.clone(),
             };
             if clients.insert(c.client_id.clone(), client).is_some() {
                 return Err(bad(format!("duplicate client_id {:?}", c.client_id)));
+            }
+        }
+        for (index, c) in entries.iter().enumerate() {
+            if let Some(unknown) = c
+                .introspect_for
+                .iter()
+                .find(|id| !clients.contains_key(*id))
+            {
+                return Err(ClientError::Config {
+                    index,
+                    reason: format!("introspect_for names an unknown client {unknown:?}"),
+                });
             }
         }
         Ok(Self { clients })
@@ -314,6 +347,13 @@ impl ClientRegistry {
         let fail = |why: String| ClientError::Unauthorized(why);
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|e| fail(format!("assertion header: {e}")))?;
+        if let Some(typ) = &header.typ
+            && !assertion_typ(typ)
+        {
+            return Err(fail(format!(
+                "assertion typ {typ:?} is not a client assertion"
+            )));
+        }
         if !matches!(
             header.alg,
             Algorithm::RS256
@@ -410,6 +450,14 @@ impl ClientRegistry {
     }
 }
 
+/// Whether a client assertion's header `typ` is one a client assertion may carry
+/// (ignoring case and the `application/` prefix, RFC 7515 §4.1.9).
+fn assertion_typ(typ: &str) -> bool {
+    let lower = typ.to_ascii_lowercase();
+    let bare = lower.strip_prefix("application/").unwrap_or(&lower);
+    matches!(bare, "jwt" | "client-authentication+jwt")
+}
+
 /// The claims of a JWT without verifying it (only to find who signed it).
 fn unverified_claims(token: &str) -> Result<serde_json::Value, ClientError> {
     use base64::Engine as _;
@@ -422,4 +470,24 @@ fn unverified_claims(token: &str) -> Result<serde_json::Value, ClientError> {
         .map_err(|_| ClientError::Unauthorized("malformed assertion".into()))?;
     serde_json::from_slice(&bytes)
         .map_err(|_| ClientError::Unauthorized("malformed assertion".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_client_assertion_types_are_accepted() {
+        for ok in [
+            "JWT",
+            "jwt",
+            "client-authentication+jwt",
+            "application/client-authentication+JWT",
+        ] {
+            assert!(assertion_typ(ok), "{ok}");
+        }
+        for bad in ["at+jwt", "logout+jwt", "secevent+jwt", "", "application/"] {
+            assert!(!assertion_typ(bad), "{bad}");
+        }
+    }
 }

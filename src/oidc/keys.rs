@@ -95,6 +95,39 @@ impl KeyError {
     }
 }
 
+/// The kinds of JWT the gateway signs, told apart by the header `typ`: every
+/// verification names the kind it expects, and a token of another kind is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    /// An ID token (`JWT`), also when it comes back as `id_token_hint`.
+    Id,
+    /// An access token (`at+jwt`, RFC 9068).
+    Access,
+    /// A back-channel logout token (`logout+jwt`).
+    Logout,
+}
+
+impl TokenType {
+    /// The header `typ` this kind is signed with.
+    pub fn typ(self) -> &'static str {
+        match self {
+            Self::Id => "JWT",
+            Self::Access => "at+jwt",
+            Self::Logout => "logout+jwt",
+        }
+    }
+
+    /// Whether a received header `typ` names this kind: compared ignoring case, with
+    /// the optional `application/` prefix (RFC 7515 §4.1.9).
+    pub fn matches(self, typ: &str) -> bool {
+        let bare = match typ.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => typ.get(12..),
+            _ => Some(typ),
+        };
+        bare.is_some_and(|t| t.eq_ignore_ascii_case(self.typ()))
+    }
+}
+
 /// A token signing algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SigningAlg {
@@ -329,58 +362,62 @@ impl KeyRing {
         self.current(alg).map(|e| e.kid.as_str())
     }
 
-    /// Signs `claims` as a JWT (`typ` = `JWT`) with the current key of `alg`.
+    /// Signs an ID token (`typ` = `JWT`) with the current key of `alg`.
     pub fn sign<T: Serialize>(&self, claims: &T, alg: SigningAlg) -> Result<String, KeyError> {
-        self.sign_typed(claims, alg, "JWT")
+        self.sign_typed(claims, alg, TokenType::Id)
     }
 
-    /// Signs `claims` with the current key of `alg` and the given header `typ`
+    /// Signs `claims` with the current key of `alg` and the header `typ` of `kind`
     /// (`logout+jwt` for back-channel logout tokens, `at+jwt` for access tokens, RFC 9068).
     pub fn sign_typed<T: Serialize>(
         &self,
         claims: &T,
         alg: SigningAlg,
-        typ: &str,
+        kind: TokenType,
     ) -> Result<String, KeyError> {
         let key = self.current(alg).ok_or(KeyError::NoCurrentKey(alg))?;
         let mut header = Header::new(alg.algorithm());
-        header.typ = Some(typ.to_owned());
+        header.typ = Some(kind.typ().to_owned());
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding)
             .map_err(|e| KeyError::Sign(e.to_string()))
     }
 
-    /// Verifies a token signed by a key of the ring and returns its claims.
+    /// Verifies a token of `kind` signed by a key of the ring and returns its claims.
     ///
-    /// The header's `kid` must name a key of the ring that is live at `now`, and its `alg`
-    /// must be that key's algorithm. `exp` is required and must be after `now` (no
-    /// leeway); `nbf`, when present, must not be after `now`; `iss` must equal `issuer`;
-    /// with `audience`, `aud` must be it or an array containing it.
+    /// The header `typ` must be the one of `kind` (so a token of one kind is never taken
+    /// for another: RFC 8725 §3.11). The header's `kid` must name a key of the ring that
+    /// is live at `now`, and its `alg` must be that key's algorithm. `exp` is required and
+    /// must be after `now` (no leeway); `nbf`, when present, must not be after `now`;
+    /// `iss` must equal `issuer`; with `audience`, `aud` must be it or an array containing it.
     pub fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
+        kind: TokenType,
         now: DateTime<Utc>,
         issuer: &str,
         audience: Option<&str>,
     ) -> Result<T, KeyError> {
-        self.verify_with(token, now, issuer, audience, Expiry::Enforced)
+        self.verify_with(token, kind, now, issuer, audience, Expiry::Enforced)
     }
 
     /// Like [`verify`](Self::verify) but accepting an expired token: for an
     /// `id_token_hint` (RP-Initiated Logout §2 allows expired ones). The key must still
-    /// be live at `now`, and signature, algorithm and issuer are checked as usual.
+    /// be live at `now`, and `typ`, signature, algorithm and issuer are checked as usual.
     pub fn verify_ignoring_expiry<T: DeserializeOwned>(
         &self,
         token: &str,
+        kind: TokenType,
         now: DateTime<Utc>,
         issuer: &str,
     ) -> Result<T, KeyError> {
-        self.verify_with(token, now, issuer, None, Expiry::Ignored)
+        self.verify_with(token, kind, now, issuer, None, Expiry::Ignored)
     }
 
     fn verify_with<T: DeserializeOwned>(
         &self,
         token: &str,
+        kind: TokenType,
         now: DateTime<Utc>,
         issuer: &str,
         audience: Option<&str>,
@@ -401,6 +438,13 @@ impl KeyRing {
             return Err(KeyError::Invalid(
                 "the header alg is not the key's algorithm".to_owned(),
             ));
+        }
+        if !header.typ.as_deref().is_some_and(|t| kind.matches(t)) {
+            return Err(KeyError::Invalid(format!(
+                "typ {:?} is not {}",
+                header.typ,
+                kind.typ()
+            )));
         }
         // Signature only: the claims are checked below against `now`, never the system clock.
         let mut validation = Validation::new(key.alg.algorithm());
@@ -682,7 +726,9 @@ mod tests {
         let token = a
             .sign(&claims(now() + Duration::minutes(5)), SigningAlg::ES256)
             .unwrap();
-        let _: Value = b.verify(&token, now(), ISS, Some("client-1")).unwrap();
+        let _: Value = b
+            .verify(&token, TokenType::Id, now(), ISS, Some("client-1"))
+            .unwrap();
     }
 
     #[test]
@@ -714,10 +760,12 @@ mod tests {
             assert_eq!(header.alg, jwt_alg);
             assert_eq!(header.typ.as_deref(), Some("JWT"));
             assert_eq!(header.kid.as_deref(), r.current_kid(alg));
-            let got: Value = r.verify(&token, now(), ISS, Some("client-1")).unwrap();
+            let got: Value = r
+                .verify(&token, TokenType::Id, now(), ISS, Some("client-1"))
+                .unwrap();
             assert_eq!(got["sub"], "RSSMRA80A01H501U");
             // Without an audience to check.
-            let _: Value = r.verify(&token, now(), ISS, None).unwrap();
+            let _: Value = r.verify(&token, TokenType::Id, now(), ISS, None).unwrap();
         }
     }
 
@@ -728,12 +776,45 @@ mod tests {
             .sign_typed(
                 &claims(now() + Duration::minutes(2)),
                 SigningAlg::EdDSA,
-                "logout+jwt",
+                TokenType::Logout,
             )
             .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
-        let _: Value = r.verify(&token, now(), ISS, Some("client-1")).unwrap();
+        let _: Value = r
+            .verify(&token, TokenType::Logout, now(), ISS, Some("client-1"))
+            .unwrap();
+        // A token of one kind is never taken for another.
+        for other in [TokenType::Id, TokenType::Access] {
+            let err = r
+                .verify::<Value>(&token, other, now(), ISS, Some("client-1"))
+                .unwrap_err();
+            assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
+            assert!(
+                r.verify_ignoring_expiry::<Value>(&token, other, now(), ISS)
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn typ_is_compared_ignoring_case_and_the_application_prefix() {
+        assert!(TokenType::Access.matches("at+jwt"));
+        assert!(TokenType::Access.matches("AT+JWT"));
+        assert!(TokenType::Access.matches("application/at+jwt"));
+        assert!(TokenType::Id.matches("JWT"));
+        assert!(TokenType::Id.matches("jwt"));
+        for (kind, typ) in [
+            (TokenType::Access, "JWT"),
+            (TokenType::Access, "at+jwt "),
+            (TokenType::Access, "application/"),
+            (TokenType::Id, "at+jwt"),
+            (TokenType::Id, "logout+jwt"),
+            (TokenType::Id, ""),
+            (TokenType::Logout, "secevent+jwt"),
+        ] {
+            assert!(!kind.matches(typ), "{kind:?} {typ:?}");
+        }
     }
 
     #[test]
@@ -742,9 +823,11 @@ mod tests {
         let mut c = claims(now() + Duration::minutes(5));
         c["aud"] = json!(["client-0", "client-1"]);
         let token = r.sign(&c, SigningAlg::EdDSA).unwrap();
-        let _: Value = r.verify(&token, now(), ISS, Some("client-1")).unwrap();
+        let _: Value = r
+            .verify(&token, TokenType::Id, now(), ISS, Some("client-1"))
+            .unwrap();
         let err = r
-            .verify::<Value>(&token, now(), ISS, Some("client-2"))
+            .verify::<Value>(&token, TokenType::Id, now(), ISS, Some("client-2"))
             .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
     }
@@ -756,11 +839,17 @@ mod tests {
             .sign(&claims(now() + Duration::minutes(5)), SigningAlg::EdDSA)
             .unwrap();
         let err = r
-            .verify::<Value>(&token, now(), "https://other.example", Some("client-1"))
+            .verify::<Value>(
+                &token,
+                TokenType::Id,
+                now(),
+                "https://other.example",
+                Some("client-1"),
+            )
             .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
         let err = r
-            .verify::<Value>(&token, now(), ISS, Some("client-2"))
+            .verify::<Value>(&token, TokenType::Id, now(), ISS, Some("client-2"))
             .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
         assert_eq!(err.code(), "POLIS_OIDC_KEY_INVALID_TOKEN");
@@ -772,12 +861,14 @@ mod tests {
         let exp = now() + Duration::minutes(5);
         let token = r.sign(&claims(exp), SigningAlg::ES256).unwrap();
         let _: Value = r
-            .verify(&token, exp - Duration::seconds(1), ISS, None)
+            .verify(&token, TokenType::Id, exp - Duration::seconds(1), ISS, None)
             .unwrap();
-        let err = r.verify::<Value>(&token, exp, ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>(&token, TokenType::Id, exp, ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::Expired), "{err:?}");
         let err = r
-            .verify::<Value>(&token, exp + Duration::seconds(1), ISS, None)
+            .verify::<Value>(&token, TokenType::Id, exp + Duration::seconds(1), ISS, None)
             .unwrap_err();
         assert_eq!(err.code(), "POLIS_OIDC_KEY_EXPIRED");
         // A token far in the past by the system clock still verifies at its own `now`.
@@ -785,7 +876,7 @@ mod tests {
         let token = r
             .sign(&claims(old + Duration::minutes(5)), SigningAlg::EdDSA)
             .unwrap();
-        let _: Value = r.verify(&token, old, ISS, None).unwrap();
+        let _: Value = r.verify(&token, TokenType::Id, old, ISS, None).unwrap();
     }
 
     #[test]
@@ -803,18 +894,25 @@ mod tests {
         ]);
         let later = exp + Duration::minutes(10);
         assert!(matches!(
-            rotated.verify::<Value>(&token, later, ISS, None),
+            rotated.verify::<Value>(&token, TokenType::Id, later, ISS, None),
             Err(KeyError::Expired)
         ));
-        let _: Value = rotated.verify_ignoring_expiry(&token, later, ISS).unwrap();
+        let _: Value = rotated
+            .verify_ignoring_expiry(&token, TokenType::Id, later, ISS)
+            .unwrap();
         assert!(
             rotated
-                .verify_ignoring_expiry::<Value>(&token, later, "https://other.example")
+                .verify_ignoring_expiry::<Value>(
+                    &token,
+                    TokenType::Id,
+                    later,
+                    "https://other.example"
+                )
                 .is_err()
         );
         // Past the old key's not_after the hint is refused like any token.
         let err = rotated
-            .verify_ignoring_expiry::<Value>(&token, not_after, ISS)
+            .verify_ignoring_expiry::<Value>(&token, TokenType::Id, not_after, ISS)
             .unwrap_err();
         assert!(matches!(err, KeyError::UnknownKid), "{err:?}");
     }
@@ -825,16 +923,26 @@ mod tests {
         let mut c = claims(now());
         c.as_object_mut().unwrap().remove("exp");
         let token = r.sign(&c, SigningAlg::EdDSA).unwrap();
-        let err = r.verify::<Value>(&token, now(), ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>(&token, TokenType::Id, now(), ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
 
         let mut c = claims(now() + Duration::minutes(5));
         c["nbf"] = json!((now() + Duration::minutes(1)).timestamp());
         let token = r.sign(&c, SigningAlg::EdDSA).unwrap();
-        let err = r.verify::<Value>(&token, now(), ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>(&token, TokenType::Id, now(), ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
         let _: Value = r
-            .verify(&token, now() + Duration::minutes(1), ISS, None)
+            .verify(
+                &token,
+                TokenType::Id,
+                now() + Duration::minutes(1),
+                ISS,
+                None,
+            )
             .unwrap();
     }
 
@@ -846,7 +954,9 @@ mod tests {
             let token = other
                 .sign(&claims(now() + Duration::minutes(5)), alg)
                 .unwrap();
-            let err = r.verify::<Value>(&token, now(), ISS, None).unwrap_err();
+            let err = r
+                .verify::<Value>(&token, TokenType::Id, now(), ISS, None)
+                .unwrap_err();
             assert!(matches!(err, KeyError::UnknownKid), "{err:?}");
         }
     }
@@ -866,7 +976,9 @@ mod tests {
             foreign.encoding_key(),
         )
         .unwrap();
-        let err = r.verify::<Value>(&token, now(), ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>(&token, TokenType::Id, now(), ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
     }
 
@@ -884,7 +996,9 @@ mod tests {
             es_key.encoding_key(),
         )
         .unwrap();
-        let err = r.verify::<Value>(&token, now(), ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>(&token, TokenType::Id, now(), ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
 
         // Hand-crafted: a real EdDSA token whose header is rewritten to ES256 (and "none").
@@ -900,7 +1014,9 @@ mod tests {
         for alg in ["ES256", "HS256", "none"] {
             let forged_header = b64(&json!({"alg": alg, "kid": ed_kid, "typ": "JWT"}));
             let forged = format!("{forged_header}.{payload}.{sig}");
-            let err = r.verify::<Value>(&forged, now(), ISS, None).unwrap_err();
+            let err = r
+                .verify::<Value>(&forged, TokenType::Id, now(), ISS, None)
+                .unwrap_err();
             assert!(matches!(err, KeyError::Invalid(_)), "{alg}: {err:?}");
         }
     }
@@ -918,15 +1034,25 @@ mod tests {
             parts.next().unwrap(),
         );
         let no_kid = format!("{}.{payload}.{sig}", b64(&json!({"alg": "EdDSA"})));
-        let err = r.verify::<Value>(&no_kid, now(), ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>(&no_kid, TokenType::Id, now(), ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::UnknownKid), "{err:?}");
         let kid = r.current_kid(SigningAlg::EdDSA).unwrap();
         let crit = b64(&json!({"alg": "EdDSA", "kid": kid, "crit": ["exp"], "exp": 1}));
         let err = r
-            .verify::<Value>(&format!("{crit}.{payload}.{sig}"), now(), ISS, None)
+            .verify::<Value>(
+                &format!("{crit}.{payload}.{sig}"),
+                TokenType::Id,
+                now(),
+                ISS,
+                None,
+            )
             .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
-        let err = r.verify::<Value>("garbage", now(), ISS, None).unwrap_err();
+        let err = r
+            .verify::<Value>("garbage", TokenType::Id, now(), ISS, None)
+            .unwrap_err();
         assert!(matches!(err, KeyError::Invalid(_)), "{err:?}");
     }
 
@@ -949,7 +1075,9 @@ mod tests {
         assert_eq!(ring_b.current_kid(SigningAlg::ES256), None);
 
         // The old token still verifies; new tokens are signed by B.
-        let _: Value = ring_b.verify(&old_token, now(), ISS, None).unwrap();
+        let _: Value = ring_b
+            .verify(&old_token, TokenType::Id, now(), ISS, None)
+            .unwrap();
         let new_token = ring_b.sign(&claims(exp), SigningAlg::EdDSA).unwrap();
         assert_eq!(
             jsonwebtoken::decode_header(&new_token)
@@ -976,9 +1104,11 @@ mod tests {
         let late_token = ring_a
             .sign(&claims(not_after + Duration::hours(1)), SigningAlg::EdDSA)
             .unwrap();
-        let _: Value = ring_b.verify(&late_token, now(), ISS, None).unwrap();
+        let _: Value = ring_b
+            .verify(&late_token, TokenType::Id, now(), ISS, None)
+            .unwrap();
         let err = ring_b
-            .verify::<Value>(&late_token, not_after, ISS, None)
+            .verify::<Value>(&late_token, TokenType::Id, not_after, ISS, None)
             .unwrap_err();
         assert!(matches!(err, KeyError::UnknownKid), "{err:?}");
         assert_eq!(err.code(), "POLIS_OIDC_KEY_UNKNOWN_KID");
@@ -1106,7 +1236,7 @@ mod tests {
         let token = ring_next
             .sign(&claims(now() + Duration::minutes(5)), SigningAlg::EdDSA)
             .unwrap();
-        let _: Value = r.verify(&token, now(), ISS, None).unwrap();
+        let _: Value = r.verify(&token, TokenType::Id, now(), ISS, None).unwrap();
     }
 
     #[test]

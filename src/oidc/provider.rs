@@ -7,19 +7,32 @@
 //! | key | what | TTL |
 //! |---|---|---|
 //! | `polis:oidc:authz:<id>` | an authorization request waiting for a login or the CP | 10 min |
-//! | `polis:oidc:code:<sha256(code)>` | the grant behind a code, taken once | `code_ttl` |
-//! | `polis:oidc:codeused:<sha256(code)>` | family of a redeemed code: a second use revokes it | refresh TTL |
-//! | `polis:oidc:rt:<sha256(rt)>` | a refresh token's grant, taken once on rotation | refresh TTL |
-//! | `polis:oidc:rtused:<sha256(rt)>` | family of a rotated refresh token: reuse revokes it | refresh TTL |
-//! | `polis:oidc:revfam:<family>` | a revoked token family (code → tokens → rotations) | refresh TTL |
+//! | `polis:oidc:code:<sha256(code)>` | the grant behind a code, taken once (GETDEL) | `code_ttl` |
+//! | `polis:oidc:codefam:<sha256(code)>` | the code's family, written *with* the code: a use that finds the code gone revokes it | revocation TTL |
+//! | `polis:oidc:rt:<sha256(rt)>` | a refresh token's grant, taken once on rotation (GETDEL) | refresh TTL, capped by the family's end |
+//! | `polis:oidc:rtfam:<sha256(rt)>` | the refresh token's family, written *with* the token: reuse revokes it | until the family's end |
+//! | `polis:oidc:revfam:<family>` | a revoked token family (code → tokens → rotations) | revocation TTL |
 //! | `polis:oidc:revjti:<jti>` | a revoked access token | until it expires |
-//! | `polis:oidc:revsid:<sid>` | a gateway session that ended: its tokens are dead | refresh TTL |
-//! | `polis:oidc:sidclients:<sid>` | clients that got tokens in a session (back-channel logout) | refresh TTL |
+//! | `polis:oidc:revsid:<sid>` | a gateway session that ended: its tokens are dead | revocation TTL |
+//! | `polis:oidc:sidclients:<sid>` | clients that got tokens in a session (back-channel logout) | until the session's absolute end |
 //! | `polis:oidc:cjti:<client>:<jti>` | a client assertion already used | until it expires |
+//!
+//! The revocation TTL is the longest any token of a family can live: the family
+//! lifetime plus the access-token and code lifetimes.
+//!
+//! **Families end.** A family (a code and every token rotated from it) ends at a fixed
+//! time set when the code is issued: `refresh_family_lifetime` later, or the session's
+//! absolute end if that comes first. Rotation never moves it; an access token never
+//! outlives it.
+//!
+//! **Reuse detection is atomic.** The grant is taken with GETDEL, so of any number of
+//! concurrent uses exactly one gets it; the family marker was written before the code
+//! or token was handed out, so every other use finds it and revokes the family.
 //!
 //! Access tokens are JWTs (`typ` `at+jwt`, RFC 9068) carrying `sid` and `fam`, so a
 //! resource server can verify them offline and introspection can tell if their
-//! session or family was revoked. Refresh tokens are opaque.
+//! session or family was revoked. Every token the provider verifies is checked for its
+//! `typ` ([`TokenType`]). Refresh tokens are opaque.
 
 use std::time::Duration;
 
@@ -28,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::clients::{Client, ClientError, ClientRegistry, Presented};
-use super::keys::{KeyError, KeyRing, SigningAlg};
+use super::keys::{KeyError, KeyRing, SigningAlg, TokenType};
 use crate::accounts::{Account, EnablementState};
 use crate::saml::{Level, ids};
 use crate::state::{StateError, StateStore};
@@ -136,8 +149,10 @@ pub struct OidcSettings {
     pub access_ttl: Duration,
     /// ID-token lifetime.
     pub id_ttl: Duration,
-    /// Refresh-token (family) lifetime.
+    /// Lifetime of one refresh token (each rotation issues a new one).
     pub refresh_ttl: Duration,
+    /// Absolute lifetime of a token family, from the code; rotation never extends it.
+    pub family_lifetime: Duration,
     /// Code lifetime.
     pub code_ttl: Duration,
 }
@@ -146,6 +161,11 @@ impl OidcSettings {
     /// The token endpoint URL (an accepted client-assertion audience).
     pub fn token_endpoint(&self) -> String {
         format!("{}/oidc/token", self.issuer)
+    }
+
+    /// The longest any token of a family lives: how long a revocation is kept.
+    fn revocation_ttl(&self) -> Duration {
+        self.family_lifetime + self.access_ttl + self.code_ttl
     }
 }
 
@@ -227,6 +247,8 @@ pub struct SessionFacts {
     pub auth_time: DateTime<Utc>,
     /// When the CP was last confirmed in this session for this request, if any.
     pub cp_at: Option<DateTime<Utc>>,
+    /// The session's absolute end: no token family outlives it.
+    pub session_ends_at: DateTime<Utc>,
 }
 
 /// The grant behind a code or a refresh token.
@@ -254,6 +276,29 @@ pub struct Grant {
     pub auth_time: DateTime<Utc>,
     /// CP confirmation time.
     pub cp_at: Option<DateTime<Utc>>,
+    /// When the family ends whatever its rotations (its lifetime, capped by the
+    /// session's absolute end). A grant stored before this field existed reads as the
+    /// epoch: ended (invalid_grant), never endless.
+    #[serde(default)]
+    pub family_ends_at: DateTime<Utc>,
+}
+
+/// The family marker written with a code or refresh token (`codefam`, `rtfam`): a use
+/// that finds the grant gone learns which family to revoke, or that it already ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FamilyMark {
+    family: String,
+    ends_at: DateTime<Utc>,
+}
+
+impl FamilyMark {
+    fn of(grant: &Grant) -> Result<Vec<u8>, OidcError> {
+        serde_json::to_vec(&Self {
+            family: grant.family.clone(),
+            ends_at: grant.family_ends_at,
+        })
+        .map_err(internal)
+    }
 }
 
 /// Tokens returned by `/oidc/token`.
@@ -325,6 +370,10 @@ fn hash_key(prefix: &str, secret: &str) -> String {
     )
 }
 
+fn family_ended() -> OidcError {
+    OidcError::InvalidGrant("the token family has reached its absolute lifetime".into())
+}
+
 fn internal(e: impl std::fmt::Display) -> OidcError {
     OidcError::Internal(e.to_string())
 }
@@ -347,6 +396,12 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Time from `now` until `end` (zero when it is past), plus one second so a key written
+/// with it outlives the moment it guards.
+fn until(end: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (end - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1)
 }
 
 impl Provider {
@@ -529,6 +584,7 @@ impl Provider {
         req: &AuthzRequest,
         account: &Account,
         facts: &SessionFacts,
+        now: DateTime<Utc>,
     ) -> Result<String, RedirectError> {
         let redirect_err = |error: OidcError| RedirectError {
             redirect_uri: req.redirect_uri.clone(),
@@ -545,6 +601,9 @@ impl Provider {
             )));
         }
         let code = ids::new_token(32);
+        let family_end = now
+            + chrono::Duration::from_std(self.settings.family_lifetime)
+                .unwrap_or(chrono::Duration::MAX);
         let grant = Grant {
             family: ids::new_token(16),
             client_id: client.id.clone(),
@@ -557,8 +616,24 @@ impl Provider {
             level: facts.level,
             auth_time: facts.auth_time,
             cp_at: if req.cp { facts.cp_at } else { None },
+            family_ends_at: family_end.min(facts.session_ends_at),
         };
+        if grant.family_ends_at <= now {
+            return Err(redirect_err(OidcError::AccessDenied(
+                "the session has reached its absolute timeout".into(),
+            )));
+        }
         let value = serde_json::to_vec(&grant).map_err(|e| redirect_err(internal(e)))?;
+        // The family marker first: any use of the code that finds the grant gone
+        // (taken by another use) finds the family to revoke.
+        self.state
+            .put(
+                &hash_key("polis:oidc:codefam:", &code),
+                &FamilyMark::of(&grant).map_err(redirect_err)?,
+                self.settings.revocation_ttl(),
+            )
+            .await
+            .map_err(|e| redirect_err(e.into()))?;
         self.state
             .put(
                 &hash_key("polis:oidc:code:", &code),
@@ -567,7 +642,7 @@ impl Provider {
             )
             .await
             .map_err(|e| redirect_err(e.into()))?;
-        self.remember_client(&facts.sid, &client.id)
+        self.remember_client(&facts.sid, &client.id, until(facts.session_ends_at, now))
             .await
             .map_err(redirect_err)?;
         let mut url = reqwest::Url::parse(&req.redirect_uri)
@@ -583,7 +658,12 @@ impl Provider {
         Ok(url.to_string())
     }
 
-    async fn remember_client(&self, sid: &str, client_id: &str) -> Result<(), OidcError> {
+    async fn remember_client(
+        &self,
+        sid: &str,
+        client_id: &str,
+        ttl: Duration,
+    ) -> Result<(), OidcError> {
         let key = format!("polis:oidc:sidclients:{sid}");
         let mut list: Vec<String> = match self.state.get(&key).await? {
             Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
@@ -592,9 +672,7 @@ impl Provider {
         if !list.iter().any(|c| c == client_id) {
             list.push(client_id.to_owned());
             let value = serde_json::to_vec(&list).map_err(internal)?;
-            self.state
-                .put(&key, &value, self.settings.refresh_ttl)
-                .await?;
+            self.state.put(&key, &value, ttl).await?;
         }
         Ok(())
     }
@@ -644,7 +722,8 @@ impl Provider {
     }
 
     /// `grant_type=authorization_code`: single use; a second use revokes every token
-    /// issued from the code.
+    /// issued from the code. Of concurrent uses exactly one gets tokens (GETDEL) and
+    /// every other one revokes them.
     pub async fn exchange_code(
         &self,
         client: &Client,
@@ -655,11 +734,11 @@ impl Provider {
         now: DateTime<Utc>,
     ) -> Result<TokenResponse, OidcError> {
         let code_key = hash_key("polis:oidc:code:", code);
-        let used_key = hash_key("polis:oidc:codeused:", code);
+        let family_key = hash_key("polis:oidc:codefam:", code);
         let Some(raw) = self.state.take(&code_key).await? else {
-            if let Some(family) = self.state.get(&used_key).await? {
-                let family = String::from_utf8_lossy(&family).into_owned();
-                self.revoke_family(&family).await?;
+            if let Some(raw) = self.state.get(&family_key).await? {
+                let mark: FamilyMark = serde_json::from_slice(&raw).map_err(internal)?;
+                self.revoke_family(&mark.family).await?;
                 return Err(OidcError::InvalidGrant(
                     "code already used: the tokens issued from it are revoked".into(),
                 ));
@@ -667,13 +746,6 @@ impl Provider {
             return Err(OidcError::InvalidGrant("unknown or expired code".into()));
         };
         let grant: Grant = serde_json::from_slice(&raw).map_err(internal)?;
-        self.state
-            .put(
-                &used_key,
-                grant.family.as_bytes(),
-                self.settings.refresh_ttl,
-            )
-            .await?;
         if grant.client_id != client.id {
             self.revoke_family(&grant.family).await?;
             return Err(OidcError::InvalidGrant(
@@ -688,10 +760,14 @@ impl Provider {
             return Err(OidcError::InvalidGrant("PKCE verification failed".into()));
         }
         let account = account_of.account(grant.account_id).await?;
+        // No family check here: a fresh family can only have been revoked by a
+        // concurrent use of this same code, which lost; the tokens issued now are dead.
         self.tokens(client, &grant, &account, now).await
     }
 
-    /// `grant_type=refresh_token`: rotation; a reused token revokes its family.
+    /// `grant_type=refresh_token`: rotation; a reused token revokes its family. Of
+    /// concurrent uses at most one gets tokens (GETDEL) and every other one revokes the
+    /// family. The family's end never moves.
     pub async fn refresh(
         &self,
         client: &Client,
@@ -700,11 +776,14 @@ impl Provider {
         now: DateTime<Utc>,
     ) -> Result<TokenResponse, OidcError> {
         let key = hash_key("polis:oidc:rt:", refresh_token);
-        let used_key = hash_key("polis:oidc:rtused:", refresh_token);
+        let family_key = hash_key("polis:oidc:rtfam:", refresh_token);
         let Some(raw) = self.state.take(&key).await? else {
-            if let Some(family) = self.state.get(&used_key).await? {
-                let family = String::from_utf8_lossy(&family).into_owned();
-                self.revoke_family(&family).await?;
+            if let Some(raw) = self.state.get(&family_key).await? {
+                let mark: FamilyMark = serde_json::from_slice(&raw).map_err(internal)?;
+                if mark.ends_at <= now {
+                    return Err(family_ended());
+                }
+                self.revoke_family(&mark.family).await?;
                 return Err(OidcError::InvalidGrant(
                     "refresh token reused: the whole family is revoked".into(),
                 ));
@@ -714,18 +793,14 @@ impl Provider {
             ));
         };
         let grant: Grant = serde_json::from_slice(&raw).map_err(internal)?;
-        self.state
-            .put(
-                &used_key,
-                grant.family.as_bytes(),
-                self.settings.refresh_ttl,
-            )
-            .await?;
         if grant.client_id != client.id {
             self.revoke_family(&grant.family).await?;
             return Err(OidcError::InvalidGrant(
                 "refresh token of another client".into(),
             ));
+        }
+        if self.family_revoked(&grant.family).await? {
+            return Err(OidcError::InvalidGrant("the grant was revoked".into()));
         }
         let account = account_of.account(grant.account_id).await?;
         // A refreshed ID token does not re-assert the CP confirmation.
@@ -737,17 +812,24 @@ impl Provider {
         self.tokens(client, &grant, &account, now).await
     }
 
-    async fn family_dead(&self, grant: &Grant) -> Result<bool, OidcError> {
+    async fn family_revoked(&self, family: &str) -> Result<bool, OidcError> {
         Ok(self
             .state
-            .get(&format!("polis:oidc:revfam:{}", grant.family))
+            .get(&format!("polis:oidc:revfam:{family}"))
             .await?
-            .is_some()
-            || self
-                .state
-                .get(&format!("polis:oidc:revsid:{}", grant.sid))
-                .await?
-                .is_some())
+            .is_some())
+    }
+
+    async fn session_revoked(&self, sid: &str) -> Result<bool, OidcError> {
+        Ok(self
+            .state
+            .get(&format!("polis:oidc:revsid:{sid}"))
+            .await?
+            .is_some())
+    }
+
+    async fn family_dead(&self, grant: &Grant) -> Result<bool, OidcError> {
+        Ok(self.family_revoked(&grant.family).await? || self.session_revoked(&grant.sid).await?)
     }
 
     async fn tokens(
@@ -762,16 +844,22 @@ impl Provider {
                 "the account has not completed the enablement".into(),
             ));
         }
-        if self.family_dead(grant).await? {
+        if self.session_revoked(&grant.sid).await? {
             return Err(OidcError::InvalidGrant("the grant was revoked".into()));
         }
+        // Whole seconds left in the family (token times are whole seconds).
+        let family_left = (grant.family_ends_at - now).num_seconds();
+        if family_left < 1 {
+            return Err(family_ended());
+        }
+        let family_left = Duration::from_secs(u64::try_from(family_left).unwrap_or(0));
         let scope = grant.scopes.join(" ");
         let access = AccessClaims {
             iss: self.settings.issuer.clone(),
             sub: account.id.to_string(),
             aud: client.id.clone(),
             client_id: client.id.clone(),
-            exp: now.timestamp() + secs(self.settings.access_ttl),
+            exp: now.timestamp() + secs(self.settings.access_ttl.min(family_left)),
             iat: now.timestamp(),
             jti: ids::new_token(16),
             scope: scope.clone(),
@@ -780,7 +868,9 @@ impl Provider {
             acr: grant.level.uri().to_owned(),
             auth_time: grant.auth_time.timestamp(),
         };
-        let access_token = self.keys.sign_typed(&access, SigningAlg::EdDSA, "at+jwt")?;
+        let access_token = self
+            .keys
+            .sign_typed(&access, SigningAlg::EdDSA, TokenType::Access)?;
         // `openid` is in every grant (authorize requires it): always an ID token.
         let mut claims = self.claims_map(account, &grant.scopes);
         let mut put = |k: &str, v: serde_json::Value| {
@@ -817,11 +907,20 @@ impl Provider {
             ..grant.clone()
         })
         .map_err(internal)?;
+        // The family marker first (reuse detection), then the token; neither outlives
+        // the family.
+        self.state
+            .put(
+                &hash_key("polis:oidc:rtfam:", &refresh_token),
+                &FamilyMark::of(grant)?,
+                until(grant.family_ends_at, now),
+            )
+            .await?;
         self.state
             .put(
                 &hash_key("polis:oidc:rt:", &refresh_token),
                 &value,
-                self.settings.refresh_ttl,
+                self.settings.refresh_ttl.min(family_left),
             )
             .await?;
         Ok(TokenResponse {
@@ -880,7 +979,7 @@ impl Provider {
         map
     }
 
-    /// Verifies an access token: signature, issuer, expiry, revocation.
+    /// Verifies an access token: `typ` `at+jwt`, signature, issuer, expiry, revocation.
     pub async fn check_access_token(
         &self,
         token: &str,
@@ -888,7 +987,7 @@ impl Provider {
     ) -> Result<AccessClaims, OidcError> {
         let claims: AccessClaims = self
             .keys
-            .verify(token, now, &self.settings.issuer, None)
+            .verify(token, TokenType::Access, now, &self.settings.issuer, None)
             .map_err(|e| OidcError::InvalidToken(e.to_string()))?;
         let revoked = self
             .state
@@ -911,9 +1010,19 @@ impl Provider {
         Ok(claims)
     }
 
-    /// RFC 7662: what an authenticated client may learn about a token.
-    pub async fn introspect(&self, token: &str, now: DateTime<Utc>) -> serde_json::Value {
-        if let Ok(c) = self.check_access_token(token, now).await {
+    /// RFC 7662: what an authenticated client may learn about a token. Only about
+    /// tokens issued to `client` itself or to a client it is a resource server for
+    /// (`introspect_for`); any other token is `active: false`, exactly like an unknown
+    /// one, so nothing tells them apart.
+    pub async fn introspect(
+        &self,
+        client: &Client,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> serde_json::Value {
+        if let Ok(c) = self.check_access_token(token, now).await
+            && client.may_introspect(&c.client_id)
+        {
             return serde_json::json!({
                 "active": true,
                 "token_type": "Bearer",
@@ -932,6 +1041,8 @@ impl Provider {
         }
         if let Ok(Some(raw)) = self.state.get(&hash_key("polis:oidc:rt:", token)).await
             && let Ok(grant) = serde_json::from_slice::<Grant>(&raw)
+            && client.may_introspect(&grant.client_id)
+            && grant.family_ends_at > now
             && matches!(self.family_dead(&grant).await, Ok(false))
         {
             return serde_json::json!({
@@ -942,6 +1053,7 @@ impl Provider {
                 "client_id": grant.client_id,
                 "scope": grant.scopes.join(" "),
                 "sid": grant.sid,
+                "exp": grant.family_ends_at.timestamp(),
             });
         }
         serde_json::json!({ "active": false })
@@ -966,10 +1078,13 @@ impl Provider {
             }
             return Ok(());
         }
-        if let Ok(claims) =
-            self.keys
-                .verify::<AccessClaims>(token, now, &self.settings.issuer, None)
-            && claims.client_id == client.id
+        if let Ok(claims) = self.keys.verify::<AccessClaims>(
+            token,
+            TokenType::Access,
+            now,
+            &self.settings.issuer,
+            None,
+        ) && claims.client_id == client.id
         {
             let left =
                 Duration::from_secs(u64::try_from(claims.exp - now.timestamp()).unwrap_or(0))
@@ -987,7 +1102,7 @@ impl Provider {
             .put(
                 &format!("polis:oidc:revfam:{family}"),
                 b"1",
-                self.settings.refresh_ttl,
+                self.settings.revocation_ttl(),
             )
             .await?;
         Ok(())
@@ -1005,7 +1120,7 @@ impl Provider {
             .put(
                 &format!("polis:oidc:revsid:{sid}"),
                 b"1",
-                self.settings.refresh_ttl,
+                self.settings.revocation_ttl(),
             )
             .await?;
         let mut out = Vec::new();
@@ -1025,7 +1140,7 @@ impl Provider {
             });
             let token = self
                 .keys
-                .sign_typed(&claims, client.id_token_alg, "logout+jwt")?;
+                .sign_typed(&claims, client.id_token_alg, TokenType::Logout)?;
             out.push((uri.clone(), token));
         }
         self.state
@@ -1084,7 +1199,14 @@ pub trait AsyncAccount: Send + Sync {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+
     use super::*;
+    use crate::accounts::FiscalCode;
+    use crate::oidc::clients::ClientConfig;
+    use crate::state::MemoryStore;
 
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
@@ -1100,5 +1222,190 @@ mod tests {
             "short",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
+    }
+
+    const REDIRECT: &str = "https://rp.example/cb";
+    /// RFC 7636 appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    struct Enabled(Account);
+
+    #[async_trait::async_trait]
+    impl AsyncAccount for &Enabled {
+        async fn account(&self, _: Uuid) -> Result<Account, OidcError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn setup(family_lifetime: Duration) -> (Arc<MemoryStore>, Provider, Enabled) {
+        let state = Arc::new(MemoryStore::new());
+        let keys = KeyRing::from_pems(&[(
+            super::super::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
+            SigningAlg::EdDSA,
+            None,
+        )])
+        .unwrap();
+        let clients = ClientRegistry::from_config(&[ClientConfig {
+            client_id: "rp".into(),
+            name: None,
+            secret_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$x$y".into()),
+            jwks_file: None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            scopes: vec!["openid".into()],
+            backchannel_logout_uri: None,
+            allow_in_enablement: false,
+            id_token_alg: SigningAlg::EdDSA,
+            introspect_for: vec![],
+        }])
+        .unwrap();
+        let settings = OidcSettings {
+            issuer: "https://gw.example".into(),
+            access_ttl: Duration::from_secs(300),
+            id_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(3600),
+            family_lifetime,
+            code_ttl: Duration::from_secs(60),
+        };
+        let mut account =
+            crate::accounts::tests_support::sample(FiscalCode::parse("RSSMRA80A01H501U").unwrap());
+        account.enablement_state = EnablementState::Enabled;
+        let provider = Provider::new(settings, keys, clients, state.clone());
+        (state, provider, Enabled(account))
+    }
+
+    async fn code(
+        p: &Provider,
+        account: &Account,
+        now: DateTime<Utc>,
+        session_end: DateTime<Utc>,
+    ) -> String {
+        let req = AuthzRequest {
+            id: "authz".into(),
+            client_id: "rp".into(),
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into()],
+            state: None,
+            nonce: None,
+            code_challenge: CHALLENGE.into(),
+            level: Level::L2,
+            cp: false,
+            force_login: false,
+            created_at: now,
+        };
+        let facts = SessionFacts {
+            sid: "sid-1".into(),
+            level: Level::L2,
+            auth_time: now,
+            cp_at: None,
+            session_ends_at: session_end,
+        };
+        let url = p.issue_code(&req, account, &facts, now).await.unwrap();
+        let url = reqwest::Url::parse(&url).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    }
+
+    /// The moment a non-atomic detection misses: another use has just taken the grant
+    /// (GETDEL) and has written nothing yet. A use arriving then must still see the
+    /// reuse and revoke the family.
+    #[tokio::test]
+    async fn a_use_racing_the_winner_between_its_take_and_its_answer_revokes_the_family() {
+        let now = Utc::now();
+        let (state, p, account) = setup(Duration::from_secs(3600));
+        let client = p.clients().get("rp").unwrap().clone();
+        let c = code(&p, &account.0, now, now + chrono::Duration::hours(8)).await;
+        // The winner takes the code…
+        let taken = state.take(&hash_key("polis:oidc:code:", &c)).await.unwrap();
+        let grant: Grant = serde_json::from_slice(&taken.unwrap()).unwrap();
+        // …and before it writes anything, another use:
+        let err = p
+            .exchange_code(&client, &c, REDIRECT, Some(VERIFIER), &account, now)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+        assert!(p.family_revoked(&grant.family).await.unwrap());
+        // The winner's answer is issued and dead.
+        let tokens = p.tokens(&client, &grant, &account.0, now).await.unwrap();
+        assert!(
+            p.check_access_token(&tokens.access_token, now)
+                .await
+                .is_err()
+        );
+
+        // The same for a refresh token.
+        let c = code(&p, &account.0, now, now + chrono::Duration::hours(8)).await;
+        let tokens = p
+            .exchange_code(&client, &c, REDIRECT, Some(VERIFIER), &account, now)
+            .await
+            .unwrap();
+        assert!(
+            p.check_access_token(&tokens.access_token, now)
+                .await
+                .is_ok()
+        );
+        let taken = state
+            .take(&hash_key("polis:oidc:rt:", &tokens.refresh_token))
+            .await
+            .unwrap();
+        assert!(taken.is_some());
+        let err = p
+            .refresh(&client, &tokens.refresh_token, &account, now)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("reused"), "{err}");
+        assert!(
+            p.check_access_token(&tokens.access_token, now)
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_grant_without_a_family_end_has_ended() {
+        let grant: Grant = serde_json::from_value(serde_json::json!({
+            "family": "f", "client_id": "rp", "redirect_uri": REDIRECT, "scopes": ["openid"],
+            "nonce": null, "code_challenge": null, "account_id": Uuid::nil(), "sid": "s",
+            "level": Level::L2, "auth_time": Utc::now(), "cp_at": null,
+        }))
+        .unwrap();
+        assert!(grant.family_ends_at < Utc::now());
+    }
+
+    #[tokio::test]
+    async fn a_family_ends_at_its_lifetime_or_the_session_end_whichever_is_first() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        for (lifetime, session_end, end) in [
+            (3600, now + hour * 8, now + hour),
+            (8 * 3600, now + hour, now + hour),
+        ] {
+            let (_, p, account) = setup(Duration::from_secs(lifetime));
+            let client = p.clients().get("rp").unwrap().clone();
+            let c = code(&p, &account.0, now, session_end).await;
+            let mut tokens = p
+                .exchange_code(&client, &c, REDIRECT, Some(VERIFIER), &account, now)
+                .await
+                .unwrap();
+            // Rotations until one second before the end never move it.
+            let mut t = now;
+            while t + chrono::Duration::seconds(1) < end {
+                tokens = p
+                    .refresh(&client, &tokens.refresh_token, &account, t)
+                    .await
+                    .unwrap_or_else(|e| panic!("at {t}: {e}"));
+                let claims = p.check_access_token(&tokens.access_token, t).await.unwrap();
+                assert!(claims.exp <= end.timestamp(), "{claims:?}");
+                t += chrono::Duration::minutes(7);
+            }
+            let err = p
+                .refresh(&client, &tokens.refresh_token, &account, end)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("absolute lifetime"), "{err}");
+        }
     }
 }

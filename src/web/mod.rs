@@ -309,7 +309,10 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
         .route("/oidc/introspect", post(oidc::introspect))
         .route("/oidc/revoke", post(oidc::revoke))
         .route("/oidc/userinfo", get(oidc::userinfo).post(oidc::userinfo))
-        .route("/oidc/logout", get(oidc::end_session))
+        .route(
+            "/oidc/logout",
+            get(oidc::end_session).post(oidc::end_session_confirmed),
+        )
         .route("/demo/posta", get(enablement::outbox))
         .route("/demo/posta/{file}", get(enablement::outbox_message))
         .route("/metadata", get(sso::metadata))

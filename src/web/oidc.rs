@@ -19,6 +19,7 @@ use super::{AppError, AppState, RequestId};
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::EnablementService;
 use crate::oidc::clients::Presented;
+use crate::oidc::keys::TokenType;
 use crate::oidc::provider::{
     AsyncAccount, AuthorizeParams, OidcError, Provider, RedirectError, SessionFacts,
 };
@@ -177,11 +178,14 @@ pub async fn resume(
         return Redirect::to(&login_path(req.level, &here)).into_response();
     };
     let s = &authed.session;
+    let absolute = chrono::Duration::from_std(app.sessions.settings().absolute_timeout)
+        .unwrap_or(chrono::Duration::zero());
     let facts = SessionFacts {
         sid: s.sid.clone(),
         level: s.login.level,
         auth_time: s.login.authenticated_at,
         cp_at: s.cp_at,
+        session_ends_at: s.created_at + absolute,
     };
     if facts.level < req.level || (req.force_login && facts.auth_time < req.created_at) {
         return Redirect::to(&login_path(req.level, &here)).into_response();
@@ -200,7 +204,7 @@ pub async fn resume(
     if req.cp && facts.cp_at.is_none_or(|t| t < req.created_at) {
         return Redirect::to(&format!("/oidc/cp?id={}", req.id)).into_response();
     }
-    match p.issue_code(&req, &account, &facts).await {
+    match p.issue_code(&req, &account, &facts, Utc::now()).await {
         Ok(url) => {
             let _ = p.unpark(&req.id).await;
             Redirect::to(&url).into_response()
@@ -496,7 +500,9 @@ pub async fn introspect(
 ) -> Response {
     let now = Utc::now();
     match token_request(&app, &id, &headers, body, "introspect", now).await {
-        Ok((p, _, token)) => no_store_json(StatusCode::OK, p.introspect(&token, now).await),
+        Ok((p, client, token)) => {
+            no_store_json(StatusCode::OK, p.introspect(&client, &token, now).await)
+        }
         Err(resp) => resp,
     }
 }
@@ -628,8 +634,73 @@ pub struct EndSessionParams {
     state: Option<String>,
 }
 
-/// `GET /oidc/logout` (RP-initiated logout): ends the gateway session and its
-/// tokens, then returns to a registered `post_logout_redirect_uri` or the home page.
+/// Where a logout returns: a `post_logout_redirect_uri` registered for `client_id`
+/// (with `state`), or the home page. An unregistered one is an error page.
+fn logout_target(
+    p: &Provider,
+    client_id: Option<&str>,
+    post_logout_redirect_uri: Option<&str>,
+    state: Option<&str>,
+) -> Result<String, OidcError> {
+    let Some(uri) = post_logout_redirect_uri else {
+        return Ok("/".to_owned());
+    };
+    let Some(cid) = client_id else {
+        return Err(OidcError::Untrusted(
+            "post_logout_redirect_uri needs id_token_hint or client_id".into(),
+        ));
+    };
+    let registered = p
+        .clients()
+        .get(cid)
+        .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri));
+    if !registered {
+        return Err(OidcError::Untrusted(
+            "post_logout_redirect_uri is not registered".into(),
+        ));
+    }
+    let mut url = reqwest::Url::parse(uri).map_err(|e| OidcError::Untrusted(e.to_string()))?;
+    if let Some(state) = state {
+        url.query_pairs_mut().append_pair("state", state);
+    }
+    Ok(url.to_string())
+}
+
+/// Ends the session (if any), drops the cookie and goes to `target`.
+async fn logged_out(
+    app: &AppState,
+    authed: Option<&Authed>,
+    jar: axum_extra::extract::PrivateCookieJar,
+    target: &str,
+) -> Response {
+    if let Some(a) = authed
+        && let Err(e) = close_session(app, a).await
+    {
+        return e.into_response();
+    }
+    (
+        jar.remove(super::session::removal_cookie()),
+        Redirect::to(target),
+    )
+        .into_response()
+}
+
+#[derive(askama::Template)]
+#[template(path = "logout_confirm.html")]
+struct LogoutConfirmPage {
+    client: Option<String>,
+    csrf: String,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /oidc/logout` (RP-initiated logout). With a valid `id_token_hint` — an ID
+/// token of ours (`typ` `JWT`, key still live, issuer; it may be expired) naming the
+/// browser's current session by `sid` — it ends the gateway session and its tokens,
+/// then returns to a registered `post_logout_redirect_uri` or the home page. Without
+/// one a link from anywhere must not end the session: the person gets a confirmation
+/// page whose button POSTs back with the session's CSRF token.
 pub async fn end_session(
     State(app): State<AppState>,
     RequestId(id): RequestId,
@@ -638,54 +709,75 @@ pub async fn end_session(
     Query(q): Query<EndSessionParams>,
 ) -> Response {
     let p = or_return!(provider(&app, &id));
-    // The hint may be expired (RP-Initiated Logout §2); its key must still be live.
-    let hinted_client = q.id_token_hint.as_deref().and_then(|hint| {
-        let claims: serde_json::Value = p
-            .keys()
-            .verify_ignoring_expiry(hint, Utc::now(), &p.settings().issuer)
-            .ok()?;
-        claims.get("aud")?.as_str().map(str::to_owned)
+    let hint: Option<serde_json::Value> = q.id_token_hint.as_deref().and_then(|hint| {
+        p.keys()
+            .verify_ignoring_expiry(hint, TokenType::Id, Utc::now(), &p.settings().issuer)
+            .ok()
     });
-    let client_id = hinted_client.or(q.client_id.clone());
-    let target = match (&q.post_logout_redirect_uri, &client_id) {
-        (Some(uri), Some(cid)) => {
-            let registered = p
-                .clients()
-                .get(cid)
-                .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri));
-            if !registered {
-                return page_error(
-                    &id,
-                    OidcError::Untrusted("post_logout_redirect_uri is not registered".into()),
-                );
-            }
-            let mut url = match reqwest::Url::parse(uri) {
-                Ok(u) => u,
-                Err(e) => return page_error(&id, OidcError::Untrusted(e.to_string())),
-            };
-            if let Some(state) = &q.state {
-                url.query_pairs_mut().append_pair("state", state);
-            }
-            url.to_string()
-        }
-        (Some(_), None) => {
-            return page_error(
-                &id,
-                OidcError::Untrusted(
-                    "post_logout_redirect_uri needs id_token_hint or client_id".into(),
-                ),
-            );
-        }
-        (None, _) => "/".to_owned(),
+    let claim = |name: &str| {
+        hint.as_ref()
+            .and_then(|h| h.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
     };
-    if let Some(a) = &authed
-        && let Err(e) = close_session(&app, a).await
-    {
-        return e.into_response();
+    let client_id = claim("aud").or(q.client_id.clone());
+    let target = match logout_target(
+        &p,
+        client_id.as_deref(),
+        q.post_logout_redirect_uri.as_deref(),
+        q.state.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return page_error(&id, e),
+    };
+    let Some(authed) = authed else {
+        // No session: nothing to end.
+        return logged_out(&app, None, jar, &target).await;
+    };
+    if claim("sid").is_some_and(|sid| sid == authed.session.sid) {
+        return logged_out(&app, Some(&authed), jar, &target).await;
     }
-    (
-        jar.remove(super::session::removal_cookie()),
-        Redirect::to(&target),
-    )
-        .into_response()
+    let page = LogoutConfirmPage {
+        client: client_id
+            .as_deref()
+            .and_then(|c| p.clients().get(c))
+            .map(|c| c.name.clone()),
+        csrf: authed.session.csrf.clone(),
+        client_id,
+        post_logout_redirect_uri: q.post_logout_redirect_uri.clone(),
+        state: q.state.clone(),
+    };
+    match super::render(&page, &id) {
+        Ok(html) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], html).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The confirmation form of `/oidc/logout`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndSessionForm {
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+/// `POST /oidc/logout`: the confirmed logout (live session and its CSRF token, else
+/// 403 and nothing ends); the return target is checked again.
+pub async fn end_session_confirmed(
+    State(app): State<AppState>,
+    jar: axum_extra::extract::PrivateCookieJar,
+    f: SessionForm<EndSessionForm>,
+) -> Response {
+    let p = or_return!(provider(&app, &f.request_id));
+    let target = match logout_target(
+        &p,
+        f.form.client_id.as_deref(),
+        f.form.post_logout_redirect_uri.as_deref(),
+        f.form.state.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return page_error(&f.request_id, e),
+    };
+    logged_out(&app, Some(&f.authed), jar, &target).await
 }

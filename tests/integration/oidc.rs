@@ -5,7 +5,7 @@
 //! every token is checked against the JWKS the gateway publishes.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,13 +15,15 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use polis_gateway::accounts::EnablementState;
 use polis_gateway::oidc::keys::SigningAlg;
-use polis_gateway::state::MemoryStore;
+use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
 use serde_json::{Value, json};
 
 use crate::support::eventually;
 use crate::support::gateway::{
-    Auth, Env, EnvOptions, Hop, OIDC_CLIENT, OIDC_JWT_CLIENT, OidcKey, csrf, pairs, pkce,
+    Auth, Env, EnvOptions, Hop, OIDC_CLIENT, OIDC_JWT_CLIENT, OIDC_RS_CLIENT, OIDC_SECRET, OidcKey,
+    Reply, csrf, form_value, pairs, pkce,
 };
+use crate::support::redis::RedisServer;
 
 const MARIO: &str = "RSSMRA80A01H501U";
 const GIULIA: &str = "BNCGLI85M52F205H";
@@ -1027,6 +1029,685 @@ async fn idp_initiated_single_logout_revokes_tokens_and_sends_a_backchannel_logo
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
     assert_eq!(claims["sid"], id["sid"]);
     assert_eq!(claims["events"], json!({ BACKCHANNEL_EVENT: {} }));
+}
+
+// ---------------------------------------------------------------------------------------
+// Family lifetimes, atomic reuse detection (issue 8)
+// ---------------------------------------------------------------------------------------
+
+/// The claims of a JWT, unverified (tests read what they already verified).
+fn payload(token: &str) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A refresh of `client` (`auth`).
+async fn refresh_as(env: &Env, refresh_token: &str, auth: &Auth) -> Reply {
+    env.token(
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+        auth,
+    )
+    .await
+}
+
+/// [`OIDC_RS_CLIENT`] with its secret.
+fn rs_auth() -> Auth {
+    Auth::Basic(OIDC_RS_CLIENT.into(), OIDC_SECRET.into())
+}
+
+/// Rotates the family of `refresh_token` as fast as the gateway answers until a
+/// refresh is refused; the family began between `before` and `after` and must end
+/// `lifetime` later. A refresh that succeeds proves the server's clock was ≥ 1 s before
+/// the end (so it was sent before `after + lifetime`); a refusal proves the server's
+/// clock was past `end − 1 s` (so it was answered after `before + lifetime − 1 s`).
+/// Returns the number of successful rotations.
+async fn rotate_until_refused(
+    env: &Env,
+    refresh_token: &str,
+    auth: &Auth,
+    before: Instant,
+    after: Instant,
+    lifetime: Duration,
+) -> u32 {
+    let mut rt = refresh_token.to_owned();
+    let mut rotations = 0;
+    let first_end = env.introspect_as(&rt, auth).await["exp"].clone();
+    assert!(first_end.is_i64(), "the refresh token's exp: {first_end}");
+    loop {
+        let sent = Instant::now();
+        let reply = refresh_as(env, &rt, auth).await;
+        let received = Instant::now();
+        if reply.status == 200 {
+            assert!(
+                sent < after + lifetime,
+                "a refresh {:?} after the family began still succeeded",
+                sent - before
+            );
+            rt = s(&reply.json, "refresh_token");
+            rotations += 1;
+            // Rotation never moves the end, and no access token outlives it.
+            let info = env.introspect_as(&rt, auth).await;
+            assert_eq!(info["exp"], first_end, "{info}");
+            let at = payload(&s(&reply.json, "access_token"));
+            assert!(at["exp"].as_i64() <= first_end.as_i64(), "{at}");
+        } else {
+            assert_oauth_error(&reply, 400, "invalid_grant");
+            assert!(
+                received + Duration::from_secs(1) > before + lifetime,
+                "refused after only {:?}: {}",
+                received - before,
+                reply.json
+            );
+            assert!(
+                reply.json["error_description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("absolute lifetime") || d.contains("expired")),
+                "{}",
+                reply.json
+            );
+            assert_eq!(env.introspect_as(&rt, auth).await, json!({"active": false}));
+            return rotations;
+        }
+        assert!(
+            before.elapsed() < lifetime + Duration::from_secs(15),
+            "the family is still alive {:?} after it began",
+            before.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_family_dies_at_its_absolute_lifetime_whatever_its_rotations() {
+    const LIFETIME: u64 = 5;
+    let (env, browser) = with_mario(EnvOptions {
+        oidc_refresh_lifetimes: (3600, LIFETIME),
+        ..EnvOptions::default()
+    })
+    .await;
+    let (verifier, challenge) = pkce();
+    let params = env.authorize_params(&challenge);
+    let before = Instant::now();
+    let code = env.oidc_authorize(&browser, MARIO, &pairs(&params)).await;
+    let tokens = env.exchange(&code, &verifier).await;
+    let after = Instant::now();
+    let rotations = rotate_until_refused(
+        &env,
+        &s(&tokens, "refresh_token"),
+        &Auth::app(),
+        before,
+        after,
+        Duration::from_secs(LIFETIME),
+    )
+    .await;
+    assert!(rotations >= 2, "only {rotations} rotations");
+}
+
+#[tokio::test]
+async fn a_refresh_family_never_outlives_the_session_absolute_timeout() {
+    const SESSION: u64 = 5;
+    // The family could live an hour; the session ends SESSION s after the SPID login.
+    let env = start(EnvOptions {
+        session_timeouts: (SESSION, SESSION),
+        ..EnvOptions::default()
+    })
+    .await;
+    let browser = env.client();
+    let (verifier, challenge) = pkce();
+    let mut params = env.authorize_params(&challenge);
+    set(&mut params, "client_id", OIDC_RS_CLIENT);
+    let before = Instant::now();
+    // GIULIA has no account yet: the SPID login of this walk opens the session, and
+    // this client allows accounts in enablement.
+    let hop = env
+        .oidc_browse(&browser, &env.authorize_url(&pairs(&params)), GIULIA, 2)
+        .await;
+    assert_eq!(hop.logins.len(), 1);
+    let code = env.code_of(&hop, &pairs(&params));
+    let reply = env
+        .token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &env.oidc().redirect_uri),
+                ("code_verifier", &verifier),
+            ],
+            &rs_auth(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let after = Instant::now();
+    let rotations = rotate_until_refused(
+        &env,
+        &s(&reply.json, "refresh_token"),
+        &rs_auth(),
+        before,
+        after,
+        Duration::from_secs(SESSION),
+    )
+    .await;
+    assert!(rotations >= 2, "only {rotations} rotations");
+}
+
+/// Sends the 20 `forms` to `/oidc/token` at once (each with its own fresh client
+/// assertion of [`OIDC_JWT_CLIENT`]), released together by a barrier.
+async fn race(env: &Env, form: Vec<(&'static str, String)>) -> Vec<Reply> {
+    const N: usize = 20;
+    let barrier = Arc::new(tokio::sync::Barrier::new(N));
+    let token_endpoint = format!("{}/oidc/token", env.gw);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..N {
+        let mut fields: Vec<(String, String)> = form
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        fields.push((
+            "client_assertion_type".into(),
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+        ));
+        fields.push((
+            "client_assertion".into(),
+            env.client_assertion(&token_endpoint),
+        ));
+        let request = reqwest::Client::new()
+            .post(&token_endpoint)
+            .form(&fields)
+            .build()
+            .unwrap();
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            let client = reqwest::Client::new();
+            barrier.wait().await;
+            let resp = client.execute(request).await.unwrap();
+            let status = resp.status().as_u16();
+            let json: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            (status, json)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, json) = done.unwrap();
+        out.push(Reply {
+            status,
+            headers: reqwest::header::HeaderMap::new(),
+            json,
+        });
+    }
+    out
+}
+
+/// Tokens of [`OIDC_JWT_CLIENT`] for Mario's session, and the code's exchange form.
+async fn jwt_client_code(env: &Env, browser: &reqwest::Client) -> Vec<(&'static str, String)> {
+    let (verifier, challenge) = pkce();
+    let mut params = env.authorize_params(&challenge);
+    set(&mut params, "client_id", OIDC_JWT_CLIENT);
+    let code = env.oidc_authorize(browser, MARIO, &pairs(&params)).await;
+    vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("code", code),
+        ("redirect_uri", env.oidc().redirect_uri.clone()),
+        ("code_verifier", verifier),
+    ]
+}
+
+/// `POST /oidc/introspect` as [`OIDC_JWT_CLIENT`].
+async fn introspect_jwt(env: &Env, token: &str) -> Value {
+    let assertion = env.client_assertion(&format!("{}/oidc/introspect", env.gw));
+    let reply = env
+        .oidc_post(
+            "/oidc/introspect",
+            &[("token", token)],
+            &Auth::Assertion(assertion),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    reply.json
+}
+
+/// An Env with Mario enabled on `store`.
+async fn with_mario_on(store: Arc<dyn StateStore>) -> (Env, reqwest::Client) {
+    let env = Env::start_with(
+        store,
+        EnvOptions {
+            oidc: true,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let browser = env.client();
+    env.enable_account(&browser, MARIO, CP).await;
+    (env, browser)
+}
+
+#[tokio::test]
+async fn twenty_concurrent_redemptions_of_one_code_give_one_answer_and_revoke_it() {
+    concurrent_redemptions(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_redemptions_of_one_code_on_redis() {
+    let server = RedisServer::start();
+    concurrent_redemptions(redis(&server)).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_of_one_token_succeed_at_most_once_and_revoke_the_family() {
+    concurrent_refreshes(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_of_one_token_on_redis() {
+    let server = RedisServer::start();
+    concurrent_refreshes(redis(&server)).await;
+}
+
+fn redis(server: &RedisServer) -> Arc<dyn StateStore> {
+    Arc::new(RedisStore::connect(&RedisConfig::standalone(server.url())).unwrap())
+}
+
+async fn concurrent_redemptions(store: Arc<dyn StateStore>) {
+    let (env, browser) = with_mario_on(store).await;
+    let form = jwt_client_code(&env, &browser).await;
+    let replies = race(&env, form).await;
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| &r.json).collect::<Vec<_>>()
+    );
+    // Each of the 19 others saw the reuse (none took the code for unknown).
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(
+            (r.status, r.json["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{}",
+            r.json
+        );
+        assert!(
+            r.json["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("already used")),
+            "{}",
+            r.json
+        );
+    }
+    // Every other use found the code spent and revoked what it gave.
+    let winner = &ok[0].json;
+    let access = s(winner, "access_token");
+    assert_eq!(
+        introspect_jwt(&env, &access).await,
+        json!({"active": false})
+    );
+    assert_eq!(env.userinfo(&access).await.status, 401);
+    let assertion = env.client_assertion(&format!("{}/oidc/token", env.gw));
+    let again = refresh_as(
+        &env,
+        &s(winner, "refresh_token"),
+        &Auth::Assertion(assertion),
+    )
+    .await;
+    assert_oauth_error(&again, 400, "invalid_grant");
+}
+
+async fn concurrent_refreshes(store: Arc<dyn StateStore>) {
+    let (env, browser) = with_mario_on(store).await;
+    let form = jwt_client_code(&env, &browser).await;
+    let assertion = env.client_assertion(&format!("{}/oidc/token", env.gw));
+    let tokens = env.token(&pairs(&form), &Auth::Assertion(assertion)).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let access = s(&tokens.json, "access_token");
+    assert_eq!(introspect_jwt(&env, &access).await["active"], true);
+    let replies = race(
+        &env,
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", s(&tokens.json, "refresh_token")),
+        ],
+    )
+    .await;
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert!(ok.len() <= 1, "{} refreshes succeeded", ok.len());
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status != 200)
+            .all(|r| r.status == 400 && r.json["error"] == "invalid_grant"),
+        "{:?}",
+        replies.iter().map(|r| &r.json).collect::<Vec<_>>()
+    );
+    // Every use but the one that took the token saw the reuse.
+    let reuses = replies
+        .iter()
+        .filter(|r| {
+            r.json["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("reused"))
+        })
+        .count();
+    assert!(reuses >= 19, "{reuses} uses saw the reuse");
+    // The family is dead: the first access token and whatever a winner got.
+    assert_eq!(
+        introspect_jwt(&env, &access).await,
+        json!({"active": false})
+    );
+    for r in ok {
+        let at = s(&r.json, "access_token");
+        assert_eq!(introspect_jwt(&env, &at).await, json!({"active": false}));
+        let assertion = env.client_assertion(&format!("{}/oidc/token", env.gw));
+        let again = refresh_as(
+            &env,
+            &s(&r.json, "refresh_token"),
+            &Auth::Assertion(assertion),
+        )
+        .await;
+        assert_oauth_error(&again, 400, "invalid_grant");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// typ on every token kind, introspection scope (issue 8)
+// ---------------------------------------------------------------------------------------
+
+/// `token` re-signed by the gateway's own key that signed it, with header `typ`: a
+/// genuine signature on a token of another kind.
+fn resigned(env: &Env, token: &str, typ: Option<&str>) -> String {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.clone().unwrap();
+    let key = env
+        .oidc()
+        .keys
+        .iter()
+        .find(|k| k.kid() == kid)
+        .unwrap_or_else(|| panic!("{kid} is not a key of the Env"));
+    let encoding = match key.alg {
+        SigningAlg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&key.pem).unwrap(),
+        SigningAlg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&key.pem).unwrap(),
+    };
+    let mut h = Header::new(header.alg);
+    h.kid = Some(kid);
+    h.typ = typ.map(str::to_owned);
+    jsonwebtoken::encode(&h, &payload(token), &encoding).unwrap()
+}
+
+/// `GET /oidc/logout?id_token_hint=…` in `browser`.
+async fn logout_with_hint(env: &Env, browser: &reqwest::Client, hint: &str) -> (u16, String) {
+    let url = format!(
+        "{}/oidc/logout?{}",
+        env.gw,
+        serde_urlencoded::to_string([("id_token_hint", hint)]).unwrap()
+    );
+    let resp = browser.get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_token_of_one_kind_is_refused_as_another() {
+    let (env, browser) = with_mario(EnvOptions::default()).await;
+    let tokens = tokens_for(&env, &browser).await;
+    let access = s(&tokens, "access_token");
+    let id_token = s(&tokens, "id_token");
+
+    // Access tokens: `at+jwt` only. The control: the same claims re-signed as at+jwt work.
+    assert_eq!(
+        env.userinfo(&resigned(&env, &access, Some("at+jwt")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        env.userinfo(&resigned(&env, &access, Some("application/at+jwt")))
+            .await
+            .status,
+        200
+    );
+    for (what, token) in [
+        (
+            "an access token typed JWT",
+            resigned(&env, &access, Some("JWT")),
+        ),
+        ("an access token without typ", resigned(&env, &access, None)),
+        (
+            "an access token typed logout+jwt",
+            resigned(&env, &access, Some("logout+jwt")),
+        ),
+        ("the ID token", id_token.clone()),
+    ] {
+        let info = env.userinfo(&token).await;
+        assert_eq!(info.status, 401, "{what}: {}", info.json);
+        assert_eq!(
+            env.introspect(&token).await,
+            json!({"active": false}),
+            "{what}"
+        );
+    }
+
+    // id_token_hint: only an ID token (typ JWT). The access token carries the same
+    // `aud` and `sid`, a logout token would too: neither ends the session.
+    for (what, hint) in [
+        ("the access token", access.clone()),
+        (
+            "the ID token typed at+jwt",
+            resigned(&env, &id_token, Some("at+jwt")),
+        ),
+        (
+            "the ID token typed logout+jwt",
+            resigned(&env, &id_token, Some("logout+jwt")),
+        ),
+        ("the ID token without typ", resigned(&env, &id_token, None)),
+    ] {
+        let (status, body) = logout_with_hint(&env, &browser, &hint).await;
+        assert_eq!(status, 200, "{what}: the confirmation page\n{body}");
+        assert!(body.contains(r#"action="/oidc/logout""#), "{what}: {body}");
+        assert!(env.home(&browser).await.contains("Benvenuto"), "{what}");
+        assert_eq!(env.introspect(&access).await["active"], true, "{what}");
+    }
+
+    // Client assertions: a JWT or client-authentication+jwt, never a token of another kind.
+    let introspect_endpoint = format!("{}/oidc/introspect", env.gw);
+    let assertion_typed = |typ: Option<&str>| {
+        let genuine = env.client_assertion(&introspect_endpoint);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(crate::support::gateway::OIDC_JWT_CLIENT_KID.to_owned());
+        header.typ = typ.map(str::to_owned);
+        let mut claims = payload(&genuine);
+        claims["jti"] = json!(polis_gateway::saml::ids::new_token(16));
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_pem(&env.oidc().jwt_client_pem).unwrap(),
+        )
+        .unwrap()
+    };
+    for typ in [Some("at+jwt"), Some("logout+jwt"), Some("secevent+jwt")] {
+        let reply = env
+            .oidc_post(
+                "/oidc/introspect",
+                &[("token", &access)],
+                &Auth::Assertion(assertion_typed(typ)),
+            )
+            .await;
+        assert_oauth_error(&reply, 401, "invalid_client");
+    }
+    for typ in [None, Some("JWT"), Some("client-authentication+jwt")] {
+        let reply = env
+            .oidc_post(
+                "/oidc/introspect",
+                &[("token", &access)],
+                &Auth::Assertion(assertion_typed(typ)),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{typ:?}: {}", reply.json);
+    }
+
+    // The control: the genuine ID token as hint ends the session.
+    let (status, _) = logout_with_hint(&env, &browser, &id_token).await;
+    assert_eq!(status, 303);
+    assert!(!env.home(&browser).await.contains("Benvenuto"));
+    assert_eq!(env.introspect(&access).await, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn introspection_answers_only_the_client_and_its_resource_servers() {
+    let (env, browser) = with_mario(EnvOptions::default()).await;
+    let tokens = tokens_for(&env, &browser).await;
+    let access = s(&tokens, "access_token");
+    let refresh_token = s(&tokens, "refresh_token");
+    for token in [&access, &refresh_token] {
+        // The client itself.
+        let own = env.introspect(token).await;
+        assert_eq!(own["active"], true, "{own}");
+        assert_eq!(own["client_id"], OIDC_CLIENT);
+        // Another client: exactly the answer for an unknown token.
+        assert_eq!(introspect_jwt(&env, token).await, json!({"active": false}));
+        assert_eq!(
+            introspect_jwt(&env, "no-such-token").await,
+            json!({"active": false})
+        );
+        // A resource server for the client (`introspect_for`).
+        let rs = env.introspect_as(token, &rs_auth()).await;
+        assert_eq!(rs["active"], true, "{rs}");
+        assert_eq!(rs["client_id"], OIDC_CLIENT);
+        assert_eq!(rs["sub"], own["sub"]);
+    }
+    // introspect_for is one-way: the client learns nothing of the resource server's tokens.
+    let (verifier, challenge) = pkce();
+    let mut params = env.authorize_params(&challenge);
+    set(&mut params, "client_id", OIDC_RS_CLIENT);
+    let code = env.oidc_authorize(&browser, MARIO, &pairs(&params)).await;
+    let reply = env
+        .token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &env.oidc().redirect_uri),
+                ("code_verifier", &verifier),
+            ],
+            &rs_auth(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let rs_access = s(&reply.json, "access_token");
+    assert_eq!(
+        env.introspect_as(&rs_access, &rs_auth()).await["active"],
+        true
+    );
+    assert_eq!(env.introspect(&rs_access).await, json!({"active": false}));
+}
+
+// ---------------------------------------------------------------------------------------
+// RP-initiated logout without a hint: a confirmation (issue 8)
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rp_logout_without_a_valid_hint_asks_and_needs_the_csrf_token() {
+    let (env, browser) = with_mario(EnvOptions::default()).await;
+    let tokens = tokens_for(&env, &browser).await;
+    let access = s(&tokens, "access_token");
+    let post_logout = env.oidc().post_logout_uri.clone();
+
+    // A cross-site link: no hint. A page, nothing ended, no cookie touched.
+    let url = format!(
+        "{}/oidc/logout?{}",
+        env.gw,
+        serde_urlencoded::to_string([
+            ("client_id", OIDC_CLIENT),
+            ("post_logout_redirect_uri", post_logout.as_str()),
+            ("state", "s-<3>"),
+        ])
+        .unwrap()
+    );
+    let resp = browser.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(resp.headers().get("location").is_none());
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("Vuoi uscire"), "{page}");
+    assert!(page.contains("App di prova"), "the client is named: {page}");
+    assert!(!page.contains("<script"), "no script: {page}");
+    assert!(page.contains(r#"<form method="post" action="/oidc/logout">"#));
+    assert_eq!(form_value(&page, "state"), "s-<3>");
+    assert!(env.home(&browser).await.contains("Benvenuto"));
+    assert_eq!(env.introspect(&access).await["active"], true);
+
+    // A link with no session behind it at all: nothing to end, straight back.
+    let anonymous = env.client();
+    let resp = anonymous.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(&post_logout)
+    );
+
+    // The form posted without the session's token, or with another: 403, nothing ends.
+    let fields = [
+        ("client_id", OIDC_CLIENT),
+        ("post_logout_redirect_uri", post_logout.as_str()),
+        ("state", "s-<3>"),
+    ];
+    for csrf_sent in [None, Some("wrong"), Some("")] {
+        let mut form = fields.to_vec();
+        if let Some(c) = csrf_sent {
+            form.push(("csrf", c));
+        }
+        let r = env.post_raw(&browser, "/oidc/logout", &form).await;
+        assert_eq!(r.status(), 403, "csrf {csrf_sent:?}");
+        assert!(r.text().await.unwrap().contains("POLIS_CSRF"));
+        assert!(env.home(&browser).await.contains("Benvenuto"));
+        assert_eq!(env.introspect(&access).await["active"], true);
+    }
+    // Another browser's session token does not work either.
+    let other = env.client();
+    env.login(&other, GIULIA).await;
+    let other_csrf = form_value(&env.home(&other).await, "csrf");
+    let mut form = fields.to_vec();
+    form.push(("csrf", &other_csrf));
+    let r = env.post_raw(&browser, "/oidc/logout", &form).await;
+    assert_eq!(r.status(), 403);
+    assert!(env.home(&browser).await.contains("Benvenuto"));
+
+    // A tampered return target on the confirmed form: refused, nothing ends.
+    let token = csrf(&page);
+    let r = env
+        .post_raw(
+            &browser,
+            "/oidc/logout",
+            &[
+                ("csrf", &token),
+                ("client_id", OIDC_CLIENT),
+                ("post_logout_redirect_uri", "https://evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(env.home(&browser).await.contains("Benvenuto"));
+
+    // The person confirms: logged out, tokens revoked, back to the client with state.
+    let mut form = fields.to_vec();
+    form.push(("csrf", &token));
+    let r = env.post_raw(&browser, "/oidc/logout", &form).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{post_logout}?state=s-%3C3%3E")
+    );
+    assert!(!env.home(&browser).await.contains("Benvenuto"));
+    assert_eq!(env.introspect(&access).await, json!({"active": false}));
+    assert_eq!(env.userinfo(&access).await.status, 401);
+    // Giulia's session, in the other browser, is untouched.
+    assert!(env.home(&other).await.contains("Benvenuto"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,10 +5,12 @@
 
 use polis_gateway::saml::logout::{LogoutRequestParams, build_logout_request};
 use polis_gateway::saml::{SigningKey, binding, xml};
-use polis_gateway::state::MemoryStore;
+use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
 use std::sync::Arc;
 
+use crate::support::craft::Craft;
 use crate::support::gateway::{Env, idp_key};
+use crate::support::redis::RedisServer;
 
 const MARIO: &str = "RSSMRA80A01H501U";
 
@@ -160,4 +162,117 @@ async fn an_unsolicited_logout_response_is_refused() {
     let url = response.redirect_url(None, &env.idp_key).unwrap();
     let r = env.client().get(&url).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
+}
+
+/// A login whose Response carries `name_id` (an IdP that gives the same person the
+/// same NameID again); `browser` gets the session.
+async fn login_with_name_id(env: &Env, browser: &reqwest::Client, name_id: &str) {
+    let pending = env.start_login(browser, 2).await;
+    let mut craft = Craft::for_login(env, &pending);
+    craft.name_id = name_id.to_owned();
+    let r = env
+        .post_acs_xml(browser, &craft.build(&env.idp_key), &pending.relay_state)
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert!(env.home(browser).await.contains("Benvenuto"));
+}
+
+/// A signed IdP-initiated LogoutRequest for a NameID, on one binding (a new ID each
+/// [`Sent::new`]), that can be sent again byte for byte.
+enum Sent {
+    Redirect(String),
+    Post(String),
+}
+
+impl Sent {
+    fn new(env: &Env, binding_name: &str, name_id: &str) -> Sent {
+        let request = build_logout_request(&LogoutRequestParams {
+            sp_entity_id: &env.idp,
+            destination: &format!("{}/slo", env.gw),
+            name_id,
+            name_qualifier: &env.idp,
+            session_index: None,
+            now: chrono::Utc::now(),
+        });
+        match binding_name {
+            "redirect" => {
+                Sent::Redirect(request.redirect_url(Some("rs-idp"), &env.idp_key).unwrap())
+            }
+            _ => Sent::Post(request.post_value(&env.idp_key).unwrap()),
+        }
+    }
+
+    async fn send(&self, env: &Env) -> reqwest::Response {
+        let client = env.client();
+        match self {
+            Sent::Redirect(url) => client.get(url).send().await.unwrap(),
+            Sent::Post(value) => client
+                .post(format!("{}/slo", env.gw))
+                .form(&[("SAMLRequest", value.as_str()), ("RelayState", "rs-idp")])
+                .send()
+                .await
+                .unwrap(),
+        }
+    }
+}
+
+async fn replayed_logout_requests_change_nothing(store: Arc<dyn StateStore>) {
+    let env = Env::start(store).await;
+    for binding_name in ["redirect", "post"] {
+        let name_id = format!("_same-person-{binding_name}");
+        let first = env.client();
+        login_with_name_id(&env, &first, &name_id).await;
+        let request = Sent::new(&env, binding_name, &name_id);
+        let r = request.send(&env).await;
+        assert_eq!(
+            r.status().as_u16(),
+            302,
+            "{binding_name}: {}",
+            r.text().await.unwrap()
+        );
+        let root = logout_response(&location(&r));
+        assert_eq!(
+            status_code(&root),
+            "urn:oasis:names:tc:SAML:2.0:status:Success"
+        );
+        assert!(
+            !env.home(&first).await.contains("Benvenuto"),
+            "{binding_name}"
+        );
+
+        // The person logs in again and the IdP names them the same way.
+        let second = env.client();
+        login_with_name_id(&env, &second, &name_id).await;
+
+        // The captured LogoutRequest, within its age window, sent again: refused with a
+        // stable code, no LogoutResponse, the new session untouched.
+        for _ in 0..2 {
+            let r = request.send(&env).await;
+            assert_eq!(r.status().as_u16(), 403, "{binding_name} replay");
+            assert!(r.headers().get("location").is_none());
+            let body = r.text().await.unwrap();
+            assert!(body.contains("SAML_REPLAY"), "{binding_name}: {body}");
+            assert!(
+                env.home(&second).await.contains("Benvenuto"),
+                "{binding_name}: the replay ended the new session"
+            );
+        }
+
+        // A new LogoutRequest from the IdP (a new ID) still ends it.
+        let r = Sent::new(&env, binding_name, &name_id).send(&env).await;
+        assert_eq!(r.status().as_u16(), 302, "{binding_name}");
+        assert!(!env.home(&second).await.contains("Benvenuto"));
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_idp_logout_request_is_refused_and_ends_no_later_session() {
+    replayed_logout_requests_change_nothing(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn a_replayed_idp_logout_request_is_refused_on_redis_too() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&RedisConfig::standalone(server.url())).unwrap();
+    replayed_logout_requests_change_nothing(Arc::new(store)).await;
 }

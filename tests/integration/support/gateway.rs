@@ -52,6 +52,10 @@ pub struct EnvOptions {
     pub oidc_backchannel: Option<String>,
     /// More configuration, appended as is (e.g. a `[limits]` section).
     pub extra_toml: String,
+    /// `[session]` `idle_timeout_seconds` and `absolute_timeout_seconds`.
+    pub session_timeouts: (u64, u64),
+    /// `[oidc]` `refresh_token_ttl_seconds` and `refresh_family_lifetime_seconds`.
+    pub oidc_refresh_lifetimes: (u64, u64),
 }
 
 impl Default for EnvOptions {
@@ -65,6 +69,8 @@ impl Default for EnvOptions {
             oidc_post_logout_uri: None,
             oidc_backchannel: None,
             extra_toml: String::new(),
+            session_timeouts: (1800, 28800),
+            oidc_refresh_lifetimes: (3600, 3600),
         }
     }
 }
@@ -75,6 +81,9 @@ pub const OIDC_CLIENT: &str = "app";
 pub const OIDC_SECRET: &str = "app-secret-0123456789";
 /// The `private_key_jwt` client (ID tokens in ES256); its key is [`OidcEnv::jwt_client_pem`].
 pub const OIDC_JWT_CLIENT: &str = "app-jwt";
+/// A client that is a resource server for [`OIDC_CLIENT`] (`introspect_for`), with
+/// [`OIDC_SECRET`] as its secret; it allows accounts in enablement.
+pub const OIDC_RS_CLIENT: &str = "app-rs";
 /// The `kid` of [`OIDC_JWT_CLIENT`]'s key in its JWKS file.
 pub const OIDC_JWT_CLIENT_KID: &str = "app-jwt-key-1";
 /// Redirect URI registered by default: never contacted (tests read the `Location`).
@@ -135,6 +144,8 @@ pub struct OidcEnv {
     pub jwt_client_pem: Vec<u8>,
     /// argon2id hash of [`OIDC_SECRET`].
     secret_hash: String,
+    /// `refresh_token_ttl_seconds`, `refresh_family_lifetime_seconds`.
+    refresh_lifetimes: (u64, u64),
 }
 
 /// The sender every Env's mail comes from.
@@ -281,8 +292,8 @@ url = "{database_url}"
 max_connections = 8
 [session]
 cookie_key_file = "{session_key}"
-idle_timeout_seconds = 1800
-absolute_timeout_seconds = 28800
+idle_timeout_seconds = {idle}
+absolute_timeout_seconds = {absolute}
 [cp]
 hmac_key_file = "{cp_key}"
 temp_cp_ttl_seconds = 259200
@@ -305,6 +316,8 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             data_dir = p("data").display(),
             session_key = p("session-cookie.key").display(),
             cp_key = p("cp-hmac.key").display(),
+            idle = opts.session_timeouts.0,
+            absolute = opts.session_timeouts.1,
         );
         let oidc = opts.oidc.then(|| OidcEnv {
             redirect_uri: opts
@@ -322,6 +335,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             ],
             jwt_client_pem: polis_gateway::oidc::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
             secret_hash: polis_gateway::enablement::cp::hash_secret(OIDC_SECRET).unwrap(),
+            refresh_lifetimes: opts.oidc_refresh_lifetimes,
         });
         let toml = toml + &opts.extra_toml;
         let mut text = toml.clone();
@@ -867,6 +881,15 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         reply.json
     }
 
+    /// `POST /oidc/introspect` as the client of `auth`; asserts 200, returns the answer.
+    pub async fn introspect_as(&self, token: &str, auth: &Auth) -> serde_json::Value {
+        let reply = self
+            .oidc_post("/oidc/introspect", &[("token", token)], auth)
+            .await;
+        assert_eq!(reply.status, 200, "introspect: {}", reply.json);
+        reply.json
+    }
+
     /// `GET /oidc/userinfo` with `access_token`.
     pub async fn userinfo(&self, access_token: &str) -> Reply {
         let resp = reqwest::Client::new()
@@ -1052,9 +1075,11 @@ async fn spawn_gateway(
 
 /// The `[oidc]` section for `oidc` (key and JWKS files written to the temp dir).
 fn oidc_section(dir: &Path, oidc: &OidcEnv) -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "\n[oidc]\naccess_token_ttl_seconds = 300\nid_token_ttl_seconds = 300\n\
-         refresh_token_ttl_seconds = 3600\ncode_ttl_seconds = 60\n",
+         refresh_token_ttl_seconds = {}\nrefresh_family_lifetime_seconds = {}\n\
+         code_ttl_seconds = 60\n",
+        oidc.refresh_lifetimes.0, oidc.refresh_lifetimes.1
     );
     for (n, key) in oidc.keys.iter().enumerate() {
         let file = dir.join(format!("oidc-key-{n}.pem"));
@@ -1102,6 +1127,13 @@ redirect_uris = ["{redirect}"]
 post_logout_redirect_uris = ["{post_logout}"]
 allow_in_enablement = false
 id_token_alg = "ES256"
+[[oidc.clients]]
+client_id = "{OIDC_RS_CLIENT}"
+name = "Servizio di prova"
+secret_hash = "{hash}"
+redirect_uris = ["{redirect}"]
+introspect_for = ["{OIDC_CLIENT}"]
+allow_in_enablement = true
 "#,
         hash = oidc.secret_hash,
         redirect = oidc.redirect_uri,
@@ -1266,6 +1298,8 @@ fn unescape_html(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
         .replace("&#38;", "&")
         .replace("&amp;", "&")
 }
