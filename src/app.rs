@@ -134,6 +134,31 @@ pub fn state_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     })
 }
 
+/// What the state store's persistence means for replay safety, as log/CLI lines:
+/// `Ok(None)` when it is a supported configuration (or the memory backend).
+pub async fn state_persistence_warning(
+    state: &dyn StateStore,
+) -> Result<Option<String>, crate::state::StateError> {
+    Ok(state.persistence().await?.warning())
+}
+
+/// Logs a warning at start when Redis persists by snapshots only (or cannot be checked).
+/// Runs in the background: the gateway starts while Redis is down.
+pub fn spawn_persistence_check(cfg: &Config, state: Arc<dyn StateStore>) {
+    if cfg.state.backend != StateBackend::Redis {
+        return;
+    }
+    tokio::spawn(async move {
+        match state_persistence_warning(state.as_ref()).await {
+            Ok(Some(warning)) => tracing::warn!(target: "state", "{warning}"),
+            Ok(None) => tracing::info!(target: "state", "Redis persistence: supported"),
+            Err(e) => {
+                tracing::warn!(target: "state", "cannot check how Redis persists its data: {e}")
+            }
+        }
+    });
+}
+
 /// A built gateway: its router and the pieces tests and `demo` need.
 pub struct Gateway {
     /// The HTTP router.
@@ -448,7 +473,9 @@ pub async fn serve_router(listener: TcpListener, router: Router) -> anyhow::Resu
 
 /// `polis-gateway serve`.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let gateway = build_gateway(&cfg, state_store(&cfg)?).await?;
+    let state = state_store(&cfg)?;
+    spawn_persistence_check(&cfg, state.clone());
+    let gateway = build_gateway(&cfg, state).await?;
     spawn_registry_refresh(&cfg, gateway.federation.clone());
     let listener = bind(&cfg.server.listen).await?;
     tracing::info!(

@@ -29,5 +29,7 @@ mod slo;
 mod sso;
 /// The `StateStore` contract suite, run on every backend.
 mod state_contract;
+/// Replays after Redis is restored from an older RDB snapshot are refused.
+mod store_restore;
 /// Test harnesses for real components (redis-server, ...).
 mod support;
