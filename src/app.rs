@@ -341,7 +341,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
     }
     let federation = Arc::new(fed);
     if let Some(reg) = &cfg.federation.registry {
-        match federation::load_registry_cache(&federation, reg) {
+        match federation::load_registry_cache(&federation, reg, chrono::Utc::now()) {
             Ok(n) if n > 0 => {
                 tracing::info!(target: "federation", "{n} IdPs from the registry cache")
             }
@@ -421,9 +421,16 @@ pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
         loop {
             every.tick().await;
             match federation::refresh_registry(&federation, &reg, &client).await {
-                Ok(n) => tracing::info!(target: "federation", "registry refreshed: {n} IdPs"),
+                Ok(update) => tracing::info!(
+                    target: "federation",
+                    "registry refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
+                    update.idps,
+                    update.added.len(),
+                    update.removed.len(),
+                    update.keys_changed.len()
+                ),
                 Err(e) => {
-                    tracing::error!(target: "federation", "registry refresh failed, keeping the last good copy: {e}")
+                    tracing::error!(target: "federation", "registry refresh failed, keeping the last good copy until its validUntil: {e}")
                 }
             }
         }

@@ -137,7 +137,9 @@ fn check_config(env: &Env, redis: &RedisServer) -> String {
     std::fs::write(
         &extra,
         format!(
-            "[state]\nbackend = \"redis\"\n[state.redis]\nurls = [\"{}\"]\n",
+            // Generous timeouts: a loaded test machine must not turn this into "cannot check".
+            "[state]\nbackend = \"redis\"\n[state.redis]\nurls = [\"{}\"]\n\
+             connect_timeout_ms = 10000\nresponse_timeout_ms = 10000\n",
             redis.url()
         ),
     )
