@@ -9,7 +9,7 @@ use std::time::Duration;
 use polis_gateway::state::{RedisConfig, RedisStore, StateStore};
 
 use crate::support::eventually;
-use crate::support::gateway::{Env, IdpAnswer};
+use crate::support::gateway::{Env, EnvOptions, IdpAnswer};
 use crate::support::redis::RedisServer;
 
 const MARIO: &str = "RSSMRA80A01H501U";
@@ -128,6 +128,46 @@ async fn responses_accepted_after_a_snapshot_are_refused_once_redis_is_restored_
     let r = env.login(&fresh, MARIO).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert!(env.home(&fresh).await.contains("Benvenuto"));
+}
+
+/// The same restore met by a gateway process started after it (as a replica that never
+/// saw the old Redis would be): the check needs no memory of what came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_after_the_restore_refuses_the_replays_too() {
+    let mut server = tokio::task::block_in_place(RedisServer::start);
+    let store: Arc<dyn StateStore> =
+        Arc::new(RedisStore::connect(&RedisConfig::standalone(server.url())).unwrap());
+    let mut env = Env::start_with(
+        store,
+        EnvOptions {
+            oidc: true,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let client = env.client();
+    let answer = env
+        .idp_answer(&client, 2, "redirect", MARIO, "success")
+        .await;
+    let saved = tokio::task::block_in_place(|| server.command(&["SAVE"]));
+    assert_eq!(saved.as_deref(), Some("OK"));
+    let r = env
+        .post_acs(&client, &answer.saml_response, &answer.relay_state)
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    tokio::task::block_in_place(|| server.restart());
+    // A new gateway process on the same config and Redis.
+    let keys = env.oidc().keys.clone();
+    env.restart_gateway_with_keys(keys).await;
+    let replayer = env.client();
+    let (status, body, cookie) = post_acs_after_restart(&env, &replayer, &answer).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("POLIS_LOGIN_STALE"), "{body}");
+    assert!(!cookie);
+    assert!(!env.home(&replayer).await.contains("Benvenuto"));
+    let fresh = env.client();
+    let r = env.login(&fresh, MARIO).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
 }
 
 /// `check-config` with a Redis backend (a second `--config` file over the Env's).
