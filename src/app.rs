@@ -137,6 +137,31 @@ pub fn state_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     })
 }
 
+/// What the state store's persistence means for replay safety, as log/CLI lines:
+/// `Ok(None)` when it is a supported configuration (or the memory backend).
+pub async fn state_persistence_warning(
+    state: &dyn StateStore,
+) -> Result<Option<String>, crate::state::StateError> {
+    Ok(state.persistence().await?.warning())
+}
+
+/// Logs a warning at start when Redis persists by snapshots only (or cannot be checked).
+/// Runs in the background: the gateway starts while Redis is down.
+pub fn spawn_persistence_check(cfg: &Config, state: Arc<dyn StateStore>) {
+    if cfg.state.backend != StateBackend::Redis {
+        return;
+    }
+    tokio::spawn(async move {
+        match state_persistence_warning(state.as_ref()).await {
+            Ok(Some(warning)) => tracing::warn!(target: "state", "{warning}"),
+            Ok(None) => tracing::info!(target: "state", "Redis persistence: supported"),
+            Err(e) => {
+                tracing::warn!(target: "state", "cannot check how Redis persists its data: {e}")
+            }
+        }
+    });
+}
+
 /// A built gateway: its router and the pieces tests and `demo` need.
 pub struct Gateway {
     /// The HTTP router.
@@ -320,7 +345,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
     }
     let federation = Arc::new(fed);
     if let Some(reg) = &cfg.federation.registry {
-        match federation::load_registry_cache(&federation, reg) {
+        match federation::load_registry_cache(&federation, reg, chrono::Utc::now()) {
             Ok(n) if n > 0 => {
                 tracing::info!(target: "federation", "{n} IdPs from the registry cache")
             }
@@ -409,9 +434,16 @@ pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
         loop {
             every.tick().await;
             match federation::refresh_registry(&federation, &reg, &client).await {
-                Ok(n) => tracing::info!(target: "federation", "registry refreshed: {n} IdPs"),
+                Ok(update) => tracing::info!(
+                    target: "federation",
+                    "registry refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
+                    update.idps,
+                    update.added.len(),
+                    update.removed.len(),
+                    update.keys_changed.len()
+                ),
                 Err(e) => {
-                    tracing::error!(target: "federation", "registry refresh failed, keeping the last good copy: {e}")
+                    tracing::error!(target: "federation", "registry refresh failed, keeping the last good copy until its validUntil: {e}")
                 }
             }
         }
@@ -472,7 +504,9 @@ pub async fn serve_router(
 
 /// `polis-gateway serve`.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let gateway = build_gateway(&cfg, state_store(&cfg)?).await?;
+    let state = state_store(&cfg)?;
+    spawn_persistence_check(&cfg, state.clone());
+    let gateway = build_gateway(&cfg, state).await?;
     spawn_registry_refresh(&cfg, gateway.federation.clone());
     let listener = bind(&cfg.server.listen).await?;
     tracing::info!(

@@ -218,8 +218,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig(c) => {
-            load(&c)?;
+            let cfg = load(&c)?;
             eprintln!("configuration is valid");
+            if cfg.state.backend == polis_gateway::config::StateBackend::Redis {
+                let state = app::state_store(&cfg)?;
+                match app::state_persistence_warning(state.as_ref()).await {
+                    Ok(Some(warning)) => eprintln!("warning: {warning}"),
+                    Ok(None) => eprintln!("Redis persistence: supported"),
+                    Err(e) => eprintln!("warning: cannot check how Redis persists its data: {e}"),
+                }
+            }
             Ok(())
         }
         Command::Keygen(a) => keygen_cmd(a),

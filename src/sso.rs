@@ -5,6 +5,9 @@
 //! State keys (one key per command, so Redis Cluster works):
 //! - `polis:req:<AuthnRequest ID>`: the pending request, read for validation and
 //!   consumed once with GETDEL when the Response is accepted (or the IdP refused);
+//!   a stamped entry ([`StateStore::put_stamped`]): one that the state store reloaded
+//!   after a restart or a failover is refused ([`SsoError::StaleRequest`]), since the
+//!   store may have forgotten that it was consumed (and the replay cache entry with it);
 //! - `polis:aid:<hex sha256(IdP, Assertion ID)>`: replay cache, SET NX until the
 //!   SubjectConfirmationData NotOnOrAfter (plus skew).
 //!
@@ -51,6 +54,10 @@ pub enum SsoError {
     /// The Assertion was already consumed.
     #[error("assertion already used")]
     Replay,
+    /// The pending request predates a restart or failover of the state store (which may
+    /// have lost or rewound its state): the login must start again.
+    #[error("the login started before the state store lost or reloaded its state")]
+    StaleRequest,
     /// The state store cannot be reached.
     #[error(transparent)]
     State(#[from] StateError),
@@ -72,6 +79,7 @@ impl SsoError {
             Self::UnknownRequest => "SAML_UNKNOWN_REQUEST",
             Self::RelayStateMismatch => "SAML_RELAY_STATE",
             Self::Replay => "SAML_REPLAY",
+            Self::StaleRequest => "POLIS_LOGIN_STALE",
             Self::State(StateError::Unavailable(_)) => "POLIS_STATE_UNAVAILABLE",
             Self::State(_) => "POLIS_STATE_ERROR",
             Self::Busy(e) => e.code(),
@@ -287,7 +295,7 @@ impl SsoService {
         };
         let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
         self.state
-            .put(
+            .put_stamped(
                 &format!("polis:req:{}", pending.id),
                 &value,
                 self.settings.request_ttl,
@@ -371,13 +379,13 @@ impl SsoService {
         // forged post cannot burn a person's login. The request is consumed (GETDEL)
         // only once validation succeeds, and only one concurrent caller can win that.
         let req_key = format!("polis:req:{request_id}");
-        let raw = self
+        let stored = self
             .state
-            .get(&req_key)
+            .get_stamped(&req_key)
             .await?
             .ok_or(SsoError::UnknownRequest)?;
         let pending: PendingRequest =
-            serde_json::from_slice(&raw).map_err(|e| SsoError::Internal(e.to_string()))?;
+            serde_json::from_slice(&stored.value).map_err(|e| SsoError::Internal(e.to_string()))?;
         rec.idp_entity_id = Some(pending.idp_entity_id.clone());
         rec.authn_req_id = Some(pending.id.clone());
         rec.authn_req_issue_instant =
@@ -385,6 +393,9 @@ impl SsoService {
         rec.authn_req_xml = Some(pending.xml.clone());
         if relay_state != Some(pending.relay_state.as_str()) {
             return Err(SsoError::RelayStateMismatch);
+        }
+        if !stored.current {
+            return Err(SsoError::StaleRequest);
         }
         let idp = self
             .federation
@@ -448,9 +459,12 @@ impl SsoService {
         if !self.state.put_if_absent(&replay_key, b"1", ttl).await? {
             return Err(SsoError::Replay);
         }
-        if self.state.take(&req_key).await?.is_none() {
+        match self.state.take_stamped(&req_key).await? {
             // Another post of the same Response won the race.
-            return Err(SsoError::UnknownRequest);
+            None => return Err(SsoError::UnknownRequest),
+            // Checked again by the command that consumed it: the store restarted since.
+            Some(taken) if !taken.current => return Err(SsoError::StaleRequest),
+            Some(_) => {}
         }
         let session = LoginSession {
             idp_entity_id: verified.idp_entity_id().to_owned(),

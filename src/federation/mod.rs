@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{FederationConfig, RegistryConfig};
 use crate::saml::TrustedCert;
 use crate::saml::idp_metadata::{IdpDescriptor, parse_idp_metadata, parse_signed_aggregate};
@@ -38,6 +40,8 @@ pub struct Idp {
     pub descriptor: IdpDescriptor,
     /// A test IdP (mock, spid-sp-test, AgID validator/demo).
     pub test: bool,
+    /// Where its metadata came from (file path, registry URL or cache file), for logs.
+    pub source: String,
 }
 
 impl Idp {
@@ -79,24 +83,76 @@ pub fn is_test_entity(entity_id: &str) -> bool {
     }
 }
 
+/// What one registry refresh changed (also logged by [`Federation::apply_registry`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryUpdate {
+    /// IdPs trusted from the registry now.
+    pub idps: usize,
+    /// entityIDs that were in the previous aggregate and are not in this one: removed.
+    pub removed: Vec<String>,
+    /// entityIDs new in this aggregate.
+    pub added: Vec<String>,
+    /// entityIDs whose signing certificates changed.
+    pub keys_changed: Vec<String>,
+    /// IdPs of the aggregate left out (no signing certificate, metadata expired).
+    pub warnings: Vec<String>,
+}
+
+/// The trusted IdPs by origin, and their union.
+#[derive(Debug, Default)]
+struct Sets {
+    /// From metadata files and [`Federation::add_metadata`]: the operator's own trust
+    /// material, never touched by a registry refresh.
+    local: BTreeMap<String, Arc<Idp>>,
+    /// From the last registry aggregate that verified: replaced whole on each refresh.
+    registry: BTreeMap<String, Arc<Idp>>,
+    /// `registry` overlaid with `local`: what lookups read.
+    merged: Arc<BTreeMap<String, Arc<Idp>>>,
+}
+
+impl Sets {
+    fn remerge(&mut self) {
+        let mut merged = self.registry.clone();
+        merged.extend(self.local.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.merged = Arc::new(merged);
+    }
+}
+
 /// The current set of IdPs, swapped atomically on refresh.
+///
+/// An IdP whose metadata `validUntil` has passed is never returned: the first lookup
+/// that meets it removes it and logs an error naming its source.
 #[derive(Debug, Default)]
 pub struct Federation {
-    idps: RwLock<Arc<BTreeMap<String, Arc<Idp>>>>,
+    sets: RwLock<Sets>,
     allow_test: bool,
+}
+
+/// SHA-256 fingerprints of certificates, for logs.
+fn fingerprints(certs: &[TrustedCert]) -> String {
+    let all: Vec<String> = certs
+        .iter()
+        .map(|c| format!("sha256:{}", hex::encode(openssl::sha::sha256(c.der()))))
+        .collect();
+    format!("[{}]", all.join(", "))
+}
+
+fn format_time(t: DateTime<Utc>) -> String {
+    crate::saml::time::format_instant(t)
 }
 
 impl Federation {
     /// An empty federation.
     pub fn new(allow_test: bool) -> Self {
         Self {
-            idps: RwLock::default(),
+            sets: RwLock::default(),
             allow_test,
         }
     }
 
-    /// Loads the metadata files named in config. IdPs without a signing certificate
-    /// are left out and reported in the returned warnings.
+    /// Loads the metadata files named in config. IdPs without a signing certificate, or
+    /// whose metadata is past its `validUntil`, are left out and reported in the
+    /// returned warnings (the caller logs them as errors).
     pub fn from_config(cfg: &FederationConfig) -> Result<(Self, Vec<String>), FederationError> {
         let fed = Self::new(cfg.allow_test_idps);
         let mut warnings = Vec::new();
@@ -115,25 +171,45 @@ impl Federation {
         Ok((fed, warnings))
     }
 
-    /// Adds the IdPs of one metadata document. `test` marks them as test IdPs.
+    /// Adds the IdPs of one metadata document, as of now. `test` marks them as test IdPs.
     pub fn add_metadata(
         &self,
         xml: &str,
         test: bool,
         source_name: &str,
     ) -> Result<Vec<String>, FederationError> {
+        self.add_metadata_at(xml, test, source_name, Utc::now())
+    }
+
+    /// [`add_metadata`](Self::add_metadata) with the clock given.
+    pub fn add_metadata_at(
+        &self,
+        xml: &str,
+        test: bool,
+        source_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, FederationError> {
         let descriptors = parse_idp_metadata(xml).map_err(|e| FederationError::Metadata {
             source_name: source_name.to_owned(),
             reason: e.to_string(),
         })?;
-        self.insert(descriptors, test)
+        let (accepted, warnings) = self.admit(descriptors, test, source_name, now)?;
+        self.update(|sets| {
+            for idp in accepted {
+                sets.local.insert(idp.descriptor.entity_id.clone(), idp);
+            }
+        });
+        Ok(warnings)
     }
 
-    fn insert(
+    /// The descriptors that may be trusted at `now`, and warnings for those left out.
+    fn admit(
         &self,
         descriptors: Vec<IdpDescriptor>,
         test: bool,
-    ) -> Result<Vec<String>, FederationError> {
+        source_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Arc<Idp>>, Vec<String>), FederationError> {
         let mut warnings = Vec::new();
         let mut accepted = Vec::new();
         for d in descriptors {
@@ -148,65 +224,151 @@ impl Federation {
                 ));
                 continue;
             }
+            if let Some(until) = d.valid_until.filter(|_| !d.is_valid_at(now)) {
+                warnings.push(format!(
+                    "IdP {} from {source_name} refused: its metadata expired at {} (validUntil)",
+                    d.entity_id,
+                    format_time(until)
+                ));
+                continue;
+            }
             accepted.push(Arc::new(Idp {
                 descriptor: d,
                 test: is_test,
+                source: source_name.to_owned(),
             }));
         }
-        self.update(|map| {
-            for idp in accepted {
-                map.insert(idp.descriptor.entity_id.clone(), idp);
-            }
-        });
-        Ok(warnings)
+        Ok((accepted, warnings))
     }
 
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<Idp>>)) {
-        let mut guard = self.idps.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = (**guard).clone();
-        f(&mut next);
-        *guard = Arc::new(next);
+    fn update<T>(&self, f: impl FnOnce(&mut Sets) -> T) -> T {
+        let mut guard = self.sets.write().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut guard);
+        guard.remerge();
+        out
     }
 
     fn snapshot(&self) -> Arc<BTreeMap<String, Arc<Idp>>> {
-        self.idps.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .merged
+            .clone()
     }
 
-    /// The IdP with this entityID, if trusted.
+    /// Removes every IdP whose metadata has expired at `now`, with an error log line each.
+    fn drop_expired(&self, now: DateTime<Utc>) {
+        let removed = self.update(|sets| {
+            let mut removed = Vec::new();
+            for set in [&mut sets.local, &mut sets.registry] {
+                set.retain(|_, idp| {
+                    let keep = idp.descriptor.is_valid_at(now);
+                    if !keep {
+                        removed.push(idp.clone());
+                    }
+                    keep
+                });
+            }
+            removed
+        });
+        for idp in removed {
+            tracing::error!(
+                target: "federation",
+                "IdP {} from {}: its metadata expired at {} (validUntil); it is no longer trusted",
+                idp.descriptor.entity_id,
+                idp.source,
+                idp.descriptor.valid_until.map(format_time).unwrap_or_default()
+            );
+        }
+    }
+
+    /// The IdP with this entityID, if trusted now.
     pub fn get(&self, entity_id: &str) -> Option<Arc<Idp>> {
-        self.snapshot().get(entity_id).cloned()
+        self.get_at(entity_id, Utc::now())
     }
 
-    /// Every trusted IdP.
+    /// The IdP with this entityID, if trusted at `now`.
+    pub fn get_at(&self, entity_id: &str, now: DateTime<Utc>) -> Option<Arc<Idp>> {
+        let idp = self.snapshot().get(entity_id).cloned()?;
+        if idp.descriptor.is_valid_at(now) {
+            return Some(idp);
+        }
+        self.drop_expired(now);
+        None
+    }
+
+    /// Every IdP trusted now.
     pub fn list(&self) -> Vec<Arc<Idp>> {
-        self.snapshot().values().cloned().collect()
+        self.list_at(Utc::now())
     }
 
-    /// Verifies a registry aggregate with the pinned certificate and merges it in.
-    /// Returns (number of IdPs, warnings). Certificate changes are reported as warnings.
+    /// Every IdP trusted at `now`.
+    pub fn list_at(&self, now: DateTime<Utc>) -> Vec<Arc<Idp>> {
+        let all = self.snapshot();
+        if all.values().any(|idp| !idp.descriptor.is_valid_at(now)) {
+            self.drop_expired(now);
+        }
+        all.values()
+            .filter(|idp| idp.descriptor.is_valid_at(now))
+            .cloned()
+            .collect()
+    }
+
+    /// Verifies a registry aggregate with the pinned certificate and, if it verifies and
+    /// has not expired at `now`, makes it the registry's set: IdPs it no longer lists
+    /// are removed, IdPs from metadata files are untouched. Logs removals and key
+    /// changes (warn, with old and new SHA-256 fingerprints) and expired entities (error).
+    /// On error nothing changes.
     pub fn apply_registry(
         &self,
         xml: &str,
         registry_cert: &TrustedCert,
-    ) -> Result<(usize, Vec<String>), FederationError> {
-        let descriptors =
-            parse_signed_aggregate(xml, registry_cert).map_err(|e| FederationError::Metadata {
-                source_name: "registry".into(),
+        source_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RegistryUpdate, FederationError> {
+        let descriptors = parse_signed_aggregate(xml, registry_cert, now).map_err(|e| {
+            FederationError::Metadata {
+                source_name: source_name.to_owned(),
                 reason: e.to_string(),
-            })?;
-        let before = self.snapshot();
-        let mut warnings: Vec<String> = descriptors
-            .iter()
-            .filter(|d| {
-                before
-                    .get(&d.entity_id)
-                    .is_some_and(|old| old.descriptor.signing_certs != d.signing_certs)
-            })
-            .map(|d| format!("IdP {}: signing certificates changed", d.entity_id))
+            }
+        })?;
+        let (accepted, warnings) = self.admit(descriptors, false, source_name, now)?;
+        let next: BTreeMap<String, Arc<Idp>> = accepted
+            .into_iter()
+            .map(|idp| (idp.descriptor.entity_id.clone(), idp))
             .collect();
-        let n = descriptors.len();
-        warnings.extend(self.insert(descriptors, false)?);
-        Ok((n, warnings))
+        let before = self.update(|sets| std::mem::replace(&mut sets.registry, next.clone()));
+        let mut update = RegistryUpdate {
+            idps: next.len(),
+            warnings,
+            ..RegistryUpdate::default()
+        };
+        for (id, old) in &before {
+            match next.get(id) {
+                None => {
+                    tracing::warn!(target: "federation", "IdP {id} is no longer in the registry ({source_name}): removed, no longer trusted");
+                    update.removed.push(id.clone());
+                }
+                Some(new) if new.descriptor.signing_certs != old.descriptor.signing_certs => {
+                    tracing::warn!(
+                        target: "federation",
+                        "IdP {id}: signing certificates changed in the registry ({source_name}): old {} new {}",
+                        fingerprints(&old.descriptor.signing_certs),
+                        fingerprints(&new.descriptor.signing_certs)
+                    );
+                    update.keys_changed.push(id.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for id in next.keys().filter(|id| !before.contains_key(*id)) {
+            tracing::info!(target: "federation", "IdP {id} added from the registry ({source_name})");
+            update.added.push(id.clone());
+        }
+        for w in &update.warnings {
+            tracing::error!(target: "federation", "{w}");
+        }
+        Ok(update)
     }
 }
 
@@ -218,12 +380,16 @@ fn read(path: &Path) -> Result<String, FederationError> {
 }
 
 /// Fetches, verifies and applies the registry once; on success writes the cache file.
-/// On failure the federation keeps what it had (the last good copy).
+///
+/// On failure (unreachable, bad signature, an aggregate past its `validUntil`) the
+/// federation keeps the last good copy, and the cache file is not touched; that copy
+/// is itself used only until its own `validUntil` (fail closed: past it, its IdPs are
+/// dropped at the next lookup with an error log, and logins to them are refused).
 pub async fn refresh_registry(
     fed: &Federation,
     reg: &RegistryConfig,
     client: &reqwest::Client,
-) -> Result<usize, FederationError> {
+) -> Result<RegistryUpdate, FederationError> {
     let err = |reason: String| FederationError::Metadata {
         source_name: reg.url.clone(),
         reason,
@@ -241,10 +407,7 @@ pub async fn refresh_registry(
         .text()
         .await
         .map_err(|e| err(e.to_string()))?;
-    let (n, warnings) = fed.apply_registry(&body, &cert)?;
-    for w in warnings {
-        tracing::warn!(target: "federation", "{w}");
-    }
+    let update = fed.apply_registry(&body, &cert, &reg.url, Utc::now())?;
     if let Some(cache) = &reg.cache_file {
         let tmp = cache.with_extension("tmp");
         let written = async {
@@ -255,13 +418,15 @@ pub async fn refresh_registry(
             tracing::warn!(target: "federation", "cannot write registry cache {}: {e}", cache.display());
         }
     }
-    Ok(n)
+    Ok(update)
 }
 
 /// Loads the last verified registry copy from the cache file, if configured and present.
+/// A copy that no longer verifies, or whose `validUntil` has passed, is refused.
 pub fn load_registry_cache(
     fed: &Federation,
     reg: &RegistryConfig,
+    now: DateTime<Utc>,
 ) -> Result<usize, FederationError> {
     let Some(cache) = &reg.cache_file else {
         return Ok(0);
@@ -277,8 +442,8 @@ pub fn load_registry_cache(
         source_name: reg.certificate_file.display().to_string(),
         reason: e.to_string(),
     })?;
-    let (n, _) = fed.apply_registry(&read(cache)?, &cert)?;
-    Ok(n)
+    let update = fed.apply_registry(&read(cache)?, &cert, &cache.display().to_string(), now)?;
+    Ok(update.idps)
 }
 
 #[cfg(test)]
@@ -297,33 +462,65 @@ mod tests {
         )
     }
 
-    /// An AgID-style aggregate of two IdPs, signed by `registry`.
-    fn aggregate(registry: &SigningKey) -> String {
-        let mut entities = String::new();
-        for (i, host) in ["https://idp-a.example.it", "https://idp-b.example.it"]
-            .iter()
-            .enumerate()
-        {
-            let (k, _) = key(&format!("idp {i}"));
-            let md = build_idp_metadata(
-                host,
-                &format!("{host}/sso"),
-                &format!("{host}/slo"),
-                "IdP",
-                &k,
-            )
-            .unwrap();
-            // Drop each entity's own signature: the registry signs the aggregate.
-            let start = md.find("<ds:Signature").unwrap();
-            let end = md.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
-            entities.push_str(&format!("{}{}", &md[..start], &md[end..]));
+    const A: &str = "https://idp-a.example.it";
+    const B: &str = "https://idp-b.example.it";
+
+    fn now() -> DateTime<Utc> {
+        crate::saml::time::parse_instant("now", "2026-03-02T10:00:00Z").unwrap()
+    }
+
+    /// One IdP's metadata without its own signature (the registry signs the aggregate),
+    /// with `valid_until` on its EntityDescriptor.
+    fn entity(host: &str, key: &SigningKey, valid_until: Option<&str>) -> String {
+        let md = build_idp_metadata(
+            host,
+            &format!("{host}/sso"),
+            &format!("{host}/slo"),
+            "IdP",
+            key,
+        )
+        .unwrap();
+        let start = md.find("<ds:Signature").unwrap();
+        let end = md.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+        let md = format!("{}{}", &md[..start], &md[end..]);
+        match valid_until {
+            Some(t) => md.replacen(
+                "<md:EntityDescriptor ",
+                &format!("<md:EntityDescriptor validUntil=\"{t}\" "),
+                1,
+            ),
+            None => md,
         }
+    }
+
+    /// An AgID-style aggregate of `entities`, signed by `registry`, with `valid_until`
+    /// on the EntitiesDescriptor.
+    fn aggregate_of(
+        registry: &SigningKey,
+        entities: &[String],
+        valid_until: Option<&str>,
+    ) -> String {
         let id = ids::new_id();
+        let until = valid_until
+            .map(|t| format!(" validUntil=\"{t}\""))
+            .unwrap_or_default();
         let xml = format!(
-            r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="{id}">{}{entities}</md:EntitiesDescriptor>"#,
-            signature_template(&id, registry.cert_base64())
+            r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="{id}"{until}>{}{}</md:EntitiesDescriptor>"#,
+            signature_template(&id, registry.cert_base64()),
+            entities.concat()
         );
         registry.sign_enveloped(&xml).unwrap()
+    }
+
+    /// An AgID-style aggregate of two IdPs, signed by `registry`.
+    fn aggregate(registry: &SigningKey) -> String {
+        let (ka, _) = key("idp 0");
+        let (kb, _) = key("idp 1");
+        aggregate_of(
+            registry,
+            &[entity(A, &ka, None), entity(B, &kb, None)],
+            None,
+        )
     }
 
     #[test]
@@ -332,28 +529,236 @@ mod tests {
         let (_, other_cert) = key("attacker");
         let signed = aggregate(&registry);
         let fed = Federation::new(false);
-        let (n, _) = fed.apply_registry(&signed, &registry_cert).unwrap();
-        assert_eq!(n, 2);
-        assert!(fed.get("https://idp-a.example.it").is_some());
+        let update = fed
+            .apply_registry(&signed, &registry_cert, "registry", now())
+            .unwrap();
+        assert_eq!(update.idps, 2);
+        assert_eq!(update.added, vec![A.to_owned(), B.to_owned()]);
+        assert!(fed.get_at(A, now()).is_some());
         assert_eq!(
-            fed.get("https://idp-a.example.it")
-                .unwrap()
-                .descriptor
-                .signing_certs
-                .len(),
+            fed.get_at(A, now()).unwrap().descriptor.signing_certs.len(),
             1
         );
 
         // Another key, a tampered document, or no signature: nothing is applied.
         let fresh = Federation::new(false);
-        assert!(fresh.apply_registry(&signed, &other_cert).is_err());
+        assert!(
+            fresh
+                .apply_registry(&signed, &other_cert, "r", now())
+                .is_err()
+        );
         let tampered = signed.replace("https://idp-b.example.it/sso", "https://evil.example/sso");
-        assert!(fresh.apply_registry(&tampered, &registry_cert).is_err());
+        assert!(
+            fresh
+                .apply_registry(&tampered, &registry_cert, "r", now())
+                .is_err()
+        );
         let start = signed.find("<ds:Signature").unwrap();
         let end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
         let unsigned = format!("{}{}", &signed[..start], &signed[end..]);
-        assert!(fresh.apply_registry(&unsigned, &registry_cert).is_err());
-        assert!(fresh.list().is_empty());
+        assert!(
+            fresh
+                .apply_registry(&unsigned, &registry_cert, "r", now())
+                .is_err()
+        );
+        assert!(fresh.list_at(now()).is_empty());
+    }
+
+    #[test]
+    fn a_refresh_removes_idps_no_longer_listed_and_reports_key_changes() {
+        let (registry, registry_cert) = key("registry");
+        let (ka, _) = key("a");
+        let (kb, _) = key("b");
+        let (kb2, _) = key("b, new key");
+        let fed = Federation::new(false);
+        // An IdP from a metadata file (the operator's own trust material).
+        let (kl, _) = key("local");
+        let local = "https://idp-local.example.it";
+        let md = build_idp_metadata(
+            local,
+            &format!("{local}/sso"),
+            &format!("{local}/slo"),
+            "L",
+            &kl,
+        )
+        .unwrap();
+        assert!(
+            fed.add_metadata_at(&md, false, "local.xml", now())
+                .unwrap()
+                .is_empty()
+        );
+
+        let first = aggregate_of(
+            &registry,
+            &[entity(A, &ka, None), entity(B, &kb, None)],
+            None,
+        );
+        fed.apply_registry(&first, &registry_cert, "registry", now())
+            .unwrap();
+        assert_eq!(fed.list_at(now()).len(), 3);
+
+        // A is gone from the registry and B has a new key.
+        let second = aggregate_of(&registry, &[entity(B, &kb2, None)], None);
+        let update = fed
+            .apply_registry(&second, &registry_cert, "registry", now())
+            .unwrap();
+        assert_eq!(update.removed, vec![A.to_owned()]);
+        assert_eq!(update.keys_changed, vec![B.to_owned()]);
+        assert!(update.added.is_empty());
+        assert!(
+            fed.get_at(A, now()).is_none(),
+            "removed from the trusted set"
+        );
+        let b = fed.get_at(B, now()).unwrap();
+        assert_eq!(
+            b.descriptor.signing_certs,
+            vec![TrustedCert::from_base64(kb2.cert_base64()).unwrap()]
+        );
+        assert!(
+            fed.get_at(local, now()).is_some(),
+            "a file IdP is not the registry's to remove"
+        );
+        assert_eq!(
+            fingerprints(&b.descriptor.signing_certs),
+            format!(
+                "[sha256:{}]",
+                hex::encode(openssl::sha::sha256(b.descriptor.signing_certs[0].der()))
+            )
+        );
+
+        // A refresh that fails verification changes nothing.
+        let forged = second.replace("idp-b.example.it/sso", "evil.example/sso");
+        assert!(
+            fed.apply_registry(&forged, &registry_cert, "registry", now())
+                .is_err()
+        );
+        assert!(fed.get_at(B, now()).is_some());
+    }
+
+    #[test]
+    fn expired_metadata_is_never_used() {
+        let (registry, registry_cert) = key("registry");
+        let (ka, _) = key("a");
+        let (kb, _) = key("b");
+        let fed = Federation::new(false);
+        let good = aggregate_of(
+            &registry,
+            &[entity(A, &ka, None), entity(B, &kb, None)],
+            Some("2026-03-09T10:00:00Z"),
+        );
+        fed.apply_registry(&good, &registry_cert, "registry", now())
+            .unwrap();
+
+        // An aggregate past its validUntil (a replayed old copy, say) is refused whole,
+        // even though its signature verifies; the last good copy stays.
+        let stale = aggregate_of(
+            &registry,
+            &[entity(A, &ka, None)],
+            Some("2026-03-02T09:59:59Z"),
+        );
+        let err = fed
+            .apply_registry(&stale, &registry_cert, "registry", now())
+            .unwrap_err();
+        assert!(err.to_string().contains("validUntil"), "{err}");
+        assert!(fed.get_at(B, now()).is_some());
+
+        // Inside a valid aggregate, an entity past its own validUntil is left out.
+        let mixed = aggregate_of(
+            &registry,
+            &[
+                entity(A, &ka, Some("2026-03-01T00:00:00Z")),
+                entity(B, &kb, None),
+            ],
+            Some("2026-03-09T10:00:00Z"),
+        );
+        let update = fed
+            .apply_registry(&mixed, &registry_cert, "registry", now())
+            .unwrap();
+        assert_eq!(update.idps, 1);
+        assert_eq!(update.removed, vec![A.to_owned()]);
+        assert!(
+            update.warnings[0].contains("expired"),
+            "{:?}",
+            update.warnings
+        );
+        assert!(fed.get_at(A, now()).is_none());
+
+        // The copy in use expires with its own validUntil: B is dropped then.
+        let later = crate::saml::time::parse_instant("t", "2026-03-09T10:00:00Z").unwrap();
+        assert!(
+            fed.get_at(B, later - chrono::Duration::seconds(1))
+                .is_some()
+        );
+        assert!(fed.list_at(later).is_empty());
+        assert!(fed.get_at(B, later).is_none());
+        assert!(fed.get_at(B, now()).is_none(), "dropped, not hidden");
+
+        // A metadata file past its validUntil: its IdP is left out, with a warning.
+        let (kl, _) = key("local");
+        let local = "https://idp-local.example.it";
+        let md = build_idp_metadata(
+            local,
+            &format!("{local}/sso"),
+            &format!("{local}/slo"),
+            "L",
+            &kl,
+        )
+        .unwrap()
+        .replacen(
+            "<md:EntityDescriptor ",
+            "<md:EntityDescriptor validUntil=\"2026-01-01T00:00:00Z\" ",
+            1,
+        );
+        let warnings = fed
+            .add_metadata_at(&md, false, "/etc/idp.xml", now())
+            .unwrap();
+        assert!(
+            warnings[0].contains("/etc/idp.xml") && warnings[0].contains("expired"),
+            "{warnings:?}"
+        );
+        assert!(fed.get_at(local, now()).is_none());
+    }
+
+    #[test]
+    fn an_expired_cache_copy_is_refused_at_start() {
+        let (registry, _) = key("registry");
+        let dir = tempfile::tempdir().unwrap();
+        let cert_file = dir.path().join("registry.crt");
+        let pem = openssl::x509::X509::from_der(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                registry.cert_base64(),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+        .to_pem()
+        .unwrap();
+        std::fs::write(&cert_file, pem).unwrap();
+        let cache = dir.path().join("cache.xml");
+        let (ka, _) = key("a");
+        std::fs::write(
+            &cache,
+            aggregate_of(
+                &registry,
+                &[entity(A, &ka, None)],
+                Some("2026-03-02T10:00:00Z"),
+            ),
+        )
+        .unwrap();
+        let reg = RegistryConfig {
+            url: "https://registry.example/idps.xml".into(),
+            certificate_file: cert_file,
+            refresh_hours: 24,
+            cache_file: Some(cache),
+        };
+        let fed = Federation::new(false);
+        let before = now() - chrono::Duration::seconds(1);
+        assert_eq!(load_registry_cache(&fed, &reg, before).unwrap(), 1);
+        let fed = Federation::new(false);
+        let err = load_registry_cache(&fed, &reg, now()).unwrap_err();
+        assert!(err.to_string().contains("validUntil"), "{err}");
+        assert!(fed.list_at(now()).is_empty());
     }
 
     #[test]
@@ -374,6 +779,7 @@ mod tests {
         ));
         let lenient = Federation::new(true);
         assert!(lenient.add_metadata(&md, false, "f").unwrap().is_empty());
+        assert_eq!(lenient.get("http://127.0.0.1:9/idp").unwrap().source, "f");
         assert!(lenient.get("http://127.0.0.1:9/idp").unwrap().test);
         let keyless = md
             .split("<md:KeyDescriptor")

@@ -2,6 +2,13 @@
 //! (the AgID registry). Signing certificates are taken from `KeyDescriptor`s with
 //! `use="signing"` or no `use`; an IdP without one is returned with an empty list so
 //! the caller can refuse it (samael would skip verification: fail-open).
+//!
+//! `validUntil` (SAML metadata §2.3.1, on `EntitiesDescriptor`, `EntityDescriptor` and
+//! role descriptors) is read into [`IdpDescriptor::valid_until`]: the earliest one among
+//! the IdP's descriptor and everything enclosing it. Whether it has passed is decided with
+//! a `now` the caller passes ([`IdpDescriptor::is_valid_at`], [`parse_signed_aggregate`]).
+
+use chrono::{DateTime, Utc};
 
 use super::error::SamlError;
 use super::sign::{TrustedCert, check_signature_shape, verify_and_reduce};
@@ -33,6 +40,31 @@ pub struct IdpDescriptor {
     pub slo_post: Option<String>,
     /// Signing certificates: the only keys its messages are verified with.
     pub signing_certs: Vec<TrustedCert>,
+    /// The earliest `validUntil` of its IDPSSODescriptor, its EntityDescriptor and the
+    /// EntitiesDescriptors around it; `None` when none of them has one.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl IdpDescriptor {
+    /// Whether its metadata may still be used at `now` (`validUntil` not reached).
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.valid_until.is_none_or(|until| now < until)
+    }
+}
+
+/// The `validUntil` of `el`, if any, combined with the one inherited from its parents.
+fn valid_until(
+    el: &Element,
+    inherited: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, SamlError> {
+    let own = el
+        .attr("validUntil")
+        .map(|v| super::time::parse_instant("validUntil", v.trim()))
+        .transpose()?;
+    Ok(match (own, inherited) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 fn endpoint(desc: &Element, name: &'static str, binding: &str) -> Option<String> {
@@ -73,10 +105,14 @@ pub fn signing_certs(desc: &Element) -> Result<Vec<TrustedCert>, SamlError> {
     Ok(certs)
 }
 
-fn descriptor(entity: &Element) -> Result<Option<IdpDescriptor>, SamlError> {
+fn descriptor(
+    entity: &Element,
+    inherited: Option<DateTime<Utc>>,
+) -> Result<Option<IdpDescriptor>, SamlError> {
     let Some(idp) = entity.unique_child(NS_MD, "IDPSSODescriptor")? else {
         return Ok(None);
     };
+    let until = valid_until(idp, valid_until(entity, inherited)?)?;
     let entity_id = entity
         .attr("entityID")
         .filter(|s| !s.is_empty())
@@ -91,21 +127,36 @@ fn descriptor(entity: &Element) -> Result<Option<IdpDescriptor>, SamlError> {
         slo_redirect: endpoint(idp, "SingleLogoutService", BINDING_REDIRECT),
         slo_post: endpoint(idp, "SingleLogoutService", BINDING_POST),
         signing_certs: signing_certs(idp)?,
+        valid_until: until,
         entity_id,
     }))
 }
 
+/// The IdPs of an `EntitiesDescriptor` (nested ones included), each with the
+/// `validUntil` it inherits.
+fn collect(
+    group: &Element,
+    inherited: Option<DateTime<Utc>>,
+    out: &mut Vec<IdpDescriptor>,
+) -> Result<(), SamlError> {
+    let until = valid_until(group, inherited)?;
+    for child in &group.children {
+        if child.is(NS_MD, "EntityDescriptor") {
+            out.extend(descriptor(child, until)?);
+        } else if child.is(NS_MD, "EntitiesDescriptor") {
+            collect(child, until, out)?;
+        }
+    }
+    Ok(())
+}
+
 fn descriptors_of(root: &Element) -> Result<Vec<IdpDescriptor>, SamlError> {
     if root.is(NS_MD, "EntityDescriptor") {
-        return Ok(descriptor(root)?.into_iter().collect());
+        return Ok(descriptor(root, None)?.into_iter().collect());
     }
     if root.is(NS_MD, "EntitiesDescriptor") {
         let mut out = Vec::new();
-        for e in root.descendants() {
-            if e.is(NS_MD, "EntityDescriptor") {
-                out.extend(descriptor(e)?);
-            }
-        }
+        collect(root, None, &mut out)?;
         return Ok(out);
     }
     Err(SamlError::Structure("not SAML metadata".into()))
@@ -118,10 +169,14 @@ pub fn parse_idp_metadata(text: &str) -> Result<Vec<IdpDescriptor>, SamlError> {
 }
 
 /// Reads a signed aggregate (the AgID registry): the root must carry an enveloped
-/// signature that verifies with `registry_cert`; only the signed content is used.
+/// signature that verifies with `registry_cert`; only the signed content is used. An
+/// aggregate whose own `validUntil` is not after `now` is refused whole
+/// ([`SamlError::Time`]); entities inside it that expire earlier carry their
+/// `valid_until` for the caller to check.
 pub fn parse_signed_aggregate(
     text: &str,
     registry_cert: &TrustedCert,
+    now: DateTime<Utc>,
 ) -> Result<Vec<IdpDescriptor>, SamlError> {
     let root = xml::parse(text, METADATA_LIMITS)?;
     let sig = root
@@ -157,5 +212,91 @@ pub fn parse_signed_aggregate(
             "the signature does not cover the whole aggregate".into(),
         ));
     }
+    if let Some(until) = valid_until(&reduced, None)?
+        && now >= until
+    {
+        return Err(SamlError::Time(format!(
+            "the aggregate expired at {} (validUntil)",
+            super::time::format_instant(until)
+        )));
+    }
     descriptors_of(&reduced)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn entity(id: &str, attrs: &str, role_attrs: &str) -> String {
+        format!(
+            r#"<md:EntityDescriptor entityID="{id}" {attrs}><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" {role_attrs}/></md:EntityDescriptor>"#
+        )
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        super::super::time::parse_instant("t", s).unwrap()
+    }
+
+    #[test]
+    fn valid_until_is_the_earliest_of_the_idp_and_what_encloses_it() {
+        let xml = format!(
+            r#"<md:EntitiesDescriptor xmlns:md="{NS_MD}" validUntil="2026-06-01T00:00:00Z">{}{}<md:EntitiesDescriptor validUntil="2026-04-01T00:00:00Z">{}</md:EntitiesDescriptor>{}</md:EntitiesDescriptor>"#,
+            entity("https://a.example", "", ""),
+            entity(
+                "https://b.example",
+                r#"validUntil="2026-05-01T00:00:00Z""#,
+                ""
+            ),
+            entity(
+                "https://c.example",
+                r#"validUntil="2026-05-01T00:00:00Z""#,
+                ""
+            ),
+            entity(
+                "https://d.example",
+                "",
+                r#"validUntil="2026-03-01T00:00:00+01:00""#
+            ),
+        );
+        let found = parse_idp_metadata(&xml).unwrap();
+        let until: Vec<_> = found
+            .iter()
+            .map(|d| (d.entity_id.as_str(), d.valid_until))
+            .collect();
+        assert_eq!(
+            until,
+            vec![
+                ("https://a.example", Some(at("2026-06-01T00:00:00Z"))),
+                ("https://b.example", Some(at("2026-05-01T00:00:00Z"))),
+                ("https://c.example", Some(at("2026-04-01T00:00:00Z"))),
+                ("https://d.example", Some(at("2026-02-28T23:00:00Z"))),
+            ]
+        );
+        let d = &found[3];
+        assert!(d.is_valid_at(at("2026-02-28T22:59:59Z")));
+        assert!(
+            !d.is_valid_at(at("2026-02-28T23:00:00Z")),
+            "validUntil itself is past"
+        );
+        let single = parse_idp_metadata(&format!(
+            r#"<md:EntityDescriptor xmlns:md="{NS_MD}" entityID="https://e.example"><md:IDPSSODescriptor protocolSupportEnumeration="x"/></md:EntityDescriptor>"#
+        ))
+        .unwrap();
+        assert_eq!(single[0].valid_until, None);
+        assert!(single[0].is_valid_at(at("2999-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_malformed_valid_until_is_refused() {
+        let xml = format!(
+            r#"<md:EntitiesDescriptor xmlns:md="{NS_MD}" validUntil="tomorrow">{}</md:EntitiesDescriptor>"#,
+            entity("https://a.example", "", "")
+        );
+        assert!(matches!(
+            parse_idp_metadata(&xml),
+            Err(SamlError::Invalid { .. })
+        ));
+    }
 }

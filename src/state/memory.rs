@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{StateError, StateStore, ttl_millis};
+use super::{Persistence, Stamped, StateError, StateStore, stamp, ttl_millis, unstamp};
 
 /// Writes between two sweeps of expired entries, at least (see [`Entries::note_write`]).
 const SWEEP_MIN_WRITES: usize = 256;
@@ -24,6 +24,8 @@ const SWEEP_MIN_WRITES: usize = 256;
 /// [`RedisStore`](super::RedisStore).
 pub struct MemoryStore {
     entries: Mutex<Entries>,
+    /// Stamp of this instance's stamped entries: its data lives and dies with it.
+    incarnation: String,
 }
 
 struct Entry {
@@ -78,6 +80,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             entries: Mutex::new(Entries::default()),
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 
@@ -192,6 +195,29 @@ impl StateStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StateError> {
         Ok(())
+    }
+
+    async fn put_stamped(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+        self.put(key, &stamp(&self.incarnation, value), ttl).await
+    }
+
+    async fn get_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError> {
+        self.get(key)
+            .await?
+            .map(|raw| unstamp(&raw, &self.incarnation))
+            .transpose()
+    }
+
+    async fn take_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError> {
+        self.take(key)
+            .await?
+            .map(|raw| unstamp(&raw, &self.incarnation))
+            .transpose()
+    }
+
+    async fn persistence(&self) -> Result<Persistence, StateError> {
+        // State loss = process restart, which also ends every login in flight.
+        Ok(Persistence::None)
     }
 }
 

@@ -30,6 +30,13 @@
 //!   without an expiry. `delete_if_equals` compares and deletes in one command: of
 //!   concurrent callers with the same expected value at most one deletes.
 //! - **Values are opaque and never logged**, nor copied into errors.
+//! - **Stamped entries know their incarnation.** `put_stamped` records which incarnation
+//!   of the store wrote the entry (Redis: the `run_id` of the server process holding the
+//!   key, read inside the same script as the write; memory: the store instance);
+//!   `get_stamped` / `take_stamped` read the stamp in the same command as the value and
+//!   say whether the incarnation answering now is the one that wrote it. An entry that
+//!   survived a restart (RDB snapshot, AOF) or a failover is never `current`: whatever
+//!   was deleted or written after it, before the restart, may have been lost.
 
 use std::time::Duration;
 
@@ -95,6 +102,105 @@ pub trait StateStore: Send + Sync + 'static {
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StateError>;
     /// Health check (PING).
     async fn ping(&self) -> Result<(), StateError>;
+    /// [`put`](Self::put), stamped with the store incarnation that stores it (the Redis
+    /// server process holding the key). Read it back only with
+    /// [`get_stamped`](Self::get_stamped) / [`take_stamped`](Self::take_stamped).
+    async fn put_stamped(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError>;
+    /// GET of a stamped entry, with the incarnation answering checked in the same command.
+    async fn get_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError>;
+    /// GETDEL of a stamped entry (exactly one concurrent caller gets it), with the
+    /// incarnation that executed the delete checked in the same command.
+    async fn take_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError>;
+    /// How the backend persists what it holds (for start-up and `check-config` warnings).
+    async fn persistence(&self) -> Result<Persistence, StateError>;
+}
+
+/// A stamped entry as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    /// The value as written.
+    pub value: Vec<u8>,
+    /// Whether the store incarnation that answered is the one that wrote the entry.
+    /// `false` after a restart that reloaded it from disk, or a failover: the store may
+    /// have lost or rewound anything that happened after it was written.
+    pub current: bool,
+}
+
+/// What survives a restart of the state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing: the memory backend, or Redis with no RDB schedule and AOF off.
+    None,
+    /// Redis AOF, with its `appendfsync` policy (`always`, `everysec` or `no`).
+    AppendOnly {
+        /// `appendfsync`.
+        fsync: String,
+    },
+    /// Redis RDB snapshots (`save` schedule) without AOF: a restart rewinds the data to
+    /// the last snapshot.
+    SnapshotOnly {
+        /// The `save` schedule.
+        save: String,
+    },
+    /// Could not be determined (e.g. `CONFIG` disabled and `INFO` not conclusive).
+    Unknown(String),
+}
+
+impl Persistence {
+    /// Whether this is a supported configuration: no persistence, or AOF with
+    /// `appendfsync always` / `everysec`.
+    pub fn is_supported(&self) -> bool {
+        match self {
+            Self::None => true,
+            Self::AppendOnly { fsync } => matches!(fsync.as_str(), "always" | "everysec"),
+            Self::SnapshotOnly { .. } | Self::Unknown(_) => false,
+        }
+    }
+
+    /// A warning for the operator, when the configuration is not a supported one.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            _ if self.is_supported() => None,
+            Self::SnapshotOnly { save } => Some(format!(
+                "Redis persists by RDB snapshots only (save \"{save}\", appendonly no): a restart \
+                 rewinds the state to the last snapshot. Logins in flight are then refused \
+                 (they must start again), and other consumed state (OIDC codes, attempt \
+                 counters) comes back. Use appendonly yes with appendfsync everysec or always, \
+                 or no persistence (save \"\", appendonly no)"
+            )),
+            Self::AppendOnly { fsync } => Some(format!(
+                "Redis AOF with appendfsync {fsync}: an OS crash can lose up to 30 s of writes. \
+                 Use appendfsync everysec or always"
+            )),
+            Self::Unknown(why) => Some(format!(
+                "cannot tell how Redis persists its data ({why}): make sure it runs with \
+                 appendonly yes + appendfsync everysec/always, or with no persistence"
+            )),
+            Self::None => None,
+        }
+    }
+}
+
+/// A stamped entry as stored: `<incarnation>:<value>`.
+fn stamp(incarnation: &str, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(incarnation.len() + 1 + value.len());
+    out.extend_from_slice(incarnation.as_bytes());
+    out.push(b':');
+    out.extend_from_slice(value);
+    out
+}
+
+/// Splits a stored stamped entry and compares its stamp with the incarnation answering.
+fn unstamp(raw: &[u8], incarnation: &str) -> Result<Stamped, StateError> {
+    let colon = raw
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or_else(|| StateError::Backend("not a stamped entry".to_owned()))?;
+    let (stamp, rest) = raw.split_at(colon);
+    Ok(Stamped {
+        value: rest.get(1..).unwrap_or_default().to_vec(),
+        current: !incarnation.is_empty() && stamp == incarnation.as_bytes(),
+    })
 }
 
 /// Checks a TTL against the contract and returns it in whole milliseconds, rounded up.
@@ -130,6 +236,56 @@ mod tests {
         assert!(matches!(ttl_millis(Duration::from_micros(1)), Ok(1)));
         assert!(matches!(ttl_millis(Duration::from_micros(1_500)), Ok(2)));
         assert!(ttl_millis(MAX_TTL).is_ok());
+    }
+
+    #[test]
+    fn stamps_round_trip_and_only_the_same_incarnation_is_current() {
+        let raw = stamp("abc", b"v:1");
+        assert_eq!(
+            unstamp(&raw, "abc").ok(),
+            Some(Stamped {
+                value: b"v:1".to_vec(),
+                current: true
+            })
+        );
+        assert_eq!(unstamp(&raw, "abd").map(|s| s.current).ok(), Some(false));
+        assert_eq!(unstamp(&raw, "").map(|s| s.current).ok(), Some(false));
+        assert_eq!(
+            unstamp(&stamp("abc", b""), "abc").map(|s| s.value).ok(),
+            Some(Vec::new())
+        );
+        assert!(matches!(
+            unstamp(b"plain", "abc"),
+            Err(StateError::Backend(_))
+        ));
+    }
+
+    #[test]
+    fn only_no_persistence_and_fsynced_aof_are_supported() {
+        assert!(Persistence::None.warning().is_none());
+        for fsync in ["always", "everysec"] {
+            assert!(
+                Persistence::AppendOnly {
+                    fsync: fsync.into()
+                }
+                .is_supported()
+            );
+        }
+        let no_fsync = Persistence::AppendOnly { fsync: "no".into() };
+        assert!(
+            no_fsync
+                .warning()
+                .is_some_and(|w| w.contains("appendfsync no"))
+        );
+        let snapshots = Persistence::SnapshotOnly {
+            save: "3600 1".into(),
+        };
+        assert!(
+            snapshots
+                .warning()
+                .is_some_and(|w| w.contains("RDB snapshots only"))
+        );
+        assert!(Persistence::Unknown("x".into()).warning().is_some());
     }
 
     #[test]

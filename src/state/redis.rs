@@ -14,7 +14,7 @@ use ::redis::{
 };
 use serde::{Deserialize, Deserializer};
 
-use super::{StateError, StateStore, ttl_millis};
+use super::{Persistence, Stamped, StateError, StateStore, ttl_millis, unstamp};
 
 /// Default for [`RedisConfig::connect_timeout`] (`connect_timeout_ms`).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -37,6 +37,25 @@ const INCR_SCRIPT: &str = "local v = redis.call('INCR', KEYS[1]) \
 /// deleted. One key, so Cluster-safe. (Lua strings are binary-safe.)
 const DELETE_IF_EQUALS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// `SET` of a stamped entry: the value prefixed with the `run_id` of the server running
+/// the script, i.e. the one that holds the key (a script runs on the key's node, also in
+/// Cluster). A restart, even one that reloads the data from disk, and a failover give a
+/// new `run_id`. One key, so Cluster-safe.
+const PUT_STAMPED_SCRIPT: &str = "local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') \
+     if not id then return redis.error_reply('ERR INFO server gives no run_id') end \
+     redis.call('SET', KEYS[1], id .. ':' .. ARGV[1], 'PX', ARGV[2]) \
+     return 1";
+
+/// `GET` of a stamped entry and the `run_id` of the server answering, in one command.
+const GET_STAMPED_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+     if not v then return false end \
+     return {v, string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''}";
+
+/// `GETDEL` of a stamped entry and the `run_id` of the server that deleted it, in one command.
+const TAKE_STAMPED_SCRIPT: &str = "local v = redis.call('GETDEL', KEYS[1]) \
+     if not v then return false end \
+     return {v, string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''}";
 
 /// How the gateway reaches Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -541,6 +560,113 @@ impl StateStore for RedisStore {
     async fn ping(&self) -> Result<(), StateError> {
         self.run::<()>(&::redis::cmd("PING")).await
     }
+
+    async fn put_stamped(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+        let millis = ttl_millis(ttl)?;
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(PUT_STAMPED_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(value)
+            .arg(millis);
+        self.run::<()>(&cmd).await
+    }
+
+    async fn get_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError> {
+        self.read_stamped(GET_STAMPED_SCRIPT, key).await
+    }
+
+    async fn take_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError> {
+        self.read_stamped(TAKE_STAMPED_SCRIPT, key).await
+    }
+
+    async fn persistence(&self) -> Result<Persistence, StateError> {
+        let mut values = Vec::new();
+        for name in ["save", "appendonly", "appendfsync"] {
+            let reply: Result<Value, StateError> =
+                self.run(::redis::cmd("CONFIG").arg("GET").arg(name)).await;
+            match reply {
+                Ok(reply) => values.push(config_value(&reply, name).unwrap_or_default()),
+                // CONFIG renamed away or denied by an ACL: INFO says what it can.
+                Err(StateError::Backend(_)) => {
+                    let info: String = self.run(::redis::cmd("INFO").arg("persistence")).await?;
+                    return Ok(persistence_from_info(&info));
+                }
+                Err(unavailable) => return Err(unavailable),
+            }
+        }
+        let [save, appendonly, fsync] = <[String; 3]>::try_from(values)
+            .map_err(|_| StateError::Backend("redis: CONFIG GET".to_owned()))?;
+        Ok(persistence_from_config(&save, &appendonly, &fsync))
+    }
+}
+
+impl RedisStore {
+    async fn read_stamped(&self, script: &str, key: &str) -> Result<Option<Stamped>, StateError> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(script).arg(1).arg(key);
+        let reply: Option<(Vec<u8>, String)> = self.run(&cmd).await?;
+        reply
+            .map(|(raw, run_id)| unstamp(&raw, &run_id))
+            .transpose()
+    }
+}
+
+/// The value of `name` in a `CONFIG GET name` reply (a flat array or a map).
+fn config_value(reply: &Value, name: &str) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    };
+    match reply {
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| pair.first().and_then(text).as_deref() == Some(name))
+            .and_then(|pair| pair.get(1).and_then(text)),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    }
+}
+
+/// Persistence from `CONFIG GET save / appendonly / appendfsync`. With AOF on, Redis
+/// loads the AOF at start and the snapshots do not matter.
+fn persistence_from_config(save: &str, appendonly: &str, fsync: &str) -> Persistence {
+    if appendonly.trim().eq_ignore_ascii_case("yes") {
+        Persistence::AppendOnly {
+            fsync: fsync.trim().to_ascii_lowercase(),
+        }
+    } else if save.trim().is_empty() {
+        Persistence::None
+    } else {
+        Persistence::SnapshotOnly {
+            save: save.trim().to_owned(),
+        }
+    }
+}
+
+/// Persistence from `INFO persistence`, when `CONFIG` is not available: AOF on/off is
+/// there, the RDB schedule and the fsync policy are not.
+fn persistence_from_info(info: &str) -> Persistence {
+    let aof = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("aof_enabled:"))
+        .map(str::trim);
+    match aof {
+        Some("1") => Persistence::Unknown(
+            "CONFIG is not available; AOF is on, its appendfsync policy unknown".to_owned(),
+        ),
+        Some(_) => Persistence::Unknown(
+            "CONFIG is not available; AOF is off, the RDB snapshot schedule unknown".to_owned(),
+        ),
+        None => Persistence::Unknown(
+            "CONFIG is not available and INFO persistence is not either".to_owned(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -622,6 +748,36 @@ mod tests {
 
         let config = RedisConfig::standalone("not a url");
         assert!(RedisStore::connect(&config).is_err());
+    }
+
+    #[test]
+    fn persistence_is_read_from_config_or_info() {
+        assert_eq!(
+            persistence_from_config("", "no", "everysec"),
+            Persistence::None
+        );
+        assert_eq!(
+            persistence_from_config("3600 1 300 100", "no", "everysec"),
+            Persistence::SnapshotOnly {
+                save: "3600 1 300 100".into()
+            }
+        );
+        assert_eq!(
+            persistence_from_config("3600 1", "yes", "everysec"),
+            Persistence::AppendOnly {
+                fsync: "everysec".into()
+            }
+        );
+        let reply = Value::Array(vec![
+            Value::BulkString(b"save".to_vec()),
+            Value::BulkString(b"900 1".to_vec()),
+        ]);
+        assert_eq!(config_value(&reply, "save").as_deref(), Some("900 1"));
+        assert_eq!(config_value(&reply, "appendonly"), None);
+        let on = persistence_from_info("# Persistence\r\nloading:0\r\naof_enabled:1\r\n");
+        assert!(matches!(on, Persistence::Unknown(why) if why.contains("AOF is on")));
+        let off = persistence_from_info("aof_enabled:0\r\n");
+        assert!(matches!(off, Persistence::Unknown(why) if why.contains("AOF is off")));
     }
 
     #[test]

@@ -167,6 +167,12 @@ impl AppError {
                 "La risposta non corrisponde a un accesso in corso: potrebbe essere scaduta o già utilizzata.".to_owned(),
                 Some("Riprova l'accesso dall'inizio.".to_owned()),
             ),
+            SsoError::StaleRequest => (
+                StatusCode::FORBIDDEN,
+                login_failed,
+                "L'accesso era iniziato prima di un riavvio del servizio e non può essere completato.".to_owned(),
+                Some("Riprova l'accesso dall'inizio.".to_owned()),
+            ),
             SsoError::Replay => (
                 StatusCode::FORBIDDEN,
                 login_failed,

@@ -24,6 +24,8 @@ mod mail;
 /// authentication, revocation, refresh rotation, the CP confirmation, logout, key
 /// rotation; discovery, JWKS and claims snapshot-tested.
 mod oidc;
+/// The AgID registry aggregate over HTTP: removals, validUntil, key changes.
+mod registry;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;
 /// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
@@ -32,5 +34,7 @@ mod slo;
 mod sso;
 /// The `StateStore` contract suite, run on every backend.
 mod state_contract;
+/// Replays after Redis is restored from an older RDB snapshot are refused.
+mod store_restore;
 /// Test harnesses for real components (redis-server, ...).
 mod support;

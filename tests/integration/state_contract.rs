@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polis_gateway::state::{
-    MemoryStore, RedisConfig, RedisMode, RedisStore, StateError, StateStore,
+    MemoryStore, Persistence, RedisConfig, RedisMode, RedisStore, Stamped, StateError, StateStore,
 };
 
 use crate::support::eventually;
@@ -666,5 +666,223 @@ mod redis_only {
             .unwrap();
         let shown = format!("{store:?}");
         assert!(!shown.contains("secret-value"), "{shown}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Stamped entries and persistence (issue 8, replay safety across state-store restarts).
+// ---------------------------------------------------------------------------------------
+
+async fn stamped_entries_round_trip_and_are_current(store: Arc<dyn StateStore>) {
+    let p = prefix();
+    let key = format!("{p}req");
+    assert_eq!(store.get_stamped(&key).await.unwrap(), None);
+    assert_eq!(store.take_stamped(&key).await.unwrap(), None);
+    // Opaque bytes, colons and newlines included.
+    let value = vec![0u8, b':', 159, 255, b'\n', b':'];
+    store.put_stamped(&key, &value, LONG).await.unwrap();
+    let current = Stamped {
+        value: value.clone(),
+        current: true,
+    };
+    assert_eq!(
+        store.get_stamped(&key).await.unwrap(),
+        Some(current.clone())
+    );
+    // get_stamped does not consume; take_stamped does, once.
+    assert_eq!(store.take_stamped(&key).await.unwrap(), Some(current));
+    assert_eq!(store.take_stamped(&key).await.unwrap(), None);
+    assert_eq!(store.get_stamped(&key).await.unwrap(), None);
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    // An empty value is a value; put_stamped overwrites.
+    let empty = format!("{p}empty");
+    store.put_stamped(&empty, b"first", LONG).await.unwrap();
+    store.put_stamped(&empty, b"", LONG).await.unwrap();
+    assert_eq!(
+        store.get_stamped(&empty).await.unwrap(),
+        Some(Stamped {
+            value: Vec::new(),
+            current: true
+        })
+    );
+}
+
+async fn concurrent_stamped_takes_yield_exactly_one_value(store: Arc<dyn StateStore>) {
+    let key = format!("{}req", prefix());
+    store.put_stamped(&key, b"once", LONG).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.take_stamped(&key).await.unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        if let Some(taken) = racer.await.unwrap() {
+            winners.push(taken);
+        }
+    }
+    assert_eq!(
+        winners,
+        vec![Stamped {
+            value: b"once".to_vec(),
+            current: true
+        }],
+        "exactly one take wins"
+    );
+}
+
+async fn stamped_entries_expire_and_need_a_ttl(store: Arc<dyn StateStore>) {
+    let p = prefix();
+    let key = format!("{p}short");
+    store.put_stamped(&key, b"v", SHORT).await.unwrap();
+    assert!(store.get_stamped(&key).await.unwrap().is_some());
+    eventually(DEADLINE, "the stamped entry to expire", || {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .get_stamped(&key)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(store.take_stamped(&key).await.unwrap(), None);
+    let zero = format!("{p}zero");
+    assert!(is_backend_error(
+        &store.put_stamped(&zero, b"v", Duration::ZERO).await
+    ));
+    assert_eq!(store.get(&zero).await.unwrap(), None);
+}
+
+async fn a_plain_value_is_not_read_as_stamped(store: Arc<dyn StateStore>) {
+    let key = format!("{}plain", prefix());
+    store.put(&key, b"no stamp here", LONG).await.unwrap();
+    assert!(is_backend_error(&store.get_stamped(&key).await));
+}
+
+async fn persistence_is_reported(store: Arc<dyn StateStore>) {
+    // The memory backend and every test redis-server (save "", appendonly no) keep
+    // nothing across a restart.
+    let persistence = store.persistence().await.unwrap();
+    assert_eq!(persistence, Persistence::None);
+    assert!(persistence.is_supported());
+    assert_eq!(persistence.warning(), None);
+}
+
+/// The stamped-entry contract, on every backend (its own module, so the `contract!`
+/// macro above can be expanded a second time).
+mod stamped {
+    use super::*;
+
+    contract!(
+        stamped_entries_round_trip_and_are_current,
+        concurrent_stamped_takes_yield_exactly_one_value,
+        stamped_entries_expire_and_need_a_ttl,
+        a_plain_value_is_not_read_as_stamped,
+        persistence_is_reported,
+    );
+
+    /// A Redis restart that reloads its data (from an RDB snapshot or the AOF) brings
+    /// stamped entries back, but never as `current`; entries written afterwards are.
+    async fn restart_reloads_stamped_entries_as_not_current(extra: &[&str]) {
+        let mut server = tokio::task::block_in_place(|| RedisServer::start_with(extra));
+        let store = redis_store(&server);
+        let p = prefix();
+        let (stamped, plain) = (format!("{p}req"), format!("{p}plain"));
+        store.put_stamped(&stamped, b"pending", LONG).await.unwrap();
+        store.put(&plain, b"plain", LONG).await.unwrap();
+        let saved = tokio::task::block_in_place(|| server.command(&["SAVE"]));
+        assert_eq!(saved.as_deref(), Some("OK"));
+        tokio::task::block_in_place(|| server.restart());
+        let back = eventually(DEADLINE, "the restarted Redis to answer", || {
+            let (store, plain) = (store.clone(), plain.clone());
+            async move { store.get(&plain).await.ok() }
+        })
+        .await;
+        // The data really came back from disk...
+        assert_eq!(back, Some(b"plain".to_vec()));
+        let stale = Stamped {
+            value: b"pending".to_vec(),
+            current: false,
+        };
+        // ...but the stamped entry is reported as written by an earlier incarnation.
+        assert_eq!(
+            store.get_stamped(&stamped).await.unwrap(),
+            Some(stale.clone())
+        );
+        assert_eq!(store.take_stamped(&stamped).await.unwrap(), Some(stale));
+        assert_eq!(store.take_stamped(&stamped).await.unwrap(), None);
+        store.put_stamped(&stamped, b"new", LONG).await.unwrap();
+        assert_eq!(
+            store.take_stamped(&stamped).await.unwrap(),
+            Some(Stamped {
+                value: b"new".to_vec(),
+                current: true
+            })
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_rdb_restore_makes_stamped_entries_stale() {
+        restart_reloads_stamped_entries_as_not_current(&[]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_aof_restart_makes_stamped_entries_stale() {
+        restart_reloads_stamped_entries_as_not_current(&[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .await;
+    }
+
+    async fn persistence_of(extra: &[&str]) -> Persistence {
+        let server = tokio::task::block_in_place(|| RedisServer::start_with(extra));
+        redis_store(&server).persistence().await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshot_only_persistence_is_reported_and_aof_is_supported() {
+        let snapshots = persistence_of(&["--save", "900 1"]).await;
+        assert_eq!(
+            snapshots,
+            Persistence::SnapshotOnly {
+                save: "900 1".into()
+            }
+        );
+        assert!(
+            snapshots
+                .warning()
+                .is_some_and(|w| w.contains("RDB snapshots only"))
+        );
+        for fsync in ["everysec", "always"] {
+            let aof = persistence_of(&["--appendonly", "yes", "--appendfsync", fsync]).await;
+            assert_eq!(
+                aof,
+                Persistence::AppendOnly {
+                    fsync: fsync.into()
+                }
+            );
+            assert_eq!(aof.warning(), None);
+        }
+        let lazy = persistence_of(&["--appendonly", "yes", "--appendfsync", "no"]).await;
+        assert!(!lazy.is_supported());
+        // CONFIG renamed away: INFO persistence still tells AOF is off, and that is
+        // reported as unknown, never as fine.
+        let hidden = persistence_of(&["--rename-command", "CONFIG", ""]).await;
+        assert!(
+            matches!(&hidden, Persistence::Unknown(why) if why.contains("AOF is off")),
+            "{hidden:?}"
+        );
+        assert!(hidden.warning().is_some());
     }
 }

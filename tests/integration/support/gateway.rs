@@ -466,6 +466,10 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(true)
+            // The gateway closes a kept-alive connection idle for
+            // `limits.header_read_timeout_seconds` (10 s): like a browser, never reuse one
+            // that old (a POST on a connection the server is closing fails).
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .unwrap()
     }
@@ -482,11 +486,17 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
     /// Starts a login at the gateway (Redirect binding) and returns the AuthnRequest
     /// ID and RelayState the gateway recorded, without visiting the IdP.
     pub async fn start_login(&self, client: &reqwest::Client, level: u8) -> Pending {
-        let resp = client
-            .get(self.login_url(level, "redirect"))
-            .send()
-            .await
-            .unwrap();
+        self.start_login_at(client, &self.idp.clone(), level).await
+    }
+
+    /// [`start_login`](Self::start_login) to the IdP `idp` (any trusted entityID).
+    pub async fn start_login_at(&self, client: &reqwest::Client, idp: &str, level: u8) -> Pending {
+        let url = format!(
+            "{}/login?idp={}&level={level}&binding=redirect",
+            self.gw,
+            binding::encode_component(idp)
+        );
+        let resp = client.get(url).send().await.unwrap();
         assert_eq!(resp.status(), 302);
         let location = resp.headers()["location"].to_str().unwrap().to_owned();
         let query = location.split_once('?').unwrap().1;

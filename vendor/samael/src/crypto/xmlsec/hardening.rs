@@ -128,6 +128,10 @@ pub(crate) fn parse_untrusted<Bytes: AsRef<[u8]>>(xml: Bytes) -> Result<Document
     const UTF8: &CStr = c"UTF-8";
     let options = libxml::bindings::xmlParserOption_XML_PARSE_NONET
         | libxml::bindings::xmlParserOption_XML_PARSE_IGNORE_ENC;
+    // The entity loader and error callbacks are installed by the initialisation: make
+    // sure it ran before the first parse.
+    super::wrapper::xmlsec_internal::guarantee_xmlsec_init()
+        .map_err(|_| XmlParseError::GotNullPointer)?;
     let bytes = xml.as_ref();
     let len = c_int::try_from(bytes.len()).map_err(|_| XmlParseError::DocumentTooLarge)?;
     route_thread_errors();

@@ -17,7 +17,7 @@ pub(crate) mod bindings;
 mod error;
 mod keys;
 mod xmldsig;
-mod xmlsec_internal;
+pub(crate) mod xmlsec_internal;
 
 // exports
 pub use self::bindings::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES;

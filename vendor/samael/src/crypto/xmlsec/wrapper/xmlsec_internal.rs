@@ -43,11 +43,12 @@ impl XmlSecContext {
         unsafe {
             libxml::bindings::xmlInitParser();
         }
-        crate::crypto::xmlsec::hardening::init_process();
 
         init_xmlsec()?;
         init_crypto_app()?;
         init_crypto()?;
+        // After xmlSecInit, which installs xmlsec's default (stderr) error callback.
+        crate::crypto::xmlsec::hardening::init_process();
 
         Ok(Self {})
     }
