@@ -58,6 +58,7 @@ fn main() {
                 binding: Binding::Redirect,
                 xml: String::new(),
                 return_to: None,
+                browser: String::new(),
             };
             let xml = build_response(
                 &ResponseSpec {

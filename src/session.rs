@@ -55,6 +55,26 @@ impl WebSession {
     }
 }
 
+/// How long a verified login waits for its browser at `/login/complete`.
+pub const PARKED_TTL: Duration = Duration::from_secs(120);
+
+/// A verified login, mapped to its account, waiting for the browser that started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedLogin {
+    /// The verified identity.
+    pub login: LoginSession,
+    /// The POLIS account it was mapped to.
+    pub account_id: Uuid,
+    /// Where the browser continues once the session is open (a local path).
+    pub next: String,
+    /// Hex SHA-256 of the binding cookie of the browser that started the login.
+    pub browser: String,
+}
+
+fn parked_key(token: &str) -> String {
+    format!("polis:park:{token}")
+}
+
 /// Session lifetimes.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
@@ -207,6 +227,29 @@ impl SessionStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Parks a verified login until the browser that started it comes to
+    /// `/login/complete` (one-time key, [`PARKED_TTL`]); returns the key.
+    pub async fn park(&self, parked: &ParkedLogin) -> Result<String, StateError> {
+        let token = ids::new_token(32);
+        let value = serde_json::to_vec(parked).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.state
+            .put(&parked_key(&token), &value, PARKED_TTL)
+            .await?;
+        Ok(token)
+    }
+
+    /// Takes a parked login (GETDEL: one use, whatever the outcome).
+    pub async fn take_parked(&self, token: &str) -> Result<Option<ParkedLogin>, StateError> {
+        if !valid_token(token) {
+            return Ok(None);
+        }
+        Ok(self
+            .state
+            .take(&parked_key(token))
+            .await?
+            .and_then(|raw| serde_json::from_slice(&raw).ok()))
     }
 
     /// Time left before the absolute timeout, if any.

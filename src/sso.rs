@@ -150,6 +150,17 @@ pub enum SloMessage<'a> {
     },
 }
 
+/// A Response that passed every check, with what the pending request remembered.
+#[derive(Debug, Clone)]
+pub struct VerifiedLogin {
+    /// The verified identity.
+    pub login: LoginSession,
+    /// Where the browser continues (a local path), if the login was started for one.
+    pub return_to: Option<String>,
+    /// Hex SHA-256 of the binding cookie of the browser that started the login.
+    pub browser: String,
+}
+
 /// The gateway's login session, kept in the state store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginSession {
@@ -249,6 +260,7 @@ impl SsoService {
         level: Option<Level>,
         binding: Option<Binding>,
         return_to: Option<String>,
+        browser: String,
         now: DateTime<Utc>,
     ) -> Result<LoginStart, SsoError> {
         let idp = self.federation.get(idp).ok_or(SsoError::UnknownIdp)?;
@@ -292,6 +304,7 @@ impl SsoService {
             binding,
             xml: request.xml,
             return_to,
+            browser,
         };
         let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
         self.state
@@ -312,7 +325,7 @@ impl SsoService {
         relay_state: Option<&str>,
         http_request_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<(LoginSession, Option<String>), SsoError> {
+    ) -> Result<VerifiedLogin, SsoError> {
         let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
         let result = self
             .consume_inner(saml_response, relay_state, now, &mut rec)
@@ -357,7 +370,7 @@ impl SsoService {
         relay_state: Option<&str>,
         now: DateTime<Utc>,
         rec: &mut TxRecord,
-    ) -> Result<(LoginSession, Option<String>), SsoError> {
+    ) -> Result<VerifiedLogin, SsoError> {
         let limits = self.settings.limits;
         let xml = binding::decode_post(saml_response, limits.max_bytes)?;
         rec.resp_xml = Some(xml.clone());
@@ -403,6 +416,7 @@ impl SsoService {
             .ok_or(SsoError::UnknownIdp)?;
         let certs = idp.descriptor.signing_certs.clone();
         let return_to = pending.return_to.clone();
+        let browser = pending.browser.clone();
         let settings = self.settings.clone();
         let skew = chrono::Duration::from_std(settings.clock_skew)
             .map_err(|e| SsoError::Internal(e.to_string()))?;
@@ -475,7 +489,11 @@ impl SsoService {
             attributes: verified.attributes().clone(),
             authenticated_at: now,
         };
-        Ok((session, return_to))
+        Ok(VerifiedLogin {
+            login: session,
+            return_to,
+            browser,
+        })
     }
 
     /// SP-initiated single logout (rules §5 S1), after the local session is closed:

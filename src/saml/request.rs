@@ -149,6 +149,11 @@ pub struct PendingRequest {
     /// not part of the protocol).
     #[serde(default)]
     pub return_to: Option<String>,
+    /// Hex SHA-256 of the browser-binding cookie of the browser that started the login
+    /// (not part of the protocol): only that browser may open the session. Empty for a
+    /// request stored before bindings existed, which then opens nothing.
+    #[serde(default)]
+    pub browser: String,
 }
 
 #[cfg(test)]

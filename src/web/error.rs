@@ -245,6 +245,35 @@ impl AppError {
         )
     }
 
+    /// A 403 at `/login/complete` when the verified login was started in another
+    /// browser: nothing is opened (login CSRF).
+    pub fn login_other_browser(request_id: &str) -> Self {
+        let mut e = Self::page(
+            request_id,
+            StatusCode::FORBIDDEN,
+            "POLIS_LOGIN_OTHER_BROWSER",
+            "Accesso non completato",
+            "Questo accesso è stato avviato in un altro browser: per la tua sicurezza non è stato aperto qui. Se l'hai avviato tu, ricomincia l'accesso da questo browser.",
+            "login binding cookie missing or different",
+            "/login",
+        );
+        e.0.hint = Some("Nessun dato è stato modificato.".to_owned());
+        e
+    }
+
+    /// A 403 at `/login/complete` without a login waiting (expired, already used).
+    pub fn login_not_pending(request_id: &str) -> Self {
+        Self::page(
+            request_id,
+            StatusCode::FORBIDDEN,
+            "POLIS_LOGIN_NOT_PENDING",
+            "Accesso non completato",
+            "Questo collegamento di accesso è scaduto o è già stato usato. Riprova l'accesso dall'inizio.",
+            "no parked login for this key",
+            "/login",
+        )
+    }
+
     /// A 401 for a form posted without a live session.
     pub fn session_required(request_id: &str) -> Self {
         Self::page(

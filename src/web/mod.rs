@@ -247,6 +247,7 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
     let routes = Router::new()
         .route("/", get(enablement::home))
         .route("/login", get(sso::login))
+        .route("/login/complete", get(sso::login_complete))
         .route(
             "/acs",
             post(sso::acs).layer(DefaultBodyLimit::max(max_body)),

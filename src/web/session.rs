@@ -12,8 +12,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::PrivateCookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::{CookieJar, PrivateCookieJar};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -35,6 +35,64 @@ pub fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
     c.set_same_site(SameSite::Lax);
     c.set_path("/");
     c
+}
+
+/// The login-binding cookie: a random value the browser gets at `/login`; its hash
+/// travels with the pending request, and `/login/complete` opens the session only for
+/// the browser that holds it. `__Host-` prefixed (so Secure, Path=/, no Domain) on https.
+const BINDING_COOKIE_SECURE: &str = "__Host-polis_login";
+/// The same cookie over plain http (demo, tests), where `__Host-` cannot be used.
+const BINDING_COOKIE_PLAIN: &str = "polis_login";
+
+fn binding_name(secure: bool) -> &'static str {
+    if secure {
+        BINDING_COOKIE_SECURE
+    } else {
+        BINDING_COOKIE_PLAIN
+    }
+}
+
+fn binding_hash(value: &str) -> String {
+    hex::encode(openssl::sha::sha256(
+        format!("polis-login-binding\n{value}").as_bytes(),
+    ))
+}
+
+fn valid_binding(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// This browser's binding cookie (kept if it has a well-formed one, else a new random
+/// one) and its hash for the pending request.
+pub fn login_binding(jar: &CookieJar, secure: bool) -> (Cookie<'static>, String) {
+    let value = jar
+        .get(binding_name(secure))
+        .map(|c| c.value().to_owned())
+        .filter(|v| valid_binding(v))
+        .unwrap_or_else(|| crate::saml::ids::new_token(32));
+    let hash = binding_hash(&value);
+    let mut c = Cookie::new(binding_name(secure), value);
+    c.set_http_only(true);
+    c.set_secure(secure);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    // No Max-Age: it lives as long as the browser session, like the session cookie.
+    (c, hash)
+}
+
+/// Whether this browser holds the binding cookie whose hash is `expected` (constant-
+/// time compare; an empty `expected` never matches).
+pub fn browser_matches(jar: &CookieJar, expected: &str, secure: bool) -> bool {
+    let Some(c) = jar.get(binding_name(secure)) else {
+        return false;
+    };
+    let presented = binding_hash(c.value());
+    !expected.is_empty()
+        && presented.len() == expected.len()
+        && openssl::memcmp::eq(presented.as_bytes(), expected.as_bytes())
 }
 
 /// The cookie that removes the session cookie.

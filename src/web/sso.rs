@@ -6,17 +6,20 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum_extra::extract::PrivateCookieJar;
+use axum_extra::extract::{CookieJar, PrivateCookieJar};
 use rand::seq::SliceRandom;
 use serde::Deserialize;
 
 use super::enablement::Empty;
-use super::session::{SessionForm, removal_cookie, session_cookie};
+use super::session::{
+    MaybeAuthed, SessionForm, browser_matches, login_binding, removal_cookie, session_cookie,
+};
 use super::{AppError, AppState, RequestId, render};
 use crate::accounts::EnablementState;
 use crate::saml::Level;
 use crate::saml::logout::LogoutOutcome;
 use crate::saml::request::Binding;
+use crate::session::ParkedLogin;
 use crate::sso::{LoginStart, SloMessage};
 
 /// `GET /metadata`: the signed SP metadata.
@@ -126,10 +129,12 @@ fn send_saml(start: LoginStart, field: &str, request_id: &str) -> Result<Respons
 }
 
 /// `GET /login`: without `idp`, the "Entra con SPID" page; with it, the signed AuthnRequest
-/// (302 for HTTP-Redirect, 200 auto-submitting form for HTTP-POST).
+/// (302 for HTTP-Redirect, 200 auto-submitting form for HTTP-POST), bound to this
+/// browser by the login-binding cookie (see [`super::session::login_binding`]).
 pub async fn login(
     State(app): State<AppState>,
     RequestId(id): RequestId,
+    jar: CookieJar,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request(&id, e.to_string()))?;
@@ -190,12 +195,13 @@ pub async fn login(
         )?
         .into_response());
     };
+    let (cookie, browser) = login_binding(&jar, app.secure_cookies);
     let start = app
         .sso
-        .start_login(&idp, level, binding, next, chrono::Utc::now())
+        .start_login(&idp, level, binding, next, browser, chrono::Utc::now())
         .await
         .map_err(|e| AppError::from_sso(&id, e))?;
-    send_saml(start, "SAMLRequest", &id)
+    Ok((jar.add(cookie), send_saml(start, "SAMLRequest", &id)?).into_response())
 }
 
 /// Form posted to the ACS by the IdP.
@@ -215,43 +221,98 @@ fn form_error(id: &str, e: FormRejection) -> AppError {
     }
 }
 
-/// `POST /acs`: validates the Response, maps the person to their account, opens the
-/// session and continues: home when enabled, the abilitazione otherwise (303). On
-/// failure an error page with a 4xx, no account written and no cookie.
-/// Never relies on cookies: the IdP's POST is cross-site.
+/// `POST /acs`: validates the Response and maps the person to their account, then
+/// parks the verified login and sends the browser (303) to `/login/complete`, which
+/// opens the session only in the browser that started the login. On failure an error
+/// page with a 4xx, no account written and no cookie. Never reads or sets cookies: the
+/// IdP's POST is cross-site, and whoever posts a Response is not yet known to be the
+/// person who logged in.
 pub async fn acs(
     State(app): State<AppState>,
     RequestId(id): RequestId,
-    jar: PrivateCookieJar,
     form: Result<Form<AcsForm>, FormRejection>,
-) -> Result<(PrivateCookieJar, Redirect), AppError> {
+) -> Result<Redirect, AppError> {
     let Form(form) = form.map_err(|e| form_error(&id, e))?;
     let now = chrono::Utc::now();
-    let (login, return_to) = app
+    let verified = app
         .sso
         .consume_response(&form.saml_response, form.relay_state.as_deref(), &id, now)
         .await
         .map_err(|e| AppError::from_sso(&id, e))?;
     let account = app
         .enablement
-        .login(&login, now)
+        .login(&verified.login, now)
         .await
         .map_err(|e| AppError::from_enablement(&id, e))?;
-    let (token, _) = app
-        .sessions
-        .open(login, account.id, now)
-        .await
-        .map_err(|e| AppError::from_state(&id, e))?;
     // A waiting OIDC authorization decides itself what an account in enablement gets.
-    let next = match return_to.filter(|n| local_path(n)) {
+    let next = match verified.return_to.filter(|n| local_path(n)) {
         Some(n) => n,
         None if account.enablement_state == EnablementState::Enabled => "/".to_owned(),
         None => "/abilitazione".to_owned(),
     };
+    let parked = ParkedLogin {
+        login: verified.login,
+        account_id: account.id,
+        next,
+        browser: verified.browser,
+    };
+    let token = app
+        .sessions
+        .park(&parked)
+        .await
+        .map_err(|e| AppError::from_state(&id, e))?;
+    Ok(Redirect::to(&format!("/login/complete?t={token}")))
+}
+
+/// Query of `GET /login/complete`.
+#[derive(Debug, Deserialize)]
+pub struct CompleteQuery {
+    t: Option<String>,
+}
+
+/// `GET /login/complete`: opens the session of a parked login, in the browser that
+/// started it only (its login-binding cookie, sent by SameSite=Lax on this same-site
+/// navigation). A browser without that cookie gets a page and nothing opens. A session
+/// of another person already open in this browser is ended first (tokens revoked,
+/// clients told).
+pub async fn login_complete(
+    State(app): State<AppState>,
+    RequestId(id): RequestId,
+    jar: PrivateCookieJar,
+    plain: CookieJar,
+    MaybeAuthed(authed): MaybeAuthed,
+    Query(q): Query<CompleteQuery>,
+) -> Result<Response, AppError> {
+    let parked = match q.t.as_deref() {
+        Some(t) => app
+            .sessions
+            .take_parked(t)
+            .await
+            .map_err(|e| AppError::from_state(&id, e))?,
+        None => None,
+    };
+    let Some(parked) = parked else {
+        return Err(AppError::login_not_pending(&id));
+    };
+    if !browser_matches(&plain, &parked.browser, app.secure_cookies) {
+        return Err(AppError::login_other_browser(&id));
+    }
+    let now = chrono::Utc::now();
+    if let Some(old) = authed
+        && old.session.account_id != parked.account_id
+    {
+        super::oidc::close_session(&app, &old).await?;
+    }
+    let (token, _) = app
+        .sessions
+        .open(parked.login, parked.account_id, now)
+        .await
+        .map_err(|e| AppError::from_state(&id, e))?;
     Ok((
         jar.add(session_cookie(token, app.secure_cookies)),
-        Redirect::to(&next),
-    ))
+        Redirect::to(&parked.next),
+    )
+        .into_response())
 }
 
 /// `POST /logout`: ends the gateway session, revokes its OIDC tokens and tells the

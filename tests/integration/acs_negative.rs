@@ -134,7 +134,13 @@ async fn genuine_answer(
 }
 
 fn record_of(env: &Env, resp: &reqwest::Response) -> Option<serde_json::Value> {
-    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let request_id = resp
+        .headers()
+        .get("x-acs-request-id")
+        .unwrap_or(&resp.headers()["x-request-id"])
+        .to_str()
+        .unwrap()
+        .to_owned();
     let mut found: Vec<_> = env
         .txlog_records()
         .into_iter()

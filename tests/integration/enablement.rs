@@ -1771,8 +1771,9 @@ async fn a_hundred_namesakes_log_in_at_once(database: Database) {
     }
     let started = std::time::Instant::now();
     let acs = format!("{}/acs", env.gw);
+    let gw = env.gw.clone();
     let answers = join_all(logins.into_iter().map(|(c, xml, relay)| {
-        let acs = acs.clone();
+        let (acs, gw) = (acs.clone(), gw.clone());
         async move {
             let response = base64::engine::general_purpose::STANDARD.encode(xml);
             let r = c
@@ -1781,6 +1782,12 @@ async fn a_hundred_namesakes_log_in_at_once(database: Database) {
                 .send()
                 .await
                 .unwrap();
+            // The browser follows the ACS to /login/complete, where the session opens.
+            let to = location(&r);
+            if r.status() != 303 || !to.starts_with("/login/complete?") {
+                return (r.status().as_u16(), to);
+            }
+            let r = c.get(format!("{gw}{to}")).send().await.unwrap();
             (r.status().as_u16(), location(&r))
         }
     }))

@@ -361,7 +361,7 @@ async fn request_ids_are_minted_by_the_server() {
 #[tokio::test]
 async fn a_rejected_response_is_logged_truncated_with_its_hash() {
     let env = Env::start(Arc::new(MemoryStore::new())).await;
-    let c = client();
+    let c = env.client();
     let pending = env.start_login(&c, 2).await;
     let mut craft = Craft::for_login(&env, &pending);
     craft.assertion_sig.enabled = false;
@@ -395,7 +395,10 @@ async fn a_rejected_response_is_logged_truncated_with_its_hash() {
         .post_acs(&c, &answer.saml_response, &answer.relay_state)
         .await;
     assert_eq!(ok.status(), 303);
-    let id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = ok.headers()["x-acs-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let rec = env
         .txlog_records()
         .into_iter()
@@ -405,4 +408,91 @@ async fn a_rejected_response_is_logged_truncated_with_its_hash() {
     assert!(rec.get("resp_truncated").is_none());
     let whole = STANDARD.decode(&answer.saml_response).unwrap();
     assert_eq!(rec["resp_xml"].as_str().unwrap().as_bytes(), &whole[..]);
+}
+
+fn session_index_key(idp: &str, name_id: &str) -> String {
+    format!(
+        "polis:sesslogin:{}",
+        hex::encode(openssl::sha::sha256(format!("{idp}\n{name_id}").as_bytes()))
+    )
+}
+
+#[tokio::test]
+async fn a_response_finished_in_another_browser_opens_nothing_there() {
+    // Class 2 of issue 8 (login CSRF): the attacker logs in with their own identity
+    // in browser A and makes browser B post the Response.
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let a = env.client();
+    let b = env.client();
+    let answer = env
+        .idp_answer(&a, 2, "redirect", "RSSMRA80A01H501U", "success")
+        .await;
+    let acs = b
+        .post(format!("{}/acs", env.gw))
+        .form(&[
+            ("SAMLResponse", answer.saml_response.as_str()),
+            ("RelayState", answer.relay_state.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    // The ACS judges the Response alone (it is valid) and never sets a cookie.
+    assert_eq!(acs.status(), 303);
+    assert!(acs.headers().get("set-cookie").is_none());
+    let location = acs.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/login/complete?"), "{location}");
+    // Browser B follows: refused, no session cookie, a clear page.
+    let r = b.get(format!("{}{location}", env.gw)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("POLIS_LOGIN_OTHER_BROWSER") && page.contains("altro browser"),
+        "{page}"
+    );
+    assert!(!env.home(&b).await.contains("Benvenuto"));
+    // The parked login was used up: browser A cannot pick it up afterwards either.
+    let r = a.get(format!("{}{location}", env.gw)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("POLIS_LOGIN_NOT_PENDING"));
+    assert!(!env.home(&a).await.contains("Benvenuto"));
+    // The same login finished in the browser that started it works.
+    let answer = env
+        .idp_answer(&a, 2, "redirect", "RSSMRA80A01H501U", "success")
+        .await;
+    let ok = env
+        .post_acs(&a, &answer.saml_response, &answer.relay_state)
+        .await;
+    assert_eq!(ok.status(), 303);
+    assert!(env.home(&a).await.contains("Benvenuto/a, Mario Rossi"));
+    assert!(!env.home(&b).await.contains("Benvenuto"));
+}
+
+#[tokio::test]
+async fn a_login_for_another_person_ends_the_session_already_open() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let c = env.client();
+    let ok = env.login(&c, "RSSMRA80A01H501U").await;
+    assert_eq!(ok.status(), 303);
+    assert!(env.home(&c).await.contains("Mario Rossi"));
+    let mario = env
+        .txlog_records()
+        .into_iter()
+        .rfind(|r| r["outcome"] == "accepted")
+        .unwrap();
+    let mario_key = session_index_key(
+        mario["idp_entity_id"].as_str().unwrap(),
+        mario["assertion_subject"].as_str().unwrap(),
+    );
+    assert!(env.store.get(&mario_key).await.unwrap().is_some());
+    // The same browser now logs in as Giulia Bianchi.
+    let ok = env.login(&c, "BNCGLI85M52F205H").await;
+    assert_eq!(ok.status(), 303);
+    let home = env.home(&c).await;
+    assert!(
+        home.contains("Giulia") && !home.contains("Mario Rossi"),
+        "{home}"
+    );
+    // Mario's session was ended, not just left behind the new cookie.
+    assert!(env.store.get(&mario_key).await.unwrap().is_none());
 }

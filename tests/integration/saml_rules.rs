@@ -58,6 +58,7 @@ fn pending(level: Level, comparison: Comparison) -> PendingRequest {
         binding: Binding::Redirect,
         xml: String::new(),
         return_to: None,
+        browser: String::new(),
     }
 }
 

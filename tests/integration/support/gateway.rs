@@ -593,12 +593,43 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         saml_response: &str,
         relay_state: &str,
     ) -> reqwest::Response {
-        client
+        let acs = client
             .post(format!("{}/acs", self.gw))
             .form(&[("SAMLResponse", saml_response), ("RelayState", relay_state)])
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        self.complete(client, acs).await
+    }
+
+    /// After the ACS: follows its 303 to `/login/complete` with the same client (the
+    /// browser that started the login), as a browser does; any other answer is returned
+    /// as it is. The returned response carries the ACS request's id as
+    /// `x-acs-request-id` (the transaction log records that one).
+    pub async fn complete(
+        &self,
+        client: &reqwest::Client,
+        acs: reqwest::Response,
+    ) -> reqwest::Response {
+        let location = acs
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if acs.status() != 303 || !location.starts_with("/login/complete?") {
+            return acs;
+        }
+        let acs_id = acs.headers().get("x-request-id").cloned();
+        let mut r = client
+            .get(format!("{}{location}", self.gw))
+            .send()
+            .await
+            .unwrap();
+        if let Some(id) = acs_id {
+            r.headers_mut().insert("x-acs-request-id", id);
+        }
+        r
     }
 
     /// Posts raw XML (base64-encoded here) to the ACS.
