@@ -209,6 +209,7 @@ pub fn oidc_provider(
     cfg: &Config,
     o: &crate::config::OidcConfig,
     state: Arc<dyn StateStore>,
+    argon2: BlockingPool,
 ) -> anyhow::Result<Provider> {
     let keys = KeyRing::load(&o.keys).context("oidc.keys")?;
     let clients = ClientRegistry::from_config(&o.clients)?;
@@ -223,7 +224,7 @@ pub fn oidc_provider(
         family_lifetime: Duration::from_secs(o.refresh_family_lifetime_seconds),
         code_ttl: Duration::from_secs(o.code_ttl_seconds),
     };
-    Ok(Provider::new(settings, keys, clients, state))
+    Ok(Provider::new(settings, keys, clients, state, argon2))
 }
 
 /// The `[[oidc.keys]]` entries after a rotation: the new key current, every key
@@ -317,6 +318,8 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
             .map_err(|e| anyhow::anyhow!("session.cookie_key_file: {e}"))?;
     let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
         .context("cp.hmac_key_file")?;
+    // One bound on argon2 work for the CP forms and client-secret checks together.
+    let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool());
     let enablement = Arc::new(EnablementService::new(
         accounts.clone(),
         state.clone(),
@@ -329,6 +332,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
             max_resends_per_day: cfg.cp.max_resends_per_day,
             public_url: cfg.server.public_url.clone(),
         },
+        argon2.clone(),
     ));
     let sessions = Arc::new(SessionStore::new(
         state.clone(),
@@ -382,7 +386,12 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
     ));
     let oidc = match &cfg.oidc {
         None => None,
-        Some(o) => Some(Arc::new(oidc_provider(cfg, o, state.clone())?)),
+        Some(o) => Some(Arc::new(oidc_provider(
+            cfg,
+            o,
+            state.clone(),
+            argon2.clone(),
+        )?)),
     };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -406,6 +415,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
             web::RouterLimits {
                 max_body: cfg.server.max_body_bytes,
                 request_timeout: Duration::from_secs(cfg.limits.request_timeout_seconds),
+                rates: Arc::new(web::ratelimit::RateLimits::new(&cfg.limits)),
             },
         ),
         federation,

@@ -152,6 +152,9 @@ pub enum EnablementError {
     /// Hashing or key failure.
     #[error(transparent)]
     Cp(#[from] CpError),
+    /// The argon2 pool is saturated (503 with Retry-After).
+    #[error(transparent)]
+    Busy(#[from] crate::blocking::PoolError),
     /// A blocking task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -193,6 +196,7 @@ impl EnablementError {
             Self::Mail(_) => "POLIS_MAIL_UNAVAILABLE",
             Self::Pdf(e) => e.code(),
             Self::Cp(e) => e.code(),
+            Self::Busy(e) => e.code(),
             Self::Internal(_) => "POLIS_INTERNAL",
         }
     }
@@ -224,6 +228,8 @@ pub enum Modulo {
 
 /// The enablement service.
 pub struct EnablementService {
+    /// Bounded pool for argon2 (CP and recovery-answer hashes).
+    argon2: crate::blocking::BlockingPool,
     accounts: Arc<dyn AccountStore>,
     state: Arc<dyn StateStore>,
     mailer: Arc<dyn Mailer>,
@@ -251,14 +257,6 @@ const SEND_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a login retries its account update when the account changed meanwhile.
 const LOGIN_UPDATE_TRIES: usize = 5;
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, EnablementError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EnablementError::Internal(e.to_string()))
-}
-
 fn to_std(d: chrono::Duration) -> Duration {
     d.to_std().unwrap_or(Duration::ZERO)
 }
@@ -283,6 +281,7 @@ impl EnablementService {
         mailer: Arc<dyn Mailer>,
         key: CpKey,
         settings: EnablementSettings,
+        argon2: crate::blocking::BlockingPool,
     ) -> Self {
         Self {
             accounts,
@@ -290,6 +289,7 @@ impl EnablementService {
             mailer,
             key: Arc::new(key),
             settings,
+            argon2,
         }
     }
 
@@ -393,7 +393,7 @@ impl EnablementService {
         data: RecoveryData,
     ) -> Result<Account, EnablementError> {
         let answer = data.answer.clone();
-        let hash = blocking(move || cp::hash_answer(&answer)).await??;
+        let hash = self.argon2.run(move || cp::hash_answer(&answer)).await??;
         self.step(id, Event::SubmitRecovery, |account, _| {
             account.recovery_question = Some(data.question);
             account.recovery_answer_hash = Some(hash);
@@ -678,23 +678,24 @@ impl EnablementService {
         let account = account.clone();
         let new_cp = new_cp.to_owned();
         let repeat = repeat.to_owned();
-        blocking(move || {
-            let mut history = account.cp_history.clone();
-            if let Some(current) = &account.cp_hash {
-                history.insert(0, current.clone());
-            }
-            let ctx = CpContext {
-                temp_cp: temp_cp.as_deref(),
-                username: &account.username,
-                given_name: &account.given_name,
-                family_name: &account.family_name,
-                fiscal_code: account.fiscal_code.as_str(),
-                previous_hashes: &history,
-            };
-            cp::check_new_cp(&new_cp, &repeat, &ctx).map_err(EnablementError::CpRules)?;
-            Ok(cp::hash_secret(&new_cp)?)
-        })
-        .await?
+        self.argon2
+            .run(move || {
+                let mut history = account.cp_history.clone();
+                if let Some(current) = &account.cp_hash {
+                    history.insert(0, current.clone());
+                }
+                let ctx = CpContext {
+                    temp_cp: temp_cp.as_deref(),
+                    username: &account.username,
+                    given_name: &account.given_name,
+                    family_name: &account.family_name,
+                    fiscal_code: account.fiscal_code.as_str(),
+                    previous_hashes: &history,
+                };
+                cp::check_new_cp(&new_cp, &repeat, &ctx).map_err(EnablementError::CpRules)?;
+                Ok(cp::hash_secret(&new_cp)?)
+            })
+            .await?
     }
 
     /// Verifies the account's current CP with the shared lock counter; `Ok(())` when
@@ -706,7 +707,11 @@ impl EnablementService {
         };
         let hash = account.cp_hash.clone().unwrap_or_default();
         let current = current.to_owned();
-        if blocking(move || cp::verify_secret(&current, &hash)).await? {
+        if self
+            .argon2
+            .run(move || cp::verify_secret(&current, &hash))
+            .await?
+        {
             self.forgive(&counter, count).await?;
             return Ok(());
         }
@@ -759,7 +764,11 @@ impl EnablementService {
         };
         let hash = account.recovery_answer_hash.clone().unwrap_or_default();
         let typed = answer.to_owned();
-        if !blocking(move || cp::verify_answer(&typed, &hash)).await? {
+        if !self
+            .argon2
+            .run(move || cp::verify_answer(&typed, &hash))
+            .await?
+        {
             let remaining = self.remaining(count);
             return Err(if remaining == 0 {
                 EnablementError::RecoveryLocked

@@ -97,6 +97,9 @@ pub enum OidcError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The argon2 pool is saturated (client-secret checks): 503.
+    #[error(transparent)]
+    Busy(#[from] crate::blocking::PoolError),
     /// Serialization or task failure.
     #[error("internal: {0}")]
     Internal(String),
@@ -115,6 +118,7 @@ impl OidcError {
             Self::InvalidToken(_) => "invalid_token",
             Self::AccessDenied(_) => "access_denied",
             Self::Untrusted(_) => "invalid_request",
+            Self::Busy(_) => "temporarily_unavailable",
             Self::Keys(_) | Self::State(_) | Self::Internal(_) => "server_error",
         }
     }
@@ -135,6 +139,7 @@ impl OidcError {
             Self::Keys(e) => e.code(),
             Self::State(StateError::Unavailable(_)) => "POLIS_STATE_UNAVAILABLE",
             Self::State(_) => "POLIS_STATE_ERROR",
+            Self::Busy(e) => e.code(),
             Self::Internal(_) => "POLIS_INTERNAL",
         }
     }
@@ -353,6 +358,8 @@ pub struct Provider {
     keys: KeyRing,
     clients: ClientRegistry,
     state: std::sync::Arc<dyn StateStore>,
+    /// Bounded pool for client-secret checks (argon2), shared with the CP forms.
+    argon2: crate::blocking::BlockingPool,
 }
 
 impl std::fmt::Debug for Provider {
@@ -411,12 +418,14 @@ impl Provider {
         keys: KeyRing,
         clients: ClientRegistry,
         state: std::sync::Arc<dyn StateStore>,
+        argon2: crate::blocking::BlockingPool,
     ) -> Self {
         Self {
             settings,
             keys,
             clients,
             state,
+            argon2,
         }
     }
 
@@ -700,14 +709,15 @@ impl Provider {
     ) -> Result<Client, OidcError> {
         let clients = self.clients.clone();
         let audiences = [endpoint.to_owned(), self.settings.issuer.clone()];
-        let (client, assertion) = tokio::task::spawn_blocking(move || {
-            let aud: Vec<&str> = audiences.iter().map(String::as_str).collect();
-            clients
-                .authenticate(&presented, &aud, now)
-                .map(|(c, a)| (c.clone(), a))
-        })
-        .await
-        .map_err(internal)??;
+        let (client, assertion) = self
+            .argon2
+            .run(move || {
+                let aud: Vec<&str> = audiences.iter().map(String::as_str).collect();
+                clients
+                    .authenticate(&presented, &aud, now)
+                    .map(|(c, a)| (c.clone(), a))
+            })
+            .await??;
         if let Some(info) = assertion {
             let ttl = (info.expires_at - now)
                 .to_std()
@@ -1271,7 +1281,20 @@ mod tests {
         let mut account =
             crate::accounts::tests_support::sample(FiscalCode::parse("RSSMRA80A01H501U").unwrap());
         account.enablement_state = EnablementState::Enabled;
-        let provider = Provider::new(settings, keys, clients, state.clone());
+        let provider = Provider::new(
+            settings,
+            keys,
+            clients,
+            state.clone(),
+            crate::blocking::BlockingPool::new(
+                "argon2",
+                crate::blocking::PoolLimits {
+                    workers: 2,
+                    queue_wait: Duration::from_secs(5),
+                    deadline: Duration::from_secs(60),
+                },
+            ),
+        );
         (state, provider, Enabled(account))
     }
 

@@ -274,6 +274,19 @@ impl AppError {
         )
     }
 
+    /// A 429 for a client over its request rate (`Retry-After` added).
+    pub fn rate_limited(request_id: &str) -> Self {
+        Self::page(
+            request_id,
+            StatusCode::TOO_MANY_REQUESTS,
+            "POLIS_RATE_LIMITED",
+            "Troppe richieste",
+            "Sono arrivate troppe richieste da questo indirizzo in poco tempo. Attendi qualche secondo e riprova.",
+            "per-client-IP rate limit",
+            "/",
+        )
+    }
+
     /// A 401 for a form posted without a live session.
     pub fn session_required(request_id: &str) -> Self {
         Self::page(
@@ -352,7 +365,8 @@ impl AppError {
                     "/abilitazione",
                 ),
                 E::Accounts(crate::accounts::AccountError::Unavailable(_))
-                | E::State(StateError::Unavailable(_)) => (
+                | E::State(StateError::Unavailable(_))
+                | E::Busy(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Servizio temporaneamente non disponibile",
                     "Il servizio è momentaneamente non disponibile. Riprova tra qualche minuto.".to_owned(),

@@ -19,6 +19,8 @@ pub mod enablement;
 pub mod error;
 /// OpenID Connect endpoints.
 pub mod oidc;
+/// Per-client-IP request rates on the costly endpoints.
+pub mod ratelimit;
 /// The HTTP listener: header-read timeout, connection cap, graceful shutdown.
 pub mod server;
 /// Session extractors: encrypted cookie, live session, CSRF-checked forms.
@@ -233,12 +235,14 @@ pub fn harden(router: Router) -> Router {
 }
 
 /// Bounds applied by the gateway's router.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RouterLimits {
     /// Largest body on `/acs` and `/slo`.
     pub max_body: usize,
     /// A whole request, body included, must be handled within this time (else 408).
     pub request_timeout: std::time::Duration,
+    /// Per-client-IP rates.
+    pub rates: Arc<ratelimit::RateLimits>,
 }
 
 /// The gateway's router.
@@ -322,6 +326,10 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
         .route("/static/{name}", get(static_asset))
         .fallback(|RequestId(id): RequestId| async move { AppError::not_found(&id) })
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            limits.rates.clone(),
+            ratelimit::limit,
+        ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

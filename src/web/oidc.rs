@@ -45,7 +45,7 @@ fn oauth_error(e: &OidcError) -> Response {
     let status = match e {
         OidcError::Client(_) => StatusCode::UNAUTHORIZED,
         OidcError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-        OidcError::State(crate::state::StateError::Unavailable(_)) => {
+        OidcError::State(crate::state::StateError::Unavailable(_)) | OidcError::Busy(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         OidcError::Keys(_) | OidcError::State(_) | OidcError::Internal(_) => {

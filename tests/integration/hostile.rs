@@ -496,3 +496,69 @@ async fn a_login_for_another_person_ends_the_session_already_open() {
     // Mario's session was ended, not just left behind the new cookie.
     assert!(env.store.get(&mario_key).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn per_client_rates_answer_429_with_retry_after_and_spare_other_clients() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            extra_toml: "\n[limits]\nclient_ip_header = \"x-forwarded-for\"\n[limits.rate]\n\
+                         login_per_minute = 1\nacs_per_minute = 1\nslo_per_minute = 1\n\
+                         secret_forms_per_minute = 1\ntoken_per_minute = 1\nburst = 5\n"
+                .into(),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let c = client();
+    let url = env.login_url(2, "redirect");
+    let get = |ip: &'static str| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.get(&url)
+                .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // 20 parallel logins from one client: the burst of 5 passes, the rest are 429.
+    let answers = futures_join(20, || get("198.51.100.7")).await;
+    let ok = answers.iter().filter(|r| r.status() == 302).count();
+    let limited: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!(
+        ok,
+        5,
+        "{:?}",
+        answers.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
+    assert_eq!(limited.len(), 15);
+    assert!(
+        limited
+            .iter()
+            .all(|r| r.headers().contains_key("retry-after"))
+    );
+    // Another client (another address from the proxy) is not affected.
+    assert_eq!(get("198.51.100.8").await.status(), 302);
+    // The limited page is ours, with its stable code.
+    let page = get("198.51.100.7").await.text().await.unwrap();
+    assert!(page.contains("POLIS_RATE_LIMITED"), "{page}");
+    // /healthz is never limited.
+    for _ in 0..20 {
+        assert_eq!(env.get(&c, "/healthz").await.0, 200);
+    }
+}
+
+/// Runs `n` requests made by `make` at once.
+async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<reqwest::Response>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        set.spawn(make());
+    }
+    set.join_all().await
+}

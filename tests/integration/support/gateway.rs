@@ -337,7 +337,16 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             secret_hash: polis_gateway::enablement::cp::hash_secret(OIDC_SECRET).unwrap(),
             refresh_lifetimes: opts.oidc_refresh_lifetimes,
         });
-        let toml = toml + &opts.extra_toml;
+        // Every test client comes from 127.0.0.1: per-IP rates out of the way unless a
+        // test sets its own.
+        let rates = if opts.extra_toml.contains("[limits.rate]") {
+            ""
+        } else {
+            "\n[limits.rate]\nlogin_per_minute = 1000000\nacs_per_minute = 1000000\n\
+             slo_per_minute = 1000000\nsecret_forms_per_minute = 1000000\n\
+             token_per_minute = 1000000\nburst = 100000\n"
+        };
+        let toml = toml + &opts.extra_toml + rates;
         let mut text = toml.clone();
         if let Some(oidc) = &oidc {
             text.push_str(&oidc_section(tmp.path(), oidc));
