@@ -24,7 +24,7 @@ use polis_gateway::saml::idp::build_idp_metadata;
 use polis_gateway::saml::ids::new_id;
 use polis_gateway::saml::sign::verify_and_reduce;
 use polis_gateway::saml::xml::Limits;
-use polis_gateway::saml::{SamlError, SigningKey, binding, xml};
+use polis_gateway::saml::{SamlError, SigningKey};
 use polis_gateway::state::MemoryStore;
 
 use crate::support::Trap;
@@ -550,31 +550,6 @@ async fn an_idp_whose_metadata_has_no_signing_key_is_refused() {
     );
 }
 
-/// Starts a Redirect-binding login at the gateway to `idp` and reads what it recorded.
-async fn start_login_at(env: &Env, client: &reqwest::Client, idp: &str) -> Pending {
-    let resp = client
-        .get(format!(
-            "{}/login?idp={}&level=2&binding=redirect",
-            env.gw,
-            encode_component(idp)
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    let params = binding::parse_query(location.split_once('?').unwrap().1).unwrap();
-    let get = |n: &str| params.iter().find(|p| p.name == n).unwrap().value.clone();
-    let request = inflate_base64(&get("SAMLRequest"), 1 << 20).unwrap();
-    let root = xml::parse(&request, Limits::default()).unwrap();
-    Pending {
-        request_id: root.attr("ID").unwrap().to_owned(),
-        issue_instant: root.attr("IssueInstant").unwrap().to_owned(),
-        relay_state: get("RelayState"),
-        location,
-    }
-}
-
 #[tokio::test]
 async fn a_response_from_another_idp_or_key_is_refused() {
     let env = env().await;
@@ -591,7 +566,7 @@ async fn a_response_from_another_idp_or_key_is_refused() {
     assert!(warnings.is_empty(), "{warnings:?}");
     // Control: the second IdP is trusted; its own Responses to its own logins pass.
     let c = client();
-    let pending = start_login_at(&env, &c, &second).await;
+    let pending = env.start_login_at(&c, &second, 2).await;
     let own = Craft::for_login(&env, &pending)
         .issued_by(&second)
         .build(&second_key);

@@ -562,3 +562,93 @@ where
     }
     set.join_all().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saturated_verification_pool_answers_503_and_healthz_stays_fast() {
+    // One worker and a 1 ms queue: 30 large Responses at once cannot all be verified.
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            extra_toml: "\n[limits]\nverify_workers = 1\nverify_queue_wait_ms = 1\n".into(),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let mut posts = Vec::new();
+    for _ in 0..30 {
+        let c = env.client();
+        let pending = env.start_login(&c, 2).await;
+        let xml = Craft::for_login(&env, &pending).build(&env.idp_key);
+        // A large but well-formed document: padding in a comment before the Issuer.
+        let xml = xml.replacen(
+            "<saml:Issuer",
+            &format!("<!--{}--><saml:Issuer", "p".repeat(150_000)),
+            1,
+        );
+        posts.push((c, STANDARD.encode(xml), pending.relay_state));
+    }
+    let gw = env.gw.clone();
+    let attack = async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (c, body, relay) in posts {
+            let url = format!("{gw}/acs");
+            set.spawn(async move {
+                let r = c
+                    .post(url)
+                    .form(&[("SAMLResponse", body), ("RelayState", relay)])
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let retry = r.headers().contains_key("retry-after");
+                (status, retry, r.text().await.unwrap())
+            });
+        }
+        set.join_all().await
+    };
+    let answers = attack.await;
+    let busy: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert!(
+        !busy.is_empty(),
+        "no 503 among {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(
+        busy.iter()
+            .all(|(_, retry, page)| *retry && page.contains("POLIS_BUSY"))
+    );
+    // Everything else was judged normally (the comment padding is legal).
+    assert!(
+        answers.iter().all(|(s, _, _)| matches!(s, 303 | 503)),
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    // And /healthz never waits for the pool.
+    healthz_during(&env, async {
+        let c = env.client();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let pending = env.start_login(&c, 2).await;
+            let xml = Craft::for_login(&env, &pending).build(&env.idp_key);
+            let xml = xml.replacen(
+                "<saml:Issuer",
+                &format!("<!--{}--><saml:Issuer", "p".repeat(150_000)),
+                1,
+            );
+            let (c, url) = (c.clone(), format!("{}/acs", env.gw));
+            set.spawn(async move {
+                c.post(url)
+                    .form(&[
+                        ("SAMLResponse", STANDARD.encode(xml)),
+                        ("RelayState", pending.relay_state),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
+        }
+        set.join_all().await;
+    })
+    .await;
+}
