@@ -12,7 +12,7 @@ BIN := target/debug/polis-gateway
 EXAMPLE := target/debug/examples/istanze-esempio
 
 .PHONY: help deps deps-test build demo test conformance bench lint clean \
-	fmt-check clippy cargo-test purity conformance-run
+	fmt-check clippy cargo-test purity conformance-run fuzz
 
 help: ## list the targets
 	@echo "polis-gateway make targets:"
@@ -49,6 +49,19 @@ conformance: deps-test build conformance-run ## only the spid-sp-test run (CONFO
 
 bench: deps ## the ACS benchmark
 	$(CARGO) bench --bench acs
+
+# cargo-fuzz on the machine's stable toolchain: RUSTC_BOOTSTRAP lets it pass the -Z
+# sanitizer flags libFuzzer needs. New inputs the fuzzer keeps land in fuzz/corpus/<t>/
+# (commit the interesting ones; `cargo test` replays them all).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= xml_reader post_binding redirect_binding response_parse fiscal_code xml_differential
+fuzz: deps ## run each fuzz target for FUZZ_SECONDS (600) s; FUZZ_TARGETS narrows it
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 || exit 1; \
+	done
 
 lint: deps fmt-check clippy purity ## fmt check + clippy + SAML purity check
 

@@ -16,6 +16,8 @@ pub mod config;
 pub mod enablement;
 /// The set of trusted identity providers and the test-IdP policy.
 pub mod federation;
+/// Entry points of the fuzz targets in `fuzz/` (also replayed by `cargo test`).
+pub mod fuzzing;
 /// SP signing key and certificate generation (`polis-gateway keygen`).
 pub mod keygen;
 /// Outgoing e-mail: the `Mailer` port, its SMTP and outbox backends.

@@ -145,6 +145,15 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
         return Err(SamlError::TooLarge);
     }
     check_characters(input)?;
+    // XML 1.0 §2.11: CRLF and a lone CR are read as LF before anything else — libxml2
+    // does so, and quick-xml does not, so do it here for one view of the text.
+    let normalized;
+    let input = if input.contains('\r') {
+        normalized = input.replace("\r\n", "\n").replace('\r', "\n");
+        normalized.as_str()
+    } else {
+        input
+    };
     let mut reader = NsReader::from_str(input);
     {
         let cfg = reader.config_mut();
@@ -422,6 +431,14 @@ mod tests {
         // A declaration anywhere but at the very start is refused.
         assert!(p(r#" <?xml version="1.0"?><r/>"#).is_err());
         assert!(p(r#"<!-- c --><?xml version="1.0"?><r/>"#).is_err());
+    }
+
+    #[test]
+    fn line_ends_are_read_as_xml_reads_them() {
+        let e = p("<r a=\"x\r\ny\">a\r\nb\rc&#13;</r>").unwrap();
+        assert_eq!(e.text, "a\nb\nc\r");
+        // Attribute normalization then turns the LF into a space, as in libxml2.
+        assert_eq!(e.attr("a"), Some("x y"));
     }
 
     #[test]

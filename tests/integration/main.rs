@@ -15,6 +15,8 @@ mod acs_negative;
 mod enablement;
 /// The example downstream service (`examples/istanze_esempio`) through the whole chain.
 mod example_app;
+/// The fuzz corpora replayed through the fuzz targets' entry points (no instrumentation).
+mod fuzz_corpus;
 /// Hostile input at the gate (issue 8): encodings on every XML path, the DSig engine's
 /// own defences, slow clients, request ids, the transaction log of rejected posts.
 mod hostile;
