@@ -187,12 +187,15 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(SamlError::Xml("nesting too deep".into()));
                 }
+                check_qname(start.name().as_ref())?;
+                check_attribute_separation(start.as_ref())?;
                 let name =
                     String::from_utf8(start.local_name().as_ref().to_vec()).map_err(xml_err)?;
                 let mut attrs = Vec::new();
                 for attr in start.attributes().with_checks(true) {
                     let attr = attr.map_err(xml_err)?;
                     let key = attr.key;
+                    check_qname(key.as_ref())?;
                     if key.as_namespace_binding().is_some() {
                         continue;
                     }
@@ -302,6 +305,71 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
 /// here so both parsers see the same characters.
 fn is_xml_char(c: char) -> bool {
     matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// XML 1.0 `NameStartChar` (without `:`, which a QName only allows as the separator).
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar` (without `:`).
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// An element or attribute name must be a QName (`NCName` or `NCName:NCName`), as
+/// libxml2 requires: quick-xml accepts more (found by the differential fuzz target: an
+/// attribute named ``IssueInst`nt``).
+fn check_qname(raw: &[u8]) -> Result<(), SamlError> {
+    let name = std::str::from_utf8(raw).map_err(xml_err)?;
+    let ncname = |part: &str| {
+        let mut chars = part.chars();
+        chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
+    };
+    let ok = match name.split_once(':') {
+        Some((prefix, local)) => ncname(prefix) && ncname(local),
+        None => ncname(name),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SamlError::Xml(format!("`{name}` is not an XML name")))
+    }
+}
+
+/// Attributes must be separated by white space (`a="1"b="2"` is not XML; quick-xml
+/// reads it, libxml2 refuses it — found by the differential fuzz target). Quotes only
+/// occur around attribute values in a start tag, so tracking them is exact.
+fn check_attribute_separation(raw: &[u8]) -> Result<(), SamlError> {
+    let mut quote: Option<u8> = None;
+    let mut after_value = false;
+    for &b in raw {
+        match quote {
+            Some(q) if b == q => {
+                quote = None;
+                after_value = true;
+            }
+            Some(_) => {}
+            None => {
+                if after_value && !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/') {
+                    return Err(SamlError::Xml(
+                        "attributes not separated by white space".into(),
+                    ));
+                }
+                after_value = false;
+                if b == b'"' || b == b'\'' {
+                    quote = Some(b);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One view of the bytes: the input is already UTF-8 (a `&str`); refuse a byte-order
@@ -431,6 +499,25 @@ mod tests {
         // A declaration anywhere but at the very start is refused.
         assert!(p(r#" <?xml version="1.0"?><r/>"#).is_err());
         assert!(p(r#"<!-- c --><?xml version="1.0"?><r/>"#).is_err());
+    }
+
+    #[test]
+    fn attributes_need_white_space_between_them() {
+        assert!(p(r#"<r a="1"b="2"/>"#).is_err());
+        assert!(p(r#"<r a='1'b="2"/>"#).is_err());
+        assert!(p("<r a=\"1\"\n\tb=\"2\"/>").is_ok());
+        assert!(p(r#"<r a="1"/>"#).is_ok());
+        assert!(p(r#"<r a="x'y"></r>"#).is_ok());
+    }
+
+    #[test]
+    fn names_must_be_xml_names() {
+        assert!(p("<r IssueInst`nt=\"x\"/>").is_err());
+        assert!(p("<r\u{7f}x/>").is_err());
+        assert!(p("<1r/>").is_err());
+        assert!(p("<r a:b:c=\"1\" xmlns:a=\"urn:a\"/>").is_err());
+        assert!(p("<r-x.y_z\u{B7}/>").is_ok());
+        assert!(p("<a:r xmlns:a=\"urn:a\" a:k=\"1\" xml:lang=\"it\"/>").is_ok());
     }
 
     #[test]
