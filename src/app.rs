@@ -11,6 +11,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::blocking::BlockingPool;
+use crate::clock::{SharedClock, SystemClock};
 use crate::web::server::ServerLimits;
 
 use crate::accounts::{AccountStore, SqlAccountStore};
@@ -299,7 +300,11 @@ fn secret_file(key: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Builds the gateway from config with the given state store; connects and migrates
 /// the account database and prepares the mailer.
-pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::Result<Gateway> {
+pub async fn build_gateway(
+    cfg: &Config,
+    state: Arc<dyn StateStore>,
+    clock: SharedClock,
+) -> anyhow::Result<Gateway> {
     let accounts = account_store(cfg).await?;
     let mail_cfg = cfg.mail_config();
     let mailer = crate::mail::mailer_from_config(&mail_cfg).context("mail")?;
@@ -349,7 +354,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
     }
     let federation = Arc::new(fed);
     if let Some(reg) = &cfg.federation.registry {
-        match federation::load_registry_cache(&federation, reg, chrono::Utc::now()) {
+        match federation::load_registry_cache(&federation, reg, clock.now()) {
             Ok(n) if n > 0 => {
                 tracing::info!(target: "federation", "{n} IdPs from the registry cache")
             }
@@ -408,6 +413,7 @@ pub async fn build_gateway(cfg: &Config, state: Arc<dyn StateStore>) -> anyhow::
         outbox,
         oidc,
         http,
+        clock,
     };
     Ok(Gateway {
         router: web::router(
@@ -516,7 +522,7 @@ pub async fn serve_router(
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = state_store(&cfg)?;
     spawn_persistence_check(&cfg, state.clone());
-    let gateway = build_gateway(&cfg, state).await?;
+    let gateway = build_gateway(&cfg, state, SystemClock::shared()).await?;
     spawn_registry_refresh(&cfg, gateway.federation.clone());
     let listener = bind(&cfg.server.listen).await?;
     tracing::info!(
@@ -528,13 +534,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Builds the mock IdP from `[mock_idp]`.
-pub fn build_mock_idp(cfg: &Config) -> anyhow::Result<Arc<MockIdp>> {
+pub fn build_mock_idp(cfg: &Config, clock: SharedClock) -> anyhow::Result<Arc<MockIdp>> {
     let m = cfg
         .mock_idp
         .as_ref()
         .context("the [mock_idp] section is missing")?;
     let key = load_signing_key(&m.key_file, &m.cert_file)?;
-    let idp = Arc::new(MockIdp::new(&m.public_url, key)?);
+    let idp = Arc::new(MockIdp::new(&m.public_url, key, clock)?);
     for file in &m.sp_metadata_files {
         let xml =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -546,7 +552,7 @@ pub fn build_mock_idp(cfg: &Config) -> anyhow::Result<Arc<MockIdp>> {
 
 /// `polis-gateway mock-idp`: the mock IdP alone.
 pub async fn mock_idp(cfg: Config) -> anyhow::Result<()> {
-    let idp = build_mock_idp(&cfg)?;
+    let idp = build_mock_idp(&cfg, SystemClock::shared())?;
     let m = cfg
         .mock_idp
         .as_ref()
@@ -566,8 +572,9 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
         cfg.federation.allow_test_idps,
         "demo needs federation.allow_test_idps = true"
     );
-    let gateway = build_gateway(&cfg, state_store(&cfg)?).await?;
-    let idp = build_mock_idp(&cfg)?;
+    let clock = SystemClock::shared();
+    let gateway = build_gateway(&cfg, state_store(&cfg)?, clock.clone()).await?;
+    let idp = build_mock_idp(&cfg, clock)?;
     gateway
         .federation
         .add_metadata(idp.metadata(), true, "built-in mock IdP")?;

@@ -10,6 +10,8 @@ pub mod accounts;
 pub mod app;
 /// Bounded pools for CPU-bound work on untrusted input (XML-DSig, argon2).
 pub mod blocking;
+/// The clock port: the system clock, and a manual one for tests.
+pub mod clock;
 /// Typed, layered configuration (TOML + environment), validated at start.
 pub mod config;
 /// The SPID abilitazione: state machine, Codice Personale, forms, the service.
@@ -18,6 +20,10 @@ pub mod enablement;
 pub mod federation;
 /// Entry points of the fuzz targets in `fuzz/` (also replayed by `cargo test`).
 pub mod fuzzing;
+/// HTTP helpers shared by `web` and `mock_idp`: request ids, security headers, the POST-binding form.
+pub mod httpkit;
+/// The verified login (scheme-neutral identity) the services share.
+pub mod identity;
 /// SP signing key and certificate generation (`polis-gateway keygen`).
 pub mod keygen;
 /// Outgoing e-mail: the `Mailer` port, its SMTP and outbox backends.
@@ -30,6 +36,8 @@ pub mod oidc;
 pub mod pdf;
 /// The SAML + SPID protocol core: pure functions, `now` passed in.
 pub mod saml;
+/// argon2id hashing of chosen CPs, recovery answers and client secrets.
+pub mod secrets;
 /// Browser sessions: encrypted-cookie tokens, data in the state store, CSRF tokens.
 pub mod session;
 /// The SSO service: starting logins and consuming Responses (no HTTP types).

@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 polis_gateway::saml::ids::new_token(32)
             };
-            let hash = polis_gateway::enablement::cp::hash_secret(&secret)?;
+            let hash = polis_gateway::secrets::hash_secret(&secret)?;
             println!("client_secret = {secret}");
             println!("secret_hash = \"{hash}\"");
             Ok(())

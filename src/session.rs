@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::identity::LoginSession;
 use crate::saml::ids;
-use crate::sso::LoginSession;
 use crate::state::{StateError, StateStore};
 
 /// Length of a session token as produced by [`ids::new_token`]`(32)`.

@@ -13,16 +13,15 @@
 //!
 //! The browser session opened after a login lives in [`crate::session`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use openssl::sha::sha256;
-use serde::{Deserialize, Serialize};
 
 use crate::blocking::{BlockingPool, PoolError};
 use crate::federation::Federation;
+use crate::identity::LoginSession;
 use crate::saml::logout::{self, LogoutOutcome};
 use crate::saml::request::{Binding, build_authn_request};
 use crate::saml::xml::Limits;
@@ -159,45 +158,6 @@ pub struct VerifiedLogin {
     pub return_to: Option<String>,
     /// Hex SHA-256 of the binding cookie of the browser that started the login.
     pub browser: String,
-}
-
-/// The gateway's login session, kept in the state store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoginSession {
-    /// The IdP that authenticated the person.
-    pub idp_entity_id: String,
-    /// Transient NameID (for single logout).
-    pub name_id: String,
-    /// NameID NameQualifier.
-    pub name_qualifier: String,
-    /// SessionIndex (L1 only).
-    pub session_index: Option<String>,
-    /// Level obtained.
-    pub level: Level,
-    /// SPID attributes.
-    pub attributes: BTreeMap<String, Vec<String>>,
-    /// When the Response was accepted.
-    pub authenticated_at: DateTime<Utc>,
-}
-
-impl LoginSession {
-    /// First value of an attribute.
-    pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .get(name)
-            .and_then(|v| v.first())
-            .map(String::as_str)
-    }
-
-    /// The codice fiscale: `fiscalNumber` without `TINIT-`, uppercased.
-    pub fn fiscal_code(&self) -> Option<String> {
-        self.attribute("fiscalNumber").map(|f| {
-            f.trim()
-                .strip_prefix("TINIT-")
-                .unwrap_or(f.trim())
-                .to_ascii_uppercase()
-        })
-    }
 }
 
 /// The SSO service.

@@ -15,7 +15,7 @@
 //! ## Chosen CP and recovery answer: argon2id
 //!
 //! A CP chosen by a person, and the answer to the recovery question, are low-entropy
-//! secrets: they are stored as argon2id PHC strings ([`hash_secret`]: m = 19456 KiB,
+//! secrets: they are stored as argon2id PHC strings ([`crate::secrets::hash_secret`]: m = 19456 KiB,
 //! t = 2, p = 1, the OWASP baseline, random 16-byte salt), so a leaked hash is expensive
 //! to brute-force. The chosen CP is case-sensitive and hashed as typed. The recovery
 //! answer is normalized first ([`normalize_answer`]) so that the person can type it a bit
@@ -37,12 +37,11 @@
 use std::fmt;
 use std::path::Path;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use openssl::sha::{Sha256, sha256};
 use rand::seq::IndexedRandom;
 
 use crate::accounts::fold_char;
+use crate::secrets::{SecretError, hash_secret, verify_secret};
 
 /// The characters of a temporary CP: uppercase letters and digits without the look-alikes
 /// `I`, `L`, `O`, `0`, `1`.
@@ -62,16 +61,6 @@ pub const HISTORY_LEN: usize = 5;
 
 /// Smallest accepted HMAC key, in bytes.
 const MIN_KEY_LEN: usize = 32;
-
-/// Bytes of random salt per argon2id hash.
-const SALT_LEN: usize = 16;
-
-/// argon2id memory cost in KiB (OWASP: 19 MiB).
-const ARGON2_M_COST: u32 = 19_456;
-/// argon2id iterations.
-const ARGON2_T_COST: u32 = 2;
-/// argon2id parallelism.
-const ARGON2_P_COST: u32 = 1;
 
 /// Shortest name (letters and digits, after folding) that the personal-data rule looks for.
 const MIN_PERSONAL_LEN: usize = 3;
@@ -102,6 +91,12 @@ impl CpError {
             Self::Hash(_) => "POLIS_CP_HASH",
             Self::EmptyAnswer => "POLIS_RECOVERY_EMPTY",
         }
+    }
+}
+
+impl From<SecretError> for CpError {
+    fn from(e: SecretError) -> Self {
+        Self::Hash(e.to_string())
     }
 }
 
@@ -377,36 +372,6 @@ pub fn check_new_cp(new_cp: &str, repeat: &str, ctx: &CpContext<'_>) -> Result<(
     }
 }
 
-fn argon2id() -> Result<Argon2<'static>, CpError> {
-    let params = Params::new(ARGON2_M_COST, ARGON2_T_COST, ARGON2_P_COST, None)
-        .map_err(|e| CpError::Hash(e.to_string()))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-/// The argon2id PHC string of `secret` (m = 19456 KiB, t = 2, p = 1, random salt).
-pub fn hash_secret(secret: &str) -> Result<String, CpError> {
-    let salt_bytes: [u8; SALT_LEN] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| CpError::Hash(e.to_string()))?;
-    let hash = argon2id()?
-        .hash_password(secret.as_bytes(), &salt)
-        .map_err(|e| CpError::Hash(e.to_string()))?;
-    Ok(hash.to_string())
-}
-
-/// Whether `secret` matches the argon2id PHC string `phc` (parameters read from it).
-/// `false` for a malformed PHC string or another algorithm.
-pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else {
-        return false;
-    };
-    if parsed.algorithm != argon2::ARGON2ID_IDENT {
-        return false;
-    }
-    Argon2::default()
-        .verify_password(secret.as_bytes(), &parsed)
-        .is_ok()
-}
-
 /// A recovery answer made comparable: lowercased, accents folded (`ì` → `i`),
 /// punctuation and symbols (apostrophes, dots, hyphens, …) **removed** without leaving a
 /// space, and whitespace trimmed and collapsed to single spaces.
@@ -431,7 +396,7 @@ pub fn hash_answer(answer: &str) -> Result<String, CpError> {
     if normalized.is_empty() {
         return Err(CpError::EmptyAnswer);
     }
-    hash_secret(&normalized)
+    Ok(hash_secret(&normalized)?)
 }
 
 /// Whether `answer` (as typed) matches the stored hash of the recovery answer.
@@ -762,36 +727,6 @@ mod tests {
         );
         assert!(CP_RULES_IT.iter().any(|r| r.contains("da 8 a 64")));
         assert!(CP_RULES_IT.iter().all(|r| r.ends_with('.')));
-    }
-
-    #[test]
-    fn hash_verify_round_trip() {
-        let phc = hash_secret("Tigre!Blu42").unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(verify_secret("Tigre!Blu42", &phc));
-        assert!(!verify_secret("Tigre!Blu43", &phc));
-        assert!(!verify_secret("tigre!blu42", &phc));
-        // Salted: two hashes differ, both verify.
-        let again = hash_secret("Tigre!Blu42").unwrap();
-        assert_ne!(phc, again);
-        assert!(verify_secret("Tigre!Blu42", &again));
-    }
-
-    #[test]
-    fn malformed_phc_is_false() {
-        for phc in [
-            "",
-            "not a hash",
-            "$argon2id$v=19$m=19456,t=2,p=1$",
-            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$!!!",
-            "$2b$12$abcdefghijklmnopqrstuv",
-        ] {
-            assert!(!verify_secret("Tigre!Blu42", phc), "{phc:?}");
-        }
-        // Another argon2 variant with a valid shape is refused too.
-        let phc = hash_secret("Tigre!Blu42").unwrap();
-        let argon2i = phc.replacen("$argon2id$", "$argon2i$", 1);
-        assert!(!verify_secret("Tigre!Blu42", &argon2i));
     }
 
     #[test]

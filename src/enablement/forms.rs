@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::accounts::{Account, Domicile, IdDocument, Phones};
-use crate::sso::LoginSession;
+use crate::identity::LoginSession;
 
 /// Longest accepted value of any field, in characters.
 pub const MAX_FIELD: usize = 200;

@@ -65,9 +65,9 @@ use uuid::Uuid;
 use crate::accounts::{
     Account, AccountError, AccountStore, EnablementState, FiscalCode, NewAccount, TempCp,
 };
+use crate::identity::LoginSession;
 use crate::mail::{Attachment, MailError, Mailer, OutgoingMail};
 use crate::pdf::{self, FormData, PdfError};
-use crate::sso::LoginSession;
 use crate::state::{StateError, StateStore};
 
 use cp::{CpContext, CpError, CpKey, CpRule};
@@ -693,7 +693,7 @@ impl EnablementService {
                     previous_hashes: &history,
                 };
                 cp::check_new_cp(&new_cp, &repeat, &ctx).map_err(EnablementError::CpRules)?;
-                Ok(cp::hash_secret(&new_cp)?)
+                Ok(crate::secrets::hash_secret(&new_cp).map_err(cp::CpError::from)?)
             })
             .await?
     }
@@ -709,7 +709,7 @@ impl EnablementService {
         let current = current.to_owned();
         if self
             .argon2
-            .run(move || cp::verify_secret(&current, &hash))
+            .run(move || crate::secrets::verify_secret(&current, &hash))
             .await?
         {
             self.forgive(&counter, count).await?;

@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::clock::SharedClock;
 use crate::saml::idp::{
     AttributeValue, ReceivedAuthnRequest, ResponseSpec, ResponseStatus, SpInfo, build_idp_metadata,
     build_response, decode_redirect_request, parse_sp_metadata, peek_issuer, verify_post_request,
@@ -187,6 +188,7 @@ pub struct MockIdp {
     /// IdP-initiated logouts waiting for the SP's LogoutResponse, by request ID.
     pending_logouts: Mutex<HashMap<String, PendingLogout>>,
     limits: Limits,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for MockIdp {
@@ -199,7 +201,7 @@ impl std::fmt::Debug for MockIdp {
 
 impl MockIdp {
     /// A mock IdP at `public_url` (also its entityID); SSO at `/sso`, SLO at `/slo`.
-    pub fn new(public_url: &str, key: SigningKey) -> Result<Self, SamlError> {
+    pub fn new(public_url: &str, key: SigningKey, clock: SharedClock) -> Result<Self, SamlError> {
         let metadata = build_idp_metadata(
             public_url,
             &format!("{public_url}/sso"),
@@ -215,6 +217,7 @@ impl MockIdp {
             pending: Mutex::default(),
             pending_logouts: Mutex::default(),
             limits: Limits::default(),
+            clock,
         })
     }
 
@@ -632,7 +635,7 @@ async fn do_login(
                 acs_url: &acs,
                 in_response_to: &irt,
                 status,
-                now: chrono::Utc::now(),
+                now: idp2.clock.now(),
                 sign_response: true,
             },
             &idp2.key,
@@ -644,15 +647,14 @@ async fn do_login(
         Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    match crate::web::sso::post_form(
+    match crate::httpkit::post_form(
         &acs_url,
         "SAMLResponse",
         &binding::encode_post(&xml),
         pending.relay_state.as_deref().unwrap_or_default(),
-        "-",
     ) {
         Ok(html) => ([(header::CACHE_CONTROL, "no-store")], html).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -687,7 +689,7 @@ enum SloInput {
 
 async fn handle_slo(idp: Arc<MockIdp>, msg: SloMessage) -> Response {
     let idp2 = idp.clone();
-    let now = chrono::Utc::now();
+    let now = idp.clock.now();
     let result = tokio::task::spawn_blocking(move || match msg {
         SloMessage::Request(input) => {
             let request = match &input {
@@ -815,9 +817,9 @@ pub fn router(idp: Arc<MockIdp>) -> Router {
         .route("/login", post(do_login))
         .route("/slo", get(slo_redirect).post(slo_post))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/static/{name}", get(crate::web::static_asset))
+        .route("/static/{name}", get(crate::httpkit::static_asset))
         .with_state(idp);
-    crate::web::harden(routes)
+    crate::httpkit::harden(routes)
 }
 
 #[cfg(test)]
@@ -866,7 +868,7 @@ mod tests {
     }
 
     fn mock() -> Arc<MockIdp> {
-        let idp = MockIdp::new(IDP, IDP_KEY.clone()).unwrap();
+        let idp = MockIdp::new(IDP, IDP_KEY.clone(), crate::clock::SystemClock::shared()).unwrap();
         assert_eq!(
             idp.add_sp_metadata(&sp_metadata(SP_KEY.cert_base64()))
                 .unwrap(),

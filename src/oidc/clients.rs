@@ -314,9 +314,7 @@ impl ClientRegistry {
             Presented::Secret { client_id, secret } => {
                 let client = self.get(client_id).ok_or_else(|| fail("unknown client"))?;
                 let ok = client.auth.iter().any(|a| match a {
-                    ClientAuth::SecretHash(hash) => {
-                        crate::enablement::cp::verify_secret(secret, hash)
-                    }
+                    ClientAuth::SecretHash(hash) => crate::secrets::verify_secret(secret, hash),
                     ClientAuth::Jwks(_) => false,
                 });
                 if ok {

@@ -345,8 +345,34 @@ fn validate_assertion(
     check_version(a, "Assertion")?;
     check_issue_instant(a, "Assertion IssueInstant", c)?;
     check_issuer(a, "Assertion Issuer", &c.pending.idp_entity_id, true)?;
+    let subject = check_subject(a, c)?;
+    check_conditions(a, c)?;
+    let (level, session_index) = check_authn_statement(a, c)?;
+    let attributes = super::attributes::read(a)?;
+    Ok(VerifiedAssertion {
+        idp_entity_id: c.pending.idp_entity_id.clone(),
+        response_id: parsed.id().unwrap_or_default().to_owned(),
+        assertion_id,
+        name_id: subject.name_id,
+        name_qualifier: subject.name_qualifier,
+        session_index,
+        level,
+        not_on_or_after: subject.not_on_or_after,
+        attributes,
+    })
+}
 
-    // R-SUBJECT
+/// What R-SUBJECT yields.
+struct CheckedSubject {
+    name_id: String,
+    name_qualifier: String,
+    not_on_or_after: DateTime<Utc>,
+}
+
+/// R-SUBJECT: a bounded transient NameID with its NameQualifier, and exactly one bearer
+/// SubjectConfirmation for this ACS and this request, live and not further ahead than
+/// allowed.
+fn check_subject(a: &Element, c: &ResponseCheck<'_>) -> Result<CheckedSubject, SamlError> {
     let subject = a.required_child(NS_SAML, "Subject")?;
     let name_id_el = subject.required_child(NS_SAML, "NameID")?;
     let name_id = name_id_el.trimmed_text().to_owned();
@@ -378,6 +404,20 @@ fn validate_assertion(
             "Method must be bearer",
         ));
     }
+    let not_on_or_after = check_confirmation_data(confirmation, c)?;
+    Ok(CheckedSubject {
+        name_id,
+        name_qualifier,
+        not_on_or_after,
+    })
+}
+
+/// SubjectConfirmationData: Recipient, InResponseTo and a NotOnOrAfter that is live
+/// and capped (the IdP chooses it, and it sizes the replay cache).
+fn check_confirmation_data(
+    confirmation: &Element,
+    c: &ResponseCheck<'_>,
+) -> Result<DateTime<Utc>, SamlError> {
     let scd = confirmation.required_child(NS_SAML, "SubjectConfirmationData")?;
     if required_attr(scd, "Recipient")? != c.acs_url {
         return Err(SamlError::Mismatch("Recipient is not this ACS".into()));
@@ -396,14 +436,17 @@ fn validate_assertion(
             "SubjectConfirmationData has expired".into(),
         ));
     }
-    // The IdP chooses these times; they also size the replay cache: capped.
     if scd_not_after > c.now + c.max_validity {
         return Err(SamlError::Time(
             "SubjectConfirmationData NotOnOrAfter is further ahead than allowed".into(),
         ));
     }
+    Ok(scd_not_after)
+}
 
-    // R-COND
+/// R-COND: NotBefore not in the future, NotOnOrAfter live and capped, and every
+/// AudienceRestriction naming this SP.
+fn check_conditions(a: &Element, c: &ResponseCheck<'_>) -> Result<(), SamlError> {
     let conditions = a.required_child(NS_SAML, "Conditions")?;
     let not_before = parse_instant(
         "Conditions NotBefore",
@@ -444,8 +487,15 @@ fn validate_assertion(
             return Err(SamlError::Mismatch("Audience is not this SP".into()));
         }
     }
+    Ok(())
+}
 
-    // R-AUTHN + R-ACR
+/// R-AUTHN + R-ACR: a SPID level that satisfies the request, and the bounded
+/// SessionIndex if present.
+fn check_authn_statement(
+    a: &Element,
+    c: &ResponseCheck<'_>,
+) -> Result<(Level, Option<String>), SamlError> {
     let authn = a.required_child(NS_SAML, "AuthnStatement")?;
     let context = authn.required_child(NS_SAML, "AuthnContext")?;
     let class_ref = context
@@ -472,18 +522,5 @@ fn validate_assertion(
     if let Some(si) = &session_index {
         super::attributes::check_bounded("SessionIndex", si, super::attributes::MAX_NAME_ID)?;
     }
-
-    let attributes = super::attributes::read(a)?;
-
-    Ok(VerifiedAssertion {
-        idp_entity_id: c.pending.idp_entity_id.clone(),
-        response_id: parsed.id().unwrap_or_default().to_owned(),
-        assertion_id,
-        name_id,
-        name_qualifier,
-        session_index,
-        level,
-        not_on_or_after: scd_not_after,
-        attributes,
-    })
+    Ok((level, session_index))
 }

@@ -260,7 +260,6 @@ fn algorithm<'a>(el: &'a Element, what: &'static str) -> Result<&'a str, SamlErr
 /// Checks one `ds:Signature` against the allowlist before any cryptography runs.
 /// `parent_id` is the `ID` of the element the signature is a direct child of.
 pub fn check_signature_shape(sig: &Element, parent_id: &str) -> Result<(), SamlError> {
-    let not_allowed = |m: &str| SamlError::SignatureNotAllowed(m.to_owned());
     if parent_id.is_empty() {
         return Err(not_allowed("signed element has no ID"));
     }
@@ -288,6 +287,26 @@ pub fn check_signature_shape(sig: &Element, parent_id: &str) -> Result<(), SamlE
             }
         }
     }
+    check_signed_info_algorithms(signed_info)?;
+    let mut refs = signed_info.children_named(NS_DS, "Reference");
+    let reference = refs
+        .next()
+        .ok_or(SamlError::SignatureMissing("Reference"))?;
+    if refs.next().is_some() {
+        return Err(not_allowed("more than one Reference"));
+    }
+    if signed_info.children.len() != 3 {
+        return Err(not_allowed("unexpected content in SignedInfo"));
+    }
+    check_reference(reference, parent_id)
+}
+
+fn not_allowed(m: &str) -> SamlError {
+    SamlError::SignatureNotAllowed(m.to_owned())
+}
+
+/// SignedInfo's canonicalization (exclusive c14n) and signature method (RSA-SHA256/384/512).
+fn check_signed_info_algorithms(signed_info: &Element) -> Result<(), SamlError> {
     let c14n = signed_info.required_child(NS_DS, "CanonicalizationMethod")?;
     if algorithm(c14n, "CanonicalizationMethod")? != C14N_EXCLUSIVE {
         return Err(not_allowed("canonicalization other than exclusive c14n"));
@@ -301,16 +320,12 @@ pub fn check_signature_shape(sig: &Element, parent_id: &str) -> Result<(), SamlE
             "signature algorithm outside RSA-SHA256/384/512",
         ));
     }
-    let mut refs = signed_info.children_named(NS_DS, "Reference");
-    let reference = refs
-        .next()
-        .ok_or(SamlError::SignatureMissing("Reference"))?;
-    if refs.next().is_some() {
-        return Err(not_allowed("more than one Reference"));
-    }
-    if signed_info.children.len() != 3 {
-        return Err(not_allowed("unexpected content in SignedInfo"));
-    }
+    Ok(())
+}
+
+/// The one Reference: `URI="#<parent ID>"`, only Transforms / DigestMethod /
+/// DigestValue, transforms from the allowlist, a SHA-256/384/512 digest.
+fn check_reference(reference: &Element, parent_id: &str) -> Result<(), SamlError> {
     let expected_uri = format!("#{parent_id}");
     if reference.attr("URI") != Some(expected_uri.as_str()) {
         return Err(not_allowed("Reference URI is not the signed element's ID"));

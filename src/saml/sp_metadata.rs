@@ -124,6 +124,19 @@ pub fn build_sp_metadata(d: &SpDescriptor, key: &SigningKey) -> Result<String, S
         eid = escape(&d.entity_id),
     ));
     x.push_str(&signature_template(&id, key.cert_base64()));
+    sp_sso_descriptor(&mut x, d, key);
+    organization(&mut x, &d.organization);
+    contact_other(&mut x, d);
+    if let SpKind::Private { billing } = &d.kind {
+        contact_billing(&mut x, billing);
+    }
+    x.push_str("</md:EntityDescriptor>");
+    key.sign_enveloped(&x)
+}
+
+/// `md:SPSSODescriptor`: signing key, SLO (Redirect first), transient NameID, the ACS
+/// and the AttributeConsumingServices.
+fn sp_sso_descriptor(x: &mut String, d: &SpDescriptor, key: &SigningKey) {
     x.push_str(r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" AuthnRequestsSigned="true" WantAssertionsSigned="true">"#);
     x.push_str(&format!(
         r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
@@ -155,7 +168,10 @@ pub fn build_sp_metadata(d: &SpDescriptor, key: &SigningKey) -> Result<String, S
         x.push_str("</md:AttributeConsumingService>");
     }
     x.push_str("</md:SPSSODescriptor>");
-    let o = &d.organization;
+}
+
+/// `md:Organization`.
+fn organization(x: &mut String, o: &Organization) {
     x.push_str(&format!(
         concat!(
             r#"<md:Organization><md:OrganizationName xml:lang="it">{}</md:OrganizationName>"#,
@@ -166,6 +182,10 @@ pub fn build_sp_metadata(d: &SpDescriptor, key: &SigningKey) -> Result<String, S
         escape(&o.display_name),
         escape(&o.url)
     ));
+}
+
+/// The `other` ContactPerson with the SPID extensions (IPACode / Public or Private).
+fn contact_other(x: &mut String, d: &SpDescriptor) {
     let c = &d.contact;
     let ext = match &d.kind {
         SpKind::Public { ipa_code } => format!(
@@ -185,34 +205,34 @@ pub fn build_sp_metadata(d: &SpDescriptor, key: &SigningKey) -> Result<String, S
         escape(&c.email),
         opt_el("md", "TelephoneNumber", &c.phone)
     ));
-    if let SpKind::Private { billing: b } = &d.kind {
-        let id_iva = match (&b.vat_country, &b.vat_number) {
-            (Some(country), Some(number)) => format!(
-                "<fpa:IdFiscaleIVA><fpa:IdPaese>{}</fpa:IdPaese><fpa:IdCodice>{}</fpa:IdCodice></fpa:IdFiscaleIVA>",
-                escape(country),
-                escape(number)
-            ),
-            _ => String::new(),
-        };
-        x.push_str(&format!(
-            concat!(
-                r#"<md:ContactPerson contactType="billing"><md:Extensions><fpa:CessionarioCommittente>"#,
-                "<fpa:DatiAnagrafici>{id_iva}{cf}<fpa:Anagrafica><fpa:Denominazione>{name}</fpa:Denominazione></fpa:Anagrafica></fpa:DatiAnagrafici>",
-                "<fpa:Sede><fpa:Indirizzo>{addr}</fpa:Indirizzo>{num}<fpa:CAP>{cap}</fpa:CAP><fpa:Comune>{comune}</fpa:Comune>{prov}<fpa:Nazione>{nation}</fpa:Nazione></fpa:Sede>",
-                "</fpa:CessionarioCommittente></md:Extensions><md:EmailAddress>{email}</md:EmailAddress></md:ContactPerson>"
-            ),
-            id_iva = id_iva,
-            cf = opt_el("fpa", "CodiceFiscale", &b.fiscal_code),
-            name = escape(&b.company_name),
-            addr = escape(&b.address),
-            num = opt_el("fpa", "NumeroCivico", &b.street_number),
-            cap = escape(&b.postal_code),
-            comune = escape(&b.municipality),
-            prov = opt_el("fpa", "Provincia", &b.province),
-            nation = escape(&b.nation),
-            email = escape(&b.email),
-        ));
-    }
-    x.push_str("</md:EntityDescriptor>");
-    key.sign_enveloped(&x)
+}
+
+/// The `billing` ContactPerson of a private SP (fpa:CessionarioCommittente).
+fn contact_billing(x: &mut String, b: &Billing) {
+    let id_iva = match (&b.vat_country, &b.vat_number) {
+        (Some(country), Some(number)) => format!(
+            "<fpa:IdFiscaleIVA><fpa:IdPaese>{}</fpa:IdPaese><fpa:IdCodice>{}</fpa:IdCodice></fpa:IdFiscaleIVA>",
+            escape(country),
+            escape(number)
+        ),
+        _ => String::new(),
+    };
+    x.push_str(&format!(
+        concat!(
+            r#"<md:ContactPerson contactType="billing"><md:Extensions><fpa:CessionarioCommittente>"#,
+            "<fpa:DatiAnagrafici>{id_iva}{cf}<fpa:Anagrafica><fpa:Denominazione>{name}</fpa:Denominazione></fpa:Anagrafica></fpa:DatiAnagrafici>",
+            "<fpa:Sede><fpa:Indirizzo>{addr}</fpa:Indirizzo>{num}<fpa:CAP>{cap}</fpa:CAP><fpa:Comune>{comune}</fpa:Comune>{prov}<fpa:Nazione>{nation}</fpa:Nazione></fpa:Sede>",
+            "</fpa:CessionarioCommittente></md:Extensions><md:EmailAddress>{email}</md:EmailAddress></md:ContactPerson>"
+        ),
+        id_iva = id_iva,
+        cf = opt_el("fpa", "CodiceFiscale", &b.fiscal_code),
+        name = escape(&b.company_name),
+        addr = escape(&b.address),
+        num = opt_el("fpa", "NumeroCivico", &b.street_number),
+        cap = escape(&b.postal_code),
+        comune = escape(&b.municipality),
+        prov = opt_el("fpa", "Provincia", &b.province),
+        nation = escape(&b.nation),
+        email = escape(&b.email),
+    ));
 }

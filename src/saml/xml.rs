@@ -145,141 +145,40 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
         return Err(SamlError::TooLarge);
     }
     check_characters(input)?;
-    // XML 1.0 §2.11: CRLF and a lone CR are read as LF before anything else — libxml2
-    // does so, and quick-xml does not, so do it here for one view of the text.
-    let normalized;
-    let input = if input.contains('\r') {
-        normalized = input.replace("\r\n", "\n").replace('\r', "\n");
-        normalized.as_str()
-    } else {
-        input
+    let input = normalize_newlines(input);
+    let input = input.as_ref();
+    let mut reader = strict_reader(input);
+    let mut tree = TreeBuilder {
+        stack: Vec::new(),
+        root: None,
+        elements: 0,
+        limits,
     };
-    let mut reader = NsReader::from_str(input);
-    {
-        let cfg = reader.config_mut();
-        cfg.check_end_names = true;
-        cfg.check_comments = true;
-        cfg.allow_unmatched_ends = false;
-        cfg.allow_dangling_amp = false;
-        cfg.expand_empty_elements = false;
-        cfg.trim_text_start = false;
-    }
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut elements = 0usize;
     let mut first = true;
     loop {
         let (resolved, event) = reader.read_resolved_event().map_err(xml_err)?;
         let is_first = std::mem::replace(&mut first, false);
-        let ns = match &event {
-            Event::Start(_) | Event::Empty(_) => resolved_ns(resolved)?,
-            _ => None,
-        };
         match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
-                if root.is_some() {
-                    return Err(SamlError::Xml("content after the root element".into()));
-                }
-                elements += 1;
-                if elements > limits.max_elements {
-                    return Err(SamlError::TooLarge);
-                }
-                if stack.len() >= limits.max_depth {
-                    return Err(SamlError::Xml("nesting too deep".into()));
-                }
-                check_qname(start.name().as_ref())?;
-                check_attribute_separation(start.as_ref())?;
-                let name =
-                    String::from_utf8(start.local_name().as_ref().to_vec()).map_err(xml_err)?;
-                let mut attrs = Vec::new();
-                for attr in start.attributes().with_checks(true) {
-                    let attr = attr.map_err(xml_err)?;
-                    let key = attr.key;
-                    check_qname(key.as_ref())?;
-                    if key.as_namespace_binding().is_some() {
-                        continue;
-                    }
-                    if attrs.len() >= limits.max_attributes {
-                        return Err(SamlError::Xml("too many attributes".into()));
-                    }
-                    let (r, local) = reader.resolver().resolve_attribute(key);
-                    // Unprefixed attributes are in no namespace; `xml:` is predeclared.
-                    let ans = if key.prefix().is_none() {
-                        None
-                    } else if key.prefix().map(|p| p.as_ref() == b"xml").unwrap_or(false) {
-                        Some("http://www.w3.org/XML/1998/namespace".to_owned())
-                    } else {
-                        resolved_ns(r)?
-                    };
-                    let value = attr
-                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                        .map_err(xml_err)?
-                        .into_owned();
-                    attrs.push(Attr {
-                        ns: ans,
-                        name: String::from_utf8(local.as_ref().to_vec()).map_err(xml_err)?,
-                        value,
-                    });
-                }
-                let el = Element {
-                    ns,
-                    name,
-                    attrs,
-                    children: Vec::new(),
-                    text: String::new(),
-                };
+                let ns = resolved_ns(resolved)?;
+                tree.check_new_element()?;
+                let el = read_element(&reader, start, ns, limits)?;
                 if matches!(event, Event::Empty(_)) {
-                    attach(&mut stack, &mut root, el);
+                    tree.attach(el);
                 } else {
-                    stack.push(el);
+                    tree.stack.push(el);
                 }
             }
             Event::End(_) => {
-                let el = stack
+                let el = tree
+                    .stack
                     .pop()
                     .ok_or_else(|| SamlError::Xml("unbalanced end tag".into()))?;
-                attach(&mut stack, &mut root, el);
+                tree.attach(el);
             }
-            Event::Text(t) => {
-                let text = t.decode().map_err(xml_err)?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(&text),
-                    None if text.trim().is_empty() => {}
-                    None => return Err(SamlError::Xml("text outside the root element".into())),
-                }
-            }
-            Event::CData(t) => {
-                let text = t.decode().map_err(xml_err)?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(&text),
-                    None => return Err(SamlError::Xml("CDATA outside the root element".into())),
-                }
-            }
-            Event::GeneralRef(r) => {
-                let ch = if r.is_char_ref() {
-                    r.resolve_char_ref().map_err(xml_err)?
-                } else {
-                    match r.decode().map_err(xml_err)?.as_ref() {
-                        "lt" => Some('<'),
-                        "gt" => Some('>'),
-                        "amp" => Some('&'),
-                        "apos" => Some('\''),
-                        "quot" => Some('"'),
-                        other => {
-                            return Err(SamlError::Xml(format!("entity reference `&{other};`")));
-                        }
-                    }
-                };
-                let ch = ch
-                    .filter(|c| is_xml_char(*c))
-                    .ok_or_else(|| SamlError::Xml("invalid character reference".into()))?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push(ch),
-                    None => {
-                        return Err(SamlError::Xml("reference outside the root element".into()));
-                    }
-                }
-            }
+            Event::Text(t) => tree.text(&t.decode().map_err(xml_err)?, "text")?,
+            Event::CData(t) => tree.text(&t.decode().map_err(xml_err)?, "CDATA")?,
+            Event::GeneralRef(r) => tree.text(&resolve_reference(&r)?.to_string(), "reference")?,
             Event::Comment(_) => {}
             // Only as the very first bytes: libxml2 reads nothing else as a declaration.
             Event::Decl(ref decl) if is_first && input.starts_with("<?xml") => {
@@ -295,10 +194,147 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
             Event::Eof => break,
         }
     }
-    if !stack.is_empty() {
+    if !tree.stack.is_empty() {
         return Err(SamlError::Xml("unexpected end of document".into()));
     }
-    root.ok_or_else(|| SamlError::Xml("no root element".into()))
+    tree.root
+        .ok_or_else(|| SamlError::Xml("no root element".into()))
+}
+
+/// XML 1.0 §2.11: CRLF and a lone CR are read as LF before anything else — libxml2
+/// does so, and quick-xml does not, so do it here for one view of the text.
+fn normalize_newlines(input: &str) -> std::borrow::Cow<'_, str> {
+    if input.contains('\r') {
+        std::borrow::Cow::Owned(input.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(input)
+    }
+}
+
+/// quick-xml with every check on: end names, comments, no unmatched ends, no
+/// dangling `&`, empty elements kept as such, text untrimmed.
+fn strict_reader(input: &str) -> NsReader<&[u8]> {
+    let mut reader = NsReader::from_str(input);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.check_comments = true;
+    cfg.allow_unmatched_ends = false;
+    cfg.allow_dangling_amp = false;
+    cfg.expand_empty_elements = false;
+    cfg.trim_text_start = false;
+    reader
+}
+
+/// The tree being built, with the document-wide bounds.
+struct TreeBuilder {
+    stack: Vec<Element>,
+    root: Option<Element>,
+    elements: usize,
+    limits: Limits,
+}
+
+impl TreeBuilder {
+    /// One more element: only inside the root, within the element count and depth.
+    fn check_new_element(&mut self) -> Result<(), SamlError> {
+        if self.root.is_some() {
+            return Err(SamlError::Xml("content after the root element".into()));
+        }
+        self.elements += 1;
+        if self.elements > self.limits.max_elements {
+            return Err(SamlError::TooLarge);
+        }
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(SamlError::Xml("nesting too deep".into()));
+        }
+        Ok(())
+    }
+
+    fn attach(&mut self, el: Element) {
+        attach(&mut self.stack, &mut self.root, el);
+    }
+
+    /// Character data (`what`: text, CDATA or a reference) of the open element; only
+    /// white-space text may stand outside the root.
+    fn text(&mut self, text: &str, what: &str) -> Result<(), SamlError> {
+        match self.stack.last_mut() {
+            Some(top) => {
+                top.text.push_str(text);
+                Ok(())
+            }
+            None if what == "text" && text.trim().is_empty() => Ok(()),
+            None => Err(SamlError::Xml(format!("{what} outside the root element"))),
+        }
+    }
+}
+
+/// An element's name and attributes (namespace bindings left out, prefixes resolved).
+fn read_element(
+    reader: &NsReader<&[u8]>,
+    start: &quick_xml::events::BytesStart<'_>,
+    ns: Option<String>,
+    limits: Limits,
+) -> Result<Element, SamlError> {
+    check_qname(start.name().as_ref())?;
+    check_attribute_separation(start.as_ref())?;
+    let name = String::from_utf8(start.local_name().as_ref().to_vec()).map_err(xml_err)?;
+    let mut attrs = Vec::new();
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(xml_err)?;
+        let key = attr.key;
+        check_qname(key.as_ref())?;
+        if key.as_namespace_binding().is_some() {
+            continue;
+        }
+        if attrs.len() >= limits.max_attributes {
+            return Err(SamlError::Xml("too many attributes".into()));
+        }
+        let (r, local) = reader.resolver().resolve_attribute(key);
+        // Unprefixed attributes are in no namespace; `xml:` is predeclared.
+        let ans = if key.prefix().is_none() {
+            None
+        } else if key.prefix().map(|p| p.as_ref() == b"xml").unwrap_or(false) {
+            Some("http://www.w3.org/XML/1998/namespace".to_owned())
+        } else {
+            resolved_ns(r)?
+        };
+        let value = attr
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(xml_err)?
+            .into_owned();
+        attrs.push(Attr {
+            ns: ans,
+            name: String::from_utf8(local.as_ref().to_vec()).map_err(xml_err)?,
+            value,
+        });
+    }
+    Ok(Element {
+        ns,
+        name,
+        attrs,
+        children: Vec::new(),
+        text: String::new(),
+    })
+}
+
+/// A character reference, or one of the five predefined entities; any other entity
+/// and any character XML does not allow are refused.
+fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Result<char, SamlError> {
+    let ch = if r.is_char_ref() {
+        r.resolve_char_ref().map_err(xml_err)?
+    } else {
+        match r.decode().map_err(xml_err)?.as_ref() {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "apos" => Some('\''),
+            "quot" => Some('"'),
+            other => {
+                return Err(SamlError::Xml(format!("entity reference `&{other};`")));
+            }
+        }
+    };
+    ch.filter(|c| is_xml_char(*c))
+        .ok_or_else(|| SamlError::Xml("invalid character reference".into()))
 }
 
 /// XML 1.0 `Char`: what libxml2 accepts in a document; anything else is refused

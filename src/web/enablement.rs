@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::session::{Authed, MaybeAuthed, SessionForm, form_status};
-use super::{AppError, AppState, RequestId, render};
+use super::{AppError, AppState, render};
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::cp::CP_RULES_IT;
 use crate::enablement::forms::{
@@ -25,8 +25,8 @@ fn private_page(status: StatusCode, html: Html<String>) -> Response {
 }
 
 /// A private page with 200, or the error page if it cannot be rendered.
-fn show(page: &impl Template, request_id: &str) -> Response {
-    match render(page, request_id) {
+fn show(page: &impl Template) -> Response {
+    match render(page) {
         Ok(html) => private_page(StatusCode::OK, html),
         Err(e) => e.into_response(),
     }
@@ -275,12 +275,12 @@ fn form_error(e: &EnablementError) -> Option<(StatusCode, FormError)> {
 
 /// Renders `page` with `e` if it is a form-level error; otherwise the error page.
 /// A stale step (another tab, a double post) goes back to the current step.
-fn refused(mut page: FormPage, e: EnablementError, id: &str) -> Response {
+fn refused(mut page: FormPage, e: EnablementError) -> Response {
     if matches!(e, EnablementError::Step(_)) {
         return see_other("/abilitazione");
     }
     let Some((status, error)) = form_error(&e) else {
-        return AppError::from_enablement(id, e).into_response();
+        return AppError::from_enablement(e).into_response();
     };
     if let EnablementError::Form(errors) = &e {
         page.fields = with_errors(page.fields, errors);
@@ -290,7 +290,7 @@ fn refused(mut page: FormPage, e: EnablementError, id: &str) -> Response {
         detail: e.to_string(),
     };
     page.error = Some(error);
-    match render(&page, id) {
+    match render(&page) {
         Ok(html) => {
             let mut resp = private_page(status, html);
             resp.extensions_mut().insert(info);
@@ -300,21 +300,20 @@ fn refused(mut page: FormPage, e: EnablementError, id: &str) -> Response {
     }
 }
 
-async fn load(app: &AppState, authed: &Authed, id: &str) -> Result<Account, Response> {
+async fn load(app: &AppState, authed: &Authed) -> Result<Account, Response> {
     app.enablement
         .account(authed.session.account_id)
         .await
-        .map_err(|e| AppError::from_enablement(id, e).into_response())
+        .map_err(|e| AppError::from(e).into_response())
 }
 
 /// Loads the account and checks the page fits its state; otherwise 303 to the step.
 async fn load_at(
     app: &AppState,
     authed: &Authed,
-    id: &str,
     allowed: &[EnablementState],
 ) -> Result<Account, Response> {
-    let account = load(app, authed, id).await?;
+    let account = load(app, authed).await?;
     if allowed.contains(&account.enablement_state) {
         Ok(account)
     } else {
@@ -375,15 +374,11 @@ fn account_rows(account: &Account) -> Vec<(&'static str, String)> {
 }
 
 /// `GET /`: the public page, or the person's home with their data and state.
-pub async fn home(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    MaybeAuthed(authed): MaybeAuthed,
-) -> Response {
+pub async fn home(State(app): State<AppState>, MaybeAuthed(authed): MaybeAuthed) -> Response {
     let view = match &authed {
         None => None,
         Some(a) => {
-            let account = or_return!(load(&app, a, &id).await);
+            let account = or_return!(load(&app, a).await);
             let s = &a.session.login;
             let idp_name = app
                 .sso
@@ -402,18 +397,14 @@ pub async fn home(
             })
         }
     };
-    show(&HomePage { session: view }, &id)
+    show(&HomePage { session: view })
 }
 
 // ---- abilitazione ----------------------------------------------------------------
 
 /// `GET /abilitazione`: to the current step.
-pub async fn resume(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    match load(&app, &authed, &id).await {
+pub async fn resume(State(app): State<AppState>, authed: Authed) -> Response {
+    match load(&app, &authed).await {
         Ok(account) => see_other(step_path(account.enablement_state)),
         Err(resp) => resp,
     }
@@ -442,14 +433,10 @@ fn request_page(csrf: &str, form: &RequestForm) -> FormPage {
 }
 
 /// `GET /abilitazione/richiesta`.
-pub async fn request_get(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    let account = or_return!(load_at(&app, &authed, &id, &EDITABLE).await);
+pub async fn request_get(State(app): State<AppState>, authed: Authed) -> Response {
+    let account = or_return!(load_at(&app, &authed, &EDITABLE).await);
     let form = RequestForm::prefill(&account, Some(&authed.session.login));
-    show(&request_page(&authed.session.csrf, &form), &id)
+    show(&request_page(&authed.session.csrf, &form))
 }
 
 /// `POST /abilitazione/richiesta`.
@@ -457,7 +444,7 @@ pub async fn request_post(State(app): State<AppState>, f: SessionForm<RequestFor
     let page = request_page(&f.authed.session.csrf, &f.form);
     let data = match f.form.validate(Utc::now().date_naive()) {
         Ok(d) => d,
-        Err(errors) => return refused(page, EnablementError::Form(errors), &f.request_id),
+        Err(errors) => return refused(page, EnablementError::Form(errors)),
     };
     match app
         .enablement
@@ -465,7 +452,7 @@ pub async fn request_post(State(app): State<AppState>, f: SessionForm<RequestFor
         .await
     {
         Ok(account) => see_other(step_path(account.enablement_state)),
-        Err(e) => refused(page, e, &f.request_id),
+        Err(e) => refused(page, e),
     }
 }
 
@@ -491,16 +478,11 @@ fn recovery_page(csrf: &str, question: &str) -> FormPage {
 }
 
 /// `GET /abilitazione/domanda`.
-pub async fn recovery_get(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
+pub async fn recovery_get(State(app): State<AppState>, authed: Authed) -> Response {
     let account = or_return!(
         load_at(
             &app,
             &authed,
-            &id,
             &[EnablementState::RecoveryQuestion, EnablementState::Review],
         )
         .await
@@ -508,7 +490,7 @@ pub async fn recovery_get(
     let question = account
         .recovery_question
         .unwrap_or_else(|| DEFAULT_QUESTION.to_owned());
-    show(&recovery_page(&authed.session.csrf, &question), &id)
+    show(&recovery_page(&authed.session.csrf, &question))
 }
 
 /// `POST /abilitazione/domanda`.
@@ -516,7 +498,7 @@ pub async fn recovery_post(State(app): State<AppState>, f: SessionForm<RecoveryF
     let page = recovery_page(&f.authed.session.csrf, &f.form.question);
     let data = match f.form.validate() {
         Ok(d) => d,
-        Err(errors) => return refused(page, EnablementError::Form(errors), &f.request_id),
+        Err(errors) => return refused(page, EnablementError::Form(errors)),
     };
     match app
         .enablement
@@ -524,7 +506,7 @@ pub async fn recovery_post(State(app): State<AppState>, f: SessionForm<RecoveryF
         .await
     {
         Ok(account) => see_other(step_path(account.enablement_state)),
-        Err(e) => refused(page, e, &f.request_id),
+        Err(e) => refused(page, e),
     }
 }
 
@@ -536,12 +518,8 @@ struct ReviewPage {
 }
 
 /// `GET /abilitazione/riepilogo`.
-pub async fn review_get(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    let account = or_return!(load_at(&app, &authed, &id, &[EnablementState::Review]).await);
+pub async fn review_get(State(app): State<AppState>, authed: Authed) -> Response {
+    let account = or_return!(load_at(&app, &authed, &[EnablementState::Review]).await);
     let mut rows = account_rows(&account);
     if let Some(d) = &account.id_document {
         rows.push((
@@ -563,7 +541,7 @@ pub async fn review_get(
         rows,
         csrf: authed.session.csrf.clone(),
     };
-    show(&page, &id)
+    show(&page)
 }
 
 /// A form with only the CSRF token.
@@ -575,7 +553,7 @@ pub async fn review_post(State(app): State<AppState>, f: SessionForm<Empty>) -> 
     match app.enablement.confirm(f.authed.session.account_id).await {
         Ok(account) => see_other(step_path(account.enablement_state)),
         Err(EnablementError::Step(_)) => see_other("/abilitazione"),
-        Err(e) => AppError::from_enablement(&f.request_id, e).into_response(),
+        Err(e) => AppError::from_enablement(e).into_response(),
     }
 }
 
@@ -589,16 +567,11 @@ struct AdesionePage {
 }
 
 /// `GET /abilitazione/adesione`: warnings, the modulo, "Accetto".
-pub async fn adesione_get(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
+pub async fn adesione_get(State(app): State<AppState>, authed: Authed) -> Response {
     let account = or_return!(
         load_at(
             &app,
             &authed,
-            &id,
             &[EnablementState::Confirmed, EnablementState::Accepted],
         )
         .await
@@ -609,7 +582,7 @@ pub async fn adesione_get(
         retry: account.enablement_state == EnablementState::Accepted,
         csrf: authed.session.csrf.clone(),
     };
-    show(&page, &id)
+    show(&page)
 }
 
 /// `POST /abilitazione/adesione` ("Accetto"): the temporary CP by e-mail.
@@ -621,15 +594,14 @@ pub async fn adesione_post(State(app): State<AppState>, f: SessionForm<Empty>) -
     {
         Ok(_) => see_other("/abilitazione/inviata"),
         Err(EnablementError::Step(_)) => see_other("/abilitazione"),
-        Err(e) => AppError::from_enablement(&f.request_id, e).into_response(),
+        Err(e) => AppError::from_enablement(e).into_response(),
     }
 }
 
-async fn modulo(app: &AppState, authed: &Authed, id: &str, which: Modulo) -> Response {
+async fn modulo(app: &AppState, authed: &Authed, which: Modulo) -> Response {
     let account = match load_at(
         app,
         authed,
-        id,
         &[
             EnablementState::Confirmed,
             EnablementState::Accepted,
@@ -659,26 +631,18 @@ async fn modulo(app: &AppState, authed: &Authed, id: &str, which: Modulo) -> Res
             bytes,
         )
             .into_response(),
-        Err(e) => AppError::from_enablement(id, e).into_response(),
+        Err(e) => AppError::from_enablement(e).into_response(),
     }
 }
 
 /// `GET /abilitazione/modulo-adesione.pdf`.
-pub async fn modulo_adesione(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    modulo(&app, &authed, &id, Modulo::Adesione).await
+pub async fn modulo_adesione(State(app): State<AppState>, authed: Authed) -> Response {
+    modulo(&app, &authed, Modulo::Adesione).await
 }
 
 /// `GET /abilitazione/modulo-delega.pdf`.
-pub async fn modulo_delega(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    modulo(&app, &authed, &id, Modulo::Delega).await
+pub async fn modulo_delega(State(app): State<AppState>, authed: Authed) -> Response {
+    modulo(&app, &authed, Modulo::Delega).await
 }
 
 #[derive(Template)]
@@ -693,12 +657,8 @@ struct MessagePage {
 }
 
 /// `GET /abilitazione/inviata`: "e-mail sent", with "Esci".
-pub async fn sent(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    let account = or_return!(load_at(&app, &authed, &id, &[EnablementState::TempCpSent]).await);
+pub async fn sent(State(app): State<AppState>, authed: Authed) -> Response {
+    let account = or_return!(load_at(&app, &authed, &[EnablementState::TempCpSent]).await);
     let page = MessagePage {
         title: "E-mail inviata",
         step: Some(4),
@@ -713,7 +673,7 @@ pub async fn sent(
         show_logout: true,
         csrf: authed.session.csrf.clone(),
     };
-    show(&page, &id)
+    show(&page)
 }
 
 /// The mandatory change of the temporary CP.
@@ -761,11 +721,10 @@ pub struct ChangeQuery {
 /// `GET /abilitazione/cambio-cp`.
 pub async fn change_temp_get(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     authed: Authed,
     axum::extract::Query(query): axum::extract::Query<ChangeQuery>,
 ) -> Response {
-    if let Err(r) = load_at(&app, &authed, &id, &[EnablementState::TempCpSent]).await {
+    if let Err(r) = load_at(&app, &authed, &[EnablementState::TempCpSent]).await {
         return r;
     }
     let mut page = change_temp_page(&authed.session.csrf);
@@ -775,7 +734,7 @@ pub async fn change_temp_get(
                 .to_owned(),
         );
     }
-    show(&page, &id)
+    show(&page)
 }
 
 /// `POST /abilitazione/cambio-cp`.
@@ -793,7 +752,7 @@ pub async fn change_temp_post(State(app): State<AppState>, f: SessionForm<TempCp
         .await
     {
         Ok(_) => see_other("/abilitazione/completata"),
-        Err(e) => refused(page, e, &f.request_id),
+        Err(e) => refused(page, e),
     }
 }
 
@@ -806,17 +765,13 @@ pub async fn resend(State(app): State<AppState>, f: SessionForm<Empty>) -> Respo
         .await
     {
         Ok(_) => see_other("/abilitazione/cambio-cp?reinviato=1"),
-        Err(e) => refused(page, e, &f.request_id),
+        Err(e) => refused(page, e),
     }
 }
 
 /// `GET /abilitazione/completata`.
-pub async fn completed(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    if let Err(r) = load_at(&app, &authed, &id, &[EnablementState::Enabled]).await {
+pub async fn completed(State(app): State<AppState>, authed: Authed) -> Response {
+    if let Err(r) = load_at(&app, &authed, &[EnablementState::Enabled]).await {
         return r;
     }
     let page = MessagePage {
@@ -831,7 +786,7 @@ pub async fn completed(
         show_logout: true,
         csrf: authed.session.csrf.clone(),
     };
-    show(&page, &id)
+    show(&page)
 }
 
 // ---- personal area ---------------------------------------------------------------
@@ -876,11 +831,10 @@ fn area_page(account: &Account, csrf: &str, form: &ContactForm) -> AreaPage {
 /// `GET /area-riservata`: "I tuoi dati personali".
 pub async fn area_get(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     authed: Authed,
     axum::extract::Query(q): axum::extract::Query<AreaQuery>,
 ) -> Response {
-    let account = match load_at(&app, &authed, &id, &[EnablementState::Enabled]).await {
+    let account = match load_at(&app, &authed, &[EnablementState::Enabled]).await {
         Ok(a) => a,
         Err(_) => return see_other("/abilitazione"),
     };
@@ -894,13 +848,12 @@ pub async fn area_get(
     } else if q.cp.is_some() {
         page.notice = Some("Il Codice Personale è stato modificato.".to_owned());
     }
-    show(&page, &id)
+    show(&page)
 }
 
 /// `POST /area-riservata/dati`: e-mail, phones, domicile.
 pub async fn area_post(State(app): State<AppState>, f: SessionForm<ContactForm>) -> Response {
-    let id = &f.request_id;
-    let account = match load_at(&app, &f.authed, id, &[EnablementState::Enabled]).await {
+    let account = match load_at(&app, &f.authed, &[EnablementState::Enabled]).await {
         Ok(a) => a,
         Err(_) => return see_other("/abilitazione"),
     };
@@ -921,7 +874,7 @@ pub async fn area_post(State(app): State<AppState>, f: SessionForm<ContactForm>)
                 code: "POLIS_FORM_INVALID",
                 message: "Alcuni dati non sono validi: correggi i campi indicati.".to_owned(),
             });
-            match render(&page, id) {
+            match render(&page) {
                 Ok(html) => {
                     let mut resp = private_page(StatusCode::UNPROCESSABLE_ENTITY, html);
                     resp.extensions_mut().insert(super::error::ErrorInfo {
@@ -933,7 +886,7 @@ pub async fn area_post(State(app): State<AppState>, f: SessionForm<ContactForm>)
                 Err(e) => e.into_response(),
             }
         }
-        Err(e) => AppError::from_enablement(id, e).into_response(),
+        Err(e) => AppError::from_enablement(e).into_response(),
     }
 }
 
@@ -964,18 +917,14 @@ fn change_cp_page(csrf: &str) -> FormPage {
 }
 
 /// `GET /area-riservata/cambio-cp`.
-pub async fn change_cp_get(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    if load_at(&app, &authed, &id, &[EnablementState::Enabled])
+pub async fn change_cp_get(State(app): State<AppState>, authed: Authed) -> Response {
+    if load_at(&app, &authed, &[EnablementState::Enabled])
         .await
         .is_err()
     {
         return see_other("/abilitazione");
     }
-    show(&change_cp_page(&authed.session.csrf), &id)
+    show(&change_cp_page(&authed.session.csrf))
 }
 
 /// `POST /area-riservata/cambio-cp`.
@@ -992,7 +941,7 @@ pub async fn change_cp_post(State(app): State<AppState>, f: SessionForm<CpForm>)
         .await
     {
         Ok(_) => see_other("/area-riservata?cp=1"),
-        Err(e) => refused(page, e, &f.request_id),
+        Err(e) => refused(page, e),
     }
 }
 
@@ -1020,24 +969,20 @@ fn recover_page(csrf: &str, question: &str) -> FormPage {
 }
 
 /// `GET /area-riservata/recupero-cp`.
-pub async fn recover_get(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    authed: Authed,
-) -> Response {
-    let account = match load_at(&app, &authed, &id, &[EnablementState::Enabled]).await {
+pub async fn recover_get(State(app): State<AppState>, authed: Authed) -> Response {
+    let account = match load_at(&app, &authed, &[EnablementState::Enabled]).await {
         Ok(a) => a,
         Err(_) => return see_other("/abilitazione"),
     };
     let question = account.recovery_question.unwrap_or_default();
-    show(&recover_page(&authed.session.csrf, &question), &id)
+    show(&recover_page(&authed.session.csrf, &question))
 }
 
 /// `POST /area-riservata/recupero-cp`.
 pub async fn recover_post(State(app): State<AppState>, f: SessionForm<RecoverForm>) -> Response {
     let question = match app.enablement.account(f.authed.session.account_id).await {
         Ok(a) => a.recovery_question.unwrap_or_default(),
-        Err(e) => return AppError::from_enablement(&f.request_id, e).into_response(),
+        Err(e) => return AppError::from_enablement(e).into_response(),
     };
     let page = recover_page(&f.authed.session.csrf, &question);
     match app
@@ -1046,7 +991,7 @@ pub async fn recover_post(State(app): State<AppState>, f: SessionForm<RecoverFor
         .await
     {
         Ok(_) => see_other("/abilitazione/cambio-cp"),
-        Err(e) => refused(page, e, &f.request_id),
+        Err(e) => refused(page, e),
     }
 }
 
@@ -1066,19 +1011,19 @@ struct OutboxPage {
     message: Option<(String, String)>,
 }
 
-async fn outbox_page(app: &AppState, id: &str, open: Option<String>) -> Response {
+async fn outbox_page(app: &AppState, open: Option<String>) -> Response {
     let Some(outbox) = &app.outbox else {
-        return AppError::not_found(id).into_response();
+        return AppError::not_found().into_response();
     };
     let entries = match outbox.list().await {
         Ok(list) => list,
-        Err(e) => return AppError::internal(id, e.to_string()).into_response(),
+        Err(e) => return AppError::internal(e.to_string()).into_response(),
     };
     let message = match open {
         None => None,
         Some(name) => match outbox.read(&name).await {
             Ok(text) => Some((name, decode_quoted_printable_text(&text))),
-            Err(_) => return AppError::not_found(id).into_response(),
+            Err(_) => return AppError::not_found().into_response(),
         },
     };
     let page = OutboxPage {
@@ -1093,7 +1038,7 @@ async fn outbox_page(app: &AppState, id: &str, open: Option<String>) -> Response
             .collect(),
         message,
     };
-    show(&page, id)
+    show(&page)
 }
 
 /// The readable part of a message: headers and the quoted-printable text part
@@ -1155,17 +1100,13 @@ fn decode_quoted_printable_text(raw: &str) -> String {
 }
 
 /// `GET /demo/posta` (demo mode only).
-pub async fn outbox(State(app): State<AppState>, RequestId(id): RequestId) -> Response {
-    outbox_page(&app, &id, None).await
+pub async fn outbox(State(app): State<AppState>) -> Response {
+    outbox_page(&app, None).await
 }
 
 /// `GET /demo/posta/{file}` (demo mode only).
-pub async fn outbox_message(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    Path(file): Path<String>,
-) -> Response {
-    outbox_page(&app, &id, Some(file)).await
+pub async fn outbox_message(State(app): State<AppState>, Path(file): Path<String>) -> Response {
+    outbox_page(&app, Some(file)).await
 }
 
 #[cfg(test)]

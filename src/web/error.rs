@@ -36,7 +36,6 @@ struct Inner {
     message: String,
     hint: Option<String>,
     detail: String,
-    request_id: String,
     back: &'static str,
 }
 
@@ -53,7 +52,7 @@ struct ErrorPage<'a> {
 
 impl AppError {
     /// A 400 for malformed parameters.
-    pub fn bad_request(request_id: &str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             status: StatusCode::BAD_REQUEST,
             code: "POLIS_BAD_REQUEST",
@@ -61,13 +60,12 @@ impl AppError {
             message: "La richiesta non è valida. Torna indietro e riprova.".into(),
             hint: None,
             detail: detail.into(),
-            request_id: request_id.to_owned(),
             back: "/",
         }))
     }
 
     /// A 404.
-    pub fn not_found(request_id: &str) -> Self {
+    pub fn not_found() -> Self {
         Self(Box::new(Inner {
             status: StatusCode::NOT_FOUND,
             code: "POLIS_NOT_FOUND",
@@ -75,13 +73,12 @@ impl AppError {
             message: "La pagina richiesta non esiste.".into(),
             hint: None,
             detail: String::new(),
-            request_id: request_id.to_owned(),
             back: "/",
         }))
     }
 
     /// A 413 for a body over the limit.
-    pub fn too_large(request_id: &str) -> Self {
+    pub fn too_large() -> Self {
         Self(Box::new(Inner {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "SAML_TOO_LARGE",
@@ -89,13 +86,24 @@ impl AppError {
             message: "Il messaggio ricevuto supera la dimensione consentita.".into(),
             hint: None,
             detail: "body over the configured limit".into(),
-            request_id: request_id.to_owned(),
             back: "/",
         }))
     }
 
+    /// A 408 for a request that ran out of time (body too slow, or handling too long).
+    pub fn timeout() -> Self {
+        Self::page(
+            StatusCode::REQUEST_TIMEOUT,
+            "POLIS_REQUEST_TIMEOUT",
+            "Richiesta scaduta",
+            "La richiesta ha impiegato troppo tempo ed è stata interrotta. Riprova.",
+            "request not completed within the time limit",
+            "/",
+        )
+    }
+
     /// A 500 for our own failures.
-    pub fn internal(request_id: &str, detail: impl Into<String>) -> Self {
+    pub fn internal(detail: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "POLIS_INTERNAL",
@@ -103,52 +111,17 @@ impl AppError {
             message: "Si è verificato un errore interno. Riprova tra qualche minuto.".into(),
             hint: None,
             detail: detail.into(),
-            request_id: request_id.to_owned(),
             back: "/",
         }))
     }
 
     /// Maps an SSO error to its page and status.
-    pub fn from_sso(request_id: &str, e: SsoError) -> Self {
+    pub fn from_sso(e: SsoError) -> Self {
         let detail = e.to_string();
         let code = e.code();
         let login_failed = "Accesso non riuscito";
         let (status, title, message, hint) = match &e {
-            SsoError::Saml(SamlError::IdpStatus { code: spid, .. }) => {
-                let msg = spid
-                    .and_then(|c| c.user_message().map(|m| format!("{m} ({c})")))
-                    .unwrap_or_else(|| {
-                        "Autenticazione non riuscita: il gestore di identità non ha confermato l'accesso."
-                            .to_owned()
-                    });
-                (StatusCode::UNAUTHORIZED, login_failed, msg, None)
-            }
-            SsoError::Saml(s) => match s.class() {
-                ErrorClass::Malformed if *s == SamlError::TooLarge => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    login_failed,
-                    "Il messaggio ricevuto dal gestore di identità supera la dimensione consentita.".to_owned(),
-                    None,
-                ),
-                ErrorClass::Malformed => (
-                    StatusCode::BAD_REQUEST,
-                    login_failed,
-                    "Il messaggio ricevuto dal gestore di identità non è leggibile.".to_owned(),
-                    None,
-                ),
-                ErrorClass::Internal => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Errore interno",
-                    "Si è verificato un errore interno. Riprova tra qualche minuto.".to_owned(),
-                    None,
-                ),
-                _ => (
-                    StatusCode::FORBIDDEN,
-                    login_failed,
-                    "La risposta del gestore di identità non ha superato i controlli di sicurezza: l'accesso è stato rifiutato.".to_owned(),
-                    Some("Riprova l'accesso dall'inizio.".to_owned()),
-                ),
-            },
+            SsoError::Saml(s) => saml_page(s),
             SsoError::UnknownIdp => (
                 StatusCode::BAD_REQUEST,
                 login_failed,
@@ -205,14 +178,12 @@ impl AppError {
             message,
             hint,
             detail,
-            request_id: request_id.to_owned(),
             back: "/login",
         }))
     }
 
     /// A page with everything chosen by the caller.
     fn page(
-        request_id: &str,
         status: StatusCode,
         code: &'static str,
         title: &'static str,
@@ -227,15 +198,13 @@ impl AppError {
             message: message.into(),
             hint: None,
             detail: detail.into(),
-            request_id: request_id.to_owned(),
             back,
         }))
     }
 
     /// A 403 for a form posted without this session's CSRF token.
-    pub fn csrf(request_id: &str) -> Self {
+    pub fn csrf() -> Self {
         Self::page(
-            request_id,
             StatusCode::FORBIDDEN,
             "POLIS_CSRF",
             "Modulo non valido",
@@ -247,9 +216,8 @@ impl AppError {
 
     /// A 403 at `/login/complete` when the verified login was started in another
     /// browser: nothing is opened (login CSRF).
-    pub fn login_other_browser(request_id: &str) -> Self {
+    pub fn login_other_browser() -> Self {
         let mut e = Self::page(
-            request_id,
             StatusCode::FORBIDDEN,
             "POLIS_LOGIN_OTHER_BROWSER",
             "Accesso non completato",
@@ -262,9 +230,8 @@ impl AppError {
     }
 
     /// A 403 at `/login/complete` without a login waiting (expired, already used).
-    pub fn login_not_pending(request_id: &str) -> Self {
+    pub fn login_not_pending() -> Self {
         Self::page(
-            request_id,
             StatusCode::FORBIDDEN,
             "POLIS_LOGIN_NOT_PENDING",
             "Accesso non completato",
@@ -275,9 +242,8 @@ impl AppError {
     }
 
     /// A 429 for a client over its request rate (`Retry-After` added).
-    pub fn rate_limited(request_id: &str) -> Self {
+    pub fn rate_limited() -> Self {
         Self::page(
-            request_id,
             StatusCode::TOO_MANY_REQUESTS,
             "POLIS_RATE_LIMITED",
             "Troppe richieste",
@@ -288,9 +254,8 @@ impl AppError {
     }
 
     /// A 401 for a form posted without a live session.
-    pub fn session_required(request_id: &str) -> Self {
+    pub fn session_required() -> Self {
         Self::page(
-            request_id,
             StatusCode::UNAUTHORIZED,
             "POLIS_SESSION_REQUIRED",
             "Sessione scaduta",
@@ -301,13 +266,13 @@ impl AppError {
     }
 
     /// A 503/500 for the state store.
-    pub fn from_state(request_id: &str, e: StateError) -> Self {
-        Self::from_sso(request_id, crate::sso::SsoError::State(e))
+    pub fn from_state(e: StateError) -> Self {
+        Self::from_sso(crate::sso::SsoError::State(e))
     }
 
     /// Maps an enablement error to its page and status. Field-level errors are
     /// normally shown on the form itself; this is the fallback page.
-    pub fn from_enablement(request_id: &str, e: EnablementError) -> Self {
+    pub fn from_enablement(e: EnablementError) -> Self {
         use EnablementError as E;
         let code = e.code();
         let detail = e.to_string();
@@ -379,12 +344,12 @@ impl AppError {
                     "/",
                 ),
             };
-        Self::page(request_id, status, code, title, message, detail, back)
+        Self::page(status, code, title, message, detail, back)
     }
 
     /// An OpenID Connect error shown as a page (an untrusted client or redirect URI,
     /// an expired authorization): never redirected anywhere.
-    pub fn from_oidc(request_id: &str, e: crate::oidc::provider::OidcError) -> Self {
+    pub fn from_oidc(e: crate::oidc::provider::OidcError) -> Self {
         use crate::oidc::provider::OidcError as E;
         let (status, title, message): (StatusCode, &'static str, &str) = match &e {
             E::Untrusted(_) | E::InvalidRequest(_) | E::InvalidScope(_) => (
@@ -409,7 +374,7 @@ impl AppError {
             ),
         };
         let code = e.code();
-        Self::page(request_id, status, code, title, message, e.to_string(), "/")
+        Self::page(status, code, title, message, e.to_string(), "/")
     }
 
     /// HTTP status.
@@ -423,20 +388,96 @@ impl AppError {
     }
 }
 
+/// The page of a refused SAML message: the IdP's own refusal (401, with the SPID
+/// ErrorCode explained), a malformed one (400, 413), our failure (500) or a check that
+/// failed (403).
+fn saml_page(e: &SamlError) -> (StatusCode, &'static str, String, Option<String>) {
+    let login_failed = "Accesso non riuscito";
+    match e {
+    SamlError::IdpStatus { code: spid, .. } => {
+            let msg = spid
+                .and_then(|c| c.user_message().map(|m| format!("{m} ({c})")))
+                .unwrap_or_else(|| {
+                    "Autenticazione non riuscita: il gestore di identità non ha confermato l'accesso."
+                        .to_owned()
+                });
+            (StatusCode::UNAUTHORIZED, login_failed, msg, None)
+        }
+    s => match s.class() {
+            ErrorClass::Malformed if *s == SamlError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                login_failed,
+                "Il messaggio ricevuto dal gestore di identità supera la dimensione consentita.".to_owned(),
+                None,
+            ),
+            ErrorClass::Malformed => (
+                StatusCode::BAD_REQUEST,
+                login_failed,
+                "Il messaggio ricevuto dal gestore di identità non è leggibile.".to_owned(),
+                None,
+            ),
+            ErrorClass::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Errore interno",
+                "Si è verificato un errore interno. Riprova tra qualche minuto.".to_owned(),
+                None,
+            ),
+            _ => (
+                StatusCode::FORBIDDEN,
+                login_failed,
+                "La risposta del gestore di identità non ha superato i controlli di sicurezza: l'accesso è stato rifiutato.".to_owned(),
+                Some("Riprova l'accesso dall'inizio.".to_owned()),
+            ),
+        },
+    }
+}
+
+/// The parts of an error page, kept on the response until [`finish_page`] renders it
+/// with the request id.
+#[derive(Debug, Clone)]
+struct PendingPage {
+    title: &'static str,
+    message: String,
+    hint: Option<String>,
+    code: &'static str,
+    back: &'static str,
+}
+
+impl PendingPage {
+    fn render(&self, request_id: &str) -> String {
+        ErrorPage {
+            title: self.title,
+            message: &self.message,
+            hint: self.hint.as_deref(),
+            code: self.code,
+            request_id,
+            back: self.back,
+        }
+        .render()
+        .unwrap_or_else(|_| format!("{} ({})", self.message, self.code))
+    }
+}
+
+/// Renders the page of an [`AppError`] response with this request's id (the
+/// error-page middleware calls it; a response of another kind is left as it is).
+pub(super) fn finish_page(resp: &mut Response, request_id: &str) {
+    if let Some(page) = resp.extensions_mut().remove::<PendingPage>() {
+        *resp.body_mut() = axum::body::Body::from(page.render(request_id));
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let this = *self.0;
-        let page = ErrorPage {
+        let page = PendingPage {
             title: this.title,
-            message: &this.message,
-            hint: this.hint.as_deref(),
+            message: this.message,
+            hint: this.hint,
             code: this.code,
-            request_id: &this.request_id,
             back: this.back,
-        }
-        .render()
-        .unwrap_or_else(|_| format!("{} ({})", this.message, this.code));
-        let mut resp = (this.status, Html(page)).into_response();
+        };
+        // Rendered here too, so a response that meets no middleware is still a page.
+        let mut resp = (this.status, Html(page.render("-"))).into_response();
         // Every 503 (and 429) tells clients when to come back.
         if matches!(
             this.status,
@@ -451,6 +492,31 @@ impl IntoResponse for AppError {
             code: this.code,
             detail: this.detail,
         });
+        resp.extensions_mut().insert(page);
         resp
+    }
+}
+
+impl From<SsoError> for AppError {
+    fn from(e: SsoError) -> Self {
+        Self::from_sso(e)
+    }
+}
+
+impl From<StateError> for AppError {
+    fn from(e: StateError) -> Self {
+        Self::from_state(e)
+    }
+}
+
+impl From<EnablementError> for AppError {
+    fn from(e: EnablementError) -> Self {
+        Self::from_enablement(e)
+    }
+}
+
+impl From<crate::oidc::provider::OidcError> for AppError {
+    fn from(e: crate::oidc::provider::OidcError) -> Self {
+        Self::from_oidc(e)
     }
 }

@@ -32,18 +32,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Request};
-use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::request_id::PropagateRequestIdLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::AppError;
 use error::ErrorInfo;
+
+use crate::httpkit::ClientRequestId;
 
 use crate::enablement::EnablementService;
 use crate::mail::outbox::OutboxMailer;
@@ -71,6 +69,8 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::oidc::provider::Provider>>,
     /// Outbound HTTP (back-channel logout).
     pub http: reqwest::Client,
+    /// Where the time comes from.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl FromRef<AppState> for axum_extra::extract::cookie::Key {
@@ -87,107 +87,33 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The request id set by the middleware, for error pages and logs.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .headers
-                .get(&REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned(),
-        ))
-    }
-}
+pub use crate::httpkit::RequestId;
 
 /// Renders a page; a template failure becomes the 500 page.
-pub(crate) fn render(
-    t: &impl askama::Template,
-    request_id: &str,
-) -> Result<axum::response::Html<String>, AppError> {
+pub(crate) fn render(t: &impl askama::Template) -> Result<axum::response::Html<String>, AppError> {
     t.render()
         .map(axum::response::Html)
-        .map_err(|e| AppError::internal(request_id, e.to_string()))
+        .map_err(|e| AppError::internal(e.to_string()))
 }
 
-/// Static assets compiled into the binary (no CDN).
-pub async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
-    let (body, ty) = match name.as_str() {
-        "polis.css" => (
-            include_str!("../../static/polis.css"),
-            "text/css; charset=utf-8",
-        ),
-        "autosubmit.js" => (
-            include_str!("../../static/autosubmit.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        _ => return axum::http::StatusCode::NOT_FOUND.into_response(),
-    };
-    (
-        [
-            (header::CONTENT_TYPE, ty),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// The `x-request-id` a client sent, sanitized: logged beside ours, never used as ours.
-#[derive(Debug, Clone)]
-pub struct ClientRequestId(pub String);
-
-/// At most this many characters of a client's request id are logged.
-const CLIENT_REQUEST_ID_MAX: usize = 64;
-
-/// Keeps `[A-Za-z0-9._:-]` of a client's request id, at most 64 characters.
-fn sanitize_client_request_id(v: &HeaderValue) -> String {
-    v.as_bytes()
-        .iter()
-        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-        .take(CLIENT_REQUEST_ID_MAX)
-        .map(|b| char::from(*b))
-        .collect()
-}
-
-/// Every request gets a request id minted here (a UUID); a client's own
-/// `x-request-id` moves to [`ClientRequestId`] for the logs.
-async fn mint_request_id(mut req: Request<Body>, next: Next) -> Response {
-    if let Some(v) = req.headers_mut().remove(&REQUEST_ID) {
-        let client = sanitize_client_request_id(&v);
-        req.extensions_mut().insert(ClientRequestId(client));
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v);
-    }
-    next.run(req).await
-}
-
-/// Logs every error response once, with its code, detail and request id.
-async fn log_errors(req: Request<Body>, next: Next) -> Response {
+/// Finishes every error page with this request's id and logs it once, with its code
+/// and detail (the [`ErrorInfo`] an [`AppError`] leaves on its response).
+async fn error_pages(req: Request<Body>, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+    let request_id = RequestId::of(req.extensions());
     let client_request_id = req
         .extensions()
         .get::<ClientRequestId>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if resp.status() == axum::http::StatusCode::REQUEST_TIMEOUT
+        && resp.extensions().get::<ErrorInfo>().is_none()
+    {
+        resp = AppError::timeout().into_response();
+    }
+    error::finish_page(&mut resp, &request_id);
     if let Some(info) = resp.extensions().get::<ErrorInfo>() {
         let status = resp.status().as_u16();
         if status >= 500 {
@@ -199,39 +125,9 @@ async fn log_errors(req: Request<Body>, next: Next) -> Response {
     resp
 }
 
-/// The hard upper bound on one request, body included (`limits.request_timeout_seconds`
-/// sets a shorter one on the gateway's routes).
-const MAX_REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Adds the security headers, the request id and error logging to a router.
+/// Adds the security headers, the request id, error pages and their logging to a router.
 pub fn harden(router: Router) -> Router {
-    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-               frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
-    router
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            MAX_REQUEST_TIME,
-        ))
-        .layer(middleware::from_fn(log_errors))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(middleware::from_fn(mint_request_id))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(csp),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+    crate::httpkit::harden_with(router, |r| r.layer(middleware::from_fn(error_pages)))
 }
 
 /// Bounds applied by the gateway's router.
@@ -323,8 +219,8 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
         .route("/metadata", get(sso::metadata))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(sso::ready))
-        .route("/static/{name}", get(static_asset))
-        .fallback(|RequestId(id): RequestId| async move { AppError::not_found(&id) })
+        .route("/static/{name}", get(crate::httpkit::static_asset))
+        .fallback(|| async { AppError::not_found() })
         .with_state(state)
         .layer(middleware::from_fn_with_state(
             limits.rates.clone(),

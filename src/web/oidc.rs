@@ -15,7 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::session::{Authed, MaybeAuthed, SessionForm};
-use super::{AppError, AppState, RequestId};
+use super::{AppError, AppState};
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::EnablementService;
 use crate::oidc::clients::Presented;
@@ -24,8 +24,8 @@ use crate::oidc::provider::{
     AsyncAccount, AuthorizeParams, OidcError, Provider, RedirectError, SessionFacts,
 };
 
-fn provider(app: &AppState, id: &str) -> Result<Arc<Provider>, AppError> {
-    app.oidc.clone().ok_or_else(|| AppError::not_found(id))
+fn provider(app: &AppState) -> Result<Arc<Provider>, AppError> {
+    app.oidc.clone().ok_or_else(AppError::not_found)
 }
 
 /// JSON with `Cache-Control: no-store` (tokens, introspection).
@@ -97,21 +97,21 @@ fn redirect_error(app_issuer: &str, e: RedirectError) -> Response {
     resp
 }
 
-fn page_error(id: &str, e: OidcError) -> Response {
-    AppError::from_oidc(id, e).into_response()
+fn page_error(e: OidcError) -> Response {
+    AppError::from_oidc(e).into_response()
 }
 
 /// `GET /.well-known/openid-configuration`.
-pub async fn discovery(State(app): State<AppState>, RequestId(id): RequestId) -> Response {
-    match provider(&app, &id) {
+pub async fn discovery(State(app): State<AppState>) -> Response {
+    match provider(&app) {
         Ok(p) => Json(p.discovery()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 /// `GET /oidc/jwks`.
-pub async fn jwks(State(app): State<AppState>, RequestId(id): RequestId) -> Response {
-    match provider(&app, &id) {
+pub async fn jwks(State(app): State<AppState>) -> Response {
+    match provider(&app) {
         Ok(p) => (
             [(header::CACHE_CONTROL, "public, max-age=300")],
             Json(p.keys().jwks(Utc::now())),
@@ -124,20 +124,19 @@ pub async fn jwks(State(app): State<AppState>, RequestId(id): RequestId) -> Resp
 /// `GET /oidc/authorize`: validates, parks the request, continues at the resume step.
 pub async fn authorize(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     query: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let p = or_return!(provider(&app, &id));
+    let p = or_return!(provider(&app));
     let Ok(Query(params)) = query else {
-        return page_error(&id, OidcError::Untrusted("malformed query".into()));
+        return page_error(OidcError::Untrusted("malformed query".into()));
     };
     let req = match p.validate_authorize(&params, app.sso.settings().default_level, Utc::now()) {
         Ok(r) => r,
-        Err(Ok(untrusted)) => return page_error(&id, untrusted),
+        Err(Ok(untrusted)) => return page_error(untrusted),
         Err(Err(redirect)) => return redirect_error(&p.settings().issuer, redirect),
     };
     if let Err(e) = p.park(&req).await {
-        return page_error(&id, e);
+        return page_error(e);
     }
     Redirect::to(&format!("/oidc/authorize/resume?id={}", req.id)).into_response()
 }
@@ -164,14 +163,13 @@ fn login_path(level: crate::saml::Level, next: &str) -> String {
 /// client requires it, the CP if asked, then the code.
 pub async fn resume(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     MaybeAuthed(authed): MaybeAuthed,
     Query(q): Query<ResumeQuery>,
 ) -> Response {
-    let p = or_return!(provider(&app, &id));
+    let p = or_return!(provider(&app));
     let req = match p.parked(&q.id).await {
         Ok(r) => r,
-        Err(e) => return page_error(&id, e),
+        Err(e) => return page_error(e),
     };
     let here = resume_path(&req.id);
     let Some(authed) = authed else {
@@ -192,7 +190,7 @@ pub async fn resume(
     }
     let account = match app.enablement.account(s.account_id).await {
         Ok(a) => a,
-        Err(e) => return AppError::from_enablement(&id, e).into_response(),
+        Err(e) => return AppError::from_enablement(e).into_response(),
     };
     let allow_in_enablement = p
         .clients()
@@ -228,7 +226,6 @@ fn cp_page(
     csrf: &str,
     error: Option<(&'static str, String)>,
     status: StatusCode,
-    request_id: &str,
 ) -> Response {
     let page = CpConfirmPage {
         client,
@@ -236,7 +233,7 @@ fn cp_page(
         csrf: csrf.to_owned(),
         error,
     };
-    match super::render(&page, request_id) {
+    match super::render(&page) {
         Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], html).into_response(),
         Err(e) => e.into_response(),
     }
@@ -245,27 +242,19 @@ fn cp_page(
 /// `GET /oidc/cp?id=…`: the service asks the person to confirm with their CP.
 pub async fn cp_get(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     authed: Authed,
     Query(q): Query<ResumeQuery>,
 ) -> Response {
-    let p = or_return!(provider(&app, &id));
+    let p = or_return!(provider(&app));
     let req = match p.parked(&q.id).await {
         Ok(r) => r,
-        Err(e) => return page_error(&id, e),
+        Err(e) => return page_error(e),
     };
     let client = p
         .clients()
         .get(&req.client_id)
         .map_or_else(|| req.client_id.clone(), |c| c.name.clone());
-    cp_page(
-        client,
-        &req.id,
-        &authed.session.csrf,
-        None,
-        StatusCode::OK,
-        &id,
-    )
+    cp_page(client, &req.id, &authed.session.csrf, None, StatusCode::OK)
 }
 
 /// The CP confirmation form.
@@ -278,11 +267,10 @@ pub struct CpConfirmForm {
 
 /// `POST /oidc/cp`: checks the CP with the same counters and lock as elsewhere.
 pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>) -> Response {
-    let id = f.request_id.clone();
-    let p = or_return!(provider(&app, &id));
+    let p = or_return!(provider(&app));
     let req = match p.parked(&f.form.id).await {
         Ok(r) => r,
-        Err(e) => return page_error(&id, e),
+        Err(e) => return page_error(e),
     };
     let client = p
         .clients()
@@ -290,7 +278,7 @@ pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>)
         .map_or_else(|| req.client_id.clone(), |c| c.name.clone());
     let account = match app.enablement.account(f.authed.session.account_id).await {
         Ok(a) => a,
-        Err(e) => return AppError::from_enablement(&id, e).into_response(),
+        Err(e) => return AppError::from_enablement(e).into_response(),
     };
     match app.enablement.verify_cp(&account, &f.form.cp).await {
         Ok(()) => {
@@ -298,7 +286,7 @@ pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>)
             let now = Utc::now();
             session.cp_at = Some(now);
             if let Err(e) = app.sessions.save(&f.authed.token, &session, now).await {
-                return AppError::from_state(&id, e).into_response();
+                return AppError::from_state(e).into_response();
             }
             Redirect::to(&resume_path(&req.id)).into_response()
         }
@@ -314,7 +302,7 @@ pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>)
                     "Troppi tentativi errati: il Codice Personale è bloccato per qualche minuto."
                         .to_owned(),
                 ),
-                _ => return AppError::from_enablement(&id, e).into_response(),
+                _ => return AppError::from_enablement(e).into_response(),
             };
             let mut resp = cp_page(
                 client,
@@ -322,7 +310,6 @@ pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>)
                 &f.authed.session.csrf,
                 Some((code, message)),
                 super::session::form_status(locked),
-                &id,
             );
             resp.extensions_mut().insert(super::error::ErrorInfo {
                 code,
@@ -435,11 +422,10 @@ fn form_body(body: &[u8]) -> Result<TokenForm, OidcError> {
 /// `POST /oidc/token`.
 pub async fn token(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let p = or_return!(provider(&app, &id));
+    let p = or_return!(provider(&app));
     let now = Utc::now();
     let result = async {
         let form = form_body(&body)?;
@@ -494,12 +480,11 @@ pub async fn token(
 /// `POST /oidc/introspect` (RFC 7662, client-authenticated).
 pub async fn introspect(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let now = Utc::now();
-    match token_request(&app, &id, &headers, body, "introspect", now).await {
+    match token_request(&app, &headers, body, "introspect", now).await {
         Ok((p, client, token)) => {
             no_store_json(StatusCode::OK, p.introspect(&client, &token, now).await)
         }
@@ -510,12 +495,11 @@ pub async fn introspect(
 /// `POST /oidc/revoke` (RFC 7009, client-authenticated; 200 whatever the token).
 pub async fn revoke(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let now = Utc::now();
-    let (p, client, token) = match token_request(&app, &id, &headers, body, "revoke", now).await {
+    let (p, client, token) = match token_request(&app, &headers, body, "revoke", now).await {
         Ok(parts) => parts,
         Err(resp) => return resp,
     };
@@ -530,13 +514,12 @@ pub async fn revoke(
 /// `token` parameter; an RFC 6749 error response otherwise.
 async fn token_request(
     app: &AppState,
-    id: &str,
     headers: &HeaderMap,
     body: axum::body::Bytes,
     endpoint: &str,
     now: chrono::DateTime<Utc>,
 ) -> Result<(Arc<Provider>, crate::oidc::clients::Client, String), Response> {
-    let p = provider(app, id).map_err(IntoResponse::into_response)?;
+    let p = provider(app).map_err(IntoResponse::into_response)?;
     let result = async {
         let form = form_body(&body)?;
         let url = format!("{}/oidc/{endpoint}", p.settings().issuer);
@@ -556,12 +539,8 @@ async fn token_request(
 }
 
 /// `GET|POST /oidc/userinfo` with a Bearer access token.
-pub async fn userinfo(
-    State(app): State<AppState>,
-    RequestId(id): RequestId,
-    headers: HeaderMap,
-) -> Response {
-    let p = or_return!(provider(&app, &id));
+pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let p = or_return!(provider(&app));
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -589,15 +568,11 @@ pub async fn userinfo(
 /// background, one attempt each, logged).
 pub async fn close_session(app: &AppState, authed: &Authed) -> Result<(), AppError> {
     let now = Utc::now();
-    app.sessions
-        .end(&authed.token)
-        .await
-        .map_err(|e| AppError::from_state("-", e))?;
+    app.sessions.end(&authed.token).await?;
     if let Some(p) = &app.oidc {
         let deliveries = p
             .end_session(&authed.session.sid, authed.session.account_id, now)
-            .await
-            .map_err(|e| AppError::from_oidc("-", e))?;
+            .await?;
         for (uri, token) in deliveries {
             let http = app.http.clone();
             tokio::spawn(async move {
@@ -703,12 +678,11 @@ struct LogoutConfirmPage {
 /// page whose button POSTs back with the session's CSRF token.
 pub async fn end_session(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     MaybeAuthed(authed): MaybeAuthed,
     jar: axum_extra::extract::PrivateCookieJar,
     Query(q): Query<EndSessionParams>,
 ) -> Response {
-    let p = or_return!(provider(&app, &id));
+    let p = or_return!(provider(&app));
     let hint: Option<serde_json::Value> = q.id_token_hint.as_deref().and_then(|hint| {
         p.keys()
             .verify_ignoring_expiry(hint, TokenType::Id, Utc::now(), &p.settings().issuer)
@@ -728,7 +702,7 @@ pub async fn end_session(
         q.state.as_deref(),
     ) {
         Ok(t) => t,
-        Err(e) => return page_error(&id, e),
+        Err(e) => return page_error(e),
     };
     let Some(authed) = authed else {
         // No session: nothing to end.
@@ -747,7 +721,7 @@ pub async fn end_session(
         post_logout_redirect_uri: q.post_logout_redirect_uri.clone(),
         state: q.state.clone(),
     };
-    match super::render(&page, &id) {
+    match super::render(&page) {
         Ok(html) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], html).into_response(),
         Err(e) => e.into_response(),
     }
@@ -769,7 +743,7 @@ pub async fn end_session_confirmed(
     jar: axum_extra::extract::PrivateCookieJar,
     f: SessionForm<EndSessionForm>,
 ) -> Response {
-    let p = or_return!(provider(&app, &f.request_id));
+    let p = or_return!(provider(&app));
     let target = match logout_target(
         &p,
         f.form.client_id.as_deref(),
@@ -777,7 +751,7 @@ pub async fn end_session_confirmed(
         f.form.state.as_deref(),
     ) {
         Ok(t) => t,
-        Err(e) => return page_error(&f.request_id, e),
+        Err(e) => return page_error(e),
     };
     logged_out(&app, Some(&f.authed), jar, &target).await
 }

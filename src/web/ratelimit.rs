@@ -165,14 +165,8 @@ pub async fn limit(
         limits.sweep_now_and_then();
         let ip = limits.client_ip(&req);
         if limits.limiter(class).check_key(&ip).is_err() {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned();
             tracing::warn!(target: "ratelimit", %ip, ?class, "rate limit");
-            return AppError::rate_limited(&id).into_response();
+            return AppError::rate_limited().into_response();
         }
     }
     next.run(req).await

@@ -17,7 +17,7 @@ use axum_extra::extract::{CookieJar, PrivateCookieJar};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{AppError, AppState, RequestId};
+use super::{AppError, AppState};
 use crate::session::WebSession;
 
 /// Name of the gateway session cookie.
@@ -120,23 +120,9 @@ impl Authed {
             return Ok(None);
         };
         let token = cookie.value().to_owned();
-        let id = request_id(parts);
-        let session = app
-            .sessions
-            .load(&token, chrono::Utc::now())
-            .await
-            .map_err(|e| AppError::from_state(&id, e))?;
+        let session = app.sessions.load(&token, app.clock.now()).await?;
         Ok(session.map(|session| Self { token, session }))
     }
-}
-
-fn request_id(parts: &Parts) -> String {
-    parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned()
 }
 
 impl FromRequestParts<AppState> for Authed {
@@ -148,7 +134,7 @@ impl FromRequestParts<AppState> for Authed {
             Ok(None) if parts.method == Method::GET || parts.method == Method::HEAD => {
                 Err(Redirect::to("/").into_response())
             }
-            Ok(None) => Err(AppError::session_required(&request_id(parts)).into_response()),
+            Ok(None) => Err(AppError::session_required().into_response()),
             Err(e) => Err(e.into_response()),
         }
     }
@@ -183,8 +169,6 @@ pub struct SessionForm<T> {
     pub authed: Authed,
     /// The form.
     pub form: T,
-    /// The request id, for error pages.
-    pub request_id: String,
 }
 
 impl<T: DeserializeOwned + Send> FromRequest<AppState> for SessionForm<T> {
@@ -192,38 +176,30 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for SessionForm<T> {
 
     async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let RequestId(id) = match RequestId::from_request_parts(&mut parts, app).await {
-            Ok(id) => id,
-            Err(never) => match never {},
-        };
         let authed = match Authed::optional(&mut parts, app).await {
             Ok(Some(a)) => a,
-            Ok(None) => return Err(AppError::session_required(&id).into_response()),
+            Ok(None) => return Err(AppError::session_required().into_response()),
             Err(e) => return Err(e.into_response()),
         };
         let req = Request::from_parts(parts, body);
         let bytes = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
             .await
-            .map_err(|_| AppError::too_large(&id).into_response())?;
-        check_csrf(&bytes, &authed.session, &id).map_err(IntoResponse::into_response)?;
+            .map_err(|_| AppError::too_large().into_response())?;
+        check_csrf(&bytes, &authed.session).map_err(IntoResponse::into_response)?;
         let form = serde_urlencoded::from_bytes::<T>(&bytes)
-            .map_err(|e| AppError::bad_request(&id, e.to_string()).into_response())?;
-        Ok(Self {
-            authed,
-            form,
-            request_id: id,
-        })
+            .map_err(|e| AppError::bad_request(e.to_string()).into_response())?;
+        Ok(Self { authed, form })
     }
 }
 
-fn check_csrf(body: &Bytes, session: &WebSession, id: &str) -> Result<(), AppError> {
+fn check_csrf(body: &Bytes, session: &WebSession) -> Result<(), AppError> {
     let presented = serde_urlencoded::from_bytes::<CsrfField>(body)
         .map(|f| f.csrf)
         .unwrap_or_default();
     if session.csrf_matches(&presented) {
         Ok(())
     } else {
-        Err(AppError::csrf(id))
+        Err(AppError::csrf())
     }
 }
 

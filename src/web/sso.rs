@@ -5,7 +5,7 @@ use axum::Form;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::{CookieJar, PrivateCookieJar};
 use rand::seq::SliceRandom;
 use serde::Deserialize;
@@ -35,10 +35,10 @@ pub async fn metadata(State(app): State<AppState>) -> Response {
 }
 
 /// `GET /readyz`: 200 when the state store answers, 503 otherwise.
-pub async fn ready(State(app): State<AppState>, RequestId(id): RequestId) -> Response {
+pub async fn ready(State(app): State<AppState>) -> Response {
     match app.sso.ready().await {
         Ok(()) => "ready".into_response(),
-        Err(e) => AppError::from_sso(&id, e).into_response(),
+        Err(e) => AppError::from_sso(e).into_response(),
     }
 }
 
@@ -75,38 +75,10 @@ struct LoginPage {
     level: u8,
 }
 
-#[derive(Template)]
-#[template(path = "post_form.html")]
-struct PostForm<'a> {
-    action: &'a str,
-    field: &'a str,
-    value: &'a str,
-    relay_state: &'a str,
-}
-
-/// Renders the auto-submitting form of the HTTP-POST binding.
-pub fn post_form(
-    action: &str,
-    field: &str,
-    value: &str,
-    relay_state: &str,
-    request_id: &str,
-) -> Result<Html<String>, AppError> {
-    render(
-        &PostForm {
-            action,
-            field,
-            value,
-            relay_state,
-        },
-        request_id,
-    )
-}
-
 /// Sends a signed SAML message to the browser: 302 exactly for HTTP-Redirect
 /// (spid-sp-test treats 303/307 as errors), an auto-submitting form for HTTP-POST with
 /// `field` (`SAMLRequest` or `SAMLResponse`).
-fn send_saml(start: LoginStart, field: &str, request_id: &str) -> Result<Response, AppError> {
+fn send_saml(start: LoginStart, field: &str) -> Result<Response, AppError> {
     Ok(match start {
         LoginStart::Redirect(url) => (
             StatusCode::FOUND,
@@ -122,7 +94,8 @@ fn send_saml(start: LoginStart, field: &str, request_id: &str) -> Result<Respons
             relay_state,
         } => (
             [(header::CACHE_CONTROL, "no-store")],
-            post_form(&action, field, &saml_request, &relay_state, request_id)?,
+            crate::httpkit::post_form(&action, field, &saml_request, &relay_state)
+                .map_err(|e| AppError::internal(e.to_string()))?,
         )
             .into_response(),
     })
@@ -133,18 +106,17 @@ fn send_saml(start: LoginStart, field: &str, request_id: &str) -> Result<Respons
 /// browser by the login-binding cookie (see [`super::session::login_binding`]).
 pub async fn login(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     jar: CookieJar,
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
-    let Query(q) = query.map_err(|e| AppError::bad_request(&id, e.to_string()))?;
+    let Query(q) = query.map_err(|e| AppError::bad_request(e.to_string()))?;
     let level = match q.level.as_deref() {
         None | Some("") => None,
         Some(l) => Some(
             l.parse::<u8>()
                 .ok()
                 .and_then(Level::from_number)
-                .ok_or_else(|| AppError::bad_request(&id, "level must be 1, 2 or 3"))?,
+                .ok_or_else(|| AppError::bad_request("level must be 1, 2 or 3"))?,
         ),
     };
     let binding = match q.binding.as_deref() {
@@ -152,15 +124,12 @@ pub async fn login(
         Some("redirect") => Some(Binding::Redirect),
         Some("post") => Some(Binding::Post),
         Some(_) => {
-            return Err(AppError::bad_request(
-                &id,
-                "binding must be redirect or post",
-            ));
+            return Err(AppError::bad_request("binding must be redirect or post"));
         }
     };
     let next = match q.next.filter(|n| !n.is_empty()) {
         Some(n) if local_path(&n) => Some(n),
-        Some(_) => return Err(AppError::bad_request(&id, "next must be a local path")),
+        Some(_) => return Err(AppError::bad_request("next must be a local path")),
         None => None,
     };
     let Some(idp) = q.idp.filter(|s| !s.is_empty()) else {
@@ -186,22 +155,18 @@ pub async fn login(
             .collect();
         // AgID: the IdP list is shown in random order on every render.
         idps.shuffle(&mut rand::rng());
-        return Ok(render(
-            &LoginPage {
-                idps,
-                level: level.number(),
-            },
-            &id,
-        )?
+        return Ok(render(&LoginPage {
+            idps,
+            level: level.number(),
+        })?
         .into_response());
     };
     let (cookie, browser) = login_binding(&jar, app.secure_cookies);
     let start = app
         .sso
         .start_login(&idp, level, binding, next, browser, chrono::Utc::now())
-        .await
-        .map_err(|e| AppError::from_sso(&id, e))?;
-    Ok((jar.add(cookie), send_saml(start, "SAMLRequest", &id)?).into_response())
+        .await?;
+    Ok((jar.add(cookie), send_saml(start, "SAMLRequest")?).into_response())
 }
 
 /// Form posted to the ACS by the IdP.
@@ -213,11 +178,11 @@ pub struct AcsForm {
     relay_state: Option<String>,
 }
 
-fn form_error(id: &str, e: FormRejection) -> AppError {
+fn form_error(e: FormRejection) -> AppError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::too_large(id)
+        AppError::too_large()
     } else {
-        AppError::bad_request(id, e.body_text())
+        AppError::bad_request(e.body_text())
     }
 }
 
@@ -232,18 +197,13 @@ pub async fn acs(
     RequestId(id): RequestId,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Result<Redirect, AppError> {
-    let Form(form) = form.map_err(|e| form_error(&id, e))?;
+    let Form(form) = form.map_err(form_error)?;
     let now = chrono::Utc::now();
     let verified = app
         .sso
         .consume_response(&form.saml_response, form.relay_state.as_deref(), &id, now)
-        .await
-        .map_err(|e| AppError::from_sso(&id, e))?;
-    let account = app
-        .enablement
-        .login(&verified.login, now)
-        .await
-        .map_err(|e| AppError::from_enablement(&id, e))?;
+        .await?;
+    let account = app.enablement.login(&verified.login, now).await?;
     // A waiting OIDC authorization decides itself what an account in enablement gets.
     let next = match verified.return_to.filter(|n| local_path(n)) {
         Some(n) => n,
@@ -256,11 +216,7 @@ pub async fn acs(
         next,
         browser: verified.browser,
     };
-    let token = app
-        .sessions
-        .park(&parked)
-        .await
-        .map_err(|e| AppError::from_state(&id, e))?;
+    let token = app.sessions.park(&parked).await?;
     Ok(Redirect::to(&format!("/login/complete?t={token}")))
 }
 
@@ -277,25 +233,20 @@ pub struct CompleteQuery {
 /// clients told).
 pub async fn login_complete(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     jar: PrivateCookieJar,
     plain: CookieJar,
     MaybeAuthed(authed): MaybeAuthed,
     Query(q): Query<CompleteQuery>,
 ) -> Result<Response, AppError> {
     let parked = match q.t.as_deref() {
-        Some(t) => app
-            .sessions
-            .take_parked(t)
-            .await
-            .map_err(|e| AppError::from_state(&id, e))?,
+        Some(t) => app.sessions.take_parked(t).await?,
         None => None,
     };
     let Some(parked) = parked else {
-        return Err(AppError::login_not_pending(&id));
+        return Err(AppError::login_not_pending());
     };
     if !browser_matches(&plain, &parked.browser, app.secure_cookies) {
-        return Err(AppError::login_other_browser(&id));
+        return Err(AppError::login_other_browser());
     }
     let now = chrono::Utc::now();
     if let Some(old) = authed
@@ -306,8 +257,7 @@ pub async fn login_complete(
     let (token, _) = app
         .sessions
         .open(parked.login, parked.account_id, now)
-        .await
-        .map_err(|e| AppError::from_state(&id, e))?;
+        .await?;
     Ok((
         jar.add(session_cookie(token, app.secure_cookies)),
         Redirect::to(&parked.next),
@@ -330,7 +280,7 @@ pub async fn logout(
         .start_logout(&f.authed.session.login, chrono::Utc::now())
         .await;
     Ok(match next {
-        Ok(Some(start)) => (jar, send_saml(start, "SAMLRequest", &f.request_id)?).into_response(),
+        Ok(Some(start)) => (jar, send_saml(start, "SAMLRequest")?).into_response(),
         Ok(None) => (jar, Redirect::to("/")).into_response(),
         Err(e) => {
             // The session is closed anyway; the IdP was not reached.
@@ -363,23 +313,21 @@ pub struct SloForm {
 /// LogoutRequest. Signatures are verified over the raw query as received.
 pub async fn slo_get(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, AppError> {
     let raw = raw.unwrap_or_default();
     let names: Vec<String> = crate::saml::binding::parse_query(&raw)
-        .map_err(|e| AppError::from_sso(&id, e.into()))?
+        .map_err(|e| AppError::from_sso(e.into()))?
         .into_iter()
         .map(|p| p.name)
         .collect();
     let message = SloMessage::Redirect { raw_query: &raw };
     if names.iter().any(|n| n == "SAMLResponse") {
-        logout_finished(&app, &id, message).await
+        logout_finished(&app, message).await
     } else if names.iter().any(|n| n == "SAMLRequest") {
-        idp_logout(&app, &id, message).await
+        idp_logout(&app, message).await
     } else {
         Err(AppError::bad_request(
-            &id,
             "SAMLRequest or SAMLResponse required",
         ))
     }
@@ -388,33 +336,21 @@ pub async fn slo_get(
 /// `POST /slo` (HTTP-POST).
 pub async fn slo_post(
     State(app): State<AppState>,
-    RequestId(id): RequestId,
     form: Result<Form<SloForm>, FormRejection>,
 ) -> Result<Response, AppError> {
-    let Form(form) = form.map_err(|e| form_error(&id, e))?;
+    let Form(form) = form.map_err(form_error)?;
     let relay_state = form.relay_state.as_deref();
     match (&form.saml_response, &form.saml_request) {
-        (Some(value), None) => {
-            logout_finished(&app, &id, SloMessage::Post { value, relay_state }).await
-        }
-        (None, Some(value)) => idp_logout(&app, &id, SloMessage::Post { value, relay_state }).await,
+        (Some(value), None) => logout_finished(&app, SloMessage::Post { value, relay_state }).await,
+        (None, Some(value)) => idp_logout(&app, SloMessage::Post { value, relay_state }).await,
         _ => Err(AppError::bad_request(
-            &id,
             "exactly one of SAMLRequest or SAMLResponse",
         )),
     }
 }
 
-async fn logout_finished(
-    app: &AppState,
-    id: &str,
-    message: SloMessage<'_>,
-) -> Result<Response, AppError> {
-    let outcome = app
-        .sso
-        .finish_logout(message, chrono::Utc::now())
-        .await
-        .map_err(|e| AppError::from_sso(id, e))?;
+async fn logout_finished(app: &AppState, message: SloMessage<'_>) -> Result<Response, AppError> {
+    let outcome = app.sso.finish_logout(message, chrono::Utc::now()).await?;
     let page = match outcome {
         LogoutOutcome::Success => LoggedOutPage {
             title: "Sei uscito",
@@ -427,40 +363,24 @@ async fn logout_finished(
             partial: true,
         },
     };
-    Ok(([(header::CACHE_CONTROL, "no-store")], render(&page, id)?).into_response())
+    Ok(([(header::CACHE_CONTROL, "no-store")], render(&page)?).into_response())
 }
 
 /// IdP-initiated logout: ends the session of that login (tokens revoked, clients
 /// told), then answers Success — also when no session existed (RT).
-async fn idp_logout(
-    app: &AppState,
-    id: &str,
-    message: SloMessage<'_>,
-) -> Result<Response, AppError> {
+async fn idp_logout(app: &AppState, message: SloMessage<'_>) -> Result<Response, AppError> {
     let now = chrono::Utc::now();
-    let request = app
-        .sso
-        .verify_idp_logout(message, now)
-        .await
-        .map_err(|e| AppError::from_sso(id, e))?;
+    let request = app.sso.verify_idp_logout(message, now).await?;
     let token = app
         .sessions
         .token_for_login(&request.issuer, &request.name_id)
-        .await
-        .map_err(|e| AppError::from_state(id, e))?;
+        .await?;
     if let Some(token) = token
-        && let Some(session) = app
-            .sessions
-            .load(&token, now)
-            .await
-            .map_err(|e| AppError::from_state(id, e))?
+        && let Some(session) = app.sessions.load(&token, now).await?
     {
         let authed = super::session::Authed { token, session };
         super::oidc::close_session(app, &authed).await?;
     }
-    let answer = app
-        .sso
-        .logout_response(&request, now)
-        .map_err(|e| AppError::from_sso(id, e))?;
-    send_saml(answer, "SAMLResponse", id)
+    let answer = app.sso.logout_response(&request, now)?;
+    send_saml(answer, "SAMLResponse")
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use base64::Engine;
 use polis_gateway::accounts::{Account, AccountStore, FiscalCode};
 use polis_gateway::app;
+use polis_gateway::clock::ManualClock;
 use polis_gateway::config::Config;
 use polis_gateway::keygen::{self, CertRequest, SpSector};
 use polis_gateway::oidc::keys::SigningAlg;
@@ -179,6 +180,9 @@ pub struct Env {
     pub outbox_dir: PathBuf,
     /// The `[oidc]` section, when `EnvOptions::oidc`.
     pub oidc: Option<OidcEnv>,
+    /// The clock of the gateway and the mock IdP (the system time plus what a test
+    /// [`ManualClock::advance`]s): how tests move time.
+    pub clock: Arc<ManualClock>,
     /// The config file without its `[oidc]` section.
     base_toml: String,
     mock: Arc<polis_gateway::mock_idp::MockIdp>,
@@ -334,7 +338,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
                 OidcKey::generate(SigningAlg::ES256),
             ],
             jwt_client_pem: polis_gateway::oidc::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
-            secret_hash: polis_gateway::enablement::cp::hash_secret(OIDC_SECRET).unwrap(),
+            secret_hash: polis_gateway::secrets::hash_secret(OIDC_SECRET).unwrap(),
             refresh_lifetimes: opts.oidc_refresh_lifetimes,
         });
         // Every test client comes from 127.0.0.1: per-IP rates out of the way unless a
@@ -353,8 +357,9 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         }
         std::fs::write(p("config.toml"), text).unwrap();
         let cfg = Config::load_with_env(&[p("config.toml")], Vec::new()).unwrap();
-        let mock = app::build_mock_idp(&cfg).unwrap();
-        let running = spawn_gateway(&cfg, store.clone(), &mock, gw_listener).await;
+        let clock = ManualClock::following_system();
+        let mock = app::build_mock_idp(&cfg, clock.clone()).unwrap();
+        let running = spawn_gateway(&cfg, store.clone(), &mock, gw_listener, clock.clone()).await;
         let idp_router = polis_gateway::mock_idp::router(mock.clone());
         let idp_limits = app::server_limits(&cfg);
         let tasks = vec![tokio::spawn(async move {
@@ -381,6 +386,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             mock,
             gateway_task: Some((running.task, running.stop)),
             tasks,
+            clock,
             _tmp: tmp,
         }
     }
@@ -409,7 +415,14 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         std::fs::write(&self.config_path, text).unwrap();
         let cfg =
             Config::load_with_env(std::slice::from_ref(&self.config_path), Vec::new()).unwrap();
-        let running = spawn_gateway(&cfg, self.store.clone(), &self.mock, listener).await;
+        let running = spawn_gateway(
+            &cfg,
+            self.store.clone(),
+            &self.mock,
+            listener,
+            self.clock.clone(),
+        )
+        .await;
         self.federation = running.federation;
         self.accounts = running.accounts;
         self.gateway_task = Some((running.task, running.stop));
@@ -1099,8 +1112,9 @@ async fn spawn_gateway(
     store: Arc<dyn StateStore>,
     mock: &polis_gateway::mock_idp::MockIdp,
     listener: TcpListener,
+    clock: Arc<ManualClock>,
 ) -> RunningGateway {
-    let gateway = app::build_gateway(cfg, store).await.unwrap();
+    let gateway = app::build_gateway(cfg, store, clock).await.unwrap();
     gateway
         .federation
         .add_metadata(mock.metadata(), true, "mock IdP")

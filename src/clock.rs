@@ -1,0 +1,128 @@
+//! The clock port. Services read the time only through a [`Clock`], so tests can
+//! move it ([`ManualClock`]) instead of shrinking TTLs or editing stored rows. The
+//! pure `saml` core takes `now` as a parameter and reads no clock at all.
+//! [`SystemClock`] is the only place that reads the system's wall clock
+//! (`make lint` checks it).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+
+/// Where services get the current time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// A clock as services hold it.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The system's wall clock (production).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+impl SystemClock {
+    /// The system clock as a [`SharedClock`].
+    pub fn shared() -> SharedClock {
+        Arc::new(SystemClock)
+    }
+}
+
+/// A clock tests control: either stopped at an instant ([`ManualClock::at`]) or
+/// following the system clock with an offset ([`ManualClock::following_system`], for a
+/// whole gateway and mock IdP in a test, whose messages must keep plausible times);
+/// [`advance`](Self::advance) moves either kind, so a test sees a timeout, an expiry
+/// or a deadline pass without waiting for it.
+#[derive(Debug)]
+pub struct ManualClock {
+    mode: Mutex<Mode>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Stopped(DateTime<Utc>),
+    Following(Duration),
+}
+
+impl ManualClock {
+    /// A clock stopped at `start`.
+    pub fn at(start: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(Self {
+            mode: Mutex::new(Mode::Stopped(start)),
+        })
+    }
+
+    /// A clock that runs with the system clock, offset by what [`Self::advance`] adds.
+    pub fn following_system() -> Arc<Self> {
+        Arc::new(Self {
+            mode: Mutex::new(Mode::Following(Duration::zero())),
+        })
+    }
+
+    /// Moves the clock forward (or back, with a negative duration).
+    pub fn advance(&self, by: Duration) {
+        let mut mode = self.mode.lock().unwrap_or_else(PoisonError::into_inner);
+        *mode = match *mode {
+            Mode::Stopped(t) => Mode::Stopped(t + by),
+            Mode::Following(offset) => Mode::Following(offset + by),
+        };
+    }
+
+    /// Stops the clock at `to`.
+    pub fn set(&self, to: DateTime<Utc>) {
+        *self.mode.lock().unwrap_or_else(PoisonError::into_inner) = Mode::Stopped(to);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        match *self.mode.lock().unwrap_or_else(PoisonError::into_inner) {
+            Mode::Stopped(t) => t,
+            Mode::Following(offset) => SystemClock.now() + offset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let start = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let c = ManualClock::at(start);
+        assert_eq!(c.now(), start);
+        assert_eq!(c.now(), start);
+        c.advance(Duration::minutes(31));
+        assert_eq!(c.now(), start + Duration::minutes(31));
+        c.set(start);
+        assert_eq!(c.now(), start);
+    }
+
+    #[test]
+    fn following_clock_adds_its_offset() {
+        let c = ManualClock::following_system();
+        let before = Utc::now();
+        c.advance(Duration::hours(2));
+        let now = c.now();
+        assert!(now >= before + Duration::hours(2));
+        assert!(now <= Utc::now() + Duration::hours(2));
+    }
+
+    #[test]
+    fn system_clock_follows_the_wall_clock() {
+        let before = Utc::now();
+        let now = SystemClock.now();
+        assert!(now >= before);
+        assert!(now <= Utc::now());
+    }
+}
