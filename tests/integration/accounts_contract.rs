@@ -18,6 +18,7 @@ use polis_gateway::accounts::{
 use tempfile::TempDir;
 
 use crate::support::postgres::PostgresServer;
+use crate::support::race;
 
 /// Concurrent first logins in the race test.
 const RACERS: usize = 20;
@@ -183,21 +184,15 @@ async fn a_hundred_concurrent_namesakes_all_get_an_account(store: Arc<dyn Accoun
     // Issue 8, class 10: with the old "smallest free suffix, retry on collision" scheme
     // some of these ran out of attempts (500 POLIS_ACCOUNTS_ERROR).
     let codes = crate::support::mario_rossi_fiscal_codes(100);
-    let barrier = Arc::new(tokio::sync::Barrier::new(codes.len()));
-    let tasks: Vec<_> = codes
-        .iter()
-        .map(|code| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            let new = NewAccount::new(cf(code), "Mario", "Rossi");
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.link_or_create(&new).await
-            })
-        })
-        .collect();
+    let results = race(codes.len(), |i| {
+        let store = store.clone();
+        let new = NewAccount::new(cf(&codes[i]), "Mario", "Rossi");
+        async move { store.link_or_create(&new).await }
+    })
+    .await;
     let mut usernames = HashSet::new();
-    for task in tasks {
-        let (account, created) = task.await.unwrap().unwrap();
+    for result in results {
+        let (account, created) = result.unwrap();
         assert!(created);
         usernames.insert(account.username);
     }
@@ -298,21 +293,15 @@ async fn link_or_create_links_existing(store: Arc<dyn AccountStore>) {
 }
 
 async fn racing_first_logins_make_one_account(store: Arc<dyn AccountStore>) {
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let tasks: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let store = store.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.link_or_create(&full_new_account()).await
-            })
-        })
-        .collect();
+    let results = race(RACERS, |_| {
+        let store = store.clone();
+        async move { store.link_or_create(&full_new_account()).await }
+    })
+    .await;
     let mut ids = HashSet::new();
     let mut created = 0;
-    for task in tasks {
-        let (account, was_created) = task.await.unwrap().unwrap();
+    for result in results {
+        let (account, was_created) = result.unwrap();
         ids.insert(account.id);
         created += usize::from(was_created);
     }

@@ -20,6 +20,8 @@ mod fuzz_corpus;
 /// Hostile input at the gate (issue 8): encodings on every XML path, the DSig engine's
 /// own defences, slow clients, request ids, the transaction log of rejected posts.
 mod hostile;
+/// The structure checks: layers (ARCHITECTURE.md's table), the clock, sizes.
+mod layers;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
 /// The OpenID Connect provider (issue 4): authorization, tokens, client

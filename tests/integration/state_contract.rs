@@ -13,8 +13,8 @@ use polis_gateway::state::{
     MemoryStore, Persistence, RedisConfig, RedisMode, RedisStore, Stamped, StateError, StateStore,
 };
 
-use crate::support::eventually;
 use crate::support::redis::RedisServer;
+use crate::support::{eventually, race};
 
 /// A TTL long enough never to expire during a test.
 const LONG: Duration = Duration::from_secs(60);
@@ -130,22 +130,12 @@ async fn take_returns_the_value_once(store: Arc<dyn StateStore>) {
 async fn concurrent_takes_yield_exactly_one_value(store: Arc<dyn StateStore>) {
     let key = format!("{}req", prefix());
     store.put(&key, b"once", LONG).await.unwrap();
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.take(&key).await.unwrap()
-            })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for racer in racers {
-        if let Some(value) = racer.await.unwrap() {
-            winners.push(value);
-        }
-    }
+    let taken = race(RACERS, |_| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.take(&key).await.unwrap() }
+    })
+    .await;
+    let winners: Vec<_> = taken.into_iter().flatten().collect();
     assert_eq!(winners, vec![b"once".to_vec()], "exactly one take wins");
 }
 
@@ -161,24 +151,18 @@ async fn put_if_absent_first_writer_wins(store: Arc<dyn StateStore>) {
 
 async fn concurrent_put_if_absent_has_exactly_one_winner(store: Arc<dyn StateStore>) {
     let key = format!("{}aid", prefix());
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let won = store
-                    .put_if_absent(&key, i.to_string().as_bytes(), LONG)
-                    .await
-                    .unwrap();
-                won.then_some(i)
-            })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for racer in racers {
-        winners.extend(racer.await.unwrap());
-    }
+    let won = race(RACERS, |i| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            let won = store
+                .put_if_absent(&key, i.to_string().as_bytes(), LONG)
+                .await
+                .unwrap();
+            won.then_some(i)
+        }
+    })
+    .await;
+    let winners: Vec<_> = won.into_iter().flatten().collect();
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     let winner = winners.first().unwrap().to_string().into_bytes();
     assert_eq!(store.get(&key).await.unwrap(), Some(winner));
@@ -252,20 +236,11 @@ async fn concurrent_incrs_each_get_their_own_count(store: Arc<dyn StateStore>) {
     // The lockout rule "count the try before evaluating it" relies on this: N parallel
     // tries get the counts 1..=N, so only those within the limit are evaluated.
     let key = format!("{}attempts", prefix());
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.incr(&key, LONG).await.unwrap()
-            })
-        })
-        .collect();
-    let mut counts = Vec::new();
-    for racer in racers {
-        counts.push(racer.await.unwrap());
-    }
+    let mut counts = race(RACERS, |_| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.incr(&key, LONG).await.unwrap() }
+    })
+    .await;
     counts.sort_unstable();
     let expected: Vec<u64> = (1..=u64::try_from(RACERS).unwrap()).collect();
     assert_eq!(counts, expected, "every caller got a distinct count");
@@ -309,20 +284,14 @@ async fn delete_if_equals_compares_then_deletes(store: Arc<dyn StateStore>) {
 async fn concurrent_delete_if_equals_has_one_winner(store: Arc<dyn StateStore>) {
     let key = format!("{}claim", prefix());
     store.put(&key, b"owner", LONG).await.unwrap();
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.delete_if_equals(&key, b"owner").await.unwrap()
-            })
-        })
-        .collect();
-    let mut deleted = 0;
-    for racer in racers {
-        deleted += usize::from(racer.await.unwrap());
-    }
+    let deleted = race(RACERS, |_| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.delete_if_equals(&key, b"owner").await.unwrap() }
+    })
+    .await
+    .into_iter()
+    .filter(|deleted| *deleted)
+    .count();
     assert_eq!(deleted, 1, "exactly one caller deleted");
     assert_eq!(store.get(&key).await.unwrap(), None);
 }
@@ -710,22 +679,12 @@ async fn stamped_entries_round_trip_and_are_current(store: Arc<dyn StateStore>) 
 async fn concurrent_stamped_takes_yield_exactly_one_value(store: Arc<dyn StateStore>) {
     let key = format!("{}req", prefix());
     store.put_stamped(&key, b"once", LONG).await.unwrap();
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.take_stamped(&key).await.unwrap()
-            })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for racer in racers {
-        if let Some(taken) = racer.await.unwrap() {
-            winners.push(taken);
-        }
-    }
+    let taken = race(RACERS, |_| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.take_stamped(&key).await.unwrap() }
+    })
+    .await;
+    let winners: Vec<_> = taken.into_iter().flatten().collect();
     assert_eq!(
         winners,
         vec![Stamped {

@@ -58,6 +58,24 @@ where
     outputs
 }
 
+/// Runs `n` tasks that start at the same instant (released together by a barrier once
+/// all are spawned): task `i` runs the future `make(i)`. Their outputs, in task order.
+pub async fn race<T, Fut>(n: usize, make: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    join_all((0..n).map(|i| {
+        let (barrier, task) = (barrier.clone(), make(i));
+        async move {
+            barrier.wait().await;
+            task.await
+        }
+    }))
+    .await
+}
+
 /// Awaits `probe` every 20 ms until it returns `Some`, or panics after `deadline`
 /// naming `what`. For waiting on a condition in async tests; never a bare sleep.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
