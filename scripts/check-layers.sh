@@ -3,8 +3,9 @@
 # code) must be allowed by the module table in ARCHITECTURE.md (its "may use" column:
 # the `backticked` module names; "every module" allows all). Also fails when a module
 # of src/ is missing from the table or the table names one that does not exist, when
-# the allowed edges form a cycle, and when non-test code outside src/clock.rs reads
-# the wall clock (`Utc::now()`, `SystemTime::now()`): time comes from the Clock port.
+# the allowed edges form a cycle, when non-test code outside src/clock.rs reads the
+# wall clock (`Utc::now()`, `SystemTime::now()`: time comes from the Clock port), and
+# when a file of src/ does not open with a `//!` comment saying what it owns.
 #
 #   scripts/check-layers.sh [SRC_DIR [TABLE_FILE]]    (defaults: src ARCHITECTURE.md)
 #   scripts/check-layers.sh --edges [SRC_DIR]         prints the edges found
@@ -107,9 +108,12 @@ def module_of(rel):
         parts = parts[:-1]
     return parts
 
+undocumented = []
+
 def scan(src):
     """(edges {a: {b: set(files)}}, modules set, clock reads [(file, line)])."""
     edges, modules, clock = {}, set(), []
+    global undocumented
     for root, _, files in os.walk(src):
         for f in sorted(files):
             if not f.endswith(".rs"):
@@ -121,7 +125,10 @@ def scan(src):
                 continue
             top = parts[0]
             modules.add(top)
-            text = strip_tests(strip_comments(open(path, encoding="utf-8").read()))
+            raw = open(path, encoding="utf-8").read()
+            if not raw.lstrip().startswith("//!"):
+                undocumented.append(rel)
+            text = strip_tests(strip_comments(raw))
             if rel != CLOCK_FILE:
                 for m in re.finditer(r"\b(Utc|SystemTime)\s*::\s*now\s*\(", text):
                     clock.append((rel, text.count("\n", 0, m.start()) + 1))
@@ -196,6 +203,8 @@ def visit(n, stack):
 for n in sorted(graph):
     if not state.get(n):
         visit(n, [n])
+for rel in undocumented:
+    errors.append(f"src/{rel} does not open with a //! comment saying what the module owns")
 for rel, line in clock:
     errors.append(f"src/{rel}:{line}: reads the wall clock; take the time from crate::clock::Clock")
 if errors:

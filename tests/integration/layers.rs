@@ -99,13 +99,14 @@ fn test_code_may_use_any_module() {
 }
 
 #[test]
-fn a_wall_clock_read_or_a_module_missing_from_the_table_fails() {
+fn a_wall_clock_read_a_module_missing_from_the_table_or_an_undocumented_file_fails() {
     let (_tmp, src, table) = copy_with(|src| {
         append(
             &src.join("txlog.rs"),
             "\npub fn stamp() -> String { chrono::Utc::now().to_rfc3339() }\n",
         );
         std::fs::write(src.join("orphan.rs"), "//! Not in the table.\n").unwrap();
+        std::fs::write(src.join("saml/bare.rs"), "pub fn f() {}\n").unwrap();
     });
     let err = stderr(&run("check-layers.sh", &[&src, &table]));
     assert!(
@@ -113,6 +114,10 @@ fn a_wall_clock_read_or_a_module_missing_from_the_table_fails() {
         "{err}"
     );
     assert!(err.contains("module `orphan`"), "{err}");
+    assert!(
+        err.contains("src/saml/bare.rs does not open with a //! comment"),
+        "{err}"
+    );
 }
 
 #[test]
