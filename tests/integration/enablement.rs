@@ -17,7 +17,9 @@ use polis_gateway::mock_idp::{TEST_USERS, TestUser};
 use polis_gateway::state::MemoryStore;
 
 use crate::support::craft::Craft;
-use crate::support::gateway::{Database, Env, EnvOptions, MAIL_FROM, csrf, form_page};
+use crate::support::gateway::{
+    Database, Env, EnvOptions, MAIL_FROM, csrf, form_page, input_value, pairs,
+};
 use crate::support::postgres::PostgresServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer};
 use crate::support::{eventually, join_all};
@@ -193,23 +195,6 @@ async fn page(env: &Env, c: &reqwest::Client, path: &str) -> String {
     html
 }
 
-/// The `value` of the `<input name="…">` of a page (whatever the attribute order).
-fn input_value(html: &str, name: &str) -> Option<String> {
-    let at = html.find(&format!("name=\"{name}\""))?;
-    let start = html[..at].rfind('<')?;
-    let end = at + html[at..].find('>')?;
-    let tag = &html[start..end];
-    let v = tag.find("value=\"")? + "value=\"".len();
-    let len = tag[v..].find('"')?;
-    Some(
-        tag[v..v + len]
-            .replace("&#39;", "'")
-            .replace("&#x27;", "'")
-            .replace("&quot;", "\"")
-            .replace("&amp;", "&"),
-    )
-}
-
 /// A valid enablement request for `email`.
 fn request_fields(email: &str) -> Vec<(&'static str, String)> {
     [
@@ -230,10 +215,6 @@ fn request_fields(email: &str) -> Vec<(&'static str, String)> {
     .into_iter()
     .map(|(k, v)| (k, v.to_owned()))
     .collect()
-}
-
-fn borrowed<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// Collapses whitespace, so words split across text runs or lines still match.
@@ -341,7 +322,7 @@ async fn first_login(env: &Env, c: &reqwest::Client, user: &str) {
 async fn fill_in_and_confirm(env: &Env, c: &reqwest::Client, email: &str, answer: &str) {
     let fields = request_fields(email);
     let r = env
-        .post_form(c, "/abilitazione/richiesta", &borrowed(&fields))
+        .post_form(c, "/abilitazione/richiesta", &pairs(&fields))
         .await;
     expect_redirect(r, "/abilitazione/domanda", "richiesta").await;
     let r = env
@@ -464,7 +445,7 @@ async fn full_path(database: Database) {
     let mut fields = request_fields(email);
     fields.retain(|(k, _)| *k != "street");
     let r = env
-        .post_form(&c, "/abilitazione/richiesta", &borrowed(&fields))
+        .post_form(&c, "/abilitazione/richiesta", &pairs(&fields))
         .await;
     let body = expect_error(r, 422, "POLIS_FORM_INVALID", "street missing").await;
     assert!(body.contains("id=\"e-street\""), "{body}");
@@ -476,7 +457,7 @@ async fn full_path(database: Database) {
     let mut fields = request_fields(email);
     fields.retain(|(k, _)| *k != "mobile");
     let r = env
-        .post_form(&c, "/abilitazione/richiesta", &borrowed(&fields))
+        .post_form(&c, "/abilitazione/richiesta", &pairs(&fields))
         .await;
     expect_error(r, 422, "POLIS_FORM_INVALID", "no phone").await;
     let account = env.account(GIULIA).await.unwrap();
@@ -484,7 +465,7 @@ async fn full_path(database: Database) {
     // Valid.
     let fields = request_fields(email);
     let r = env
-        .post_form(&c, "/abilitazione/richiesta", &borrowed(&fields))
+        .post_form(&c, "/abilitazione/richiesta", &pairs(&fields))
         .await;
     expect_redirect(r, "/abilitazione/domanda", "richiesta").await;
     let account = env.account(GIULIA).await.unwrap();
@@ -990,14 +971,14 @@ async fn the_personal_area_changes_contacts_and_the_cp() {
     let before = env.account(SOFIA).await.unwrap();
     let bad = contact_fields("non-un-indirizzo");
     let r = env
-        .post_form(&c, "/area-riservata/dati", &borrowed(&bad))
+        .post_form(&c, "/area-riservata/dati", &pairs(&bad))
         .await;
     expect_error(r, 422, "POLIS_FORM_INVALID", "bad e-mail").await;
     assert_eq!(env.account(SOFIA).await.unwrap(), before);
     // Valid: stored.
     let fields = contact_fields("sofia.nuova@posta.example.it");
     let r = env
-        .post_form(&c, "/area-riservata/dati", &borrowed(&fields))
+        .post_form(&c, "/area-riservata/dati", &pairs(&fields))
         .await;
     expect_redirect(r, "/area-riservata", "dati").await;
     let account = env.account(SOFIA).await.unwrap();
@@ -1127,7 +1108,7 @@ async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
         &c,
         LUCA,
         "/abilitazione/richiesta",
-        &borrowed(&fields),
+        &pairs(&fields),
         &other_token,
     )
     .await;
@@ -1168,7 +1149,7 @@ async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
         &c,
         LUCA,
         "/area-riservata/dati",
-        &borrowed(&fields),
+        &pairs(&fields),
         &other_token,
     )
     .await;
@@ -1186,7 +1167,7 @@ async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     )
     .await;
     let r = env
-        .post_form(&c, "/area-riservata/dati", &borrowed(&fields))
+        .post_form(&c, "/area-riservata/dati", &pairs(&fields))
         .await;
     expect_redirect(r, "/area-riservata", "dati with the token").await;
     assert_eq!(

@@ -12,7 +12,9 @@ use polis_gateway::state::MemoryStore;
 use tokio::net::TcpListener;
 
 use crate::support::eventually;
-use crate::support::gateway::{Env, EnvOptions, Hop, OIDC_CLIENT, OIDC_SECRET, form_value};
+use crate::support::gateway::{
+    Env, EnvOptions, Hop, OIDC_CLIENT, OIDC_SECRET, form_value, unescape_html,
+};
 
 #[path = "../../examples/istanze_esempio/app.rs"]
 mod app;
@@ -132,22 +134,7 @@ fn claim(html: &str, name: &str) -> Option<String> {
     let marker = format!("<tr><th>{name}</th><td>");
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find("</td>")? + start;
-    Some(unescape(&html[start..end]))
-}
-
-/// Undoes askama's HTML escaping.
-fn unescape(s: &str) -> String {
-    s.replace("&#43;", "+")
-        .replace("&#47;", "/")
-        .replace("&#x2f;", "/")
-        .replace("&#61;", "=")
-        .replace("&#34;", "\"")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#38;", "&")
-        .replace("&amp;", "&")
+    Some(unescape_html(&html[start..end]))
 }
 
 async fn post_form(

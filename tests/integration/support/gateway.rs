@@ -1353,30 +1353,63 @@ impl IdpAnswer {
     }
 }
 
-fn unescape_html(s: &str) -> String {
-    s.replace("&#43;", "+")
-        .replace("&#47;", "/")
-        .replace("&#61;", "=")
-        .replace("&#34;", "\"")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#60;", "<")
-        .replace("&#62;", ">")
-        .replace("&#38;", "&")
-        .replace("&amp;", "&")
+/// Undoes HTML escaping as askama writes it: the named entities `lt`, `gt`, `amp`,
+/// `quot`, `apos` and decimal or hex character references; anything else is kept as it
+/// is.
+pub fn unescape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').and_then(|end| {
+            let entity = &rest[1..end];
+            let c = match entity {
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "amp" => Some('&'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => entity
+                    .strip_prefix("#x")
+                    .or_else(|| entity.strip_prefix("#X"))
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, end + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
-/// The `value` of the input named `name` in a page.
+/// The `value` of the `<input name="…">` of a page (whatever the attribute order),
+/// unescaped; `None` without such an input.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let start = html[..at].rfind('<')?;
+    let end = at + html[at..].find('>')?;
+    let tag = &html[start..end];
+    let v = tag.find("value=\"")? + "value=\"".len();
+    let len = tag[v..].find('"')?;
+    Some(unescape_html(&tag[v..v + len]))
+}
+
+/// The `value` of the input named `name` in a page (panics without one).
 pub fn form_value(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no input {name} in page:\n{html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    unescape_html(&html[start..end])
+    input_value(html, name).unwrap_or_else(|| panic!("no input {name} in page:\n{html}"))
 }
 
 /// The value of the hidden `csrf` input of a page.
@@ -1421,4 +1454,19 @@ pub fn attr_value(html: &str, attr: &str) -> String {
     let start = html.find(&marker).unwrap() + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     unescape_html(&html[start..end])
+}
+
+#[test]
+fn unescape_html_decodes_what_askama_writes() {
+    assert_eq!(
+        unescape_html("D&#39;Amico &amp; C. &lt;a&gt; &#x2f;&#47;&#43;&#61; &quot;x&quot;"),
+        "D'Amico & C. <a> //+= \"x\""
+    );
+    // Not an entity: kept.
+    assert_eq!(unescape_html("a & b &bogus; &#xZZ; &"), "a & b &bogus; &#xZZ; &");
+    assert_eq!(
+        input_value(r#"<input value="it&#39;s" type="hidden" name="q">"#, "q").as_deref(),
+        Some("it's")
+    );
+    assert_eq!(input_value("<p>no input</p>", "q"), None);
 }
