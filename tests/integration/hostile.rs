@@ -343,6 +343,42 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_body_too_slow_gets_the_408_page_with_its_request_id() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            extra_toml: "\n[limits]\nrequest_timeout_seconds = 2\n".into(),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let mut s = TcpStream::connect(env.gw.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /acs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nSAMLResponse=",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer))
+        .await
+        .expect("the gateway answers and closes")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("POLIS_REQUEST_TIMEOUT"), "{answer}");
+    let id = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("x-request-id header")
+        .trim();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let (_, body) = answer.split_once("\r\n\r\n").expect("a body");
+    assert!(body.contains(id), "the page names the request id: {body}");
+}
+
+#[tokio::test]
 async fn request_ids_are_minted_by_the_server() {
     let env = Env::start(Arc::new(MemoryStore::new())).await;
     let r = client()
