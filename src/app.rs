@@ -403,17 +403,7 @@ pub async fn build_gateway(
             argon2.clone(),
         )?)),
     };
-    let logout = Arc::new(
-        LogoutFlow::new(sso.clone(), sessions.clone(), oidc.clone(), clock.clone())
-            .context("back-channel logout HTTP client")?,
-    );
-    let login = Arc::new(LoginFlow::new(
-        sso.clone(),
-        enablement.clone(),
-        sessions.clone(),
-        logout.clone(),
-        clock.clone(),
-    ));
+    let (login, logout) = flows(&sso, &enablement, &sessions, oidc.as_ref(), &clock)?;
     let app_state = AppState {
         sso,
         enablement,
@@ -440,6 +430,28 @@ pub async fn build_gateway(
         metadata,
         accounts,
     })
+}
+
+/// The use cases that span services: the login and the logout flows.
+fn flows(
+    sso: &Arc<SsoService>,
+    enablement: &Arc<EnablementService>,
+    sessions: &Arc<SessionStore>,
+    oidc: Option<&Arc<Provider>>,
+    clock: &SharedClock,
+) -> anyhow::Result<(Arc<LoginFlow>, Arc<LogoutFlow>)> {
+    let logout = Arc::new(
+        LogoutFlow::new(sso.clone(), sessions.clone(), oidc.cloned(), clock.clone())
+            .context("back-channel logout HTTP client")?,
+    );
+    let login = Arc::new(LoginFlow::new(
+        sso.clone(),
+        enablement.clone(),
+        sessions.clone(),
+        logout.clone(),
+        clock.clone(),
+    ));
+    Ok((login, logout))
 }
 
 /// Spawns the periodic registry refresh, if configured.
