@@ -19,6 +19,8 @@ use crate::config::{Config, Environment, StateBackend};
 use crate::enablement::cp::CpKey;
 use crate::enablement::{EnablementService, EnablementSettings};
 use crate::federation::{self, Federation};
+use crate::flows::login::LoginFlow;
+use crate::flows::logout::LogoutFlow;
 use crate::keygen::SpSector;
 use crate::mail::MailTransport;
 use crate::mail::outbox::OutboxMailer;
@@ -33,7 +35,7 @@ use crate::saml::sp_metadata::{
 use crate::saml::xml::Limits;
 use crate::saml::{Comparison, Level, SigningKey};
 use crate::session::{SessionSettings, SessionStore};
-use crate::sso::{SsoService, SsoSettings};
+use crate::sso::{SsoPorts, SsoService, SsoSettings};
 use crate::state::{MemoryStore, RedisStore, StateStore};
 use crate::txlog::FileTxLog;
 use crate::web::{self, AppState};
@@ -384,10 +386,13 @@ pub async fn build_gateway(
     let sso = Arc::new(SsoService::new(
         settings,
         key,
-        federation.clone(),
-        state.clone(),
-        txlog,
-        BlockingPool::new("verify", cfg.limits.verify_pool()),
+        SsoPorts {
+            federation: federation.clone(),
+            state: state.clone(),
+            txlog,
+            pool: BlockingPool::new("verify", cfg.limits.verify_pool()),
+            clock: clock.clone(),
+        },
     ));
     let oidc = match &cfg.oidc {
         None => None,
@@ -398,21 +403,18 @@ pub async fn build_gateway(
             argon2.clone(),
         )?)),
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("HTTP client")?;
+    let (login, logout) = flows(&sso, &enablement, &sessions, oidc.as_ref(), &clock)?;
     let app_state = AppState {
         sso,
         enablement,
         sessions,
+        login,
+        logout,
         metadata: metadata.clone(),
         secure_cookies: cfg.server.public_url.starts_with("https://"),
         cookie_key,
         outbox,
         oidc,
-        http,
         clock,
     };
     Ok(Gateway {
@@ -428,6 +430,28 @@ pub async fn build_gateway(
         metadata,
         accounts,
     })
+}
+
+/// The use cases that span services: the login and the logout flows.
+fn flows(
+    sso: &Arc<SsoService>,
+    enablement: &Arc<EnablementService>,
+    sessions: &Arc<SessionStore>,
+    oidc: Option<&Arc<Provider>>,
+    clock: &SharedClock,
+) -> anyhow::Result<(Arc<LoginFlow>, Arc<LogoutFlow>)> {
+    let logout = Arc::new(
+        LogoutFlow::new(sso.clone(), sessions.clone(), oidc.cloned(), clock.clone())
+            .context("back-channel logout HTTP client")?,
+    );
+    let login = Arc::new(LoginFlow::new(
+        sso.clone(),
+        enablement.clone(),
+        sessions.clone(),
+        logout.clone(),
+        clock.clone(),
+    ));
+    Ok((login, logout))
 }
 
 /// Spawns the periodic registry refresh, if configured.

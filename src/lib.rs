@@ -18,6 +18,9 @@ pub mod config;
 pub mod enablement;
 /// The set of trusted identity providers and the test-IdP policy.
 pub mod federation;
+/// Use cases that span services: the login (ACS → account → parked → session) and
+/// closing a session everywhere (records, OIDC tokens, back-channel logout, SPID SLO).
+pub mod flows;
 /// Entry points of the fuzz targets in `fuzz/` (also replayed by `cargo test`).
 pub mod fuzzing;
 /// HTTP helpers shared by `web` and `mock_idp`: request ids, security headers, the POST-binding form.

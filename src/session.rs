@@ -6,13 +6,17 @@
 //! the state store under `polis:sess:<token>`, shared by every replica:
 //!
 //! - **idle timeout**: every use rewrites the record with a TTL of
-//!   `idle_timeout`, so an unused session disappears by itself;
+//!   `idle_timeout`, so an unused session disappears by itself; a record read later
+//!   than `idle_timeout` after its last use (by the clock) is refused and deleted too;
 //! - **absolute timeout**: a session older than `absolute_timeout` (counted from the
 //!   SPID login) is refused and deleted whatever its use;
 //! - **CSRF**: each session has its own synchronizer token, rendered into every form
 //!   and compared in constant time on every POST.
 //!
-//! Knows nothing of HTTP; `now` is passed in.
+//! Also the verified logins parked between the ACS and `/login/complete`
+//! (`polis:park:<token>`, [`PARKED_TTL`], taken once and checked against the clock).
+//!
+//! Knows nothing of HTTP; `now` is passed in (by the services that hold the clock).
 
 use std::time::Duration;
 
@@ -69,6 +73,8 @@ pub struct ParkedLogin {
     pub next: String,
     /// Hex SHA-256 of the binding cookie of the browser that started the login.
     pub browser: String,
+    /// When it was parked (it waits at most [`PARKED_TTL`]).
+    pub parked_at: DateTime<Utc>,
 }
 
 fn parked_key(token: &str) -> String {
@@ -191,7 +197,7 @@ impl SessionStore {
             self.state.delete(&key(token)).await?;
             return Ok(None);
         };
-        if self.remaining(&session, now).is_none() {
+        if self.remaining(&session, now).is_none() || self.idle_too_long(&session, now) {
             self.state.delete(&key(token)).await?;
             return Ok(None);
         }
@@ -240,16 +246,33 @@ impl SessionStore {
         Ok(token)
     }
 
-    /// Takes a parked login (GETDEL: one use, whatever the outcome).
-    pub async fn take_parked(&self, token: &str) -> Result<Option<ParkedLogin>, StateError> {
+    /// Takes a parked login (GETDEL: one use, whatever the outcome); `None` when
+    /// unknown, unreadable or parked [`PARKED_TTL`] or longer before `now`.
+    pub async fn take_parked(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ParkedLogin>, StateError> {
         if !valid_token(token) {
             return Ok(None);
         }
-        Ok(self
+        let parked = self
             .state
             .take(&parked_key(token))
             .await?
-            .and_then(|raw| serde_json::from_slice(&raw).ok()))
+            .and_then(|raw| serde_json::from_slice::<ParkedLogin>(&raw).ok());
+        Ok(parked.filter(|p| {
+            (now - p.parked_at)
+                .to_std()
+                .is_ok_and(|waited| waited < PARKED_TTL)
+        }))
+    }
+
+    /// Whether the session went unused for `idle_timeout` or longer before `now`.
+    fn idle_too_long(&self, session: &WebSession, now: DateTime<Utc>) -> bool {
+        (now - session.last_seen_at)
+            .to_std()
+            .is_ok_and(|idle| idle >= self.settings.idle_timeout)
     }
 
     /// Time left before the absolute timeout, if any.
@@ -301,6 +324,13 @@ mod tests {
         }
     }
 
+    /// A fixed instant: these tests move time by hand.
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-03-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     fn store(idle: u64, absolute: u64) -> (Arc<MemoryStore>, SessionStore) {
         let state = Arc::new(MemoryStore::new());
         let sessions = SessionStore::new(
@@ -315,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn open_load_end() {
-        let now = Utc::now();
+        let now = t0();
         let (_, sessions) = store(600, 3600);
         let id = Uuid::new_v4();
         let (token, opened) = sessions.open(login(now), id, now).await.unwrap();
@@ -334,7 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn absolute_timeout_ends_an_active_session() {
-        let now = Utc::now();
+        let now = t0();
         let (state, sessions) = store(600, 3600);
         let (token, _) = sessions
             .open(login(now), Uuid::new_v4(), now)
@@ -347,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_tokens_and_records_are_no_session() {
-        let now = Utc::now();
+        let now = t0();
         let (state, sessions) = store(600, 3600);
         assert!(sessions.load("short", now).await.unwrap().is_none());
         let token = "a".repeat(TOKEN_LEN);
@@ -357,5 +387,46 @@ mod tests {
             .unwrap();
         assert!(sessions.load(&token, now).await.unwrap().is_none());
         assert!(state.get(&key(&token)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_idle_too_long_by_the_clock_is_ended_though_its_record_lives() {
+        let now = t0();
+        // The state store keeps the record (its TTL has not run out in real time).
+        let (state, sessions) = store(600, 3600);
+        let (token, _) = sessions
+            .open(login(now), Uuid::new_v4(), now)
+            .await
+            .unwrap();
+        let used = now + chrono::Duration::seconds(599);
+        assert!(sessions.load(&token, used).await.unwrap().is_some());
+        // Idle counts from the last use.
+        let idle = used + chrono::Duration::seconds(600);
+        assert!(sessions.load(&token, idle).await.unwrap().is_none());
+        assert!(state.get(&key(&token)).await.unwrap().is_none(), "deleted");
+    }
+
+    fn parked(now: DateTime<Utc>) -> ParkedLogin {
+        ParkedLogin {
+            login: login(now),
+            account_id: Uuid::new_v4(),
+            next: "/".into(),
+            browser: "b".into(),
+            parked_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parked_login_is_taken_once_and_not_after_its_ttl() {
+        let now = t0();
+        let (_, sessions) = store(600, 3600);
+        let p = parked(now);
+        let token = sessions.park(&p).await.unwrap();
+        let soon = now + chrono::Duration::seconds(119);
+        assert_eq!(sessions.take_parked(&token, soon).await.unwrap(), Some(p));
+        assert_eq!(sessions.take_parked(&token, soon).await.unwrap(), None);
+        let token = sessions.park(&parked(now)).await.unwrap();
+        let late = now + chrono::Duration::seconds(120);
+        assert_eq!(sessions.take_parked(&token, late).await.unwrap(), None);
     }
 }

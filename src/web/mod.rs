@@ -67,8 +67,10 @@ pub struct AppState {
     pub outbox: Option<Arc<OutboxMailer>>,
     /// The OpenID Connect provider, when `[oidc]` is configured.
     pub oidc: Option<Arc<crate::oidc::provider::Provider>>,
-    /// Outbound HTTP (back-channel logout).
-    pub http: reqwest::Client,
+    /// The login use case (ACS completion, `/login/complete`).
+    pub login: Arc<crate::flows::login::LoginFlow>,
+    /// Closing sessions everywhere; «Esci» and the IdP-initiated logout.
+    pub logout: Arc<crate::flows::logout::LogoutFlow>,
     /// Where the time comes from.
     pub clock: crate::clock::SharedClock,
 }

@@ -567,36 +567,7 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
 /// by `sid`), and the clients told by back-channel logout (delivered in the
 /// background, one attempt each, logged).
 pub async fn close_session(app: &AppState, authed: &Authed) -> Result<(), AppError> {
-    let now = Utc::now();
-    app.sessions.end(&authed.token).await?;
-    if let Some(p) = &app.oidc {
-        let deliveries = p
-            .end_session(&authed.session.sid, authed.session.account_id, now)
-            .await?;
-        for (uri, token) in deliveries {
-            let http = app.http.clone();
-            tokio::spawn(async move {
-                let body = serde_urlencoded::to_string([("logout_token", token.as_str())])
-                    .unwrap_or_default();
-                let result = http
-                    .post(&uri)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body)
-                    .send()
-                    .await;
-                match result {
-                    Ok(r) if r.status().is_success() => {
-                        tracing::info!(%uri, "back-channel logout delivered");
-                    }
-                    Ok(r) => {
-                        tracing::warn!(%uri, status = r.status().as_u16(), "back-channel logout refused")
-                    }
-                    Err(e) => tracing::warn!(%uri, error = %e, "back-channel logout failed"),
-                }
-            });
-        }
-    }
-    Ok(())
+    Ok(app.logout.close(authed.session_ref()).await?)
 }
 
 /// Query/form of the RP-initiated logout.

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{AppError, AppState};
+use crate::flows::SessionRef;
 use crate::session::WebSession;
 
 /// Name of the gateway session cookie.
@@ -52,12 +53,6 @@ fn binding_name(secure: bool) -> &'static str {
     }
 }
 
-fn binding_hash(value: &str) -> String {
-    hex::encode(openssl::sha::sha256(
-        format!("polis-login-binding\n{value}").as_bytes(),
-    ))
-}
-
 fn valid_binding(value: &str) -> bool {
     value.len() == 43
         && value
@@ -73,7 +68,7 @@ pub fn login_binding(jar: &CookieJar, secure: bool) -> (Cookie<'static>, String)
         .map(|c| c.value().to_owned())
         .filter(|v| valid_binding(v))
         .unwrap_or_else(|| crate::saml::ids::new_token(32));
-    let hash = binding_hash(&value);
+    let hash = crate::flows::login::binding_hash(&value);
     let mut c = Cookie::new(binding_name(secure), value);
     c.set_http_only(true);
     c.set_secure(secure);
@@ -83,16 +78,10 @@ pub fn login_binding(jar: &CookieJar, secure: bool) -> (Cookie<'static>, String)
     (c, hash)
 }
 
-/// Whether this browser holds the binding cookie whose hash is `expected` (constant-
-/// time compare; an empty `expected` never matches).
-pub fn browser_matches(jar: &CookieJar, expected: &str, secure: bool) -> bool {
-    let Some(c) = jar.get(binding_name(secure)) else {
-        return false;
-    };
-    let presented = binding_hash(c.value());
-    !expected.is_empty()
-        && presented.len() == expected.len()
-        && openssl::memcmp::eq(presented.as_bytes(), expected.as_bytes())
+/// The value of this browser's binding cookie, if it has one (checked against the
+/// pending request's hash by `crate::flows::login`).
+pub fn binding_cookie(jar: &CookieJar, secure: bool) -> Option<String> {
+    jar.get(binding_name(secure)).map(|c| c.value().to_owned())
 }
 
 /// The cookie that removes the session cookie.
@@ -110,6 +99,14 @@ pub struct Authed {
 }
 
 impl Authed {
+    /// The session as the services take it.
+    pub fn session_ref(&self) -> SessionRef<'_> {
+        SessionRef {
+            token: &self.token,
+            session: &self.session,
+        }
+    }
+
     /// The session of a request, if any (no rejection).
     pub async fn optional(parts: &mut Parts, app: &AppState) -> Result<Option<Self>, AppError> {
         let jar: PrivateCookieJar = match PrivateCookieJar::from_request_parts(parts, app).await {

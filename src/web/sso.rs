@@ -1,4 +1,7 @@
-//! SSO handlers. Each one extracts, calls the SSO service once, and maps the result.
+//! SSO handlers: metadata, the login page and start, the ACS, `/login/complete`,
+//! «Esci» and `/slo`. Each one extracts, makes one service call (the SSO service, or
+//! the login and logout use cases of `crate::flows`) and maps the result; errors go
+//! into `AppError` with `?`.
 
 use askama::Template;
 use axum::Form;
@@ -12,14 +15,14 @@ use serde::Deserialize;
 
 use super::enablement::Empty;
 use super::session::{
-    MaybeAuthed, SessionForm, browser_matches, login_binding, removal_cookie, session_cookie,
+    Authed, MaybeAuthed, SessionForm, binding_cookie, login_binding, removal_cookie, session_cookie,
 };
 use super::{AppError, AppState, RequestId, render};
-use crate::accounts::EnablementState;
+use crate::flows::FlowError;
+pub use crate::flows::login::local_path;
 use crate::saml::Level;
 use crate::saml::logout::LogoutOutcome;
 use crate::saml::request::Binding;
-use crate::session::ParkedLogin;
 use crate::sso::{LoginStart, SloMessage};
 
 /// `GET /metadata`: the signed SP metadata.
@@ -35,11 +38,9 @@ pub async fn metadata(State(app): State<AppState>) -> Response {
 }
 
 /// `GET /readyz`: 200 when the state store answers, 503 otherwise.
-pub async fn ready(State(app): State<AppState>) -> Response {
-    match app.sso.ready().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => AppError::from_sso(e).into_response(),
-    }
+pub async fn ready(State(app): State<AppState>) -> Result<&'static str, AppError> {
+    app.sso.ready().await?;
+    Ok("ready")
 }
 
 /// Query of `GET /login`.
@@ -52,14 +53,45 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// A `next` target: a local path only (no scheme, no `//`, no backslash), so the
-/// login cannot be turned into an open redirect.
-pub fn local_path(next: &str) -> bool {
-    next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.contains('\\')
-        && next.len() <= 512
-        && !next.chars().any(char::is_control)
+/// What `GET /login` asks, its values checked.
+struct LoginAsk {
+    idp: Option<String>,
+    level: Option<Level>,
+    binding: Option<Binding>,
+    next: Option<String>,
+}
+
+impl TryFrom<LoginQuery> for LoginAsk {
+    type Error = AppError;
+
+    fn try_from(q: LoginQuery) -> Result<Self, AppError> {
+        let level = match q.level.as_deref() {
+            None | Some("") => None,
+            Some(l) => Some(
+                l.parse::<u8>()
+                    .ok()
+                    .and_then(Level::from_number)
+                    .ok_or_else(|| AppError::bad_request("level must be 1, 2 or 3"))?,
+            ),
+        };
+        let binding = match q.binding.as_deref() {
+            None | Some("") => None,
+            Some("redirect") => Some(Binding::Redirect),
+            Some("post") => Some(Binding::Post),
+            Some(_) => return Err(AppError::bad_request("binding must be redirect or post")),
+        };
+        let next = match q.next.filter(|n| !n.is_empty()) {
+            Some(n) if local_path(&n) => Some(n),
+            Some(_) => return Err(AppError::bad_request("next must be a local path")),
+            None => None,
+        };
+        Ok(Self {
+            idp: q.idp.filter(|s| !s.is_empty()),
+            level,
+            binding,
+            next,
+        })
+    }
 }
 
 struct IdpLink {
@@ -73,6 +105,36 @@ struct IdpLink {
 struct LoginPage {
     idps: Vec<IdpLink>,
     level: u8,
+}
+
+impl LoginPage {
+    /// The trusted IdPs, each linking to `/login` with the level (and `next`) asked;
+    /// in random order on every render (AgID).
+    fn new(app: &AppState, level: Level, next: Option<&str>) -> Self {
+        let next = next.map_or_else(String::new, |n| {
+            format!("&next={}", crate::saml::binding::encode_component(n))
+        });
+        let mut idps: Vec<IdpLink> = app
+            .sso
+            .federation()
+            .list()
+            .into_iter()
+            .map(|i| IdpLink {
+                href: format!(
+                    "/login?idp={}&level={}{next}",
+                    crate::saml::binding::encode_component(&i.descriptor.entity_id),
+                    level.number(),
+                ),
+                entity_id: i.descriptor.entity_id.clone(),
+                name: i.display_name().to_owned(),
+            })
+            .collect();
+        idps.shuffle(&mut rand::rng());
+        Self {
+            idps,
+            level: level.number(),
+        }
+    }
 }
 
 /// Sends a signed SAML message to the browser: 302 exactly for HTTP-Redirect
@@ -110,61 +172,16 @@ pub async fn login(
     query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request(e.to_string()))?;
-    let level = match q.level.as_deref() {
-        None | Some("") => None,
-        Some(l) => Some(
-            l.parse::<u8>()
-                .ok()
-                .and_then(Level::from_number)
-                .ok_or_else(|| AppError::bad_request("level must be 1, 2 or 3"))?,
-        ),
-    };
-    let binding = match q.binding.as_deref() {
-        None | Some("") => None,
-        Some("redirect") => Some(Binding::Redirect),
-        Some("post") => Some(Binding::Post),
-        Some(_) => {
-            return Err(AppError::bad_request("binding must be redirect or post"));
-        }
-    };
-    let next = match q.next.filter(|n| !n.is_empty()) {
-        Some(n) if local_path(&n) => Some(n),
-        Some(_) => return Err(AppError::bad_request("next must be a local path")),
-        None => None,
-    };
-    let Some(idp) = q.idp.filter(|s| !s.is_empty()) else {
-        let level = level.unwrap_or(app.sso.settings().default_level);
-        let mut idps: Vec<IdpLink> = app
-            .sso
-            .federation()
-            .list()
-            .into_iter()
-            .map(|i| IdpLink {
-                href: format!(
-                    "/login?idp={}&level={}{}",
-                    crate::saml::binding::encode_component(&i.descriptor.entity_id),
-                    level.number(),
-                    next.as_deref().map_or_else(String::new, |n| format!(
-                        "&next={}",
-                        crate::saml::binding::encode_component(n)
-                    ))
-                ),
-                entity_id: i.descriptor.entity_id.clone(),
-                name: i.display_name().to_owned(),
-            })
-            .collect();
-        // AgID: the IdP list is shown in random order on every render.
-        idps.shuffle(&mut rand::rng());
-        return Ok(render(&LoginPage {
-            idps,
-            level: level.number(),
-        })?
-        .into_response());
+    let ask = LoginAsk::try_from(q)?;
+    let Some(idp) = ask.idp else {
+        let level = ask.level.unwrap_or(app.sso.settings().default_level);
+        let page = LoginPage::new(&app, level, ask.next.as_deref());
+        return Ok(render(&page)?.into_response());
     };
     let (cookie, browser) = login_binding(&jar, app.secure_cookies);
     let start = app
         .sso
-        .start_login(&idp, level, binding, next, browser, chrono::Utc::now())
+        .start_login(&idp, ask.level, ask.binding, ask.next, browser)
         .await?;
     Ok((jar.add(cookie), send_saml(start, "SAMLRequest")?).into_response())
 }
@@ -198,26 +215,11 @@ pub async fn acs(
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Result<Redirect, AppError> {
     let Form(form) = form.map_err(form_error)?;
-    let now = chrono::Utc::now();
-    let verified = app
-        .sso
-        .consume_response(&form.saml_response, form.relay_state.as_deref(), &id, now)
+    let parked = app
+        .login
+        .accept_response(&form.saml_response, form.relay_state.as_deref(), &id)
         .await?;
-    let account = app.enablement.login(&verified.login, now).await?;
-    // A waiting OIDC authorization decides itself what an account in enablement gets.
-    let next = match verified.return_to.filter(|n| local_path(n)) {
-        Some(n) => n,
-        None if account.enablement_state == EnablementState::Enabled => "/".to_owned(),
-        None => "/abilitazione".to_owned(),
-    };
-    let parked = ParkedLogin {
-        login: verified.login,
-        account_id: account.id,
-        next,
-        browser: verified.browser,
-    };
-    let token = app.sessions.park(&parked).await?;
-    Ok(Redirect::to(&format!("/login/complete?t={token}")))
+    Ok(Redirect::to(&format!("/login/complete?t={parked}")))
 }
 
 /// Query of `GET /login/complete`.
@@ -238,55 +240,35 @@ pub async fn login_complete(
     MaybeAuthed(authed): MaybeAuthed,
     Query(q): Query<CompleteQuery>,
 ) -> Result<Response, AppError> {
-    let parked = match q.t.as_deref() {
-        Some(t) => app.sessions.take_parked(t).await?,
-        None => None,
-    };
-    let Some(parked) = parked else {
-        return Err(AppError::login_not_pending());
-    };
-    if !browser_matches(&plain, &parked.browser, app.secure_cookies) {
-        return Err(AppError::login_other_browser());
-    }
-    let now = chrono::Utc::now();
-    if let Some(old) = authed
-        && old.session.account_id != parked.account_id
-    {
-        super::oidc::close_session(&app, &old).await?;
-    }
-    let (token, _) = app
-        .sessions
-        .open(parked.login, parked.account_id, now)
+    let binding = binding_cookie(&plain, app.secure_cookies);
+    let opened = app
+        .login
+        .open_in_browser(
+            q.t.as_deref(),
+            binding.as_deref(),
+            authed.as_ref().map(Authed::session_ref),
+        )
         .await?;
     Ok((
-        jar.add(session_cookie(token, app.secure_cookies)),
-        Redirect::to(&parked.next),
+        jar.add(session_cookie(opened.token, app.secure_cookies)),
+        Redirect::to(&opened.next),
     )
         .into_response())
 }
 
 /// `POST /logout`: ends the gateway session, revokes its OIDC tokens and tells the
-/// clients by back-channel logout (CSRF-checked form).
+/// clients by back-channel logout (CSRF-checked form), then sends the browser to the
+/// IdP's single logout (or home when there is none).
 pub async fn logout(
     State(app): State<AppState>,
     jar: PrivateCookieJar,
     f: SessionForm<Empty>,
 ) -> Result<Response, AppError> {
-    super::oidc::close_session(&app, &f.authed).await?;
+    let next = app.logout.logout(f.authed.session_ref()).await?;
     let jar = jar.remove(removal_cookie());
-    // Local session first (closed above), then SPID single logout at the IdP.
-    let next = app
-        .sso
-        .start_logout(&f.authed.session.login, chrono::Utc::now())
-        .await;
     Ok(match next {
-        Ok(Some(start)) => (jar, send_saml(start, "SAMLRequest")?).into_response(),
-        Ok(None) => (jar, Redirect::to("/")).into_response(),
-        Err(e) => {
-            // The session is closed anyway; the IdP was not reached.
-            tracing::warn!(code = e.code(), error = %e, "SP-initiated SPID logout not sent");
-            (jar, Redirect::to("/")).into_response()
-        }
+        Some(start) => (jar, send_saml(start, "SAMLRequest")?).into_response(),
+        None => (jar, Redirect::to("/")).into_response(),
     })
 }
 
@@ -317,7 +299,7 @@ pub async fn slo_get(
 ) -> Result<Response, AppError> {
     let raw = raw.unwrap_or_default();
     let names: Vec<String> = crate::saml::binding::parse_query(&raw)
-        .map_err(|e| AppError::from_sso(e.into()))?
+        .map_err(crate::sso::SsoError::from)?
         .into_iter()
         .map(|p| p.name)
         .collect();
@@ -350,7 +332,7 @@ pub async fn slo_post(
 }
 
 async fn logout_finished(app: &AppState, message: SloMessage<'_>) -> Result<Response, AppError> {
-    let outcome = app.sso.finish_logout(message, chrono::Utc::now()).await?;
+    let outcome = app.sso.finish_logout(message).await?;
     let page = match outcome {
         LogoutOutcome::Success => LoggedOutPage {
             title: "Sei uscito",
@@ -369,18 +351,19 @@ async fn logout_finished(app: &AppState, message: SloMessage<'_>) -> Result<Resp
 /// IdP-initiated logout: ends the session of that login (tokens revoked, clients
 /// told), then answers Success — also when no session existed (RT).
 async fn idp_logout(app: &AppState, message: SloMessage<'_>) -> Result<Response, AppError> {
-    let now = chrono::Utc::now();
-    let request = app.sso.verify_idp_logout(message, now).await?;
-    let token = app
-        .sessions
-        .token_for_login(&request.issuer, &request.name_id)
-        .await?;
-    if let Some(token) = token
-        && let Some(session) = app.sessions.load(&token, now).await?
-    {
-        let authed = super::session::Authed { token, session };
-        super::oidc::close_session(app, &authed).await?;
-    }
-    let answer = app.sso.logout_response(&request, now)?;
+    let answer = app.logout.idp_logout(message).await?;
     send_saml(answer, "SAMLResponse")
+}
+
+impl From<FlowError> for AppError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Sso(e) => e.into(),
+            FlowError::Enablement(e) => e.into(),
+            FlowError::State(e) => e.into(),
+            FlowError::Oidc(e) => e.into(),
+            FlowError::LoginNotPending => Self::login_not_pending(),
+            FlowError::OtherBrowser => Self::login_other_browser(),
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
 
 use crate::support::eventually;
-use crate::support::gateway::{Env, form_value};
+use crate::support::gateway::Env;
 use crate::support::redis::RedisServer;
 
 const MARIO: &str = "RSSMRA80A01H501U";
@@ -164,43 +164,67 @@ async fn concurrent_posts_of_one_response_give_exactly_one_success_on_redis() {
     concurrent_posts_give_one_success(&Env::start(redis(&server)).await).await;
 }
 
-#[tokio::test]
-async fn an_expired_pending_request_is_refused() {
-    let env = Env::start_with(
-        memory(),
-        crate::support::gateway::EnvOptions {
-            request_ttl_seconds: 1,
-            ..Default::default()
-        },
-    )
-    .await;
+async fn expired_pending_request_is_refused(store: Arc<dyn StateStore>) {
+    // `sp.request_ttl_seconds` is 600: the clock moves past it while the state store
+    // still holds the pending request (its own TTL has not run out in real time).
+    let env = Env::start(store).await;
     let c = env.client();
     let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
-    let xml = a.xml();
-    let irt = xml
-        .split("InResponseTo=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let key = format!("polis:req:{irt}");
-    let store = env.store.clone();
-    eventually(
-        Duration::from_secs(5),
-        "the pending request to expire",
-        || {
-            let store = store.clone();
-            let key = key.clone();
-            async move { store.get(&key).await.unwrap().is_none().then_some(()) }
-        },
-    )
-    .await;
+    let key = format!("polis:req:{}", a.in_response_to());
+    env.clock.advance(chrono::Duration::seconds(600));
+    assert!(env.store.get(&key).await.unwrap().is_some());
     let r = env.post_acs(&c, &a.saml_response, &a.relay_state).await;
     assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
     assert!(r.text().await.unwrap().contains("SAML_UNKNOWN_REQUEST"));
     assert!(!env.home(&c).await.contains("Benvenuto"));
+    let last = env.txlog_records().pop().unwrap();
+    assert_eq!(last["outcome"], "rejected");
+    assert_eq!(last["error_code"], "SAML_UNKNOWN_REQUEST");
+}
+
+#[tokio::test]
+async fn an_expired_pending_request_is_refused() {
+    expired_pending_request_is_refused(memory()).await;
+}
+
+#[tokio::test]
+async fn an_expired_pending_request_is_refused_on_redis() {
+    let server = RedisServer::start();
+    expired_pending_request_is_refused(redis(&server)).await;
+}
+
+#[tokio::test]
+async fn a_session_ends_when_the_clock_passes_its_idle_timeout() {
+    // `[session]` idle 1800 s, absolute 28800 s (the harness defaults).
+    let env = Env::start(memory()).await;
+    let c = env.client();
+    assert_eq!(env.login(&c, MARIO).await.status(), 303);
+    env.clock.advance(chrono::Duration::seconds(1799));
+    assert!(
+        env.home(&c).await.contains("Benvenuto"),
+        "used within the idle time"
+    );
+    // Idle counts from the last use, and the state store still holds the record.
+    env.clock.advance(chrono::Duration::seconds(1800));
+    assert!(!env.home(&c).await.contains("Benvenuto"));
+}
+
+#[tokio::test]
+async fn a_session_in_use_ends_at_its_absolute_timeout() {
+    let env = Env::start(memory()).await;
+    let c = env.client();
+    assert_eq!(env.login(&c, MARIO).await.status(), 303);
+    // Used every 25 minutes: never idle, until 8 h after the login.
+    for _ in 0..19 {
+        env.clock.advance(chrono::Duration::minutes(25));
+        assert!(env.home(&c).await.contains("Benvenuto"));
+    }
+    env.clock.advance(chrono::Duration::minutes(5));
+    assert!(
+        !env.home(&c).await.contains("Benvenuto"),
+        "8 h after the login"
+    );
 }
 
 #[tokio::test]
@@ -248,34 +272,15 @@ async fn answer_granting(
     requested: u8,
     granted: u8,
 ) -> (String, String) {
-    let pending = env.start_login(c, requested).await;
-    let page = c
-        .get(&pending.location)
+    let start = c
+        .get(env.login_url(requested, "redirect"))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    let token = form_value(&page, "token");
-    let answer = c
-        .post(format!("{}/login", env.idp))
-        .form(&[
-            ("token", token.as_str()),
-            ("user", MARIO),
-            ("level", &granted.to_string()),
-            ("outcome", "success"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    (
-        form_value(&answer, "SAMLResponse"),
-        form_value(&answer, "RelayState"),
-    )
+    let a = env
+        .idp_answer_from(c, start, granted, MARIO, "success")
+        .await;
+    (a.saml_response, a.relay_state)
 }
 
 #[tokio::test]

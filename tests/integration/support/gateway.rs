@@ -1342,6 +1342,16 @@ pub struct IdpAnswer {
 }
 
 impl IdpAnswer {
+    /// The ID of the AuthnRequest the Response answers (its `InResponseTo`).
+    pub fn in_response_to(&self) -> String {
+        self.xml()
+            .split("InResponseTo=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a Response with InResponseTo")
+            .to_owned()
+    }
+
     /// The decoded Response XML.
     pub fn xml(&self) -> String {
         String::from_utf8(

@@ -1,0 +1,346 @@
+//! The login side of the SSO service: the AuthnRequest and its pending request
+//! (`polis:req:<ID>`, a stamped entry), consuming the IdP's Response (strict parse,
+//! validation against the pending request, the replay cache `polis:aid:…`, the
+//! stamped take of the pending request) and the transaction log record of every
+//! outcome.
+//!
+//! Order of a consume: the pending request is only *read* while the Response is
+//! validated (a forged post changes nothing); once it validates, the assertion ID goes
+//! into the replay cache (SET NX), then the pending request is taken with
+//! [`StateStore::take_stamped`] (of concurrent posts exactly one wins, and a request
+//! the store reloaded after a restart is refused); nothing that can fail runs after
+//! that take.
+
+use chrono::{DateTime, Utc};
+use openssl::sha::sha256;
+
+use super::{LoginStart, SsoError, SsoService, VerifiedLogin, chrono_duration};
+use crate::identity::LoginSession;
+use crate::saml::request::{Binding, build_authn_request};
+use crate::saml::response::ParsedResponse;
+use crate::saml::{
+    AuthnRequestParams, Level, PendingRequest, ResponseCheck, ResponseOutcome, SamlError,
+    VerifiedAssertion, binding, ids, response,
+};
+#[cfg(doc)]
+use crate::state::StateStore;
+use crate::txlog::{TxOutcome, TxRecord};
+
+/// How long the replay cache keeps an assertion ID: until its NotOnOrAfter, plus skew.
+fn ttl_until(
+    t: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: std::time::Duration,
+) -> std::time::Duration {
+    let secs = (t - now).num_seconds().max(0);
+    std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+        + skew
+        + std::time::Duration::from_secs(1)
+}
+
+fn request_key(id: &str) -> String {
+    format!("polis:req:{id}")
+}
+
+/// A pending request read (not yet taken) for a Response.
+struct Pending {
+    key: String,
+    request: PendingRequest,
+}
+
+impl SsoService {
+    /// Builds, records and encodes an AuthnRequest to `idp`. `return_to` is where the
+    /// browser continues after the login; `browser` the hash of its binding cookie.
+    pub async fn start_login(
+        &self,
+        idp: &str,
+        level: Option<Level>,
+        binding: Option<Binding>,
+        return_to: Option<String>,
+        browser: String,
+    ) -> Result<LoginStart, SsoError> {
+        let idp = self.federation.get(idp).ok_or(SsoError::UnknownIdp)?;
+        let level = level.unwrap_or(self.settings.default_level);
+        let binding = binding.unwrap_or(self.settings.default_binding);
+        let d = &idp.descriptor;
+        let destination = match binding {
+            Binding::Redirect => d.sso_redirect.as_deref(),
+            Binding::Post => d.sso_post.as_deref(),
+        }
+        .ok_or_else(|| {
+            SsoError::BadRequest("the identity provider does not support this binding".into())
+        })?;
+        let request = build_authn_request(&AuthnRequestParams {
+            sp_entity_id: &self.settings.entity_id,
+            destination,
+            acs_index: 0,
+            attribute_index: self.settings.attribute_index,
+            level,
+            comparison: self.settings.comparison,
+            now: self.now(),
+        });
+        let relay_state = ids::new_token(16);
+        let start = match binding {
+            Binding::Redirect => {
+                LoginStart::Redirect(request.redirect_url(&relay_state, &self.key)?)
+            }
+            Binding::Post => LoginStart::Post {
+                action: destination.to_owned(),
+                saml_request: request.post_value(&self.key)?,
+                relay_state: relay_state.clone(),
+            },
+        };
+        let pending = PendingRequest {
+            id: request.id.clone(),
+            issue_instant: request.issue_instant,
+            idp_entity_id: d.entity_id.clone(),
+            level,
+            comparison: self.settings.comparison,
+            relay_state,
+            binding,
+            xml: request.xml,
+            return_to,
+            browser,
+        };
+        let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
+        self.state
+            .put_stamped(&request_key(&pending.id), &value, self.settings.request_ttl)
+            .await?;
+        Ok(start)
+    }
+
+    /// Validates a posted Response. Every outcome is written to the transaction log.
+    /// Returns the verified login; mapping it to an account and opening a browser
+    /// session are the caller's steps.
+    pub async fn consume_response(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+        http_request_id: &str,
+    ) -> Result<VerifiedLogin, SsoError> {
+        let now = self.now();
+        let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
+        let result = self
+            .consume_inner(saml_response, relay_state, now, &mut rec)
+            .await;
+        self.record(rec, &result).await;
+        result
+    }
+
+    /// Finishes the transaction log record of a consume and appends it.
+    async fn record(&self, mut rec: TxRecord, result: &Result<VerifiedLogin, SsoError>) {
+        if let Some(xml) = rec.resp_xml.take() {
+            // An unverified Response is the sender's bytes, not the IdP's: keep a bounded
+            // prefix and the hash of the whole.
+            let verified = matches!(
+                result,
+                Ok(_)
+                    | Err(SsoError::Saml(SamlError::IdpStatus {
+                        authenticated: true,
+                        ..
+                    }))
+            );
+            rec.set_response_xml(
+                &xml,
+                (!verified).then_some(self.settings.txlog_unverified_max_bytes),
+            );
+        }
+        match result {
+            Ok(_) => rec.outcome = TxOutcome::Accepted,
+            Err(SsoError::Saml(SamlError::IdpStatus { code, status, .. })) => {
+                rec.outcome = TxOutcome::IdpError;
+                rec.error_code = Some(
+                    code.map(|c| c.to_string())
+                        .unwrap_or_else(|| status.clone()),
+                );
+            }
+            Err(e) => rec.error_code = Some(e.code().to_owned()),
+        }
+        if let Err(e) = self.txlog.append(&rec).await {
+            // The register is a legal duty: a failure is loud, but the person's outcome stands.
+            tracing::error!(target: "txlog", error = %e, "cannot write the SPID transaction log");
+        }
+    }
+
+    async fn consume_inner(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+        now: DateTime<Utc>,
+        rec: &mut TxRecord,
+    ) -> Result<VerifiedLogin, SsoError> {
+        let (parsed, request_id) = self.parse_response(saml_response, rec).await?;
+        let pending = self
+            .read_pending(&request_id, relay_state, now, rec)
+            .await?;
+        let outcome = self.validate(parsed, &pending.request, now).await?;
+        let verified = match outcome {
+            Ok(v) => v,
+            Err(
+                e @ SamlError::IdpStatus {
+                    authenticated: true,
+                    ..
+                },
+            ) => {
+                // The IdP (verifiably) ended this login attempt: the request is spent.
+                // An unsigned error page is shown but consumes nothing.
+                self.state.take(&pending.key).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        rec.assertion_id = Some(verified.assertion_id().to_owned());
+        rec.assertion_subject = Some(verified.name_id().to_owned());
+        rec.assertion_subject_name_qualifier = Some(verified.name_qualifier().to_owned());
+        rec.acr = Some(verified.level().uri().to_owned());
+        self.spend(&verified, &pending.key, now).await?;
+        Ok(VerifiedLogin {
+            login: login_of(&verified, now),
+            return_to: pending.request.return_to,
+            browser: pending.request.browser,
+        })
+    }
+
+    /// Decodes and strictly parses the Response (on the pool); returns it with the
+    /// request it answers.
+    async fn parse_response(
+        &self,
+        saml_response: &str,
+        rec: &mut TxRecord,
+    ) -> Result<(ParsedResponse, String), SsoError> {
+        let limits = self.settings.limits;
+        let xml = binding::decode_post(saml_response, limits.max_bytes)?;
+        rec.resp_xml = Some(xml.clone());
+        let parsed = self
+            .pool
+            .run(move || response::parse(&xml, limits))
+            .await??;
+        rec.resp_id = parsed.id().map(str::to_owned);
+        rec.resp_issue_instant = parsed.issue_instant().map(str::to_owned);
+        rec.resp_issuer = parsed.issuer().map(str::to_owned);
+        let request_id = parsed
+            .in_response_to()
+            .ok_or(SamlError::Missing("InResponseTo"))?
+            .to_owned();
+        if request_id.len() > 256 {
+            return Err(SamlError::invalid("InResponseTo", "too long").into());
+        }
+        Ok((parsed, request_id))
+    }
+
+    /// Reads (does not take) the pending request `request_id`. Read, not consumed: a
+    /// Response that fails validation changes nothing, so a forged post cannot burn a
+    /// person's login. Refused when unknown, older than `request_ttl` by the clock (the
+    /// state store's TTL is not trusted alone), with another RelayState, or stored
+    /// before the state store restarted.
+    async fn read_pending(
+        &self,
+        request_id: &str,
+        relay_state: Option<&str>,
+        now: DateTime<Utc>,
+        rec: &mut TxRecord,
+    ) -> Result<Pending, SsoError> {
+        let key = request_key(request_id);
+        let stored = self
+            .state
+            .get_stamped(&key)
+            .await?
+            .ok_or(SsoError::UnknownRequest)?;
+        let request: PendingRequest =
+            serde_json::from_slice(&stored.value).map_err(|e| SsoError::Internal(e.to_string()))?;
+        rec.idp_entity_id = Some(request.idp_entity_id.clone());
+        rec.authn_req_id = Some(request.id.clone());
+        rec.authn_req_issue_instant =
+            Some(crate::saml::time::format_instant(request.issue_instant));
+        rec.authn_req_xml = Some(request.xml.clone());
+        if now - request.issue_instant >= chrono_duration(self.settings.request_ttl)? {
+            // Expired: the same answer as when the store has already dropped it.
+            return Err(SsoError::UnknownRequest);
+        }
+        if relay_state != Some(request.relay_state.as_str()) {
+            return Err(SsoError::RelayStateMismatch);
+        }
+        if !stored.current {
+            return Err(SsoError::StaleRequest);
+        }
+        Ok(Pending { key, request })
+    }
+
+    /// Validates the Response against its pending request (on the pool).
+    async fn validate(
+        &self,
+        parsed: ParsedResponse,
+        pending: &PendingRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ResponseOutcome, SsoError> {
+        let idp = self
+            .federation
+            .get(&pending.idp_entity_id)
+            .ok_or(SsoError::UnknownIdp)?;
+        let certs = idp.descriptor.signing_certs.clone();
+        let settings = self.settings.clone();
+        let pending = pending.clone();
+        let clock_skew = chrono_duration(settings.clock_skew)?;
+        let max_validity = chrono_duration(settings.max_assertion_validity)?;
+        Ok(self
+            .pool
+            .run(move || {
+                response::validate(
+                    &parsed,
+                    &ResponseCheck {
+                        pending: &pending,
+                        sp_entity_id: &settings.entity_id,
+                        acs_url: &settings.acs_url,
+                        idp_certs: &certs,
+                        now,
+                        clock_skew,
+                        max_validity,
+                        limits: settings.limits,
+                    },
+                )
+            })
+            .await?)
+    }
+
+    /// R-REPLAY, then the consume: the assertion ID is remembered until it could no
+    /// longer be accepted (NotOnOrAfter is capped by `max_assertion_validity`, so the
+    /// TTL is bounded), *before* the request is taken: nothing that can fail runs
+    /// after the take, so a person never loses a login to a 5xx.
+    async fn spend(
+        &self,
+        verified: &VerifiedAssertion,
+        request_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SsoError> {
+        let replay_key = format!(
+            "polis:aid:{}",
+            hex::encode(sha256(
+                format!("{}\n{}", verified.idp_entity_id(), verified.assertion_id()).as_bytes()
+            ))
+        );
+        let ttl = ttl_until(verified.not_on_or_after(), now, self.settings.clock_skew);
+        if !self.state.put_if_absent(&replay_key, b"1", ttl).await? {
+            return Err(SsoError::Replay);
+        }
+        match self.state.take_stamped(request_key).await? {
+            // Another post of the same Response won the race.
+            None => Err(SsoError::UnknownRequest),
+            // Checked again by the command that consumed it: the store restarted since.
+            Some(taken) if !taken.current => Err(SsoError::StaleRequest),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// The scheme-neutral login of a verified assertion.
+fn login_of(verified: &VerifiedAssertion, now: DateTime<Utc>) -> LoginSession {
+    LoginSession {
+        idp_entity_id: verified.idp_entity_id().to_owned(),
+        name_id: verified.name_id().to_owned(),
+        name_qualifier: verified.name_qualifier().to_owned(),
+        session_index: verified.session_index().map(str::to_owned),
+        level: verified.level(),
+        attributes: verified.attributes().clone(),
+        authenticated_at: now,
+    }
+}
