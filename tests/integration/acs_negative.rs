@@ -31,7 +31,7 @@ use crate::support::Trap;
 use crate::support::craft::{
     Craft, RSA_SHA1, SHA1, SigSpec, Stage, XSLT, Xsw, element, status_error, without,
 };
-use crate::support::gateway::{Env, Pending, form_value, idp_key};
+use crate::support::gateway::{Env, Pending, idp_key};
 
 const MARIO: &str = "RSSMRA80A01H501U";
 
@@ -110,27 +110,10 @@ async fn genuine_answer(
     client: &reqwest::Client,
     pending: &Pending,
 ) -> (String, String) {
-    let page = client.get(&pending.location).send().await.unwrap();
-    assert_eq!(page.status(), 200, "mock IdP login page");
-    let token = form_value(&page.text().await.unwrap(), "token");
-    let answer = client
-        .post(format!("{}/login", env.idp))
-        .form(&[
-            ("token", token.as_str()),
-            ("user", MARIO),
-            ("level", "2"),
-            ("outcome", "success"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    (
-        form_value(&answer, "SAMLResponse"),
-        form_value(&answer, "RelayState"),
-    )
+    let answer = env
+        .idp_answer_for(client, pending, 2, MARIO, "success")
+        .await;
+    (answer.saml_response, answer.relay_state)
 }
 
 fn record_of(env: &Env, resp: &reqwest::Response) -> Option<serde_json::Value> {

@@ -16,15 +16,6 @@ const MARIO: &str = "RSSMRA80A01H501U";
 /// Logins started before the snapshot.
 const LOGINS: usize = 4;
 
-fn in_response_to(answer: &IdpAnswer) -> String {
-    let xml = answer.xml();
-    xml.split("InResponseTo=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned()
-}
-
 /// Posts to the ACS until the answer is not a 503 (the gateway reconnecting to the
 /// restarted Redis), within a deadline; returns the status, the body and whether a
 /// cookie was set.
@@ -88,7 +79,7 @@ async fn responses_accepted_after_a_snapshot_are_refused_once_redis_is_restored_
     // Redis dies and comes back from the snapshot.
     tokio::task::block_in_place(|| server.restart());
     for (_, answer) in &logins {
-        let key = format!("polis:req:{}", in_response_to(answer));
+        let key = format!("polis:req:{}", answer.in_response_to());
         // The consumed pending requests really are back (what made the replays pass).
         let exists = tokio::task::block_in_place(|| server.command(&["EXISTS", &key]));
         assert_eq!(exists.as_deref(), Some("1"), "{key} restored");

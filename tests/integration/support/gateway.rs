@@ -585,6 +585,34 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             }
             s => panic!("unexpected /login status {s}"),
         };
+        self.answer_at_login_page(client, login_page, level, user, outcome)
+            .await
+    }
+
+    /// The login of a started login (its Redirect URL to the mock IdP) as `user` at
+    /// `level`; returns what the IdP posts back (not yet sent to the ACS).
+    pub async fn idp_answer_for(
+        &self,
+        client: &reqwest::Client,
+        pending: &Pending,
+        level: u8,
+        user: &str,
+        outcome: &str,
+    ) -> IdpAnswer {
+        let login_page = client.get(&pending.location).send().await.unwrap();
+        self.answer_at_login_page(client, login_page, level, user, outcome)
+            .await
+    }
+
+    /// At the mock IdP's login page: choose `user`, `level` and `outcome`.
+    async fn answer_at_login_page(
+        &self,
+        client: &reqwest::Client,
+        login_page: reqwest::Response,
+        level: u8,
+        user: &str,
+        outcome: &str,
+    ) -> IdpAnswer {
         assert_eq!(login_page.status(), 200, "mock IdP login page");
         let html = login_page.text().await.unwrap();
         let token = form_value(&html, "token");
@@ -1473,7 +1501,10 @@ fn unescape_html_decodes_what_askama_writes() {
         "D'Amico & C. <a> //+= \"x\""
     );
     // Not an entity: kept.
-    assert_eq!(unescape_html("a & b &bogus; &#xZZ; &"), "a & b &bogus; &#xZZ; &");
+    assert_eq!(
+        unescape_html("a & b &bogus; &#xZZ; &"),
+        "a & b &bogus; &#xZZ; &"
+    );
     assert_eq!(
         input_value(r#"<input value="it&#39;s" type="hidden" name="q">"#, "q").as_deref(),
         Some("it's")
