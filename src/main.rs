@@ -220,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(c) => {
             let cfg = load(&c)?;
             eprintln!("configuration is valid");
-            if cfg.state.backend == polis_gateway::config::StateBackend::Redis {
+            if matches!(cfg.state, polis_gateway::state::StoreSettings::Redis(_)) {
                 let state = app::state_store(&cfg)?;
                 match app::state_persistence_warning(state.as_ref()).await {
                     Ok(Some(warning)) => eprintln!("warning: {warning}"),
