@@ -239,10 +239,7 @@ pub async fn build_gateway(
         cfg.cp.settings.clone(),
         argon2.clone(),
     ));
-    let sessions = Arc::new(SessionStore::new(
-        state.clone(),
-        cfg.session.settings.clone(),
-    ));
+    let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);
     let (fed, warnings) = Federation::from_settings(&cfg.federation, clock.clone())?;

@@ -27,7 +27,7 @@ pub(super) fn validate(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::Path;
 
     use super::super::tests::load_edited;
     use crate::mail::MailTransport;
@@ -44,7 +44,7 @@ mod tests {
         assert_eq!(cfg.mail.from.address, "noreply@polis.invalid");
         assert!(matches!(
             cfg.mail.transport,
-            MailTransport::Outbox(o) if o.dir == PathBuf::from("/srv/polis/outbox")
+            MailTransport::Outbox(o) if o.dir == Path::new("/srv/polis/outbox")
         ));
     }
 }
