@@ -15,28 +15,23 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::web::server::ServerLimits;
 
 use crate::accounts::{AccountStore, SqlAccountStore};
-use crate::config::{Config, Environment, StateBackend};
+use crate::config::{Config, DatabaseUrl, Environment, OidcSection};
+use crate::enablement::EnablementService;
 use crate::enablement::cp::CpKey;
-use crate::enablement::{EnablementService, EnablementSettings};
 use crate::federation::{self, Federation};
 use crate::flows::login::LoginFlow;
 use crate::flows::logout::LogoutFlow;
-use crate::keygen::SpSector;
 use crate::mail::MailTransport;
 use crate::mail::outbox::OutboxMailer;
 use crate::mock_idp::MockIdp;
 use crate::oidc::clients::ClientRegistry;
 use crate::oidc::keys::KeyRing;
-use crate::oidc::provider::{OidcSettings, Provider};
-use crate::saml::request::Binding;
-use crate::saml::sp_metadata::{
-    AttributeService, Billing, Contact, Organization, SpDescriptor, SpKind, build_sp_metadata,
-};
-use crate::saml::xml::Limits;
-use crate::saml::{Comparison, Level, SigningKey};
-use crate::session::{SessionSettings, SessionStore};
-use crate::sso::{SsoPorts, SsoService, SsoSettings};
-use crate::state::{MemoryStore, RedisStore, StateStore};
+use crate::oidc::provider::Provider;
+use crate::saml::SigningKey;
+use crate::saml::sp_metadata::build_sp_metadata;
+use crate::session::SessionStore;
+use crate::sso::{SsoPorts, SsoService};
+use crate::state::{MemoryStore, RedisStore, StateStore, StoreSettings};
 use crate::txlog::FileTxLog;
 use crate::web::{self, AppState};
 
@@ -49,94 +44,17 @@ pub fn load_signing_key(key_file: &Path, cert_file: &Path) -> anyhow::Result<Sig
         .with_context(|| format!("loading {} / {}", key_file.display(), cert_file.display()))
 }
 
-/// The SP description published in metadata, from config.
-pub fn sp_descriptor(cfg: &Config) -> SpDescriptor {
-    let sp = &cfg.sp;
-    let kind = match sp.sector {
-        SpSector::Public => SpKind::Public {
-            ipa_code: sp.contact.ipa_code.clone().unwrap_or_default(),
-        },
-        SpSector::Private => {
-            let b = sp.billing.clone();
-            SpKind::Private {
-                billing: Box::new(match b {
-                    Some(b) => Billing {
-                        email: b.email,
-                        company_name: b.company_name,
-                        vat_country: b.vat_country,
-                        vat_number: b.vat_number,
-                        fiscal_code: b.fiscal_code,
-                        address: b.address,
-                        street_number: b.street_number,
-                        postal_code: b.postal_code,
-                        municipality: b.municipality,
-                        province: b.province,
-                        nation: b.nation,
-                    },
-                    // validate() guarantees billing for private SPs; an empty block fails SPID checks visibly.
-                    None => Billing {
-                        email: String::new(),
-                        company_name: String::new(),
-                        vat_country: None,
-                        vat_number: None,
-                        fiscal_code: None,
-                        address: String::new(),
-                        street_number: None,
-                        postal_code: String::new(),
-                        municipality: String::new(),
-                        province: None,
-                        nation: String::new(),
-                    },
-                }),
-            }
-        }
-    };
-    SpDescriptor {
-        entity_id: sp.entity_id.clone(),
-        acs_url: cfg.acs_url(),
-        slo_url: cfg.slo_url(),
-        organization: Organization {
-            name: sp.organization.name.clone(),
-            display_name: sp.organization.display_name.clone(),
-            url: sp.organization.url.clone(),
-        },
-        kind,
-        contact: Contact {
-            email: sp.contact.email.clone(),
-            phone: sp.contact.phone.clone(),
-            vat_number: sp.contact.vat_number.clone(),
-            fiscal_code: sp.contact.fiscal_code.clone(),
-        },
-        attribute_services: sp
-            .attribute_consuming_services
-            .iter()
-            .map(|s| AttributeService {
-                index: s.index,
-                name: s.name.clone(),
-                attributes: s.attributes.clone(),
-            })
-            .collect(),
-    }
-}
-
 /// Builds and signs the SP metadata.
 pub fn sp_metadata(cfg: &Config) -> anyhow::Result<String> {
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
-    Ok(build_sp_metadata(&sp_descriptor(cfg), &key)?)
+    Ok(build_sp_metadata(&cfg.sp.metadata, &key)?)
 }
 
 /// Opens the configured state store.
 pub fn state_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
-    Ok(match cfg.state.backend {
-        StateBackend::Memory => Arc::new(MemoryStore::new()),
-        StateBackend::Redis => {
-            let redis = cfg
-                .state
-                .redis
-                .as_ref()
-                .context("state.redis is required for the redis backend")?;
-            Arc::new(RedisStore::connect(redis)?)
-        }
+    Ok(match &cfg.state {
+        StoreSettings::Memory => Arc::new(MemoryStore::new()),
+        StoreSettings::Redis(redis) => Arc::new(RedisStore::connect(redis)?),
     })
 }
 
@@ -151,7 +69,7 @@ pub async fn state_persistence_warning(
 /// Logs a warning at start when Redis persists by snapshots only (or cannot be checked).
 /// Runs in the background: the gateway starts while Redis is down.
 pub fn spawn_persistence_check(cfg: &Config, state: Arc<dyn StateStore>) {
-    if cfg.state.backend != StateBackend::Redis {
+    if !matches!(cfg.state, StoreSettings::Redis(_)) {
         return;
     }
     tokio::spawn(async move {
@@ -179,23 +97,17 @@ pub struct Gateway {
 
 /// The database URL with the password from `database.password_file`, if any.
 pub fn database_url(cfg: &Config) -> anyhow::Result<String> {
-    let url = cfg.database_url();
-    let Some(file) = &cfg.database.password_file else {
-        return Ok(url);
+    let (url, file) = match &cfg.database.url {
+        DatabaseUrl::Plain(url) => return Ok(url.clone()),
+        DatabaseUrl::WithPasswordFile { url, password_file } => (url, password_file),
     };
     let password = std::fs::read_to_string(file)
         .with_context(|| format!("database.password_file {}", file.display()))?;
-    let password = password
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let mut parsed = reqwest::Url::parse(&url).context("database.url is not a URL")?;
-    parsed
-        .set_password(Some(&password))
+    let password = password.lines().next().unwrap_or_default().trim();
+    let mut url = url.clone();
+    url.set_password(Some(password))
         .map_err(|()| anyhow::anyhow!("database.url cannot carry a password"))?;
-    Ok(parsed.to_string())
+    Ok(url.to_string())
 }
 
 /// Connects the account store and applies pending migrations.
@@ -209,25 +121,19 @@ pub async fn account_store(cfg: &Config) -> anyhow::Result<Arc<dyn AccountStore>
 
 /// The OpenID Connect provider from `[oidc]`.
 pub fn oidc_provider(
-    cfg: &Config,
-    o: &crate::config::OidcConfig,
+    o: &OidcSection,
     state: Arc<dyn StateStore>,
     argon2: BlockingPool,
 ) -> anyhow::Result<Provider> {
     let keys = KeyRing::load(&o.keys).context("oidc.keys")?;
     let clients = ClientRegistry::from_config(&o.clients)?;
-    let settings = OidcSettings {
-        issuer: o
-            .issuer
-            .clone()
-            .unwrap_or_else(|| cfg.server.public_url.clone()),
-        access_ttl: Duration::from_secs(o.access_token_ttl_seconds),
-        id_ttl: Duration::from_secs(o.id_token_ttl_seconds),
-        refresh_ttl: Duration::from_secs(o.refresh_token_ttl_seconds),
-        family_lifetime: Duration::from_secs(o.refresh_family_lifetime_seconds),
-        code_ttl: Duration::from_secs(o.code_ttl_seconds),
-    };
-    Ok(Provider::new(settings, keys, clients, state, argon2))
+    Ok(Provider::new(
+        o.settings.clone(),
+        keys,
+        clients,
+        state,
+        argon2,
+    ))
 }
 
 /// The `[[oidc.keys]]` entries after a rotation: the new key current, every key
@@ -240,8 +146,8 @@ pub fn rotation_snippet(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<String> {
     let o = cfg.oidc.as_ref().context("no [oidc] section to rotate")?;
-    let longest = o.access_token_ttl_seconds.max(o.id_token_ttl_seconds) + 60;
-    let retire = now + chrono::Duration::seconds(i64::try_from(longest).unwrap_or(i64::MAX / 2));
+    let longest = o.settings.access_ttl.max(o.settings.id_ttl) + Duration::from_secs(60);
+    let retire = now + chrono::Duration::from_std(longest).context("oidc token lifetimes")?;
     let mut out = format!(
         "[[oidc.keys]]\nfile = \"{}\"\nalg = \"{}\"\n",
         new_file.display(),
@@ -308,8 +214,8 @@ pub async fn build_gateway(
     clock: SharedClock,
 ) -> anyhow::Result<Gateway> {
     let accounts = account_store(cfg).await?;
-    let mail_cfg = cfg.mail_config();
-    let mailer = crate::mail::mailer_from_config(&mail_cfg).context("mail")?;
+    let mail_cfg = &cfg.mail;
+    let mailer = crate::mail::mailer_from_config(mail_cfg).context("mail")?;
     let outbox = match (&mail_cfg.transport, cfg.environment) {
         (MailTransport::Outbox(o), Environment::Demo) => Some(Arc::new(
             OutboxMailer::new(mail_cfg.from.clone(), &o.dir).context("mail outbox")?,
@@ -326,31 +232,19 @@ pub async fn build_gateway(
     let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
         .context("cp.hmac_key_file")?;
     // One bound on argon2 work for the CP forms and client-secret checks together.
-    let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool());
+    let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool);
     let enablement = Arc::new(EnablementService::new(
         accounts.clone(),
         state.clone(),
         mailer,
         cp_key,
-        EnablementSettings {
-            temp_cp_ttl: Duration::from_secs(cfg.cp.temp_cp_ttl_seconds),
-            max_attempts: cfg.cp.max_attempts,
-            lockout: Duration::from_secs(cfg.cp.lockout_seconds),
-            max_resends_per_day: cfg.cp.max_resends_per_day,
-            public_url: cfg.server.public_url.clone(),
-        },
+        cfg.cp.settings.clone(),
         argon2.clone(),
     ));
-    let sessions = Arc::new(SessionStore::new(
-        state.clone(),
-        SessionSettings {
-            idle_timeout: Duration::from_secs(cfg.session.idle_timeout_seconds),
-            absolute_timeout: Duration::from_secs(cfg.session.absolute_timeout_seconds),
-        },
-    ));
+    let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
-    let metadata = Arc::new(build_sp_metadata(&sp_descriptor(cfg), &key)?);
-    let (fed, warnings) = Federation::from_config(&cfg.federation)?;
+    let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);
+    let (fed, warnings) = Federation::from_settings(&cfg.federation, clock.clone())?;
     for w in warnings {
         tracing::error!(target: "federation", "{w}");
     }
@@ -364,44 +258,21 @@ pub async fn build_gateway(
             Err(e) => tracing::error!(target: "federation", "registry cache refused: {e}"),
         }
     }
-    let txlog = Arc::new(FileTxLog::open(&cfg.txlog.dir)?);
-    let sp = &cfg.sp;
-    let settings = SsoSettings {
-        entity_id: sp.entity_id.clone(),
-        acs_url: cfg.acs_url(),
-        slo_url: cfg.slo_url(),
-        default_level: Level::from_number(sp.default_level).unwrap_or(Level::L2),
-        default_binding: match sp.default_binding {
-            crate::config::BindingConfig::Redirect => Binding::Redirect,
-            crate::config::BindingConfig::Post => Binding::Post,
-        },
-        comparison: Comparison::parse(&sp.comparison).unwrap_or(Comparison::Minimum),
-        attribute_index: sp.attribute_consuming_service_index,
-        request_ttl: Duration::from_secs(sp.request_ttl_seconds),
-        clock_skew: Duration::from_secs(sp.clock_skew_seconds),
-        max_assertion_validity: Duration::from_secs(sp.max_assertion_validity_seconds),
-        txlog_unverified_max_bytes: cfg.limits.txlog_unverified_max_kib * 1024,
-        limits: Limits::default(),
-    };
+    let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
     let sso = Arc::new(SsoService::new(
-        settings,
+        cfg.sp.sso.clone(),
         key,
         SsoPorts {
             federation: federation.clone(),
             state: state.clone(),
             txlog,
-            pool: BlockingPool::new("verify", cfg.limits.verify_pool()),
+            pool: BlockingPool::new("verify", cfg.limits.verify_pool),
             clock: clock.clone(),
         },
     ));
     let oidc = match &cfg.oidc {
         None => None,
-        Some(o) => Some(Arc::new(oidc_provider(
-            cfg,
-            o,
-            state.clone(),
-            argon2.clone(),
-        )?)),
+        Some(o) => Some(Arc::new(oidc_provider(o, state.clone(), argon2.clone())?)),
     };
     let (login, logout) = flows(&sso, &enablement, &sessions, oidc.as_ref(), &clock)?;
     let app_state = AppState {
@@ -411,7 +282,7 @@ pub async fn build_gateway(
         login,
         logout,
         metadata: metadata.clone(),
-        secure_cookies: cfg.server.public_url.starts_with("https://"),
+        secure_cookies: cfg.server.https,
         cookie_key,
         outbox,
         oidc,
@@ -422,8 +293,8 @@ pub async fn build_gateway(
             app_state,
             web::RouterLimits {
                 max_body: cfg.server.max_body_bytes,
-                request_timeout: Duration::from_secs(cfg.limits.request_timeout_seconds),
-                rates: Arc::new(web::ratelimit::RateLimits::new(&cfg.limits)),
+                request_timeout: cfg.limits.request_timeout,
+                rates: Arc::new(web::ratelimit::RateLimits::new(&cfg.limits.rates)),
             },
         ),
         federation,
@@ -470,7 +341,7 @@ pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
                 return;
             }
         };
-        let mut every = tokio::time::interval(Duration::from_secs(reg.refresh_hours * 3600));
+        let mut every = tokio::time::interval(reg.refresh_every);
         loop {
             every.tick().await;
             match federation::refresh_registry(&federation, &reg, &client).await {
@@ -491,10 +362,7 @@ pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
 }
 
 /// Binds a listener, naming the address on failure.
-pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("bad listen address {addr}"))?;
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))
@@ -525,10 +393,7 @@ async fn shutdown_signal() {
 
 /// The listener's bounds from `[limits]`.
 pub fn server_limits(cfg: &Config) -> ServerLimits {
-    ServerLimits {
-        header_read_timeout: Duration::from_secs(cfg.limits.header_read_timeout_seconds),
-        max_connections: cfg.limits.max_connections,
-    }
+    cfg.limits.server
 }
 
 /// Serves a router until SIGINT/SIGTERM.
@@ -548,7 +413,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     spawn_persistence_check(&cfg, state.clone());
     let gateway = build_gateway(&cfg, state, SystemClock::shared()).await?;
     spawn_registry_refresh(&cfg, gateway.federation.clone());
-    let listener = bind(&cfg.server.listen).await?;
+    let listener = bind(cfg.server.listen).await?;
     tracing::info!(
         "polis-gateway listening on {} ({})",
         cfg.server.listen,
@@ -581,7 +446,7 @@ pub async fn mock_idp(cfg: Config) -> anyhow::Result<()> {
         .mock_idp
         .as_ref()
         .context("the [mock_idp] section is missing")?;
-    let listener = bind(&m.listen).await?;
+    let listener = bind(m.listen).await?;
     tracing::info!(
         "mock SPID IdP listening on {} ({})",
         m.listen,
@@ -607,8 +472,8 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
         .mock_idp
         .as_ref()
         .context("the [mock_idp] section is missing")?;
-    let gw_listener = bind(&cfg.server.listen).await?;
-    let idp_listener = bind(&m.listen).await?;
+    let gw_listener = bind(cfg.server.listen).await?;
+    let idp_listener = bind(m.listen).await?;
     println!();
     println!("  polis-gateway demo is running.");
     println!(

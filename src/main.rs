@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use polis_gateway::accounts::{FiscalCode, NewAccount};
+use polis_gateway::clock::{Clock, SystemClock};
 use polis_gateway::config::Config;
 use polis_gateway::keygen::{CertRequest, SpSector};
 use polis_gateway::oidc::keys::{SigningAlg, generate_pem};
@@ -220,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(c) => {
             let cfg = load(&c)?;
             eprintln!("configuration is valid");
-            if cfg.state.backend == polis_gateway::config::StateBackend::Redis {
+            if matches!(cfg.state, polis_gateway::state::StoreSettings::Redis(_)) {
                 let state = app::state_store(&cfg)?;
                 match app::state_persistence_warning(state.as_ref()).await {
                     Ok(Some(warning)) => eprintln!("warning: {warning}"),
@@ -248,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             write_private(&out, &generate_pem(alg)?)?;
             println!(
                 "{}",
-                app::rotation_snippet(&cfg, alg, &out, chrono::Utc::now())?
+                app::rotation_snippet(&cfg, alg, &out, SystemClock.now())?
             );
             eprintln!(
                 "wrote {}; replace the [[oidc.keys]] entries with the ones above and restart",

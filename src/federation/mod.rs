@@ -4,14 +4,18 @@
 //!
 //! An IdP is usable only with at least one signing certificate from its metadata:
 //! one without is refused here (samael would silently skip verification).
+//!
+//! Owns its settings ([`FederationSettings`], [`RegistrySettings`]: `config` builds
+//! them from `[federation]`) and reads the time from its [`SharedClock`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{FederationConfig, RegistryConfig};
+use crate::clock::SharedClock;
 use crate::saml::TrustedCert;
 use crate::saml::idp_metadata::{IdpDescriptor, parse_idp_metadata, parse_signed_aggregate};
 
@@ -31,6 +35,33 @@ pub enum FederationError {
         "{0} is a test identity provider, refused unless federation.allow_test_idps = true (never in production)"
     )]
     TestIdpRefused(String),
+}
+
+/// The trusted identity providers as configured (`[federation]`, validated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FederationSettings {
+    /// Accept test IdPs (mock IdP, spid-sp-test, AgID validator/demo).
+    pub allow_test_idps: bool,
+    /// Production IdP metadata files (single EntityDescriptor or an EntitiesDescriptor).
+    pub metadata_files: Vec<PathBuf>,
+    /// Test IdP metadata files (loaded only when `allow_test_idps`; config refuses them
+    /// otherwise).
+    pub test_metadata_files: Vec<PathBuf>,
+    /// The AgID registry aggregate, if used.
+    pub registry: Option<RegistrySettings>,
+}
+
+/// The AgID registry aggregate source (`[federation.registry]`, validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// URL of the signed `md:EntitiesDescriptor` (http or https).
+    pub url: url::Url,
+    /// PEM certificate AgID signs the aggregate with (obtained out of band).
+    pub certificate_file: PathBuf,
+    /// How often the aggregate is fetched again (1 hour to 7 days).
+    pub refresh_every: Duration,
+    /// Where the last verified copy is kept, used at start when the registry is unreachable.
+    pub cache_file: Option<PathBuf>,
 }
 
 /// One trusted IdP.
@@ -122,10 +153,11 @@ impl Sets {
 ///
 /// An IdP whose metadata `validUntil` has passed is never returned: the first lookup
 /// that meets it removes it and logs an error naming its source.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Federation {
     sets: RwLock<Sets>,
     allow_test: bool,
+    clock: SharedClock,
 }
 
 /// SHA-256 fingerprints of certificates, for logs.
@@ -142,19 +174,23 @@ fn format_time(t: DateTime<Utc>) -> String {
 }
 
 impl Federation {
-    /// An empty federation.
-    pub fn new(allow_test: bool) -> Self {
+    /// An empty federation reading the time from `clock`.
+    pub fn new(allow_test: bool, clock: SharedClock) -> Self {
         Self {
             sets: RwLock::default(),
             allow_test,
+            clock,
         }
     }
 
-    /// Loads the metadata files named in config. IdPs without a signing certificate, or
-    /// whose metadata is past its `validUntil`, are left out and reported in the
-    /// returned warnings (the caller logs them as errors).
-    pub fn from_config(cfg: &FederationConfig) -> Result<(Self, Vec<String>), FederationError> {
-        let fed = Self::new(cfg.allow_test_idps);
+    /// Loads the metadata files named in the settings. IdPs without a signing
+    /// certificate, or whose metadata is past its `validUntil`, are left out and
+    /// reported in the returned warnings (the caller logs them as errors).
+    pub fn from_settings(
+        cfg: &FederationSettings,
+        clock: SharedClock,
+    ) -> Result<(Self, Vec<String>), FederationError> {
+        let fed = Self::new(cfg.allow_test_idps, clock);
         let mut warnings = Vec::new();
         for path in &cfg.metadata_files {
             warnings.extend(fed.add_metadata(&read(path)?, false, &path.display().to_string())?);
@@ -178,7 +214,7 @@ impl Federation {
         test: bool,
         source_name: &str,
     ) -> Result<Vec<String>, FederationError> {
-        self.add_metadata_at(xml, test, source_name, Utc::now())
+        self.add_metadata_at(xml, test, source_name, self.clock.now())
     }
 
     /// [`add_metadata`](Self::add_metadata) with the clock given.
@@ -284,7 +320,7 @@ impl Federation {
 
     /// The IdP with this entityID, if trusted now.
     pub fn get(&self, entity_id: &str) -> Option<Arc<Idp>> {
-        self.get_at(entity_id, Utc::now())
+        self.get_at(entity_id, self.clock.now())
     }
 
     /// The IdP with this entityID, if trusted at `now`.
@@ -299,7 +335,7 @@ impl Federation {
 
     /// Every IdP trusted now.
     pub fn list(&self) -> Vec<Arc<Idp>> {
-        self.list_at(Utc::now())
+        self.list_at(self.clock.now())
     }
 
     /// Every IdP trusted at `now`.
@@ -387,11 +423,11 @@ fn read(path: &Path) -> Result<String, FederationError> {
 /// dropped at the next lookup with an error log, and logins to them are refused).
 pub async fn refresh_registry(
     fed: &Federation,
-    reg: &RegistryConfig,
+    reg: &RegistrySettings,
     client: &reqwest::Client,
 ) -> Result<RegistryUpdate, FederationError> {
     let err = |reason: String| FederationError::Metadata {
-        source_name: reg.url.clone(),
+        source_name: reg.url.to_string(),
         reason,
     };
     let cert_pem = tokio::fs::read(&reg.certificate_file)
@@ -399,7 +435,7 @@ pub async fn refresh_registry(
         .map_err(|e| err(format!("registry certificate: {e}")))?;
     let cert = TrustedCert::from_pem(&cert_pem).map_err(|e| err(e.to_string()))?;
     let body = client
-        .get(&reg.url)
+        .get(reg.url.clone())
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
@@ -407,7 +443,7 @@ pub async fn refresh_registry(
         .text()
         .await
         .map_err(|e| err(e.to_string()))?;
-    let update = fed.apply_registry(&body, &cert, &reg.url, Utc::now())?;
+    let update = fed.apply_registry(&body, &cert, reg.url.as_str(), fed.clock.now())?;
     if let Some(cache) = &reg.cache_file {
         let tmp = cache.with_extension("tmp");
         let written = async {
@@ -425,7 +461,7 @@ pub async fn refresh_registry(
 /// A copy that no longer verifies, or whose `validUntil` has passed, is refused.
 pub fn load_registry_cache(
     fed: &Federation,
-    reg: &RegistryConfig,
+    reg: &RegistrySettings,
     now: DateTime<Utc>,
 ) -> Result<usize, FederationError> {
     let Some(cache) = &reg.cache_file else {
@@ -449,6 +485,7 @@ pub fn load_registry_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::keygen::generate_idp_test_cert;
     use crate::saml::idp::build_idp_metadata;
     use crate::saml::sign::signature_template;
@@ -467,6 +504,11 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         crate::saml::time::parse_instant("now", "2026-03-02T10:00:00Z").unwrap()
+    }
+
+    /// A federation whose clock stands at [`now`].
+    fn federation(allow_test: bool) -> Federation {
+        Federation::new(allow_test, ManualClock::at(now()))
     }
 
     /// One IdP's metadata without its own signature (the registry signs the aggregate),
@@ -528,7 +570,7 @@ mod tests {
         let (registry, registry_cert) = key("registry");
         let (_, other_cert) = key("attacker");
         let signed = aggregate(&registry);
-        let fed = Federation::new(false);
+        let fed = federation(false);
         let update = fed
             .apply_registry(&signed, &registry_cert, "registry", now())
             .unwrap();
@@ -541,7 +583,7 @@ mod tests {
         );
 
         // Another key, a tampered document, or no signature: nothing is applied.
-        let fresh = Federation::new(false);
+        let fresh = federation(false);
         assert!(
             fresh
                 .apply_registry(&signed, &other_cert, "r", now())
@@ -570,7 +612,7 @@ mod tests {
         let (ka, _) = key("a");
         let (kb, _) = key("b");
         let (kb2, _) = key("b, new key");
-        let fed = Federation::new(false);
+        let fed = federation(false);
         // An IdP from a metadata file (the operator's own trust material).
         let (kl, _) = key("local");
         let local = "https://idp-local.example.it";
@@ -640,7 +682,7 @@ mod tests {
         let (registry, registry_cert) = key("registry");
         let (ka, _) = key("a");
         let (kb, _) = key("b");
-        let fed = Federation::new(false);
+        let fed = federation(false);
         let good = aggregate_of(
             &registry,
             &[entity(A, &ka, None), entity(B, &kb, None)],
@@ -746,16 +788,16 @@ mod tests {
             ),
         )
         .unwrap();
-        let reg = RegistryConfig {
-            url: "https://registry.example/idps.xml".into(),
+        let reg = RegistrySettings {
+            url: url::Url::parse("https://registry.example/idps.xml").unwrap(),
             certificate_file: cert_file,
-            refresh_hours: 24,
+            refresh_every: Duration::from_secs(24 * 3600),
             cache_file: Some(cache),
         };
-        let fed = Federation::new(false);
+        let fed = federation(false);
         let before = now() - chrono::Duration::seconds(1);
         assert_eq!(load_registry_cache(&fed, &reg, before).unwrap(), 1);
-        let fed = Federation::new(false);
+        let fed = federation(false);
         let err = load_registry_cache(&fed, &reg, now()).unwrap_err();
         assert!(err.to_string().contains("validUntil"), "{err}");
         assert!(fed.list_at(now()).is_empty());
@@ -772,12 +814,12 @@ mod tests {
             &k,
         )
         .unwrap();
-        let strict = Federation::new(false);
+        let strict = federation(false);
         assert!(matches!(
             strict.add_metadata(&md, false, "f"),
             Err(FederationError::TestIdpRefused(_))
         ));
-        let lenient = Federation::new(true);
+        let lenient = federation(true);
         assert!(lenient.add_metadata(&md, false, "f").unwrap().is_empty());
         assert_eq!(lenient.get("http://127.0.0.1:9/idp").unwrap().source, "f");
         assert!(lenient.get("http://127.0.0.1:9/idp").unwrap().test);
@@ -793,6 +835,37 @@ mod tests {
         let warnings = lenient.add_metadata(&keyless, true, "keyless").unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("no signing certificate"));
+    }
+
+    #[test]
+    fn lookups_read_the_federation_clock() {
+        let (k, _) = key("local");
+        let local = "https://idp-local.example.it";
+        let md = build_idp_metadata(
+            local,
+            &format!("{local}/sso"),
+            &format!("{local}/slo"),
+            "L",
+            &k,
+        )
+        .unwrap()
+        .replacen(
+            "<md:EntityDescriptor ",
+            "<md:EntityDescriptor validUntil=\"2026-03-02T11:00:00Z\" ",
+            1,
+        );
+        let clock = ManualClock::at(now());
+        let fed = Federation::new(false, clock.clone());
+        assert!(fed.add_metadata(&md, false, "idp.xml").unwrap().is_empty());
+        assert!(fed.get(local).is_some());
+        assert_eq!(fed.list().len(), 1);
+        // An hour later by the clock the metadata has expired: no lookup returns it.
+        clock.advance(chrono::Duration::hours(1));
+        assert!(fed.get(local).is_none());
+        assert!(fed.list().is_empty());
+        // And metadata added now is judged at the clock's time too.
+        let warnings = fed.add_metadata(&md, false, "idp.xml").unwrap();
+        assert!(warnings[0].contains("expired"), "{warnings:?}");
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub(crate) mod tests_support {
             settings,
             SigningKey::from_pem(&g.key_pem, &g.cert_pem).unwrap(),
             SsoPorts {
-                federation: Arc::new(Federation::new(true)),
+                federation: Arc::new(Federation::new(true, clock.clone())),
                 state,
                 txlog: Arc::new(NullTxLog),
                 pool,

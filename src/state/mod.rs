@@ -48,6 +48,15 @@ mod redis;
 pub use self::redis::{RedisConfig, RedisMode, RedisStore};
 pub use memory::MemoryStore;
 
+/// Which backend holds the state (`[state]`, validated by `config`).
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The in-process [`MemoryStore`]: single instance only (the embedded default).
+    Memory,
+    /// A [`RedisStore`] shared by replicas.
+    Redis(RedisConfig),
+}
+
 /// The longest TTL a store accepts (366 days).
 ///
 /// State kept here is request state measured in minutes; a longer TTL is a bug at the

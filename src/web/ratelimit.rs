@@ -11,6 +11,8 @@
 //! The client IP is the last entry of `limits.client_ip_header` when configured (the
 //! header a trusted reverse proxy sets), else the peer address. Nothing else a client
 //! sends is believed.
+//!
+//! Owns its settings ([`RateSettings`]); `config` builds them from `[limits]`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -27,7 +29,6 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::AppError;
-use crate::config::LimitsConfig;
 
 type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
 
@@ -81,26 +82,41 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
-fn keyed(per_minute: u32, burst: u32) -> Keyed {
-    let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+/// Per-client-IP rates (requests per minute, `burst` at once) and where the client IP
+/// comes from: `[limits.rate]` and `limits.client_ip_header`, validated by `config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateSettings {
+    /// `/login` (each one stores a pending request).
+    pub login_per_minute: NonZeroU32,
+    /// `/acs`.
+    pub acs_per_minute: NonZeroU32,
+    /// `/slo`.
+    pub slo_per_minute: NonZeroU32,
+    /// The forms that check a secret: temporary CP, CP, recovery answer, `/oidc/cp`.
+    pub secret_forms_per_minute: NonZeroU32,
+    /// `/oidc/token`, `/oidc/introspect`, `/oidc/revoke` (client-secret checks).
+    pub token_per_minute: NonZeroU32,
+    /// Requests allowed at once above the steady rate.
+    pub burst: NonZeroU32,
+    /// Header a trusted reverse proxy sets with the client IP (its last entry is used);
+    /// `None`: the peer address is the client.
+    pub client_ip_header: Option<HeaderName>,
+}
+
+fn keyed(per_minute: NonZeroU32, burst: NonZeroU32) -> Keyed {
+    RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
 }
 
 impl RateLimits {
-    /// From `[limits]` (validated: every rate ≥ 1, the header a header name).
-    pub fn new(limits: &LimitsConfig) -> Self {
-        let r = &limits.rate;
+    /// The limiters for these rates.
+    pub fn new(r: &RateSettings) -> Self {
         Self {
             login: keyed(r.login_per_minute, r.burst),
             acs: keyed(r.acs_per_minute, r.burst),
             slo: keyed(r.slo_per_minute, r.burst),
             secrets: keyed(r.secret_forms_per_minute, r.burst),
             token: keyed(r.token_per_minute, r.burst),
-            client_ip_header: limits
-                .client_ip_header
-                .as_deref()
-                .and_then(|h| HeaderName::try_from(h).ok()),
+            client_ip_header: r.client_ip_header.clone(),
             checked: AtomicU64::new(0),
         }
     }
@@ -177,13 +193,16 @@ mod tests {
     use super::*;
 
     fn limits(header: Option<&str>, per_minute: u32, burst: u32) -> RateLimits {
-        let mut cfg = LimitsConfig {
-            client_ip_header: header.map(str::to_owned),
-            ..LimitsConfig::default()
-        };
-        cfg.rate.login_per_minute = per_minute;
-        cfg.rate.burst = burst;
-        RateLimits::new(&cfg)
+        let n = |v: u32| NonZeroU32::new(v).unwrap();
+        RateLimits::new(&RateSettings {
+            login_per_minute: n(per_minute),
+            acs_per_minute: n(60),
+            slo_per_minute: n(60),
+            secret_forms_per_minute: n(20),
+            token_per_minute: n(600),
+            burst: n(burst),
+            client_ip_header: header.map(|h| HeaderName::try_from(h).unwrap()),
+        })
     }
 
     fn request(peer: &str, forwarded: Option<&str>) -> Request<Body> {

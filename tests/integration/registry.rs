@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use polis_gateway::config::RegistryConfig;
-use polis_gateway::federation::{self, FederationError, RegistryUpdate};
+use polis_gateway::clock::Clock;
+use polis_gateway::federation::{self, FederationError, RegistrySettings, RegistryUpdate};
 use polis_gateway::saml::SigningKey;
 use polis_gateway::saml::binding::encode_component;
 use polis_gateway::saml::idp::build_idp_metadata;
@@ -61,9 +61,9 @@ fn aggregate(registry: &SigningKey, entities: &[String], valid_until: &str) -> S
     registry.sign_enveloped(&xml).unwrap()
 }
 
-/// `validUntil` `days` from now (negative: in the past).
-fn days_from_now(days: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::days(days))
+/// `validUntil` `days` from the Env's now (negative: in the past).
+fn days_from_now(env: &Env, days: i64) -> String {
+    (env.clock.now() + chrono::Duration::days(days))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -122,7 +122,7 @@ impl Drop for RegistryServer {
     }
 }
 
-async fn refresh(env: &Env, reg: &RegistryConfig) -> Result<RegistryUpdate, FederationError> {
+async fn refresh(env: &Env, reg: &RegistrySettings) -> Result<RegistryUpdate, FederationError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -155,10 +155,10 @@ async fn a_refresh_removes_unlisted_idps_and_an_expired_aggregate_is_refused() {
     std::fs::write(&certificate_file, &registry_pem).unwrap();
     let cache = dir.path().join("registry-cache.xml");
     let server = RegistryServer::start().await;
-    let reg = RegistryConfig {
-        url: server.url.clone(),
+    let reg = RegistrySettings {
+        url: url::Url::parse(&server.url).unwrap(),
         certificate_file,
-        refresh_hours: 24,
+        refresh_every: Duration::from_secs(24 * 3600),
         cache_file: Some(cache.clone()),
     };
     let x = RegIdp::new(&env, "reg-x");
@@ -168,7 +168,7 @@ async fn a_refresh_removes_unlisted_idps_and_an_expired_aggregate_is_refused() {
     let first = aggregate(
         &registry_key,
         &[x.entity(&env, &x.key), y.entity(&env, &y.key)],
-        &days_from_now(7),
+        &days_from_now(&env, 7),
     );
     server.serve(&first);
     let update = refresh(&env, &reg).await.unwrap();
@@ -192,7 +192,7 @@ async fn a_refresh_removes_unlisted_idps_and_an_expired_aggregate_is_refused() {
     let second = aggregate(
         &registry_key,
         &[y.entity(&env, &y_new_key)],
-        &days_from_now(7),
+        &days_from_now(&env, 7),
     );
     server.serve(&second);
     let update = refresh(&env, &reg).await.unwrap();
@@ -240,7 +240,7 @@ async fn a_refresh_removes_unlisted_idps_and_an_expired_aggregate_is_refused() {
     let expired = aggregate(
         &registry_key,
         &[x.entity(&env, &x.key), y.entity(&env, &y_new_key)],
-        &days_from_now(-1),
+        &days_from_now(&env, -1),
     );
     server.serve(&expired);
     let err = refresh(&env, &reg).await.unwrap_err();
@@ -252,8 +252,8 @@ async fn a_refresh_removes_unlisted_idps_and_an_expired_aggregate_is_refused() {
 
     // The same expired aggregate as the cache copy at start-up is refused too.
     std::fs::write(&cache, &expired).unwrap();
-    let fresh = polis_gateway::federation::Federation::new(true);
-    let err = federation::load_registry_cache(&fresh, &reg, chrono::Utc::now()).unwrap_err();
+    let fresh = polis_gateway::federation::Federation::new(true, env.clock.clone());
+    let err = federation::load_registry_cache(&fresh, &reg, env.clock.now()).unwrap_err();
     assert!(err.to_string().contains("validUntil"), "{err}");
     assert!(fresh.list().is_empty());
 }
