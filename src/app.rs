@@ -211,6 +211,7 @@ pub fn oidc_provider(
     o: &crate::config::OidcConfig,
     state: Arc<dyn StateStore>,
     argon2: BlockingPool,
+    clock: SharedClock,
 ) -> anyhow::Result<Provider> {
     let keys = KeyRing::load(&o.keys).context("oidc.keys")?;
     let clients = ClientRegistry::from_config(&o.clients)?;
@@ -225,7 +226,7 @@ pub fn oidc_provider(
         family_lifetime: Duration::from_secs(o.refresh_family_lifetime_seconds),
         code_ttl: Duration::from_secs(o.code_ttl_seconds),
     };
-    Ok(Provider::new(settings, keys, clients, state, argon2))
+    Ok(Provider::new(settings, keys, clients, state, argon2, clock))
 }
 
 /// The `[[oidc.keys]]` entries after a rotation: the new key current, every key
@@ -396,6 +397,7 @@ pub async fn build_gateway(
             o,
             state.clone(),
             argon2.clone(),
+            clock.clone(),
         )?)),
     };
     let http = reqwest::Client::builder()
