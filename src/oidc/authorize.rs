@@ -557,3 +557,277 @@ impl Provider {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::oidc::testkit::{CHALLENGE, Fixed, REDIRECT, hours, kit};
+
+    fn params(method: Option<&str>, challenge: Option<&str>) -> AuthorizeParams {
+        AuthorizeParams {
+            response_type: "code".into(),
+            client_id: "rp".into(),
+            redirect_uri: REDIRECT.into(),
+            scope: "openid profile".into(),
+            state: Some("st".into()),
+            code_challenge: challenge.map(str::to_owned),
+            code_challenge_method: method.map(str::to_owned),
+            ..AuthorizeParams::default()
+        }
+    }
+
+    fn redirected(r: Result<AuthzRequest, AuthorizeFailure>) -> String {
+        match r {
+            Err(AuthorizeFailure::Redirect(e)) => {
+                assert_eq!(e.redirect_uri, REDIRECT);
+                assert_eq!(e.state.as_deref(), Some("st"));
+                e.error.to_string()
+            }
+            other => panic!("not a redirect: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pkce_s256_is_accepted_plain_or_missing_refused() {
+        let k = kit(Duration::from_secs(3600));
+        let req =
+            k.p.validate_authorize(&params(Some("S256"), Some(CHALLENGE)), Level::L2)
+                .unwrap();
+        assert_eq!(req.code_challenge, CHALLENGE);
+        assert_eq!(req.created_at, k.now());
+        let plain =
+            k.p.validate_authorize(&params(Some("plain"), Some(CHALLENGE)), Level::L2);
+        assert!(redirected(plain).contains("must be S256"));
+        let no_method =
+            k.p.validate_authorize(&params(None, Some(CHALLENGE)), Level::L2);
+        assert!(redirected(no_method).contains("must be S256"));
+        let missing =
+            k.p.validate_authorize(&params(Some("S256"), None), Level::L2);
+        assert!(redirected(missing).contains("PKCE is required"));
+        let short =
+            k.p.validate_authorize(&params(Some("S256"), Some("abc")), Level::L2);
+        assert!(redirected(short).contains("must be S256"));
+    }
+
+    #[test]
+    fn an_unknown_client_or_redirect_uri_is_a_page_never_a_redirect() {
+        let k = kit(Duration::from_secs(3600));
+        let mut p = params(Some("S256"), Some(CHALLENGE));
+        p.redirect_uri = "https://evil.example/cb".into();
+        assert!(matches!(
+            k.p.validate_authorize(&p, Level::L2),
+            Err(AuthorizeFailure::Page(OidcError::Untrusted(_)))
+        ));
+        p.redirect_uri = REDIRECT.into();
+        p.client_id = "nobody".into();
+        assert!(matches!(
+            k.p.validate_authorize(&p, Level::L2),
+            Err(AuthorizeFailure::Page(OidcError::Untrusted(_)))
+        ));
+    }
+
+    #[test]
+    fn acr_values_prompt_and_scopes() {
+        let k = kit(Duration::from_secs(3600));
+        let mut p = params(Some("S256"), Some(CHALLENGE));
+        p.acr_values = Some(format!("{} {} {ACR_CP}", Level::L3.uri(), Level::L2.uri()));
+        p.prompt = Some("login".into());
+        let req = k.p.validate_authorize(&p, Level::L1).unwrap();
+        assert_eq!(
+            (req.level, req.cp, req.force_login),
+            (Level::L2, true, true)
+        );
+        p.acr_values = None;
+        p.prompt = None;
+        assert_eq!(
+            k.p.validate_authorize(&p, Level::L1).unwrap().level,
+            Level::L1
+        );
+        p.prompt = Some("none".into());
+        assert!(redirected(k.p.validate_authorize(&p, Level::L1)).contains("prompt=none"));
+        p.prompt = None;
+        p.scope = "profile".into();
+        assert!(redirected(k.p.validate_authorize(&p, Level::L1)).contains("openid"));
+        p.scope = "openid admin".into();
+        assert!(redirected(k.p.validate_authorize(&p, Level::L1)).contains("admin"));
+    }
+
+    #[test]
+    fn the_session_satisfies_a_request_with_its_level_a_fresh_login_and_the_cp() {
+        let k = kit(Duration::from_secs(3600));
+        let mut req = k.request(&[]);
+        let mut facts = k.facts(hours(8));
+        assert!(session_satisfies(&req, &facts));
+        req.level = Level::L3;
+        assert!(login_needed(&req, &facts) && !session_satisfies(&req, &facts));
+        req.level = Level::L2;
+        req.force_login = true;
+        facts.auth_time = req.created_at - chrono::Duration::seconds(1);
+        assert!(login_needed(&req, &facts));
+        facts.auth_time = req.created_at;
+        assert!(!login_needed(&req, &facts));
+        req.cp = true;
+        assert!(cp_needed(&req, &facts));
+        facts.cp_at = Some(req.created_at - chrono::Duration::seconds(1));
+        assert!(cp_needed(&req, &facts), "a CP confirmed before the request");
+        facts.cp_at = Some(req.created_at);
+        assert!(!cp_needed(&req, &facts) && session_satisfies(&req, &facts));
+    }
+
+    #[tokio::test]
+    async fn resume_goes_to_the_login_the_abilitazione_the_cp_then_the_code() {
+        let k = kit(Duration::from_secs(3600));
+        let mut req = k.request(&[]);
+        req.cp = true;
+        k.p.park(&req).await.unwrap();
+        let next = k.p.resume(&req.id, None, &k.accounts).await.unwrap();
+        assert!(next.starts_with("/login?level=2&next="), "{next}");
+        let mut l1 = k.facts(hours(8));
+        l1.level = Level::L1;
+        let next = k.p.resume(&req.id, Some(&l1), &k.accounts).await.unwrap();
+        assert!(next.starts_with("/login?level=2"), "{next}");
+        let mut pending = k.accounts.0.clone();
+        pending.enablement_state = EnablementState::NotEnabled;
+        let facts = k.facts(hours(8));
+        let next =
+            k.p.resume(&req.id, Some(&facts), &Fixed(pending))
+                .await
+                .unwrap();
+        assert_eq!(next, "/abilitazione");
+        let next =
+            k.p.resume(&req.id, Some(&facts), &k.accounts)
+                .await
+                .unwrap();
+        assert_eq!(next, "/oidc/cp?id=authz");
+        let confirmed = SessionFacts {
+            cp_at: Some(k.now()),
+            ..facts
+        };
+        let next =
+            k.p.resume(&req.id, Some(&confirmed), &k.accounts)
+                .await
+                .unwrap();
+        assert!(next.starts_with(&format!("{REDIRECT}?code=")), "{next}");
+        assert!(
+            next.ends_with("&state=st&iss=https%3A%2F%2Fgw.example"),
+            "{next}"
+        );
+        // One code per request: the request is forgotten.
+        assert!(matches!(
+            k.p.resume(&req.id, Some(&confirmed), &k.accounts).await,
+            Err(ResumeError::Page(OidcError::AuthzExpired))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_parked_request_expires_by_the_clock() {
+        let k = kit(Duration::from_secs(3600));
+        let req = k.request(&[]);
+        k.p.park(&req).await.unwrap();
+        k.clock.advance(chrono::Duration::seconds(599));
+        assert_eq!(k.p.parked(&req.id).await.unwrap(), req);
+        k.clock.advance(chrono::Duration::seconds(1));
+        assert!(matches!(
+            k.p.parked(&req.id).await,
+            Err(OidcError::AuthzExpired)
+        ));
+        assert!(matches!(
+            k.p.parked("../etc").await,
+            Err(OidcError::AuthzExpired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn no_code_for_an_unsatisfied_session_or_past_its_absolute_end() {
+        let k = kit(Duration::from_secs(3600));
+        let mut req = k.request(&[]);
+        req.cp = true;
+        let err =
+            k.p.issue_code(&req, &k.accounts.0, &k.facts(hours(8)))
+                .await
+                .unwrap_err();
+        assert!(matches!(err.error, OidcError::AccessDenied(_)), "{err:?}");
+        let req = k.request(&[]);
+        let err =
+            k.p.issue_code(&req, &k.accounts.0, &k.facts(chrono::Duration::zero()))
+                .await
+                .unwrap_err();
+        assert!(
+            err.error.to_string().contains("absolute timeout"),
+            "{err:?}"
+        );
+        let mut pending = k.accounts.0.clone();
+        pending.enablement_state = EnablementState::NotEnabled;
+        let err =
+            k.p.issue_code(&req, &pending, &k.facts(hours(8)))
+                .await
+                .unwrap_err();
+        assert!(err.error.to_string().contains("enablement"), "{err:?}");
+    }
+
+    /// A CP check that accepts one CP and records the confirmation time.
+    struct Cp {
+        account: Account,
+        confirmed: std::sync::Mutex<Option<DateTime<Utc>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl AccountSource for Cp {
+        type Error = String;
+        async fn account(&self, _: Uuid) -> Result<Account, String> {
+            Ok(self.account.clone())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl CpConfirmation for Cp {
+        async fn verify_cp(&self, _: &Account, cp: &str) -> Result<(), String> {
+            if cp == "Giusto2026" {
+                Ok(())
+            } else {
+                Err("wrong".into())
+            }
+        }
+        async fn cp_confirmed(&self, at: DateTime<Utc>) -> Result<(), String> {
+            *self.confirmed.lock().unwrap() = Some(at);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cp_confirmation_is_noted_at_the_clock_time_and_resumes() {
+        let k = kit(Duration::from_secs(3600));
+        let req = k.request(&[]);
+        k.p.park(&req).await.unwrap();
+        let cp = Cp {
+            account: k.accounts.0.clone(),
+            confirmed: std::sync::Mutex::new(None),
+        };
+        let id = k.accounts.0.id;
+        match k.p.confirm_cp(&req.id, id, "sbagliato", &cp).await {
+            Err(CpError::Refused { client, error }) => {
+                assert_eq!((client.as_str(), error.as_str()), ("Servizio rp", "wrong"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(*cp.confirmed.lock().unwrap(), None);
+        k.clock.advance(chrono::Duration::seconds(30));
+        let next =
+            k.p.confirm_cp(&req.id, id, "Giusto2026", &cp)
+                .await
+                .unwrap();
+        assert_eq!(next, resume_path(&req.id));
+        assert_eq!(*cp.confirmed.lock().unwrap(), Some(k.now()));
+        assert!(matches!(
+            k.p.confirm_cp("unknown", id, "Giusto2026", &cp).await,
+            Err(CpError::Page(OidcError::AuthzExpired))
+        ));
+        let prompt = k.p.cp_prompt(&req.id).await.unwrap();
+        assert_eq!(
+            (prompt.client.as_str(), prompt.id.as_str()),
+            ("Servizio rp", "authz")
+        );
+    }
+}

@@ -135,3 +135,80 @@ fn access_info(c: &AccessClaims) -> Value {
         "auth_time": c.auth_time,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::oidc::testkit::kit;
+
+    #[tokio::test]
+    async fn only_the_client_and_its_resource_servers_learn_about_a_token() {
+        let k = kit(Duration::from_secs(3600));
+        let tokens = k.tokens().await;
+        let inactive = json!({ "active": false });
+        let unknown = k.p.introspect(&k.client("rp"), "no-such-token").await;
+        assert_eq!(unknown, inactive);
+        for token in [&tokens.access_token, &tokens.refresh_token] {
+            for client in ["rp", "rs"] {
+                let info = k.p.introspect(&k.client(client), token).await;
+                assert_eq!(info["active"], true, "{client}: {info}");
+                assert_eq!(info["client_id"], "rp");
+                assert_eq!(info["sid"], crate::oidc::testkit::SID);
+            }
+            // Another client gets exactly the answer for an unknown token.
+            assert_eq!(k.p.introspect(&k.client("other"), token).await, unknown);
+        }
+        let info = k.p.introspect(&k.client("rp"), &tokens.refresh_token).await;
+        assert_eq!(info["token_type"], "refresh_token");
+        let info = k.p.introspect(&k.client("rp"), &tokens.access_token).await;
+        assert_eq!(info["token_type"], "Bearer");
+        // An ID token is not an access token.
+        let info = k.p.introspect(&k.client("rp"), &tokens.id_token).await;
+        assert_eq!(info, inactive);
+    }
+
+    #[tokio::test]
+    async fn revocation_touches_only_the_clients_own_tokens() {
+        let k = kit(Duration::from_secs(3600));
+        let rp = k.client("rp");
+        let tokens = k.tokens().await;
+        k.p.revoke(&k.client("other"), &tokens.access_token)
+            .await
+            .unwrap();
+        k.p.revoke(&k.client("other"), &tokens.refresh_token)
+            .await
+            .unwrap();
+        assert_eq!(
+            k.p.introspect(&rp, &tokens.access_token).await["active"],
+            true
+        );
+        assert_eq!(
+            k.p.introspect(&rp, &tokens.refresh_token).await["active"],
+            true
+        );
+        // The access token alone.
+        k.p.revoke(&rp, &tokens.access_token).await.unwrap();
+        assert_eq!(
+            k.p.introspect(&rp, &tokens.access_token).await["active"],
+            false
+        );
+        assert_eq!(
+            k.p.introspect(&rp, &tokens.refresh_token).await["active"],
+            true
+        );
+        // The refresh token: its whole family.
+        let next = k.refresh(&tokens.refresh_token).await.unwrap();
+        k.p.revoke(&rp, &next.refresh_token).await.unwrap();
+        assert_eq!(
+            k.p.introspect(&rp, &next.refresh_token).await["active"],
+            false
+        );
+        assert_eq!(
+            k.p.introspect(&rp, &next.access_token).await["active"],
+            false
+        );
+        assert!(k.refresh(&next.refresh_token).await.is_err());
+    }
+}

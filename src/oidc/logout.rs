@@ -164,3 +164,117 @@ impl Provider {
         Ok(url.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::oidc::testkit::{BACKCHANNEL, POST_LOGOUT, SID, kit, payload, typ};
+
+    fn params(hint: Option<&str>, uri: Option<&str>) -> LogoutParams {
+        LogoutParams {
+            id_token_hint: hint.map(str::to_owned),
+            client_id: None,
+            post_logout_redirect_uri: uri.map(str::to_owned),
+            state: Some("s1".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_revokes_its_tokens_and_yields_logout_tokens() {
+        let k = kit(Duration::from_secs(3600));
+        let tokens = k.tokens().await;
+        let account = k.accounts.0.id;
+        let out = k.p.end_session(SID, account, k.now()).await.unwrap();
+        assert_eq!(out.len(), 1, "rp asked for back-channel logout");
+        let (uri, token) = out.first().unwrap();
+        assert_eq!(uri, BACKCHANNEL);
+        assert_eq!(typ(token).as_deref(), Some("logout+jwt"));
+        let claims = payload(token);
+        assert_eq!(claims["sid"], SID);
+        assert_eq!(claims["aud"], "rp");
+        assert_eq!(claims["sub"], account.to_string());
+        assert_eq!(claims["exp"], k.now().timestamp() + 120);
+        assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_err());
+        assert!(k.refresh(&tokens.refresh_token).await.is_err());
+        // The session's clients are forgotten: a second end sends nothing.
+        assert!(
+            k.p.end_session(SID, account, k.now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_valid_id_token_naming_the_session_ends_it_unasked() {
+        let k = kit(Duration::from_secs(3600));
+        let tokens = k.tokens().await;
+        let hint = Some(tokens.id_token.as_str());
+        let back = format!("{POST_LOGOUT}?state=s1");
+        let end = LogoutDecision::End {
+            target: back.clone(),
+        };
+        let ask = |client: Option<&str>| LogoutDecision::Confirm {
+            client: client.map(|_| "Servizio rp".to_owned()),
+            client_id: client.map(str::to_owned),
+            post_logout_redirect_uri: Some(POST_LOGOUT.into()),
+            state: Some("s1".into()),
+        };
+        let q = params(hint, Some(POST_LOGOUT));
+        assert_eq!(k.p.rp_logout(&q, Some(SID)).unwrap(), end);
+        // Expired hints are fine (RP-Initiated Logout §2).
+        k.clock.advance(chrono::Duration::hours(2));
+        assert_eq!(k.p.rp_logout(&q, Some(SID)).unwrap(), end);
+        // Another session's ID token, or no session at all.
+        assert_eq!(k.p.rp_logout(&q, Some("sid-2")).unwrap(), ask(Some("rp")));
+        assert_eq!(k.p.rp_logout(&q, None).unwrap(), end);
+        // A token of another kind is no hint: without a client, the return URI cannot
+        // be trusted either.
+        let q = params(Some(&tokens.access_token), Some(POST_LOGOUT));
+        assert!(matches!(
+            k.p.rp_logout(&q, Some(SID)),
+            Err(OidcError::Untrusted(_))
+        ));
+        let q = LogoutParams {
+            client_id: Some("rp".into()),
+            ..params(Some(&tokens.access_token), Some(POST_LOGOUT))
+        };
+        assert_eq!(k.p.rp_logout(&q, Some(SID)).unwrap(), ask(Some("rp")));
+        let q = params(None, None);
+        assert_eq!(
+            k.p.rp_logout(&q, Some(SID)).unwrap(),
+            LogoutDecision::Confirm {
+                client: None,
+                client_id: None,
+                post_logout_redirect_uri: None,
+                state: Some("s1".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn the_return_target_must_be_registered_for_the_client() {
+        let k = kit(Duration::from_secs(3600));
+        assert_eq!(k.p.logout_target(None, None, None).unwrap(), "/");
+        assert_eq!(
+            k.p.logout_target(Some("rp"), Some(POST_LOGOUT), None)
+                .unwrap(),
+            POST_LOGOUT
+        );
+        for (client, uri) in [
+            (Some("rp"), "https://evil.example/bye"),
+            (None, POST_LOGOUT),
+            (Some("nobody"), POST_LOGOUT),
+        ] {
+            assert!(matches!(
+                k.p.logout_target(client, Some(uri), None),
+                Err(OidcError::Untrusted(_))
+            ));
+        }
+    }
+}

@@ -395,3 +395,269 @@ async fn grant_account<A: AccountSource>(
         .await
         .map_err(|e| OidcError::InvalidGrant(format!("account: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::oidc::testkit::{REDIRECT, VERIFIER, hours, kit, payload, typ};
+    use crate::saml::Level;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        // `plain`: the verifier itself as the challenge.
+        assert!(!pkce_matches(VERIFIER, VERIFIER));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_verifier_is_refused() {
+        let k = kit(Duration::from_secs(3600));
+        let rp = k.client("rp");
+        for verifier in [
+            Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"),
+            Some(VERIFIER.get(..42).unwrap()),
+            None,
+        ] {
+            let c = k.code().await;
+            let err =
+                k.p.exchange_code(&rp, &c, REDIRECT, verifier, &k.accounts)
+                    .await
+                    .unwrap_err();
+            assert!(
+                err.to_string().contains("PKCE verification failed"),
+                "{err}"
+            );
+        }
+        let c = k.code().await;
+        let err =
+            k.p.exchange_code(
+                &rp,
+                &c,
+                "https://rp.example/other",
+                Some(VERIFIER),
+                &k.accounts,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("redirect_uri differs"), "{err}");
+        let c = k.code().await;
+        assert!(k.exchange(&c).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_code_used_twice_revokes_its_family() {
+        let k = kit(Duration::from_secs(3600));
+        let c = k.code().await;
+        let tokens = k.exchange(&c).await.unwrap();
+        let fam = payload(&tokens.access_token)["fam"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_ok());
+        assert!(!k.p.family_revoked(&fam).await.unwrap());
+        let err = k.exchange(&c).await.unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+        assert!(k.p.family_revoked(&fam).await.unwrap());
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_err());
+        let err = k.refresh(&tokens.refresh_token).await.unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_code_of_another_client_is_refused_and_revoked() {
+        let k = kit(Duration::from_secs(3600));
+        let c = k.code().await;
+        let err =
+            k.p.exchange_code(
+                &k.client("other"),
+                &c,
+                REDIRECT,
+                Some(VERIFIER),
+                &k.accounts,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("another client"), "{err}");
+        assert!(k.exchange(&c).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_code_expires_by_the_clock() {
+        let k = kit(Duration::from_secs(3600));
+        let c = k.code().await;
+        k.clock.advance(chrono::Duration::seconds(60));
+        let err = k.exchange(&c).await.unwrap_err();
+        assert!(matches!(err, OidcError::InvalidGrant(_)), "{err}");
+        let c = k.code().await;
+        k.clock.advance(chrono::Duration::seconds(59));
+        assert!(k.exchange(&c).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_reused_refresh_token_revokes_its_family() {
+        let k = kit(Duration::from_secs(3600));
+        let first = k.tokens().await;
+        let second = k.refresh(&first.refresh_token).await.unwrap();
+        assert_ne!(second.refresh_token, first.refresh_token);
+        assert!(k.p.check_access_token(&second.access_token).await.is_ok());
+        let err = k.refresh(&first.refresh_token).await.unwrap_err();
+        assert!(err.to_string().contains("reused"), "{err}");
+        let fam = payload(&second.access_token)["fam"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(k.p.family_revoked(&fam).await.unwrap());
+        assert!(k.p.check_access_token(&first.access_token).await.is_err());
+        assert!(k.p.check_access_token(&second.access_token).await.is_err());
+        let err = k.refresh(&second.refresh_token).await.unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_expires_by_the_clock() {
+        let k = kit(Duration::from_secs(8 * 3600));
+        let tokens = k.tokens().await;
+        k.clock.advance(chrono::Duration::seconds(3599));
+        let next = k.refresh(&tokens.refresh_token).await.unwrap();
+        k.clock.advance(chrono::Duration::seconds(3600));
+        assert!(k.refresh(&next.refresh_token).await.is_err());
+    }
+
+    /// The moment a non-atomic detection misses: another use has just taken the grant
+    /// (GETDEL) and has written nothing yet. A use arriving then must still see the
+    /// reuse and revoke the family.
+    #[tokio::test]
+    async fn a_use_racing_the_winner_between_its_take_and_its_answer_revokes_the_family() {
+        use crate::state::StateStore as _;
+        let k = kit(Duration::from_secs(3600));
+        let rp = k.client("rp");
+        let c = k.code().await;
+        // The winner takes the code…
+        let taken = k.state.take(&key::code(&c)).await.unwrap();
+        let grant: Grant = serde_json::from_slice(&taken.unwrap()).unwrap();
+        // …and before it writes anything, another use:
+        let err = k.exchange(&c).await.unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+        assert!(k.p.family_revoked(&grant.family).await.unwrap());
+        // The winner's answer is issued and dead.
+        let tokens = k.p.tokens(&rp, &grant, &k.accounts.0).await.unwrap();
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_err());
+
+        // The same for a refresh token.
+        let tokens = k.tokens().await;
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_ok());
+        let taken = k
+            .state
+            .take(&key::refresh(&tokens.refresh_token))
+            .await
+            .unwrap();
+        assert!(taken.is_some());
+        let err = k.refresh(&tokens.refresh_token).await.unwrap_err();
+        assert!(err.to_string().contains("reused"), "{err}");
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_err());
+    }
+
+    #[test]
+    fn a_grant_without_a_family_end_has_ended() {
+        let grant: Grant = serde_json::from_value(serde_json::json!({
+            "family": "f", "client_id": "rp", "redirect_uri": REDIRECT, "scopes": ["openid"],
+            "nonce": null, "code_challenge": null, "account_id": Uuid::nil(), "sid": "s",
+            "level": Level::L2, "auth_time": crate::oidc::testkit::start(), "cp_at": null,
+        }))
+        .unwrap();
+        assert!(grant.family_ends_at < crate::oidc::testkit::start());
+        assert_eq!(grant.expires_at, None);
+    }
+
+    /// Rotates every 7 minutes until 5 s before `end` (each rotation keeps the end and
+    /// caps the access token by it), then checks the refresh 5 s before the end
+    /// succeeds and the one at the end is refused.
+    async fn rotate_to_the_end(k: &crate::oidc::testkit::Kit, end: DateTime<Utc>) {
+        let mut tokens = k.tokens().await;
+        let step = chrono::Duration::minutes(7);
+        let last = end - chrono::Duration::seconds(5);
+        let mut rotations = 0;
+        while k.now() < last {
+            let by = step.min(last - k.now());
+            k.clock.advance(by);
+            tokens = k
+                .refresh(&tokens.refresh_token)
+                .await
+                .unwrap_or_else(|e| panic!("at {}: {e}", k.now()));
+            rotations += 1;
+            let claims = k.p.check_access_token(&tokens.access_token).await.unwrap();
+            assert!(claims.exp <= end.timestamp(), "{claims:?}");
+            let info = k.p.introspect(&k.client("rp"), &tokens.refresh_token).await;
+            assert_eq!(info["exp"], end.timestamp(), "{info}");
+        }
+        assert!(rotations > 5, "{rotations}");
+        k.clock.advance(chrono::Duration::seconds(5));
+        let err = k.refresh(&tokens.refresh_token).await.unwrap_err();
+        assert!(err.to_string().contains("absolute lifetime"), "{err}");
+        let info = k.p.introspect(&k.client("rp"), &tokens.refresh_token).await;
+        assert_eq!(info, serde_json::json!({"active": false}));
+    }
+
+    #[tokio::test]
+    async fn a_family_ends_at_its_lifetime_whatever_its_rotations() {
+        let k = kit(Duration::from_secs(3600));
+        // The session would last 8 hours.
+        let end = k.now() + hours(1);
+        rotate_to_the_end(&k, end).await;
+    }
+
+    #[tokio::test]
+    async fn a_family_ends_with_the_session_absolute_end_if_that_is_first() {
+        let k = kit(Duration::from_secs(8 * 3600));
+        let end = k.now() + hours(1);
+        let req = k.request(&[]);
+        let c = k.code_for(&req, hours(1)).await;
+        // A family from a session ending in an hour dies then, lifetime or not.
+        let mut tokens = k.exchange(&c).await.unwrap();
+        k.clock.advance(chrono::Duration::minutes(59));
+        tokens = k.refresh(&tokens.refresh_token).await.unwrap();
+        let claims = k.p.check_access_token(&tokens.access_token).await.unwrap();
+        assert_eq!(claims.exp, end.timestamp(), "capped by the family's end");
+        k.clock.advance(chrono::Duration::minutes(1));
+        let err = k.refresh(&tokens.refresh_token).await.unwrap_err();
+        assert!(err.to_string().contains("absolute lifetime"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn only_at_jwt_tokens_are_access_tokens() {
+        let k = kit(Duration::from_secs(3600));
+        let tokens = k.tokens().await;
+        assert_eq!(typ(&tokens.access_token).as_deref(), Some("at+jwt"));
+        assert_eq!(typ(&tokens.id_token).as_deref(), Some("JWT"));
+        let claims = k.p.check_access_token(&tokens.access_token).await.unwrap();
+        // The same claims signed by our key as an ID token or a logout token.
+        let as_id = k.p.keys.sign(&claims, SigningAlg::EdDSA).unwrap();
+        let as_logout =
+            k.p.keys
+                .sign_typed(&claims, SigningAlg::EdDSA, TokenType::Logout)
+                .unwrap();
+        for token in [&tokens.id_token, &as_id, &as_logout] {
+            let err = k.p.check_access_token(token).await.unwrap_err();
+            assert!(matches!(err, OidcError::InvalidToken(_)), "{err}");
+            assert!(err.to_string().contains("typ"), "{err}");
+        }
+        // And an access token expires by the clock.
+        k.clock.advance(chrono::Duration::seconds(300));
+        assert!(k.p.check_access_token(&tokens.access_token).await.is_err());
+    }
+}
