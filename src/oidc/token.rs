@@ -9,13 +9,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::authorize::may_get_tokens;
 use super::claims::id_token_claims;
 use super::clients::{Client, ClientError, Presented};
 use super::error::{OidcError, internal};
 use super::grants::{FamilyMark, Grant, family_ended, key, secs, until};
 use super::keys::{SigningAlg, TokenType};
 use super::provider::{AccountSource, Provider};
-use crate::accounts::{Account, EnablementState};
+use crate::accounts::Account;
 use crate::saml::ids;
 
 /// The grant parameters of a `/oidc/token` request (client authentication apart).
@@ -272,7 +273,7 @@ impl Provider {
         account: &Account,
     ) -> Result<TokenResponse, OidcError> {
         let now = self.now();
-        if account.enablement_state != EnablementState::Enabled && !client.allow_in_enablement {
+        if !may_get_tokens(client, account) {
             return Err(OidcError::AccessDenied(
                 "the account has not completed the enablement".into(),
             ));
