@@ -124,6 +124,7 @@ pub fn oidc_provider(
     o: &OidcSection,
     state: Arc<dyn StateStore>,
     argon2: BlockingPool,
+    clock: SharedClock,
 ) -> anyhow::Result<Provider> {
     let keys = KeyRing::load(&o.keys).context("oidc.keys")?;
     let clients = ClientRegistry::from_config(&o.clients)?;
@@ -133,6 +134,7 @@ pub fn oidc_provider(
         clients,
         state,
         argon2,
+        clock,
     ))
 }
 
@@ -272,7 +274,12 @@ pub async fn build_gateway(
     ));
     let oidc = match &cfg.oidc {
         None => None,
-        Some(o) => Some(Arc::new(oidc_provider(o, state.clone(), argon2.clone())?)),
+        Some(o) => Some(Arc::new(oidc_provider(
+            o,
+            state.clone(),
+            argon2.clone(),
+            clock.clone(),
+        )?)),
     };
     let (login, logout) = flows(&sso, &enablement, &sessions, oidc.as_ref(), &clock)?;
     let app_state = AppState {

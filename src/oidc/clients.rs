@@ -202,74 +202,86 @@ fn valid_uri(uri: &str) -> bool {
         && !uri.contains(char::is_whitespace)
 }
 
+/// The ways `c` authenticates: an argon2id secret hash and/or a JWKS file of public keys.
+fn client_auth(c: &ClientConfig) -> Result<Vec<ClientAuth>, String> {
+    let mut auth = Vec::new();
+    if let Some(hash) = &c.secret_hash {
+        if !hash.starts_with("$argon2id$") {
+            return Err(
+                "secret_hash must be an argon2id PHC string (polis-gateway oidc client-secret)"
+                    .into(),
+            );
+        }
+        auth.push(ClientAuth::SecretHash(hash.clone()));
+    }
+    if let Some(file) = &c.jwks_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("jwks_file {}: {e}", file.display()))?;
+        let set: JwkSet = serde_json::from_str(&text)
+            .map_err(|e| format!("jwks_file {}: {e}", file.display()))?;
+        if set.keys.is_empty() {
+            return Err("jwks_file has no keys".into());
+        }
+        if set
+            .keys
+            .iter()
+            .any(|key| matches!(key.algorithm, AlgorithmParameters::OctetKey(_)))
+        {
+            return Err("jwks_file must hold public keys only".into());
+        }
+        auth.push(ClientAuth::Jwks(set));
+    }
+    if auth.is_empty() {
+        return Err("needs secret_hash or jwks_file".into());
+    }
+    Ok(auth)
+}
+
+/// One validated client from its config entry.
+fn client_from_config(c: &ClientConfig) -> Result<Client, String> {
+    if c.client_id.is_empty() || c.client_id.len() > 128 {
+        return Err("client_id must have 1 to 128 characters".into());
+    }
+    let auth = client_auth(c)?;
+    if c.redirect_uris.is_empty() {
+        return Err("at least one redirect_uri".into());
+    }
+    if let Some(uri) = c
+        .redirect_uris
+        .iter()
+        .chain(&c.post_logout_redirect_uris)
+        .chain(&c.backchannel_logout_uri)
+        .find(|uri| !valid_uri(uri))
+    {
+        return Err(format!(
+            "{uri:?} is not an absolute http(s) URI without fragment"
+        ));
+    }
+    let mut scopes = c.scopes.clone();
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.push("openid".into());
+    }
+    Ok(Client {
+        id: c.client_id.clone(),
+        name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
+        auth,
+        redirect_uris: c.redirect_uris.clone(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        scopes,
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        allow_in_enablement: c.allow_in_enablement,
+        id_token_alg: c.id_token_alg,
+        introspect_for: c.introspect_for.clone(),
+    })
+}
+
 impl ClientRegistry {
     /// Builds the registry; reads the JWKS files.
     pub fn from_config(entries: &[ClientConfig]) -> Result<Self, ClientError> {
         let mut clients = BTreeMap::new();
         for (index, c) in entries.iter().enumerate() {
             let bad = |reason: String| ClientError::Config { index, reason };
-            if c.client_id.is_empty() || c.client_id.len() > 128 {
-                return Err(bad("client_id must have 1 to 128 characters".into()));
-            }
-            let mut auth = Vec::new();
-            if let Some(hash) = &c.secret_hash {
-                if !hash.starts_with("$argon2id$") {
-                    return Err(bad(
-                        "secret_hash must be an argon2id PHC string (polis-gateway oidc client-secret)"
-                            .into(),
-                    ));
-                }
-                auth.push(ClientAuth::SecretHash(hash.clone()));
-            }
-            if let Some(file) = &c.jwks_file {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| bad(format!("jwks_file {}: {e}", file.display())))?;
-                let set: JwkSet = serde_json::from_str(&text)
-                    .map_err(|e| bad(format!("jwks_file {}: {e}", file.display())))?;
-                if set.keys.is_empty() {
-                    return Err(bad("jwks_file has no keys".into()));
-                }
-                for key in &set.keys {
-                    if matches!(key.algorithm, AlgorithmParameters::OctetKey(_)) {
-                        return Err(bad("jwks_file must hold public keys only".into()));
-                    }
-                }
-                auth.push(ClientAuth::Jwks(set));
-            }
-            if auth.is_empty() {
-                return Err(bad("needs secret_hash or jwks_file".into()));
-            }
-            if c.redirect_uris.is_empty() {
-                return Err(bad("at least one redirect_uri".into()));
-            }
-            for uri in c
-                .redirect_uris
-                .iter()
-                .chain(&c.post_logout_redirect_uris)
-                .chain(&c.backchannel_logout_uri)
-            {
-                if !valid_uri(uri) {
-                    return Err(bad(format!(
-                        "{uri:?} is not an absolute http(s) URI without fragment"
-                    )));
-                }
-            }
-            let mut scopes = c.scopes.clone();
-            if !scopes.iter().any(|s| s == "openid") {
-                scopes.push("openid".into());
-            }
-            let client = Client {
-                id: c.client_id.clone(),
-                name: c.name.clone().unwrap_or_else(|| c.client_id.clone()),
-                auth,
-                redirect_uris: c.redirect_uris.clone(),
-                post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
-                scopes,
-                backchannel_logout_uri: c.backchannel_logout_uri.clone(),
-                allow_in_enablement: c.allow_in_enablement,
-                id_token_alg: c.id_token_alg,
-                introspect_for: c.introspect_for.clone(),
-            };
+            let client = client_from_config(c).map_err(bad)?;
             if clients.insert(c.client_id.clone(), client).is_some() {
                 return Err(bad(format!("duplicate client_id {:?}", c.client_id)));
             }
@@ -343,32 +355,7 @@ impl ClientRegistry {
         now: DateTime<Utc>,
     ) -> Result<(&Client, AssertionInfo), ClientError> {
         let fail = |why: String| ClientError::Unauthorized(why);
-        let header = jsonwebtoken::decode_header(assertion)
-            .map_err(|e| fail(format!("assertion header: {e}")))?;
-        if let Some(typ) = &header.typ
-            && !assertion_typ(typ)
-        {
-            return Err(fail(format!(
-                "assertion typ {typ:?} is not a client assertion"
-            )));
-        }
-        if !matches!(
-            header.alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-                | Algorithm::ES256
-                | Algorithm::ES384
-                | Algorithm::EdDSA
-        ) {
-            return Err(fail(format!(
-                "assertion algorithm {:?} not allowed",
-                header.alg
-            )));
-        }
+        let header = assertion_header(assertion)?;
         // Who claims to be signing: read `iss` before verifying to pick the key set,
         // then verify everything with that client's keys only.
         let unverified = unverified_claims(assertion)?;
@@ -379,73 +366,121 @@ impl ClientRegistry {
         let client = self
             .get(issuer)
             .ok_or_else(|| fail("unknown client".into()))?;
-        let keys: Vec<&jsonwebtoken::jwk::Jwk> = client
-            .auth
-            .iter()
-            .filter_map(|a| match a {
-                ClientAuth::Jwks(set) => Some(set),
-                ClientAuth::SecretHash(_) => None,
-            })
-            .flat_map(|set| match &header.kid {
-                Some(kid) => set.find(kid).into_iter().collect::<Vec<_>>(),
-                None => set.keys.iter().collect(),
-            })
-            .collect();
+        let keys = client_keys(client, header.kid.as_deref());
         if keys.is_empty() {
             return Err(fail("no matching client key".into()));
         }
-        let mut validation = Validation::new(header.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_audience(audiences);
-        validation.set_issuer(&[client.id.as_str()]);
-        validation.required_spec_claims = ["iss", "sub", "aud", "exp", "jti"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let validation = assertion_validation(header.alg, audiences, &client.id);
         let mut last = String::from("no key verified the assertion");
         for jwk in keys {
             let Ok(key) = DecodingKey::from_jwk(jwk) else {
                 continue;
             };
             match jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation) {
-                Ok(data) => {
-                    let claims = data.claims;
-                    if claims.get("sub").and_then(serde_json::Value::as_str)
-                        != Some(client.id.as_str())
-                    {
-                        return Err(fail("assertion sub must be the client_id".into()));
-                    }
-                    let exp = claims
-                        .get("exp")
-                        .and_then(serde_json::Value::as_i64)
-                        .and_then(|e| DateTime::<Utc>::from_timestamp(e, 0))
-                        .ok_or_else(|| fail("assertion exp invalid".into()))?;
-                    if exp <= now {
-                        return Err(fail("assertion expired".into()));
-                    }
-                    if exp > now + chrono::Duration::minutes(10) {
-                        return Err(fail("assertion lives longer than 10 minutes".into()));
-                    }
-                    let jti = claims
-                        .get("jti")
-                        .and_then(serde_json::Value::as_str)
-                        .filter(|j| !j.is_empty() && j.len() <= 256)
-                        .ok_or_else(|| fail("assertion jti invalid".into()))?
-                        .to_owned();
-                    return Ok((
-                        client,
-                        AssertionInfo {
-                            jti,
-                            expires_at: exp,
-                        },
-                    ));
-                }
+                Ok(data) => return Ok((client, assertion_info(&data.claims, client, now)?)),
                 Err(e) => last = e.to_string(),
             }
         }
         Err(fail(last))
     }
+}
+
+/// The header of a client assertion: a client-assertion `typ` (or none) and an
+/// allowed asymmetric algorithm.
+fn assertion_header(assertion: &str) -> Result<jsonwebtoken::Header, ClientError> {
+    let fail = |why: String| ClientError::Unauthorized(why);
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|e| fail(format!("assertion header: {e}")))?;
+    if let Some(typ) = &header.typ
+        && !assertion_typ(typ)
+    {
+        return Err(fail(format!(
+            "assertion typ {typ:?} is not a client assertion"
+        )));
+    }
+    if !matches!(
+        header.alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+            | Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::EdDSA
+    ) {
+        return Err(fail(format!(
+            "assertion algorithm {:?} not allowed",
+            header.alg
+        )));
+    }
+    Ok(header)
+}
+
+/// The client's public keys an assertion may be signed with (the one named by `kid`).
+fn client_keys<'a>(client: &'a Client, kid: Option<&str>) -> Vec<&'a jsonwebtoken::jwk::Jwk> {
+    client
+        .auth
+        .iter()
+        .filter_map(|a| match a {
+            ClientAuth::Jwks(set) => Some(set),
+            ClientAuth::SecretHash(_) => None,
+        })
+        .flat_map(|set| match kid {
+            Some(kid) => set.find(kid).into_iter().collect::<Vec<_>>(),
+            None => set.keys.iter().collect(),
+        })
+        .collect()
+}
+
+/// Signature, `aud`, `iss` and the required claims; the times are checked against
+/// `now` afterwards, never the system clock.
+fn assertion_validation(alg: Algorithm, audiences: &[&str], client_id: &str) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.set_audience(audiences);
+    validation.set_issuer(&[client_id]);
+    validation.required_spec_claims = ["iss", "sub", "aud", "exp", "jti"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    validation
+}
+
+/// The verified assertion's `sub` (the client), `exp` (not past, at most 10 minutes
+/// ahead) and `jti`.
+fn assertion_info(
+    claims: &serde_json::Value,
+    client: &Client,
+    now: DateTime<Utc>,
+) -> Result<AssertionInfo, ClientError> {
+    let fail = |why: &str| ClientError::Unauthorized(why.to_owned());
+    if claims.get("sub").and_then(serde_json::Value::as_str) != Some(client.id.as_str()) {
+        return Err(fail("assertion sub must be the client_id"));
+    }
+    let exp = claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|e| DateTime::<Utc>::from_timestamp(e, 0))
+        .ok_or_else(|| fail("assertion exp invalid"))?;
+    if exp <= now {
+        return Err(fail("assertion expired"));
+    }
+    if exp > now + chrono::Duration::minutes(10) {
+        return Err(fail("assertion lives longer than 10 minutes"));
+    }
+    let jti = claims
+        .get("jti")
+        .and_then(serde_json::Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| fail("assertion jti invalid"))?
+        .to_owned();
+    Ok(AssertionInfo {
+        jti,
+        expires_at: exp,
+    })
 }
 
 /// Whether a client assertion's header `typ` is one a client assertion may carry

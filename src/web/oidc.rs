@@ -1,7 +1,10 @@
-//! OpenID Connect endpoints. Thin: parse, one provider call, JSON or a redirect.
-//! Errors of the token-style endpoints are RFC 6749 JSON (`error`,
-//! `error_description`) with `Cache-Control: no-store`; authorization errors go back to
-//! the client once its redirect URI is trusted, and to an error page before.
+//! OpenID Connect endpoints. Thin: each handler extracts (query, form, client
+//! credentials, the session), makes one provider call and maps the result: JSON, a
+//! redirect or a page. Errors of the token-style endpoints are RFC 6749 JSON
+//! (`error`, `error_description`) with `Cache-Control: no-store`; authorization errors
+//! go back to the client once its redirect URI is trusted, and to an error page before.
+//! The adapters at the end give the provider the accounts, the CP check and the
+//! session it must not import.
 
 use std::sync::Arc;
 
@@ -9,6 +12,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::PrivateCookieJar;
 use base64::Engine as _;
 use chrono::Utc;
 use serde::Deserialize;
@@ -16,13 +20,16 @@ use uuid::Uuid;
 
 use super::session::{Authed, MaybeAuthed, SessionForm};
 use super::{AppError, AppState};
-use crate::accounts::{Account, EnablementState};
-use crate::enablement::EnablementService;
-use crate::oidc::clients::Presented;
-use crate::oidc::keys::TokenType;
-use crate::oidc::provider::{
-    AsyncAccount, AuthorizeParams, OidcError, Provider, RedirectError, SessionFacts,
+use crate::accounts::Account;
+use crate::enablement::EnablementError;
+use crate::oidc::authorize::{
+    AuthorizeFailure, AuthorizeParams, CpError, ResumeError, SessionFacts,
 };
+use crate::oidc::clients::{ClientError, Presented};
+use crate::oidc::logout::{LogoutDecision, LogoutParams};
+use crate::oidc::provider::{AccountSource, CpConfirmation, OidcError, Provider, RedirectError};
+use crate::oidc::token::TokenParams;
+use crate::state::StateError;
 
 fn provider(app: &AppState) -> Result<Arc<Provider>, AppError> {
     app.oidc.clone().ok_or_else(AppError::not_found)
@@ -41,32 +48,33 @@ fn no_store_json(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-fn oauth_error(e: &OidcError) -> Response {
-    let status = match e {
-        OidcError::Client(_) => StatusCode::UNAUTHORIZED,
-        OidcError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-        OidcError::State(crate::state::StateError::Unavailable(_)) | OidcError::Busy(_) => {
+fn oauth_status(e: &OidcError) -> StatusCode {
+    match e {
+        OidcError::Client(_) | OidcError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        OidcError::State(StateError::Unavailable(_)) | OidcError::Busy(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         OidcError::Keys(_) | OidcError::State(_) | OidcError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         _ => StatusCode::BAD_REQUEST,
-    };
+    }
+}
+
+fn oauth_error(e: &OidcError) -> Response {
     let mut resp = no_store_json(
-        status,
+        oauth_status(e),
         serde_json::json!({ "error": e.oauth_code(), "error_description": e.to_string() }),
     );
-    if matches!(e, OidcError::Client(_)) {
+    let challenge = match e {
+        OidcError::Client(_) => Some("Basic realm=\"polis-gateway\""),
+        OidcError::InvalidToken(_) => Some("Bearer error=\"invalid_token\""),
+        _ => None,
+    };
+    if let Some(challenge) = challenge {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"polis-gateway\""),
-        );
-    }
-    if matches!(e, OidcError::InvalidToken(_)) {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            header::HeaderValue::from_static(challenge),
         );
     }
     resp.extensions_mut().insert(super::error::ErrorInfo {
@@ -74,6 +82,14 @@ fn oauth_error(e: &OidcError) -> Response {
         detail: e.to_string(),
     });
     resp
+}
+
+/// An RFC 6749 JSON answer: the value, or the error.
+fn oauth_json(result: Result<serde_json::Value, OidcError>) -> Response {
+    match result {
+        Ok(v) => no_store_json(StatusCode::OK, v),
+        Err(e) => oauth_error(&e),
+    }
 }
 
 fn redirect_error(app_issuer: &str, e: RedirectError) -> Response {
@@ -97,66 +113,62 @@ fn redirect_error(app_issuer: &str, e: RedirectError) -> Response {
     resp
 }
 
-fn page_error(e: OidcError) -> Response {
-    AppError::from_oidc(e).into_response()
+/// A page with `Cache-Control: no-store`.
+fn no_store_page(status: StatusCode, page: &impl askama::Template) -> Result<Response, AppError> {
+    let html = super::render(page)?;
+    Ok((status, [(header::CACHE_CONTROL, "no-store")], html).into_response())
 }
 
 /// `GET /.well-known/openid-configuration`.
-pub async fn discovery(State(app): State<AppState>) -> Response {
-    match provider(&app) {
-        Ok(p) => Json(p.discovery()).into_response(),
-        Err(e) => e.into_response(),
-    }
+pub async fn discovery(State(app): State<AppState>) -> Result<Response, AppError> {
+    Ok(Json(provider(&app)?.discovery()).into_response())
 }
 
 /// `GET /oidc/jwks`.
-pub async fn jwks(State(app): State<AppState>) -> Response {
-    match provider(&app) {
-        Ok(p) => (
-            [(header::CACHE_CONTROL, "public, max-age=300")],
-            Json(p.keys().jwks(Utc::now())),
-        )
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
+pub async fn jwks(State(app): State<AppState>) -> Result<Response, AppError> {
+    let p = provider(&app)?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(p.jwks()),
+    )
+        .into_response())
 }
 
 /// `GET /oidc/authorize`: validates, parks the request, continues at the resume step.
 pub async fn authorize(
     State(app): State<AppState>,
     query: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let p = or_return!(provider(&app));
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
     let Ok(Query(params)) = query else {
-        return page_error(OidcError::Untrusted("malformed query".into()));
+        return Err(OidcError::Untrusted("malformed query".into()).into());
     };
-    let req = match p.validate_authorize(&params, app.sso.settings().default_level, Utc::now()) {
-        Ok(r) => r,
-        Err(Ok(untrusted)) => return page_error(untrusted),
-        Err(Err(redirect)) => return redirect_error(&p.settings().issuer, redirect),
-    };
-    if let Err(e) = p.park(&req).await {
-        return page_error(e);
+    match p.authorize(&params, app.sso.settings().default_level).await {
+        Ok(resume) => Ok(Redirect::to(&resume).into_response()),
+        Err(AuthorizeFailure::Page(e)) => Err(e.into()),
+        Err(AuthorizeFailure::Redirect(e)) => Ok(redirect_error(&p.settings().issuer, e)),
     }
-    Redirect::to(&format!("/oidc/authorize/resume?id={}", req.id)).into_response()
 }
 
-/// Query of the resume step.
+/// Query of the resume step and the CP page.
 #[derive(Debug, Deserialize)]
 pub struct ResumeQuery {
     id: String,
 }
 
-fn resume_path(id: &str) -> String {
-    format!("/oidc/authorize/resume?id={id}")
-}
-
-fn login_path(level: crate::saml::Level, next: &str) -> String {
-    format!(
-        "/login?level={}&next={}",
-        level.number(),
-        crate::saml::binding::encode_component(next)
-    )
+/// What the browser's session brings to an authorization.
+fn session_facts(app: &AppState, authed: &Authed) -> SessionFacts {
+    let s = &authed.session;
+    let absolute = chrono::Duration::from_std(app.sessions.settings().absolute_timeout)
+        .unwrap_or(chrono::Duration::zero());
+    SessionFacts {
+        sid: s.sid.clone(),
+        account_id: s.account_id,
+        level: s.login.level,
+        auth_time: s.login.authenticated_at,
+        cp_at: s.cp_at,
+        session_ends_at: s.created_at + absolute,
+    }
 }
 
 /// `GET /oidc/authorize/resume`: log in (again) if needed, the abilitazione if the
@@ -165,49 +177,15 @@ pub async fn resume(
     State(app): State<AppState>,
     MaybeAuthed(authed): MaybeAuthed,
     Query(q): Query<ResumeQuery>,
-) -> Response {
-    let p = or_return!(provider(&app));
-    let req = match p.parked(&q.id).await {
-        Ok(r) => r,
-        Err(e) => return page_error(e),
-    };
-    let here = resume_path(&req.id);
-    let Some(authed) = authed else {
-        return Redirect::to(&login_path(req.level, &here)).into_response();
-    };
-    let s = &authed.session;
-    let absolute = chrono::Duration::from_std(app.sessions.settings().absolute_timeout)
-        .unwrap_or(chrono::Duration::zero());
-    let facts = SessionFacts {
-        sid: s.sid.clone(),
-        level: s.login.level,
-        auth_time: s.login.authenticated_at,
-        cp_at: s.cp_at,
-        session_ends_at: s.created_at + absolute,
-    };
-    if facts.level < req.level || (req.force_login && facts.auth_time < req.created_at) {
-        return Redirect::to(&login_path(req.level, &here)).into_response();
-    }
-    let account = match app.enablement.account(s.account_id).await {
-        Ok(a) => a,
-        Err(e) => return AppError::from_enablement(e).into_response(),
-    };
-    let allow_in_enablement = p
-        .clients()
-        .get(&req.client_id)
-        .is_some_and(|c| c.allow_in_enablement);
-    if account.enablement_state != EnablementState::Enabled && !allow_in_enablement {
-        return Redirect::to("/abilitazione").into_response();
-    }
-    if req.cp && facts.cp_at.is_none_or(|t| t < req.created_at) {
-        return Redirect::to(&format!("/oidc/cp?id={}", req.id)).into_response();
-    }
-    match p.issue_code(&req, &account, &facts, Utc::now()).await {
-        Ok(url) => {
-            let _ = p.unpark(&req.id).await;
-            Redirect::to(&url).into_response()
-        }
-        Err(e) => redirect_error(&p.settings().issuer, e),
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
+    let facts = authed.as_ref().map(|a| session_facts(&app, a));
+    let accounts = Accounts(&app);
+    match p.resume(&q.id, facts.as_ref(), &accounts).await {
+        Ok(next) => Ok(Redirect::to(&next).into_response()),
+        Err(ResumeError::Page(e)) => Err(e.into()),
+        Err(ResumeError::Account(e)) => Err(e.into()),
+        Err(ResumeError::Redirect(e)) => Ok(redirect_error(&p.settings().issuer, e)),
     }
 }
 
@@ -220,41 +198,20 @@ struct CpConfirmPage {
     error: Option<(&'static str, String)>,
 }
 
-fn cp_page(
-    client: String,
-    id: &str,
-    csrf: &str,
-    error: Option<(&'static str, String)>,
-    status: StatusCode,
-) -> Response {
-    let page = CpConfirmPage {
-        client,
-        id: id.to_owned(),
-        csrf: csrf.to_owned(),
-        error,
-    };
-    match super::render(&page) {
-        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], html).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
 /// `GET /oidc/cp?id=…`: the service asks the person to confirm with their CP.
 pub async fn cp_get(
     State(app): State<AppState>,
     authed: Authed,
     Query(q): Query<ResumeQuery>,
-) -> Response {
-    let p = or_return!(provider(&app));
-    let req = match p.parked(&q.id).await {
-        Ok(r) => r,
-        Err(e) => return page_error(e),
+) -> Result<Response, AppError> {
+    let prompt = provider(&app)?.cp_prompt(&q.id).await?;
+    let page = CpConfirmPage {
+        client: prompt.client,
+        id: prompt.id,
+        csrf: authed.session.csrf,
+        error: None,
     };
-    let client = p
-        .clients()
-        .get(&req.client_id)
-        .map_or_else(|| req.client_id.clone(), |c| c.name.clone());
-    cp_page(client, &req.id, &authed.session.csrf, None, StatusCode::OK)
+    no_store_page(StatusCode::OK, &page)
 }
 
 /// The CP confirmation form.
@@ -266,58 +223,61 @@ pub struct CpConfirmForm {
 }
 
 /// `POST /oidc/cp`: checks the CP with the same counters and lock as elsewhere.
-pub async fn cp_post(State(app): State<AppState>, f: SessionForm<CpConfirmForm>) -> Response {
-    let p = or_return!(provider(&app));
-    let req = match p.parked(&f.form.id).await {
-        Ok(r) => r,
-        Err(e) => return page_error(e),
+pub async fn cp_post(
+    State(app): State<AppState>,
+    f: SessionForm<CpConfirmForm>,
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
+    let gateway = CpGateway {
+        app: &app,
+        authed: &f.authed,
     };
-    let client = p
-        .clients()
-        .get(&req.client_id)
-        .map_or_else(|| req.client_id.clone(), |c| c.name.clone());
-    let account = match app.enablement.account(f.authed.session.account_id).await {
-        Ok(a) => a,
-        Err(e) => return AppError::from_enablement(e).into_response(),
-    };
-    match app.enablement.verify_cp(&account, &f.form.cp).await {
-        Ok(()) => {
-            let mut session = f.authed.session.clone();
-            let now = Utc::now();
-            session.cp_at = Some(now);
-            if let Err(e) = app.sessions.save(&f.authed.token, &session, now).await {
-                return AppError::from_state(e).into_response();
-            }
-            Redirect::to(&resume_path(&req.id)).into_response()
-        }
-        Err(e) => {
-            let locked = matches!(e, crate::enablement::EnablementError::CpLocked);
-            let (code, message) = match &e {
-                crate::enablement::EnablementError::CpWrong { remaining } => (
-                    e.code(),
-                    format!("Il Codice Personale non è corretto. Tentativi rimasti: {remaining}."),
-                ),
-                crate::enablement::EnablementError::CpLocked => (
-                    e.code(),
-                    "Troppi tentativi errati: il Codice Personale è bloccato per qualche minuto."
-                        .to_owned(),
-                ),
-                _ => return AppError::from_enablement(e).into_response(),
+    let account_id = f.authed.session.account_id;
+    match p
+        .confirm_cp(&f.form.id, account_id, &f.form.cp, &gateway)
+        .await
+    {
+        Ok(resume) => Ok(Redirect::to(&resume).into_response()),
+        Err(CpError::Page(e)) => Err(e.into()),
+        Err(CpError::Gateway(e)) => Err(e.into()),
+        Err(CpError::Refused { client, error }) => {
+            let Edge::Enablement(e) = error else {
+                return Err(error.into());
             };
-            let mut resp = cp_page(
-                client,
-                &req.id,
-                &f.authed.session.csrf,
-                Some((code, message)),
-                super::session::form_status(locked),
-            );
-            resp.extensions_mut().insert(super::error::ErrorInfo {
-                code,
-                detail: e.to_string(),
-            });
-            resp
+            cp_refused(client, &f.form.id, &f.authed.session.csrf, e)
         }
     }
+}
+
+/// The CP form again after a wrong CP or with the lock; any other failure is a page.
+fn cp_refused(
+    client: String,
+    id: &str,
+    csrf: &str,
+    e: EnablementError,
+) -> Result<Response, AppError> {
+    let message = match &e {
+        EnablementError::CpWrong { remaining } => {
+            format!("Il Codice Personale non è corretto. Tentativi rimasti: {remaining}.")
+        }
+        EnablementError::CpLocked => {
+            "Troppi tentativi errati: il Codice Personale è bloccato per qualche minuto.".to_owned()
+        }
+        _ => return Err(e.into()),
+    };
+    let locked = matches!(e, EnablementError::CpLocked);
+    let page = CpConfirmPage {
+        client,
+        id: id.to_owned(),
+        csrf: csrf.to_owned(),
+        error: Some((e.code(), message)),
+    };
+    let mut resp = no_store_page(super::session::form_status(locked), &page)?;
+    resp.extensions_mut().insert(super::error::ErrorInfo {
+        code: e.code(),
+        detail: e.to_string(),
+    });
+    Ok(resp)
 }
 
 /// The token-style request body (client authentication fields included).
@@ -338,13 +298,32 @@ pub struct TokenForm {
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+fn invalid_client(why: &str) -> OidcError {
+    OidcError::Client(ClientError::Unauthorized(why.to_owned()))
+}
+
+/// `Authorization: Basic` credentials (RFC 6749 §2.3.1: both parts form-urlencoded).
+fn basic_credentials(b64: &str) -> Result<Presented, OidcError> {
+    let malformed = || invalid_client("malformed Basic credentials");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let decode = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()
+            .and_then(|v| v.into_iter().next().map(|(_, v)| v))
+            .ok_or_else(malformed)
+    };
+    Ok(Presented::Secret {
+        client_id: decode(id)?,
+        secret: decode(secret)?,
+    })
+}
+
 /// Client credentials from the Basic header or the body (exactly one method).
 fn presented(headers: &HeaderMap, form: &TokenForm) -> Result<Presented, OidcError> {
-    let invalid = |why: &str| {
-        OidcError::Client(crate::oidc::clients::ClientError::Unauthorized(
-            why.to_owned(),
-        ))
-    };
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -358,31 +337,13 @@ fn presented(headers: &HeaderMap, form: &TokenForm) -> Result<Presented, OidcErr
         ));
     }
     if let Some(b64) = basic {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|_| invalid("malformed Basic credentials"))?;
-        let text =
-            String::from_utf8(decoded).map_err(|_| invalid("malformed Basic credentials"))?;
-        let (id, secret) = text
-            .split_once(':')
-            .ok_or_else(|| invalid("malformed Basic credentials"))?;
-        // RFC 6749 §2.3.1: both parts are form-urlencoded.
-        let decode = |s: &str| {
-            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-                .ok()
-                .and_then(|v| v.into_iter().next().map(|(_, v)| v))
-                .ok_or_else(|| invalid("malformed Basic credentials"))
-        };
-        return Ok(Presented::Secret {
-            client_id: decode(id)?,
-            secret: decode(secret)?,
-        });
+        return basic_credentials(b64);
     }
     if let Some(secret) = &form.client_secret {
         let client_id = form
             .client_id
             .clone()
-            .ok_or_else(|| invalid("client_id missing"))?;
+            .ok_or_else(|| invalid_client("client_id missing"))?;
         return Ok(Presented::Secret {
             client_id,
             secret: secret.clone(),
@@ -399,24 +360,15 @@ fn presented(headers: &HeaderMap, form: &TokenForm) -> Result<Presented, OidcErr
             assertion: assertion.clone(),
         });
     }
-    Err(invalid("client authentication required"))
+    Err(invalid_client("client authentication required"))
 }
 
-struct Accounts(Arc<EnablementService>);
-
-#[async_trait::async_trait]
-impl AsyncAccount for Accounts {
-    async fn account(&self, id: Uuid) -> Result<Account, OidcError> {
-        self.0
-            .account(id)
-            .await
-            .map_err(|e| OidcError::InvalidGrant(format!("account: {e}")))
-    }
-}
-
-fn form_body(body: &[u8]) -> Result<TokenForm, OidcError> {
-    serde_urlencoded::from_bytes(body)
-        .map_err(|e| OidcError::InvalidRequest(format!("malformed form: {e}")))
+/// The body of a token-style request and the client credentials it presents.
+fn token_request(headers: &HeaderMap, body: &[u8]) -> Result<(TokenForm, Presented), OidcError> {
+    let form: TokenForm = serde_urlencoded::from_bytes(body)
+        .map_err(|e| OidcError::InvalidRequest(format!("malformed form: {e}")))?;
+    let presented = presented(headers, &form)?;
+    Ok((form, presented))
 }
 
 /// `POST /oidc/token`.
@@ -424,57 +376,22 @@ pub async fn token(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let p = or_return!(provider(&app));
-    let now = Utc::now();
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
     let result = async {
-        let form = form_body(&body)?;
-        let client = p
-            .authenticate_client(
-                presented(&headers, &form)?,
-                &p.settings().token_endpoint(),
-                now,
-            )
-            .await?;
-        let accounts = Accounts(app.enablement.clone());
-        match form.grant_type.as_str() {
-            "authorization_code" => {
-                let code = form
-                    .code
-                    .as_deref()
-                    .ok_or_else(|| OidcError::InvalidRequest("code missing".into()))?;
-                let redirect_uri = form
-                    .redirect_uri
-                    .as_deref()
-                    .ok_or_else(|| OidcError::InvalidRequest("redirect_uri missing".into()))?;
-                p.exchange_code(
-                    &client,
-                    code,
-                    redirect_uri,
-                    form.code_verifier.as_deref(),
-                    accounts,
-                    now,
-                )
-                .await
-            }
-            "refresh_token" => {
-                let rt = form
-                    .refresh_token
-                    .as_deref()
-                    .ok_or_else(|| OidcError::InvalidRequest("refresh_token missing".into()))?;
-                p.refresh(&client, rt, accounts, now).await
-            }
-            _ => Err(OidcError::UnsupportedGrantType),
-        }
+        let (form, presented) = token_request(&headers, &body)?;
+        let params = TokenParams {
+            grant_type: form.grant_type,
+            code: form.code,
+            redirect_uri: form.redirect_uri,
+            code_verifier: form.code_verifier,
+            refresh_token: form.refresh_token,
+        };
+        let tokens = p.token(presented, &params, &Accounts(&app)).await?;
+        serde_json::to_value(&tokens).map_err(|e| OidcError::Internal(e.to_string()))
     }
     .await;
-    match result {
-        Ok(tokens) => match serde_json::to_value(&tokens) {
-            Ok(v) => no_store_json(StatusCode::OK, v),
-            Err(e) => oauth_error(&OidcError::Internal(e.to_string())),
-        },
-        Err(e) => oauth_error(&e),
-    }
+    Ok(oauth_json(result))
 }
 
 /// `POST /oidc/introspect` (RFC 7662, client-authenticated).
@@ -482,14 +399,14 @@ pub async fn introspect(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let now = Utc::now();
-    match token_request(&app, &headers, body, "introspect", now).await {
-        Ok((p, client, token)) => {
-            no_store_json(StatusCode::OK, p.introspect(&client, &token, now).await)
-        }
-        Err(resp) => resp,
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
+    let result = async {
+        let (form, presented) = token_request(&headers, &body)?;
+        p.introspection(presented, form.token).await
     }
+    .await;
+    Ok(oauth_json(result))
 }
 
 /// `POST /oidc/revoke` (RFC 7009, client-authenticated; 200 whatever the token).
@@ -497,70 +414,33 @@ pub async fn revoke(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let now = Utc::now();
-    let (p, client, token) = match token_request(&app, &headers, body, "revoke", now).await {
-        Ok(parts) => parts,
-        Err(resp) => return resp,
-    };
-    match p.revoke(&client, &token, now).await {
-        Ok(()) => no_store_json(StatusCode::OK, serde_json::json!({})),
-        Err(e) => oauth_error(&e),
-    }
-}
-
-/// The common part of `/oidc/introspect` and `/oidc/revoke`: the provider, the
-/// authenticated client (the endpoint URL is an accepted assertion audience) and the
-/// `token` parameter; an RFC 6749 error response otherwise.
-async fn token_request(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: axum::body::Bytes,
-    endpoint: &str,
-    now: chrono::DateTime<Utc>,
-) -> Result<(Arc<Provider>, crate::oidc::clients::Client, String), Response> {
-    let p = provider(app).map_err(IntoResponse::into_response)?;
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
     let result = async {
-        let form = form_body(&body)?;
-        let url = format!("{}/oidc/{endpoint}", p.settings().issuer);
-        let client = p
-            .authenticate_client(presented(headers, &form)?, &url, now)
-            .await?;
-        let token = form
-            .token
-            .ok_or_else(|| OidcError::InvalidRequest("token missing".into()))?;
-        Ok::<_, OidcError>((client, token))
+        let (form, presented) = token_request(&headers, &body)?;
+        p.revocation(presented, form.token).await?;
+        Ok(serde_json::json!({}))
     }
     .await;
-    match result {
-        Ok((client, token)) => Ok((p, client, token)),
-        Err(e) => Err(oauth_error(&e)),
-    }
+    Ok(oauth_json(result))
 }
 
 /// `GET|POST /oidc/userinfo` with a Bearer access token.
-pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let p = or_return!(provider(&app));
+pub async fn userinfo(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let p = provider(&app)?;
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return oauth_error(&OidcError::InvalidToken("Bearer token required".into()));
+        return Ok(oauth_error(&OidcError::InvalidToken(
+            "Bearer token required".into(),
+        )));
     };
-    let claims = match p.check_access_token(token.trim(), Utc::now()).await {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e),
-    };
-    let Ok(account_id) = Uuid::parse_str(&claims.sub) else {
-        return oauth_error(&OidcError::InvalidToken("bad subject".into()));
-    };
-    let account = match app.enablement.account(account_id).await {
-        Ok(a) => a,
-        Err(_) => return oauth_error(&OidcError::InvalidToken("account gone".into())),
-    };
-    let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_owned).collect();
-    no_store_json(StatusCode::OK, p.user_claims(&account, &scopes))
+    Ok(oauth_json(p.userinfo(token.trim(), &Accounts(&app)).await))
 }
 
 /// Ends the gateway session everywhere: the session record, its OIDC tokens (revoked
@@ -580,55 +460,21 @@ pub struct EndSessionParams {
     state: Option<String>,
 }
 
-/// Where a logout returns: a `post_logout_redirect_uri` registered for `client_id`
-/// (with `state`), or the home page. An unregistered one is an error page.
-fn logout_target(
-    p: &Provider,
-    client_id: Option<&str>,
-    post_logout_redirect_uri: Option<&str>,
-    state: Option<&str>,
-) -> Result<String, OidcError> {
-    let Some(uri) = post_logout_redirect_uri else {
-        return Ok("/".to_owned());
-    };
-    let Some(cid) = client_id else {
-        return Err(OidcError::Untrusted(
-            "post_logout_redirect_uri needs id_token_hint or client_id".into(),
-        ));
-    };
-    let registered = p
-        .clients()
-        .get(cid)
-        .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri));
-    if !registered {
-        return Err(OidcError::Untrusted(
-            "post_logout_redirect_uri is not registered".into(),
-        ));
-    }
-    let mut url = reqwest::Url::parse(uri).map_err(|e| OidcError::Untrusted(e.to_string()))?;
-    if let Some(state) = state {
-        url.query_pairs_mut().append_pair("state", state);
-    }
-    Ok(url.to_string())
-}
-
 /// Ends the session (if any), drops the cookie and goes to `target`.
 async fn logged_out(
     app: &AppState,
     authed: Option<&Authed>,
-    jar: axum_extra::extract::PrivateCookieJar,
+    jar: PrivateCookieJar,
     target: &str,
-) -> Response {
-    if let Some(a) = authed
-        && let Err(e) = close_session(app, a).await
-    {
-        return e.into_response();
+) -> Result<Response, AppError> {
+    if let Some(a) = authed {
+        close_session(app, a).await?;
     }
-    (
+    Ok((
         jar.remove(super::session::removal_cookie()),
         Redirect::to(target),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(askama::Template)]
@@ -650,51 +496,37 @@ struct LogoutConfirmPage {
 pub async fn end_session(
     State(app): State<AppState>,
     MaybeAuthed(authed): MaybeAuthed,
-    jar: axum_extra::extract::PrivateCookieJar,
+    jar: PrivateCookieJar,
     Query(q): Query<EndSessionParams>,
-) -> Response {
-    let p = or_return!(provider(&app));
-    let hint: Option<serde_json::Value> = q.id_token_hint.as_deref().and_then(|hint| {
-        p.keys()
-            .verify_ignoring_expiry(hint, TokenType::Id, Utc::now(), &p.settings().issuer)
-            .ok()
-    });
-    let claim = |name: &str| {
-        hint.as_ref()
-            .and_then(|h| h.get(name))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
+) -> Result<Response, AppError> {
+    let params = LogoutParams {
+        id_token_hint: q.id_token_hint,
+        client_id: q.client_id,
+        post_logout_redirect_uri: q.post_logout_redirect_uri,
+        state: q.state,
     };
-    let client_id = claim("aud").or(q.client_id.clone());
-    let target = match logout_target(
-        &p,
-        client_id.as_deref(),
-        q.post_logout_redirect_uri.as_deref(),
-        q.state.as_deref(),
-    ) {
-        Ok(t) => t,
-        Err(e) => return page_error(e),
-    };
-    let Some(authed) = authed else {
-        // No session: nothing to end.
-        return logged_out(&app, None, jar, &target).await;
-    };
-    if claim("sid").is_some_and(|sid| sid == authed.session.sid) {
-        return logged_out(&app, Some(&authed), jar, &target).await;
-    }
-    let page = LogoutConfirmPage {
-        client: client_id
-            .as_deref()
-            .and_then(|c| p.clients().get(c))
-            .map(|c| c.name.clone()),
-        csrf: authed.session.csrf.clone(),
-        client_id,
-        post_logout_redirect_uri: q.post_logout_redirect_uri.clone(),
-        state: q.state.clone(),
-    };
-    match super::render(&page) {
-        Ok(html) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], html).into_response(),
-        Err(e) => e.into_response(),
+    let current_sid = authed.as_ref().map(|a| a.session.sid.as_str());
+    match provider(&app)?.rp_logout(&params, current_sid)? {
+        LogoutDecision::End { target } => logged_out(&app, authed.as_ref(), jar, &target).await,
+        LogoutDecision::Confirm {
+            client,
+            client_id,
+            post_logout_redirect_uri,
+            state,
+        } => {
+            // `Confirm` is only decided for a live session.
+            let Some(authed) = authed else {
+                return Err(AppError::internal("logout confirmation without a session"));
+            };
+            let page = LogoutConfirmPage {
+                client,
+                csrf: authed.session.csrf,
+                client_id,
+                post_logout_redirect_uri,
+                state,
+            };
+            no_store_page(StatusCode::OK, &page)
+        }
     }
 }
 
@@ -711,18 +543,81 @@ pub struct EndSessionForm {
 /// 403 and nothing ends); the return target is checked again.
 pub async fn end_session_confirmed(
     State(app): State<AppState>,
-    jar: axum_extra::extract::PrivateCookieJar,
+    jar: PrivateCookieJar,
     f: SessionForm<EndSessionForm>,
-) -> Response {
-    let p = or_return!(provider(&app));
-    let target = match logout_target(
-        &p,
+) -> Result<Response, AppError> {
+    let target = provider(&app)?.logout_target(
         f.form.client_id.as_deref(),
         f.form.post_logout_redirect_uri.as_deref(),
         f.form.state.as_deref(),
-    ) {
-        Ok(t) => t,
-        Err(e) => return page_error(e),
-    };
+    )?;
     logged_out(&app, Some(&f.authed), jar, &target).await
+}
+
+// ---------------------------------------------------------------------------------------
+// What the provider reads through ports: accounts (the enablement service), the CP
+// check and the browser session.
+// ---------------------------------------------------------------------------------------
+
+/// The accounts, through the enablement service.
+struct Accounts<'a>(&'a AppState);
+
+#[async_trait::async_trait]
+impl AccountSource for Accounts<'_> {
+    type Error = EnablementError;
+
+    async fn account(&self, id: Uuid) -> Result<Account, EnablementError> {
+        self.0.enablement.account(id).await
+    }
+}
+
+/// A failure of the gateway services behind [`CpGateway`].
+#[derive(Debug, thiserror::Error)]
+enum Edge {
+    #[error(transparent)]
+    Enablement(#[from] EnablementError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<Edge> for AppError {
+    fn from(e: Edge) -> Self {
+        match e {
+            Edge::Enablement(e) => e.into(),
+            Edge::State(e) => e.into(),
+        }
+    }
+}
+
+/// The CP confirmation of the person behind `authed`: the account and CP check of the
+/// enablement service, the confirmation time saved in their session.
+struct CpGateway<'a> {
+    app: &'a AppState,
+    authed: &'a Authed,
+}
+
+#[async_trait::async_trait]
+impl AccountSource for CpGateway<'_> {
+    type Error = Edge;
+
+    async fn account(&self, id: Uuid) -> Result<Account, Edge> {
+        Ok(self.app.enablement.account(id).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl CpConfirmation for CpGateway<'_> {
+    async fn verify_cp(&self, account: &Account, cp: &str) -> Result<(), Edge> {
+        Ok(self.app.enablement.verify_cp(account, cp).await?)
+    }
+
+    async fn cp_confirmed(&self, at: chrono::DateTime<Utc>) -> Result<(), Edge> {
+        let mut session = self.authed.session.clone();
+        session.cp_at = Some(at);
+        Ok(self
+            .app
+            .sessions
+            .save(&self.authed.token, &session, at)
+            .await?)
+    }
 }

@@ -5,15 +5,16 @@
 //! every token is checked against the JWKS the gateway publishes.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use polis_gateway::accounts::EnablementState;
+use polis_gateway::clock::Clock as _;
 use polis_gateway::oidc::keys::SigningAlg;
 use polis_gateway::state::{MemoryStore, RedisConfig, RedisStore, StateStore};
 use serde_json::{Value, json};
@@ -1064,99 +1065,96 @@ fn rs_auth() -> Auth {
     Auth::Basic(OIDC_RS_CLIENT.into(), OIDC_SECRET.into())
 }
 
-/// Rotates the family of `refresh_token` as fast as the gateway answers until a
-/// refresh is refused; the family began between `before` and `after` and must end
-/// `lifetime` later. A refresh that succeeds proves the server's clock was ≥ 1 s before
-/// the end (so it was sent before `after + lifetime`); a refusal proves the server's
-/// clock was past `end − 1 s` (so it was answered after `before + lifetime − 1 s`).
+/// Rotates the family of `refresh_token` while moving the gateway's clock: the family
+/// began between `began` and `ready` (clock times) and must end `lifetime` later.
+/// Every tenth of the lifetime (less than a refresh token's own lifetime) a rotation
+/// succeeds, keeps the refresh token's `exp` (the family's end) and gives an access
+/// token that does not outlive it, until 5 s before the end; 5 s after the end the
+/// refresh is refused as the family's end and the token introspects inactive.
 /// Returns the number of successful rotations.
 async fn rotate_until_refused(
     env: &Env,
     refresh_token: &str,
     auth: &Auth,
-    before: Instant,
-    after: Instant,
-    lifetime: Duration,
+    began: DateTime<Utc>,
+    ready: DateTime<Utc>,
+    lifetime: chrono::Duration,
 ) -> u32 {
     let mut rt = refresh_token.to_owned();
     let mut rotations = 0;
     let first_end = env.introspect_as(&rt, auth).await["exp"].clone();
-    assert!(first_end.is_i64(), "the refresh token's exp: {first_end}");
-    loop {
-        let sent = Instant::now();
+    let end = first_end
+        .as_i64()
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .unwrap_or_else(|| panic!("the refresh token's exp: {first_end}"));
+    // Whole seconds: the end is fixed when the code is issued, `lifetime` after it.
+    assert!(
+        end.timestamp() >= (began + lifetime).timestamp()
+            && end.timestamp() <= (ready + lifetime).timestamp(),
+        "the family ends at {end}, not {lifetime} after {began}..{ready}"
+    );
+    let step = lifetime / 10;
+    let last = end - chrono::Duration::seconds(5);
+    while env.clock.now() < last {
+        env.clock.advance(step.min(last - env.clock.now()));
         let reply = refresh_as(env, &rt, auth).await;
-        let received = Instant::now();
-        if reply.status == 200 {
-            assert!(
-                sent < after + lifetime,
-                "a refresh {:?} after the family began still succeeded",
-                sent - before
-            );
-            rt = s(&reply.json, "refresh_token");
-            rotations += 1;
-            // Rotation never moves the end, and no access token outlives it.
-            let info = env.introspect_as(&rt, auth).await;
-            assert_eq!(info["exp"], first_end, "{info}");
-            let at = payload(&s(&reply.json, "access_token"));
-            assert!(at["exp"].as_i64() <= first_end.as_i64(), "{at}");
-        } else {
-            assert_oauth_error(&reply, 400, "invalid_grant");
-            assert!(
-                received + Duration::from_secs(1) > before + lifetime,
-                "refused after only {:?}: {}",
-                received - before,
-                reply.json
-            );
-            assert!(
-                reply.json["error_description"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("absolute lifetime") || d.contains("expired")),
-                "{}",
-                reply.json
-            );
-            assert_eq!(env.introspect_as(&rt, auth).await, json!({"active": false}));
-            return rotations;
-        }
-        assert!(
-            before.elapsed() < lifetime + Duration::from_secs(15),
-            "the family is still alive {:?} after it began",
-            before.elapsed()
+        assert_eq!(
+            reply.status,
+            200,
+            "a refresh {} before the family's end: {}",
+            end - env.clock.now(),
+            reply.json
         );
+        rt = s(&reply.json, "refresh_token");
+        rotations += 1;
+        // Rotation never moves the end, and no access token outlives it.
+        let info = env.introspect_as(&rt, auth).await;
+        assert_eq!(info["exp"], first_end, "{info}");
+        let at = payload(&s(&reply.json, "access_token"));
+        assert!(at["exp"].as_i64() <= first_end.as_i64(), "{at}");
     }
+    env.clock.advance(chrono::Duration::seconds(10));
+    let reply = refresh_as(env, &rt, auth).await;
+    assert_oauth_error(&reply, 400, "invalid_grant");
+    assert!(
+        reply.json["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("absolute lifetime")),
+        "{}",
+        reply.json
+    );
+    assert_eq!(env.introspect_as(&rt, auth).await, json!({"active": false}));
+    rotations
 }
 
 #[tokio::test]
 async fn a_refresh_family_dies_at_its_absolute_lifetime_whatever_its_rotations() {
-    const LIFETIME: u64 = 5;
-    let (env, browser) = with_mario(EnvOptions {
-        oidc_refresh_lifetimes: (3600, LIFETIME),
-        ..EnvOptions::default()
-    })
-    .await;
+    // Refresh tokens live an hour each; the family lives an hour in all (the defaults).
+    let (env, browser) = with_mario(EnvOptions::default()).await;
     let (verifier, challenge) = pkce();
     let params = env.authorize_params(&challenge);
-    let before = Instant::now();
+    let began = env.clock.now();
     let code = env.oidc_authorize(&browser, MARIO, &pairs(&params)).await;
     let tokens = env.exchange(&code, &verifier).await;
-    let after = Instant::now();
+    let ready = env.clock.now();
     let rotations = rotate_until_refused(
         &env,
         &s(&tokens, "refresh_token"),
         &Auth::app(),
-        before,
-        after,
-        Duration::from_secs(LIFETIME),
+        began,
+        ready,
+        chrono::Duration::hours(1),
     )
     .await;
-    assert!(rotations >= 2, "only {rotations} rotations");
+    assert!(rotations >= 9, "only {rotations} rotations");
 }
 
 #[tokio::test]
 async fn a_refresh_family_never_outlives_the_session_absolute_timeout() {
-    const SESSION: u64 = 5;
-    // The family could live an hour; the session ends SESSION s after the SPID login.
+    // The family could live a day; the session ends 8 hours (the default absolute
+    // timeout) after the SPID login.
     let env = start(EnvOptions {
-        session_timeouts: (SESSION, SESSION),
+        oidc_refresh_lifetimes: (3600, 24 * 3600),
         ..EnvOptions::default()
     })
     .await;
@@ -1164,7 +1162,7 @@ async fn a_refresh_family_never_outlives_the_session_absolute_timeout() {
     let (verifier, challenge) = pkce();
     let mut params = env.authorize_params(&challenge);
     set(&mut params, "client_id", OIDC_RS_CLIENT);
-    let before = Instant::now();
+    let began = env.clock.now();
     // GIULIA has no account yet: the SPID login of this walk opens the session, and
     // this client allows accounts in enablement.
     let hop = env
@@ -1184,17 +1182,17 @@ async fn a_refresh_family_never_outlives_the_session_absolute_timeout() {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.json);
-    let after = Instant::now();
+    let ready = env.clock.now();
     let rotations = rotate_until_refused(
         &env,
         &s(&reply.json, "refresh_token"),
         &rs_auth(),
-        before,
-        after,
-        Duration::from_secs(SESSION),
+        began,
+        ready,
+        chrono::Duration::hours(8),
     )
     .await;
-    assert!(rotations >= 2, "only {rotations} rotations");
+    assert!(rotations >= 9, "only {rotations} rotations");
 }
 
 /// Sends the 20 `forms` to `/oidc/token` at once (each with its own fresh client
