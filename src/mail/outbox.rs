@@ -14,6 +14,7 @@ use base64::Engine as _;
 use rand::Rng as _;
 
 use super::{MailError, MailFrom, Mailer, OutgoingMail, build_message};
+use crate::clock::{SharedClock, SystemClock};
 
 /// One message in the outbox, as the listing page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct OutboxEntry {
 pub struct OutboxMailer {
     from: MailFrom,
     dir: PathBuf,
+    /// Where the file names' timestamps come from.
+    clock: SharedClock,
 }
 
 impl OutboxMailer {
@@ -56,7 +59,15 @@ impl OutboxMailer {
         Ok(Self {
             from,
             dir: dir.to_path_buf(),
+            clock: SystemClock::shared(),
         })
+    }
+
+    /// The same outbox naming its files from `clock` (the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The outbox directory.
@@ -101,7 +112,8 @@ impl Mailer for OutboxMailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
         let bytes = build_message(&self.from, mail)?.formatted();
         let dir = self.dir.clone();
-        run_blocking(move || write_atomically(&dir, &bytes).map(|_| ())).await
+        let now = self.clock.now();
+        run_blocking(move || write_atomically(&dir, &bytes, now).map(|_| ())).await
     }
 }
 
@@ -128,8 +140,12 @@ fn random_hex(bytes: usize) -> String {
 
 /// Writes `bytes` to `<dir>/.<random>.tmp` (0600, fsync), renames it to its final
 /// `<timestamp>-<random>.eml` name and syncs the directory. Returns the final name.
-fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<String, MailError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+fn write_atomically(
+    dir: &Path,
+    bytes: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, MailError> {
+    let stamp = now.format("%Y%m%dT%H%M%S%.6fZ");
     let suffix = random_hex(8);
     let file_name = format!("{stamp}-{suffix}.eml");
     let temp = dir.join(format!(".{suffix}.tmp"));
