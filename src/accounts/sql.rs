@@ -692,6 +692,29 @@ mod tests {
          cp_history_json, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
          spid_level, spid_code, version FROM accounts";
 
+    #[tokio::test]
+    async fn timestamps_come_from_the_clock() {
+        let at = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = crate::clock::ManualClock::at(at);
+        let store = SqlAccountStore::connect("sqlite::memory:", 1)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        store.migrate().await.unwrap();
+        let cf = FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        let created = store
+            .create(&NewAccount::new(cf, "Mario", "Rossi"))
+            .await
+            .unwrap();
+        assert_eq!((created.created_at, created.updated_at), (at, at));
+        clock.advance(chrono::Duration::hours(1));
+        let updated = store.update(&created).await.unwrap();
+        assert_eq!(updated.created_at, at);
+        assert_eq!(updated.updated_at, at + chrono::Duration::hours(1));
+    }
+
     #[test]
     fn every_migration_file_is_embedded() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");

@@ -237,3 +237,64 @@ impl EnablementService {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::enablement::testing::{TEMP_CP_TTL, fixture};
+
+    fn temp_cp_in(text: &str) -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Codice Personale temporaneo: "))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_temporary_cp_expires_when_the_clock_passes_its_ttl() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::Confirmed).await;
+        fx.service.accept(account.id).await.unwrap();
+        let temp = temp_cp_in(&fx.mails.sent()[0].text_body);
+        fx.clock
+            .advance(chrono::Duration::from_std(TEMP_CP_TTL).unwrap());
+        let refused = fx
+            .service
+            .change_temp_cp(account.id, &temp, "Scuola2026x", "Scuola2026x")
+            .await;
+        assert!(
+            matches!(refused, Err(EnablementError::TempCpExpired)),
+            "{refused:?}"
+        );
+        let stored = fx.service.account(account.id).await.unwrap();
+        assert_eq!(stored.enablement_state, EnablementState::TempCpSent);
+        assert!(stored.cp_hash.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_recovery_carries_the_question() {
+        let fx = fixture().await;
+        let mut account = fx.account_in(EnablementState::Enabled).await;
+        account.recovery_question = Some("Il nome del primo gatto".to_owned());
+        account.recovery_answer_hash = Some(cp::hash_answer("Micio").unwrap());
+        let account = fx.accounts.update(&account).await.unwrap();
+        let refusal = fx.service.recover(account.id, "Fido").await.unwrap_err();
+        assert!(
+            matches!(
+                refusal.error,
+                EnablementError::RecoveryWrong { remaining: 4 }
+            ),
+            "{:?}",
+            refusal.error
+        );
+        assert_eq!(refusal.shown, "Il nome del primo gatto");
+        assert!(fx.mails.sent().is_empty());
+
+        let sent = fx.service.recover(account.id, " micio ").await.unwrap();
+        assert_eq!(sent.enablement_state, EnablementState::TempCpSent);
+        assert_eq!(fx.mails.sent().len(), 1);
+    }
+}

@@ -121,3 +121,54 @@ impl EnablementService {
         Ok(account)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::clock::Clock as _;
+    use crate::enablement::testing::{TEMP_CP_TTL, fixture};
+
+    #[tokio::test]
+    async fn accetto_issues_the_temporary_cp_at_the_clocks_time() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::Confirmed).await;
+        let now = fx.clock.now();
+        let sent = fx.service.accept(account.id).await.unwrap();
+        assert_eq!(sent.enablement_state, EnablementState::TempCpSent);
+        let temp = sent.temp_cp.unwrap();
+        assert_eq!(temp.issued_at, now);
+        assert_eq!(
+            temp.expires_at,
+            now + chrono::Duration::from_std(TEMP_CP_TTL).unwrap()
+        );
+        let mails = fx.mails.sent();
+        assert_eq!(mails.len(), 1);
+        assert!(
+            mails[0].text_body.contains("05/03/2026 09:00 UTC"),
+            "the expiry in the message: {}",
+            mails[0].text_body
+        );
+        // A second «Accetto» is a stale step and sends nothing.
+        let again = fx.service.accept(account.id).await;
+        assert!(matches!(again, Err(EnablementError::Step(_))), "{again:?}");
+        assert_eq!(fx.mails.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn resends_stop_at_the_daily_limit() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::TempCpSent).await;
+        for n in 1..=5 {
+            fx.service.resend(account.id).await.unwrap();
+            assert_eq!(fx.mails.sent().len(), n);
+        }
+        let refused = fx.service.resend(account.id).await;
+        assert!(
+            matches!(refused, Err(EnablementError::ResendLimit)),
+            "{refused:?}"
+        );
+        assert_eq!(fx.mails.sent().len(), 5, "no sixth message");
+    }
+}

@@ -68,6 +68,8 @@ mod documents;
 mod error;
 mod login;
 mod steps;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -170,3 +170,162 @@ impl EnablementService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::enablement::testing::fixture;
+
+    fn request_form(expires_on: &str) -> RequestForm {
+        RequestForm {
+            contact: contact_form("mario.rossi@posta.example.it"),
+            doc_kind: "Passaporto".to_owned(),
+            doc_number: "YA1234567".to_owned(),
+            doc_issuer: "Questura di Roma".to_owned(),
+            doc_issued_on: "2020-01-15".to_owned(),
+            doc_expires_on: expires_on.to_owned(),
+        }
+    }
+
+    fn contact_form(email: &str) -> ContactForm {
+        ContactForm {
+            email: email.to_owned(),
+            mobile: "+39 333 1234567".to_owned(),
+            landline: String::new(),
+            street: "Via Roma 1".to_owned(),
+            postal_code: "00184".to_owned(),
+            municipality: "Roma".to_owned(),
+            province: "RM".to_owned(),
+            nation: "Italia".to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_state_has_a_page_and_the_moduli_follow_the_confirmation() {
+        let pages = [
+            Page::Request,
+            Page::RecoveryQuestion,
+            Page::Review,
+            Page::Adesione,
+            Page::Moduli,
+            Page::Sent,
+            Page::ChangeTempCp,
+            Page::Enabled,
+        ];
+        for state in EnablementState::ALL {
+            assert!(
+                pages.iter().any(|p| p.shown_in().contains(&state)),
+                "{state:?} has no page"
+            );
+        }
+        assert!(!Page::Moduli.shown_in().contains(&EnablementState::Review));
+        assert!(
+            Page::Moduli
+                .shown_in()
+                .contains(&EnablementState::Confirmed)
+        );
+        assert!(
+            !Page::Request
+                .shown_in()
+                .contains(&EnablementState::Confirmed)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_shows_the_account_only_in_its_states() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::Review).await;
+        let shown = fx.service.page(account.id, Page::Review).await.unwrap();
+        assert_eq!(shown, Step::Show(account.clone()));
+        let other = fx.service.page(account.id, Page::Sent).await.unwrap();
+        assert_eq!(other, Step::Elsewhere(EnablementState::Review));
+        let gone = fx.service.page(uuid::Uuid::new_v4(), Page::Review).await;
+        assert!(
+            matches!(gone, Err(EnablementError::AccountGone)),
+            "{gone:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_is_validated_against_the_clocks_date() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::NotEnabled).await;
+        // The clock says 2026-03-02: a document expiring 2026-03-01 is expired.
+        let refused = fx
+            .service
+            .submit_request(account.id, &request_form("2026-03-01"))
+            .await;
+        match refused {
+            Err(EnablementError::Form(errors)) => {
+                assert!(errors.contains_key("doc_expires_on"), "{errors:?}")
+            }
+            other => panic!("expected field errors, got {other:?}"),
+        }
+        let stored = fx.service.account(account.id).await.unwrap();
+        assert_eq!(stored.version, account.version, "nothing written");
+        // A day earlier on the clock the same document is valid.
+        fx.clock
+            .set(chrono::Utc.with_ymd_and_hms(2026, 2, 28, 9, 0, 0).unwrap());
+        let stored = fx
+            .service
+            .submit_request(account.id, &request_form("2026-03-01"))
+            .await
+            .unwrap();
+        assert_eq!(stored.enablement_state, EnablementState::RecoveryQuestion);
+        assert_eq!(stored.id_document.unwrap().number, "YA1234567");
+    }
+
+    #[tokio::test]
+    async fn the_printable_forms_need_a_confirmed_request() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::Review).await;
+        let early = fx.service.modulo(account.id, Modulo::Delega).await.unwrap();
+        assert_eq!(early, Step::Elsewhere(EnablementState::Review));
+        fx.service.confirm(account.id).await.unwrap();
+        match fx
+            .service
+            .modulo(account.id, Modulo::Adesione)
+            .await
+            .unwrap()
+        {
+            Step::Show(pdf) => assert!(pdf.starts_with(b"%PDF-")),
+            other => panic!("expected the PDF, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn contacts_change_only_on_an_enabled_account_and_a_valid_form() {
+        let fx = fixture().await;
+        let account = fx.account_in(EnablementState::TempCpSent).await;
+        let form = contact_form("nuovo@posta.example.it");
+        let early = fx.service.update_contacts(account.id, &form).await.unwrap();
+        assert_eq!(early, Step::Elsewhere(EnablementState::TempCpSent));
+
+        let mut enabled = fx.service.account(account.id).await.unwrap();
+        enabled.enablement_state = EnablementState::Enabled;
+        let enabled = fx.accounts.update(&enabled).await.unwrap();
+        let refusal = fx
+            .service
+            .update_contacts(account.id, &contact_form("not an address"))
+            .await
+            .unwrap_err();
+        assert!(matches!(&refusal.error, EnablementError::Form(e) if e.contains_key("email")));
+        assert_eq!(
+            refusal.shown.as_ref(),
+            Some(&enabled),
+            "the account as read"
+        );
+
+        match fx.service.update_contacts(account.id, &form).await.unwrap() {
+            Step::Show(stored) => {
+                assert_eq!(stored.email.as_deref(), Some("nuovo@posta.example.it"));
+                assert_eq!(stored.version, enabled.version + 1);
+            }
+            other => panic!("expected the stored account, got {other:?}"),
+        }
+    }
+}

@@ -381,6 +381,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn file_names_carry_the_clocks_time() {
+        use chrono::TimeZone as _;
+        let base = tempfile::tempdir().unwrap();
+        let at = chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+        let clock = crate::clock::ManualClock::at(at);
+        let outbox = OutboxMailer::new(MailFrom::default(), base.path())
+            .unwrap()
+            .with_clock(clock.clone());
+        outbox.send(&mail("Primo")).await.unwrap();
+        clock.advance(chrono::Duration::hours(1));
+        outbox.send(&mail("Secondo")).await.unwrap();
+        let names: Vec<String> = outbox
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.file_name)
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names[0].starts_with("20260302T100000.000000Z-"),
+            "{names:?}"
+        );
+        assert!(
+            names[1].starts_with("20260302T090000.000000Z-"),
+            "{names:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn read_refuses_traversal_and_unknown_names() {
         let base = tempfile::tempdir().unwrap();
         std::fs::write(base.path().join("secret.eml"), "x").unwrap();
