@@ -110,13 +110,17 @@ pub fn database_url(cfg: &Config) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-/// Connects the account store and applies pending migrations.
-pub async fn account_store(cfg: &Config) -> anyhow::Result<Arc<dyn AccountStore>> {
+/// Connects the account store (its timestamps from `clock`) and applies pending
+/// migrations.
+pub async fn account_store(
+    cfg: &Config,
+    clock: SharedClock,
+) -> anyhow::Result<Arc<dyn AccountStore>> {
     let url = database_url(cfg)?;
     let store = SqlAccountStore::connect_and_migrate(&url, cfg.database.max_connections)
         .await
         .context("account database")?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(store.with_clock(clock)))
 }
 
 /// The OpenID Connect provider from `[oidc]`.
@@ -178,7 +182,7 @@ pub fn rotation_snippet(
 
 /// `polis-gateway migrate`: applies pending migrations; returns how many exist.
 pub async fn migrate(cfg: &Config) -> anyhow::Result<usize> {
-    account_store(cfg).await?;
+    account_store(cfg, SystemClock::shared()).await?;
     Ok(crate::accounts::sql::migrator().iter().count())
 }
 
@@ -187,7 +191,7 @@ pub async fn create_account(
     cfg: &Config,
     new: &crate::accounts::NewAccount,
 ) -> anyhow::Result<crate::accounts::Account> {
-    let store = account_store(cfg).await?;
+    let store = account_store(cfg, SystemClock::shared()).await?;
     store.create(new).await.map_err(|e| match e {
         crate::accounts::AccountError::Duplicate(field) => {
             anyhow::anyhow!("an account with this {field} already exists")
@@ -215,12 +219,14 @@ pub async fn build_gateway(
     state: Arc<dyn StateStore>,
     clock: SharedClock,
 ) -> anyhow::Result<Gateway> {
-    let accounts = account_store(cfg).await?;
+    let accounts = account_store(cfg, clock.clone()).await?;
     let mail_cfg = &cfg.mail;
-    let mailer = crate::mail::mailer_from_config(mail_cfg).context("mail")?;
+    let mailer = crate::mail::mailer_from_config(mail_cfg, clock.clone()).context("mail")?;
     let outbox = match (&mail_cfg.transport, cfg.environment) {
         (MailTransport::Outbox(o), Environment::Demo) => Some(Arc::new(
-            OutboxMailer::new(mail_cfg.from.clone(), &o.dir).context("mail outbox")?,
+            OutboxMailer::new(mail_cfg.from.clone(), &o.dir)
+                .context("mail outbox")?
+                .with_clock(clock.clone()),
         )),
         _ => None,
     };
@@ -242,6 +248,7 @@ pub async fn build_gateway(
         cp_key,
         cfg.cp.settings.clone(),
         argon2.clone(),
+        clock.clone(),
     ));
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;

@@ -25,6 +25,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row, SqlSafeStr};
 use uuid::Uuid;
 
+use crate::clock::{SharedClock, SystemClock};
+
 use super::{
     Account, AccountError, AccountStore, EnablementState, FiscalCode, NewAccount, Phones, TempCp,
     UniqueField, username_base,
@@ -107,6 +109,8 @@ pub enum Backend {
 pub struct SqlAccountStore {
     pool: AnyPool,
     backend: Backend,
+    /// Where `created_at` and `updated_at` come from.
+    clock: SharedClock,
 }
 
 impl SqlAccountStore {
@@ -158,7 +162,19 @@ impl SqlAccountStore {
             });
         }
         let pool = options.connect(&url).await.map_err(map_connect_error)?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            clock: SystemClock::shared(),
+        })
+    }
+
+    /// The same store reading `created_at` / `updated_at` from `clock` (the system
+    /// clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// [`connect`](Self::connect), then apply pending migrations: what the gateway does
@@ -238,7 +254,7 @@ impl SqlAccountStore {
 #[async_trait::async_trait]
 impl AccountStore for SqlAccountStore {
     async fn create(&self, new: &NewAccount) -> Result<Account, AccountError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let base = username_base(&new.given_name, &new.family_name);
         let mut account = Account {
             id: Uuid::new_v4(),
@@ -318,7 +334,7 @@ impl AccountStore for SqlAccountStore {
             .checked_add(1)
             .ok_or_else(|| AccountError::Backend("version overflow".to_owned()))?;
         let query = bind_data(sqlx::query(UPDATE).bind(account.id.to_string()), account)?
-            .bind(timestamp_text(Utc::now()))
+            .bind(timestamp_text(self.clock.now()))
             .bind(next_version)
             .bind(account.version);
         if let Some(updated) = self.fetch_one_where(query).await? {
@@ -675,6 +691,29 @@ mod tests {
          recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
          cp_history_json, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
          spid_level, spid_code, version FROM accounts";
+
+    #[tokio::test]
+    async fn timestamps_come_from_the_clock() {
+        let at = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = crate::clock::ManualClock::at(at);
+        let store = SqlAccountStore::connect("sqlite::memory:", 1)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        store.migrate().await.unwrap();
+        let cf = FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        let created = store
+            .create(&NewAccount::new(cf, "Mario", "Rossi"))
+            .await
+            .unwrap();
+        assert_eq!((created.created_at, created.updated_at), (at, at));
+        clock.advance(chrono::Duration::hours(1));
+        let updated = store.update(&created).await.unwrap();
+        assert_eq!(updated.created_at, at);
+        assert_eq!(updated.updated_at, at + chrono::Duration::hours(1));
+    }
 
     #[test]
     fn every_migration_file_is_embedded() {

@@ -23,6 +23,8 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
 use serde::Deserialize;
 
+use crate::clock::SharedClock;
+
 /// Why a message could not be sent (or an outbox file not read).
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -257,13 +259,15 @@ pub struct MailConfig {
 }
 
 /// Builds the configured backend. Reads the SMTP password file and creates the outbox
-/// directory, so call it once at start.
-pub fn mailer_from_config(config: &MailConfig) -> Result<Arc<dyn Mailer>, MailError> {
+/// directory, so call it once at start. The outbox names its files from `clock`.
+pub fn mailer_from_config(
+    config: &MailConfig,
+    clock: SharedClock,
+) -> Result<Arc<dyn Mailer>, MailError> {
     match &config.transport {
-        MailTransport::Outbox(outbox) => Ok(Arc::new(outbox::OutboxMailer::new(
-            config.from.clone(),
-            &outbox.dir,
-        )?)),
+        MailTransport::Outbox(outbox) => Ok(Arc::new(
+            outbox::OutboxMailer::new(config.from.clone(), &outbox.dir)?.with_clock(clock),
+        )),
         MailTransport::Smtp(smtp) => {
             Ok(Arc::new(smtp::SmtpMailer::new(config.from.clone(), smtp)?))
         }

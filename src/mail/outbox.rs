@@ -14,6 +14,7 @@ use base64::Engine as _;
 use rand::Rng as _;
 
 use super::{MailError, MailFrom, Mailer, OutgoingMail, build_message};
+use crate::clock::{SharedClock, SystemClock};
 
 /// One message in the outbox, as the listing page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct OutboxEntry {
 pub struct OutboxMailer {
     from: MailFrom,
     dir: PathBuf,
+    /// Where the file names' timestamps come from.
+    clock: SharedClock,
 }
 
 impl OutboxMailer {
@@ -56,7 +59,15 @@ impl OutboxMailer {
         Ok(Self {
             from,
             dir: dir.to_path_buf(),
+            clock: SystemClock::shared(),
         })
+    }
+
+    /// The same outbox naming its files from `clock` (the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The outbox directory.
@@ -101,7 +112,8 @@ impl Mailer for OutboxMailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
         let bytes = build_message(&self.from, mail)?.formatted();
         let dir = self.dir.clone();
-        run_blocking(move || write_atomically(&dir, &bytes).map(|_| ())).await
+        let now = self.clock.now();
+        run_blocking(move || write_atomically(&dir, &bytes, now).map(|_| ())).await
     }
 }
 
@@ -128,8 +140,12 @@ fn random_hex(bytes: usize) -> String {
 
 /// Writes `bytes` to `<dir>/.<random>.tmp` (0600, fsync), renames it to its final
 /// `<timestamp>-<random>.eml` name and syncs the directory. Returns the final name.
-fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<String, MailError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+fn write_atomically(
+    dir: &Path,
+    bytes: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, MailError> {
+    let stamp = now.format("%Y%m%dT%H%M%S%.6fZ");
     let suffix = random_hex(8);
     let file_name = format!("{stamp}-{suffix}.eml");
     let temp = dir.join(format!(".{suffix}.tmp"));
@@ -362,6 +378,36 @@ mod tests {
         }
         // No temporary leftovers.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn file_names_carry_the_clocks_time() {
+        use chrono::TimeZone as _;
+        let base = tempfile::tempdir().unwrap();
+        let at = chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+        let clock = crate::clock::ManualClock::at(at);
+        let outbox = OutboxMailer::new(MailFrom::default(), base.path())
+            .unwrap()
+            .with_clock(clock.clone());
+        outbox.send(&mail("Primo")).await.unwrap();
+        clock.advance(chrono::Duration::hours(1));
+        outbox.send(&mail("Secondo")).await.unwrap();
+        let names: Vec<String> = outbox
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.file_name)
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names[0].starts_with("20260302T100000.000000Z-"),
+            "{names:?}"
+        );
+        assert!(
+            names[1].starts_with("20260302T090000.000000Z-"),
+            "{names:?}"
+        );
     }
 
     #[tokio::test]

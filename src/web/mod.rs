@@ -2,17 +2,6 @@
 //! service call and map the result; errors become [`AppError`] pages; a middleware
 //! logs them; every response carries security headers and an `x-request-id`.
 
-/// The value of a `Result` whose error is already a response (an [`AppError`], a
-/// redirect), or an early return of that response.
-macro_rules! or_return {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(response) => return axum::response::IntoResponse::into_response(response),
-        }
-    };
-}
-
 /// The abilitazione pages, the home page, the personal area, the demo outbox.
 pub mod enablement;
 /// The single `AppError` and its pages.

@@ -13,6 +13,7 @@ use chrono::Utc;
 use polis_gateway::accounts::{
     Account, AccountError, EnablementState, FiscalCode, NewAccount, UniqueField,
 };
+use polis_gateway::clock::Clock as _;
 use polis_gateway::mock_idp::{TEST_USERS, TestUser};
 use polis_gateway::state::MemoryStore;
 
@@ -44,6 +45,8 @@ const NEW_CP: &str = "Scuola2026x";
 const NEW_CP_2: &str = "Lavagna77q";
 /// And a third.
 const NEW_CP_3: &str = "Quaderno31z";
+/// `cp.temp_cp_ttl_seconds` of the harness's configuration.
+const TEMP_CP_TTL_SECONDS: i64 = 259_200;
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -775,14 +778,34 @@ async fn five_wrong_temporary_cps_lock_it_until_a_resend() {
 
 #[tokio::test]
 async fn an_expired_temporary_cp_is_refused() {
-    let h = Harness::start(Database::Sqlite, false).await;
+    // The longest sessions the configuration allows (idle 24 h, absolute 7 days), so
+    // the one session lives through the temporary CP's 72 h with a page every 20 h.
+    let env = Env::start_with(
+        std::sync::Arc::new(MemoryStore::new()),
+        EnvOptions {
+            session_timeouts: (86_400, 604_800),
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let h = Harness { env, smtp: None };
     let env = &h.env;
     let email = "sofia.esposito@posta.example.it";
     let c = env.client();
     let temp = until_temp_cp_sent(&h, &c, SOFIA, email, ANSWER).await;
-    let mut account = env.account(SOFIA).await.unwrap();
-    account.temp_cp.as_mut().unwrap().expires_at = Utc::now() - chrono::Duration::hours(1);
-    env.accounts.update(&account).await.unwrap();
+    // The clock moves past `cp.temp_cp_ttl_seconds`; the stored row is not touched.
+    let mut left = TEMP_CP_TTL_SECONDS + 1;
+    while left > 0 {
+        let step = left.min(20 * 3600);
+        env.clock.advance(chrono::Duration::seconds(step));
+        left -= step;
+        page(env, &c, "/abilitazione/cambio-cp").await;
+    }
+    let account = env.account(SOFIA).await.unwrap();
+    assert!(
+        account.temp_cp.as_ref().unwrap().expires_at <= env.clock.now(),
+        "the clock is past the expiry"
+    );
 
     let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
     expect_error(r, 422, "POLIS_TEMP_CP_EXPIRED", "expired").await;

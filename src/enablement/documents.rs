@@ -1,0 +1,129 @@
+//! What the service writes for the person: the temporary-CP e-mail and the two
+//! printable forms (modulo di adesione, modulo di delega) filled from the account.
+
+use chrono::{DateTime, Utc};
+
+use crate::accounts::Account;
+use crate::mail::{Attachment, OutgoingMail};
+use crate::pdf::{self, FormData};
+
+use super::{EnablementError, EnablementService, Modulo, reference_code};
+
+/// `dd/mm/yyyy` for the forms.
+fn italian_date(d: chrono::NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}
+
+impl EnablementService {
+    /// The temporary-CP message, with both forms attached.
+    pub(super) fn temp_cp_mail(
+        &self,
+        account: &Account,
+        email: &str,
+        temp: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OutgoingMail, EnablementError> {
+        let expires = account
+            .temp_cp
+            .as_ref()
+            .map(|t| t.expires_at.format("%d/%m/%Y %H:%M UTC").to_string())
+            .unwrap_or_default();
+        let text_body = format!(
+            "Gentile {given} {family},\n\n\
+             ecco il Codice Personale temporaneo per Istanze OnLine.\n\n\
+             Codice Personale temporaneo: {temp}\n\n\
+             Il codice vale fino al {expires}. Al prossimo accesso con SPID su\n\
+             {url} ti sarà chiesto di sostituirlo con un Codice Personale scelto da te.\n\n\
+             Utente: {username}\n\
+             Codice di riferimento: {reference}\n\n\
+             In allegato il modulo di adesione e il modulo di delega: conservali.\n\
+             Non è necessario recarsi presso una scuola: l'identità è già stata verificata\n\
+             con SPID.\n\n\
+             Se non hai chiesto tu questo codice, ignora questo messaggio e accedi al\n\
+             servizio per modificare il tuo Codice Personale.\n\n\
+             Istanze OnLine – Ministero dell'Istruzione e del Merito\n\
+             (messaggio automatico, non rispondere)\n",
+            given = account.given_name,
+            family = account.family_name,
+            url = self.settings.public_url,
+            username = account.username,
+            reference = reference_code(account),
+        );
+        let adesione = modulo_pdf(account, Modulo::Adesione, now)?;
+        let delega = modulo_pdf(account, Modulo::Delega, now)?;
+        Ok(OutgoingMail {
+            to: vec![email.to_owned()],
+            subject: "Istanze OnLine – Codice Personale temporaneo".to_owned(),
+            text_body,
+            html_body: None,
+            attachments: vec![
+                Attachment {
+                    filename: "modulo-adesione.pdf".to_owned(),
+                    content_type: "application/pdf".to_owned(),
+                    bytes: adesione,
+                },
+                Attachment {
+                    filename: "modulo-delega.pdf".to_owned(),
+                    content_type: "application/pdf".to_owned(),
+                    bytes: delega,
+                },
+            ],
+        })
+    }
+}
+
+/// One of the printable forms for an account, dated `now`.
+pub(super) fn modulo_pdf(
+    account: &Account,
+    which: Modulo,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, EnablementError> {
+    let data = form_data(account, now);
+    Ok(match which {
+        Modulo::Adesione => pdf::modulo_adesione(&data)?,
+        Modulo::Delega => pdf::modulo_delega(&data)?,
+    })
+}
+
+fn form_data(account: &Account, now: DateTime<Utc>) -> FormData {
+    let domicile = account.domicile.as_ref().map(|d| {
+        let province = if d.province.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d.province)
+        };
+        format!(
+            "{}, {} {}{}, {}",
+            d.street, d.postal_code, d.municipality, province, d.nation
+        )
+    });
+    let phone = match (&account.phones.mobile, &account.phones.landline) {
+        (Some(m), Some(l)) => Some(format!("{m} / {l}")),
+        (Some(p), None) | (None, Some(p)) => Some(p.clone()),
+        (None, None) => None,
+    };
+    let id_document = account.id_document.as_ref().map(|d| {
+        format!(
+            "{} n. {}, rilasciato da {} il {}, scadenza {}",
+            d.kind,
+            d.number,
+            d.issuer,
+            italian_date(d.issued_on),
+            italian_date(d.expires_on)
+        )
+    });
+    FormData {
+        given_name: account.given_name.clone(),
+        family_name: account.family_name.clone(),
+        fiscal_code: account.fiscal_code.as_str().to_owned(),
+        birth_date: account.birth_date.map(italian_date),
+        birth_place: account.birth_place.clone(),
+        email: account.email.clone(),
+        domicile,
+        phone,
+        id_document,
+        reference_code: reference_code(account),
+        date: italian_date(now.date_naive()),
+        username: Some(account.username.clone()),
+    }
+}
