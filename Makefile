@@ -12,7 +12,7 @@ BIN := target/debug/polis-gateway
 EXAMPLE := target/debug/examples/istanze-esempio
 
 .PHONY: help deps deps-test build demo test conformance bench lint clean \
-	fmt-check clippy cargo-test purity conformance-run fuzz
+	fmt-check clippy cargo-test purity structure conformance-run fuzz
 
 help: ## list the targets
 	@echo "polis-gateway make targets:"
@@ -43,7 +43,7 @@ demo: build ## run the gateway + built-in mock IdP (config/demo.toml) and the ex
 # cargo-test also builds target/debug/polis-gateway (integration tests need the binary), so
 # `test` does not run `build`: with dev-dependency features unified differently, it would
 # recompile the whole graph.
-test: deps-test fmt-check clippy cargo-test purity conformance-run ## everything CI checks: fmt, clippy, tests, purity, spid-sp-test
+test: deps-test fmt-check clippy structure cargo-test purity conformance-run ## everything CI checks: fmt, clippy, layers and sizes, tests, purity, spid-sp-test
 
 conformance: deps-test build conformance-run ## only the spid-sp-test run (CONFORMANCE_RUNS="redirect:1 post:2" narrows it)
 
@@ -63,7 +63,7 @@ fuzz: deps ## run each fuzz target for FUZZ_SECONDS (600) s; FUZZ_TARGETS narrow
 			-rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 || exit 1; \
 	done
 
-lint: deps fmt-check clippy purity ## fmt check + clippy + SAML purity check
+lint: deps fmt-check clippy purity structure ## fmt check + clippy + SAML purity + layers, clock and sizes
 
 clean: ## remove target/ (build output, spid-sp-test venv, conformance reports)
 	$(CARGO) clean
@@ -80,6 +80,10 @@ cargo-test: ## cargo test (unit, integration and doc tests; integration tests st
 
 purity: ## src/saml/ must not use tokio/axum/redis/sqlx/reqwest/std::fs/std::net or read the clock
 	bash scripts/check-saml-purity.sh
+
+structure: ## module edges allowed by ARCHITECTURE.md's table, no wall-clock reads outside src/clock.rs, fn ≤ 80 / file ≤ 800 lines
+	bash scripts/check-layers.sh
+	bash scripts/check-sizes.sh
 
 conformance-run: ## scripts/conformance.sh against the already built binary
 	bash scripts/conformance.sh

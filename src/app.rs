@@ -220,23 +220,8 @@ pub async fn build_gateway(
     clock: SharedClock,
 ) -> anyhow::Result<Gateway> {
     let accounts = account_store(cfg, clock.clone()).await?;
-    let mail_cfg = &cfg.mail;
-    let mailer = crate::mail::mailer_from_config(mail_cfg, clock.clone()).context("mail")?;
-    let outbox = match (&mail_cfg.transport, cfg.environment) {
-        (MailTransport::Outbox(o), Environment::Demo) => Some(Arc::new(
-            OutboxMailer::new(mail_cfg.from.clone(), &o.dir)
-                .context("mail outbox")?
-                .with_clock(clock.clone()),
-        )),
-        _ => None,
-    };
-    let cookie_secret = secret_file("session.cookie_key_file", &cfg.session.cookie_key_file)?;
-    // 64 key bytes (AES-256-GCM + HMAC halves) derived from the secret, domain-separated.
-    let mut material = b"polis-gateway session cookie v1\0".to_vec();
-    material.extend_from_slice(&cookie_secret);
-    let cookie_key =
-        axum_extra::extract::cookie::Key::try_from(openssl::sha::sha512(&material).as_slice())
-            .map_err(|e| anyhow::anyhow!("session.cookie_key_file: {e}"))?;
+    let (mailer, outbox) = mailers(cfg, &clock)?;
+    let cookie_key = session_cookie_key(cfg)?;
     let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
         .context("cp.hmac_key_file")?;
     // One bound on argon2 work for the CP forms and client-secret checks together.
@@ -253,32 +238,8 @@ pub async fn build_gateway(
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);
-    let (fed, warnings) = Federation::from_settings(&cfg.federation, clock.clone())?;
-    for w in warnings {
-        tracing::error!(target: "federation", "{w}");
-    }
-    let federation = Arc::new(fed);
-    if let Some(reg) = &cfg.federation.registry {
-        match federation::load_registry_cache(&federation, reg, clock.now()) {
-            Ok(n) if n > 0 => {
-                tracing::info!(target: "federation", "{n} IdPs from the registry cache")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(target: "federation", "registry cache refused: {e}"),
-        }
-    }
-    let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
-    let sso = Arc::new(SsoService::new(
-        cfg.sp.sso.clone(),
-        key,
-        SsoPorts {
-            federation: federation.clone(),
-            state: state.clone(),
-            txlog,
-            pool: BlockingPool::new("verify", cfg.limits.verify_pool),
-            clock: clock.clone(),
-        },
-    ));
+    let federation = federation(cfg, &clock)?;
+    let sso = Arc::new(sso_service(cfg, key, &federation, &state, &clock)?);
     let oidc = match &cfg.oidc {
         None => None,
         Some(o) => Some(Arc::new(oidc_provider(
@@ -315,6 +276,80 @@ pub async fn build_gateway(
         metadata,
         accounts,
     })
+}
+
+/// The outbox the demo's mail page reads.
+type DemoOutbox = Arc<OutboxMailer>;
+
+/// The mailer, and in the demo environment with the outbox transport the outbox the
+/// demo's mail page reads.
+fn mailers(
+    cfg: &Config,
+    clock: &SharedClock,
+) -> anyhow::Result<(Arc<dyn crate::mail::Mailer>, Option<DemoOutbox>)> {
+    let mail_cfg = &cfg.mail;
+    let mailer = crate::mail::mailer_from_config(mail_cfg, clock.clone()).context("mail")?;
+    let outbox = match (&mail_cfg.transport, cfg.environment) {
+        (MailTransport::Outbox(o), Environment::Demo) => Some(Arc::new(
+            OutboxMailer::new(mail_cfg.from.clone(), &o.dir)
+                .context("mail outbox")?
+                .with_clock(clock.clone()),
+        )),
+        _ => None,
+    };
+    Ok((mailer, outbox))
+}
+
+/// The key that encrypts and authenticates the session cookie: 64 bytes (AES-256-GCM +
+/// HMAC halves) derived from `session.cookie_key_file`, domain-separated.
+fn session_cookie_key(cfg: &Config) -> anyhow::Result<axum_extra::extract::cookie::Key> {
+    let cookie_secret = secret_file("session.cookie_key_file", &cfg.session.cookie_key_file)?;
+    let mut material = b"polis-gateway session cookie v1\0".to_vec();
+    material.extend_from_slice(&cookie_secret);
+    axum_extra::extract::cookie::Key::try_from(openssl::sha::sha512(&material).as_slice())
+        .map_err(|e| anyhow::anyhow!("session.cookie_key_file: {e}"))
+}
+
+/// The trusted IdPs from `[federation]`, with the registry's last good copy if any.
+fn federation(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Arc<Federation>> {
+    let (fed, warnings) = Federation::from_settings(&cfg.federation, clock.clone())?;
+    for w in warnings {
+        tracing::error!(target: "federation", "{w}");
+    }
+    let federation = Arc::new(fed);
+    if let Some(reg) = &cfg.federation.registry {
+        match federation::load_registry_cache(&federation, reg, clock.now()) {
+            Ok(n) if n > 0 => {
+                tracing::info!(target: "federation", "{n} IdPs from the registry cache")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(target: "federation", "registry cache refused: {e}"),
+        }
+    }
+    Ok(federation)
+}
+
+/// The SSO service: its settings, the SP key, the federation, the state store, the
+/// transaction log and the bounded verification pool.
+fn sso_service(
+    cfg: &Config,
+    key: SigningKey,
+    federation: &Arc<Federation>,
+    state: &Arc<dyn StateStore>,
+    clock: &SharedClock,
+) -> anyhow::Result<SsoService> {
+    let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
+    Ok(SsoService::new(
+        cfg.sp.sso.clone(),
+        key,
+        SsoPorts {
+            federation: federation.clone(),
+            state: state.clone(),
+            txlog,
+            pool: BlockingPool::new("verify", cfg.limits.verify_pool),
+            clock: clock.clone(),
+        },
+    ))
 }
 
 /// The use cases that span services: the login and the logout flows.

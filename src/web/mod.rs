@@ -134,8 +134,32 @@ pub struct RouterLimits {
 
 /// The gateway's router.
 pub fn router(state: AppState, limits: RouterLimits) -> Router {
-    let max_body = limits.max_body;
     let routes = Router::new()
+        .merge(sso_routes(limits.max_body))
+        .merge(enablement_routes())
+        .merge(oidc_routes())
+        .route("/demo/posta", get(enablement::outbox))
+        .route("/demo/posta/{file}", get(enablement::outbox_message))
+        .route("/metadata", get(sso::metadata))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(sso::ready))
+        .route("/static/{name}", get(crate::httpkit::static_asset))
+        .fallback(|| async { AppError::not_found() })
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            limits.rates.clone(),
+            ratelimit::limit,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ));
+    harden(routes)
+}
+
+/// Home, login, ACS, logout and SLO (the SAML endpoints with the body cap).
+fn sso_routes(max_body: usize) -> Router<AppState> {
+    Router::new()
         .route("/", get(enablement::home))
         .route("/login", get(sso::login))
         .route("/login/complete", get(sso::login_complete))
@@ -150,6 +174,11 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
                 .post(sso::slo_post)
                 .layer(DefaultBodyLimit::max(max_body)),
         )
+}
+
+/// The abilitazione steps and the personal area.
+fn enablement_routes() -> Router<AppState> {
+    Router::new()
         .route("/abilitazione", get(enablement::resume))
         .route(
             "/abilitazione/richiesta",
@@ -192,6 +221,11 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
             "/area-riservata/recupero-cp",
             get(enablement::recover_get).post(enablement::recover_post),
         )
+}
+
+/// The OpenID Connect provider's endpoints.
+fn oidc_routes() -> Router<AppState> {
+    Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/oidc/jwks", get(oidc::jwks))
         .route("/oidc/authorize", get(oidc::authorize))
@@ -205,21 +239,4 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
             "/oidc/logout",
             get(oidc::end_session).post(oidc::end_session_confirmed),
         )
-        .route("/demo/posta", get(enablement::outbox))
-        .route("/demo/posta/{file}", get(enablement::outbox_message))
-        .route("/metadata", get(sso::metadata))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(sso::ready))
-        .route("/static/{name}", get(crate::httpkit::static_asset))
-        .fallback(|| async { AppError::not_found() })
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(
-            limits.rates.clone(),
-            ratelimit::limit,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ));
-    harden(routes)
 }

@@ -53,6 +53,14 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
+fn the_tree_keeps_its_layers_and_sizes() {
+    let layers = run("check-layers.sh", &[]);
+    assert!(layers.status.success(), "{}", stderr(&layers));
+    let sizes = run("check-sizes.sh", &[]);
+    assert!(sizes.status.success(), "{}", stderr(&sizes));
+}
+
+#[test]
 fn a_forbidden_edge_fails_the_layer_check() {
     // The pure SAML core reaching up into the web layer.
     let (_tmp, src, table) = copy_with(|src| {
