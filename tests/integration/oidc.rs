@@ -950,7 +950,8 @@ async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
     assert!(seen.lock().unwrap().is_empty());
 
     // The local session ends first; then the browser goes on to the IdP's single
-    // logout (302 Redirect binding, or 200 with the POST form) or home (303).
+    // logout: the mock IdP publishes a Redirect SLO first, so exactly a 302 there with
+    // a signed LogoutRequest.
     let r = env.post_form(&browser, "/logout", &[]).await;
     let status = r.status().as_u16();
     let location = r
@@ -958,11 +959,11 @@ async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
         .get("location")
         .map(|l| l.to_str().unwrap().to_owned())
         .unwrap_or_default();
+    assert_eq!(status, 302, "logout: {location:?}");
     assert!(
-        (status == 302 && location.starts_with(&env.idp))
-            || (status == 303 && location == "/")
-            || status == 200,
-        "logout: {status} {location:?}"
+        location.starts_with(&format!("{}/slo?SAMLRequest=", env.idp))
+            && location.contains("&Signature="),
+        "logout: {location:?}"
     );
     assert_eq!(env.introspect(&access).await, json!({"active": false}));
     assert_eq!(env.userinfo(&access).await.status, 401);
