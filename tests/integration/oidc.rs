@@ -403,17 +403,7 @@ async fn a_code_used_twice_is_refused_and_its_tokens_revoked() {
     let access = s(&tokens, "access_token");
     assert_eq!(env.introspect(&access).await["active"], true);
 
-    let again = env
-        .token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", &env.oidc().redirect_uri),
-                ("code_verifier", &verifier),
-            ],
-            &Auth::app(),
-        )
-        .await;
+    let again = env.exchange_as(&code, &verifier, &Auth::app()).await;
     assert_oauth_error(&again, 400, "invalid_grant");
     assert_eq!(env.introspect(&access).await, json!({"active": false}));
     let info = env.userinfo(&access).await;
@@ -1171,17 +1161,7 @@ async fn a_refresh_family_never_outlives_the_session_absolute_timeout() {
         .await;
     assert_eq!(hop.logins.len(), 1);
     let code = env.code_of(&hop, &pairs(&params));
-    let reply = env
-        .token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", &env.oidc().redirect_uri),
-                ("code_verifier", &verifier),
-            ],
-            &rs_auth(),
-        )
-        .await;
+    let reply = env.exchange_as(&code, &verifier, &rs_auth()).await;
     assert_eq!(reply.status, 200, "{}", reply.json);
     let ready = env.clock.now();
     let rotations = rotate_until_refused(
@@ -1583,17 +1563,7 @@ async fn introspection_answers_only_the_client_and_its_resource_servers() {
     let mut params = env.authorize_params(&challenge);
     set(&mut params, "client_id", OIDC_RS_CLIENT);
     let code = env.oidc_authorize(&browser, MARIO, &pairs(&params)).await;
-    let reply = env
-        .token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", &env.oidc().redirect_uri),
-                ("code_verifier", &verifier),
-            ],
-            &rs_auth(),
-        )
-        .await;
+    let reply = env.exchange_as(&code, &verifier, &rs_auth()).await;
     assert_eq!(reply.status, 200, "{}", reply.json);
     let rs_access = s(&reply.json, "access_token");
     assert_eq!(

@@ -948,19 +948,24 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
 
     /// Exchanges `code` for [`OIDC_CLIENT`] (Basic); asserts 200, returns the tokens.
     pub async fn exchange(&self, code: &str, verifier: &str) -> serde_json::Value {
-        let reply = self
-            .token(
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("redirect_uri", &self.oidc().redirect_uri),
-                    ("code_verifier", verifier),
-                ],
-                &Auth::app(),
-            )
-            .await;
+        let reply = self.exchange_as(code, verifier, &Auth::app()).await;
         assert_eq!(reply.status, 200, "token: {}", reply.json);
         reply.json
+    }
+
+    /// `POST /oidc/token` exchanging `code` (with its PKCE `verifier`, the registered
+    /// redirect URI) as the client `auth` authenticates; the reply as it is.
+    pub async fn exchange_as(&self, code: &str, verifier: &str, auth: &Auth) -> Reply {
+        self.token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &self.oidc().redirect_uri),
+                ("code_verifier", verifier),
+            ],
+            auth,
+        )
+        .await
     }
 
     /// `POST /oidc/introspect` as [`OIDC_CLIENT`]; asserts 200, returns the answer.
