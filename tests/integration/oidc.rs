@@ -900,8 +900,11 @@ async fn rp_initiated_logout_returns_to_the_client_and_revokes() {
     assert_eq!(hop.logins.len(), 1, "the session ended");
 }
 
+/// The `logout_token`s a back-channel endpoint received.
+type Received = Arc<Mutex<Vec<String>>>;
+
 /// A tiny relying party endpoint that records the `logout_token`s posted to it.
-async fn backchannel_listener() -> (String, Arc<Mutex<Vec<String>>>) {
+async fn backchannel_listener() -> (String, Received) {
     async fn receive(
         State(seen): State<Arc<Mutex<Vec<String>>>>,
         axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
@@ -926,8 +929,9 @@ async fn backchannel_listener() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
-#[tokio::test]
-async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
+/// Mario logged in, with tokens of a client that has a back-channel logout URI: the
+/// Env, the browser, the tokens, the ID token's claims and what the client receives.
+async fn mario_with_backchannel() -> (Env, reqwest::Client, Value, Value, Received) {
     let (url, seen) = backchannel_listener().await;
     let (env, browser) = with_mario(EnvOptions {
         oidc_backchannel: Some(url),
@@ -936,8 +940,29 @@ async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
     .await;
     let tokens = tokens_for(&env, &browser).await;
     let (_, id) = verify(&env, &s(&tokens, "id_token"), Some(OIDC_CLIENT)).await;
-    let access = s(&tokens, "access_token");
     assert!(seen.lock().unwrap().is_empty());
+    (env, browser, tokens, id, seen)
+}
+
+/// Waits for the first logout token the client receives and checks it names the
+/// session of the ID token `id`; its claims.
+async fn first_logout_token(env: &Env, seen: &Received, id: &Value) -> Value {
+    let token = eventually(Duration::from_secs(10), "a logout_token", || {
+        let first = seen.lock().unwrap().first().cloned();
+        std::future::ready(first)
+    })
+    .await;
+    let (header, claims) = verify(env, &token, Some(OIDC_CLIENT)).await;
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(claims["sid"], id["sid"]);
+    assert_eq!(claims["events"], json!({ BACKCHANNEL_EVENT: {} }));
+    claims
+}
+
+#[tokio::test]
+async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
+    let (env, browser, tokens, id, seen) = mario_with_backchannel().await;
+    let access = s(&tokens, "access_token");
 
     // The local session ends first; then the browser goes on to the IdP's single
     // logout: the mock IdP publishes a Redirect SLO first, so exactly a 302 there with
@@ -958,16 +983,8 @@ async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
     assert_eq!(env.introspect(&access).await, json!({"active": false}));
     assert_eq!(env.userinfo(&access).await.status, 401);
 
-    let token = eventually(Duration::from_secs(10), "a logout_token", || {
-        let first = seen.lock().unwrap().first().cloned();
-        std::future::ready(first)
-    })
-    .await;
-    let (header, claims) = verify(&env, &token, Some(OIDC_CLIENT)).await;
-    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
-    assert_eq!(claims["sid"], id["sid"]);
+    let claims = first_logout_token(&env, &seen, &id).await;
     assert_eq!(claims["sub"], id["sub"]);
-    assert_eq!(claims["events"], json!({ BACKCHANNEL_EVENT: {} }));
     assert!(claims.get("nonce").is_none(), "{claims}");
     assert!(
         claims["jti"].is_string() && claims["iat"].is_i64(),
@@ -982,14 +999,7 @@ async fn gateway_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
 
 #[tokio::test]
 async fn idp_initiated_single_logout_revokes_tokens_and_sends_a_backchannel_logout_token() {
-    let (url, seen) = backchannel_listener().await;
-    let (env, browser) = with_mario(EnvOptions {
-        oidc_backchannel: Some(url),
-        ..EnvOptions::default()
-    })
-    .await;
-    let tokens = tokens_for(&env, &browser).await;
-    let (_, id) = verify(&env, &s(&tokens, "id_token"), Some(OIDC_CLIENT)).await;
+    let (env, _browser, tokens, id, seen) = mario_with_backchannel().await;
     let access = s(&tokens, "access_token");
     let refresh = s(&tokens, "refresh_token");
     assert_eq!(env.introspect(&access).await["active"], json!(true));
@@ -1012,15 +1022,7 @@ async fn idp_initiated_single_logout_revokes_tokens_and_sends_a_backchannel_logo
     assert_eq!(env.introspect(&refresh).await, json!({"active": false}));
 
     // And the client heard it on its back channel.
-    let token = eventually(Duration::from_secs(10), "a logout_token", || {
-        let first = seen.lock().unwrap().first().cloned();
-        std::future::ready(first)
-    })
-    .await;
-    let (header, claims) = verify(&env, &token, Some(OIDC_CLIENT)).await;
-    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
-    assert_eq!(claims["sid"], id["sid"]);
-    assert_eq!(claims["events"], json!({ BACKCHANNEL_EVENT: {} }));
+    first_logout_token(&env, &seen, &id).await;
 }
 
 // ---------------------------------------------------------------------------------------
