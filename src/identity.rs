@@ -48,3 +48,28 @@ impl LoginSession {
         })
     }
 }
+
+#[cfg(test)]
+impl LoginSession {
+    /// A level-2 login of `name_id` at `idp` with these attributes (one value each),
+    /// accepted at `at`: the fixture of the unit tests.
+    pub(crate) fn sample(
+        idp: &str,
+        name_id: &str,
+        attrs: &[(&str, &str)],
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            idp_entity_id: idp.into(),
+            name_id: name_id.into(),
+            name_qualifier: idp.into(),
+            session_index: None,
+            level: Level::L2,
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+                .collect(),
+            authenticated_at: at,
+        }
+    }
+}

@@ -305,23 +305,13 @@ impl SessionStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use super::*;
-    use crate::saml::Level;
     use crate::state::MemoryStore;
 
     fn login(now: DateTime<Utc>) -> LoginSession {
-        LoginSession {
-            idp_entity_id: "https://idp.example".into(),
-            name_id: "_n".into(),
-            name_qualifier: "https://idp.example".into(),
-            session_index: None,
-            level: Level::L2,
-            attributes: BTreeMap::new(),
-            authenticated_at: now,
-        }
+        LoginSession::sample("https://idp.example", "_n", &[], now)
     }
 
     /// A fixed instant: these tests move time by hand.

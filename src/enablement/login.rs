@@ -110,24 +110,10 @@ fn apply_vouched(account: &mut Account, vouched: &NewAccount) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::saml::Level;
 
     fn login(attrs: &[(&str, &str)]) -> LoginSession {
-        LoginSession {
-            idp_entity_id: "https://idp.example".into(),
-            name_id: "_n".into(),
-            name_qualifier: "https://idp.example".into(),
-            session_index: None,
-            level: Level::L2,
-            attributes: attrs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
-                .collect::<BTreeMap<_, _>>(),
-            authenticated_at: Utc::now(),
-        }
+        LoginSession::sample("https://idp.example", "_n", attrs, Utc::now())
     }
 
     #[test]

@@ -73,7 +73,6 @@ pub struct SessionRef<'a> {
 pub(crate) mod tests_support {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -107,15 +106,7 @@ pub(crate) mod tests_support {
 
     /// A verified login of `name_id` at [`IDP`].
     pub(crate) fn login(name_id: &str) -> LoginSession {
-        LoginSession {
-            idp_entity_id: IDP.into(),
-            name_id: name_id.into(),
-            name_qualifier: IDP.into(),
-            session_index: None,
-            level: Level::L2,
-            attributes: BTreeMap::new(),
-            authenticated_at: t0(),
-        }
+        LoginSession::sample(IDP, name_id, &[], t0())
     }
 
     fn sso(state: Arc<dyn StateStore>, clock: Arc<ManualClock>) -> SsoService {

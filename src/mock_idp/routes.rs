@@ -330,19 +330,9 @@ async fn slo_redirect(State(idp): State<Arc<MockIdp>>, RawQuery(q): RawQuery) ->
     }
 }
 
-#[derive(Deserialize)]
-struct SloPost {
-    #[serde(rename = "SAMLRequest")]
-    saml_request: Option<String>,
-    #[serde(rename = "SAMLResponse")]
-    saml_response: Option<String>,
-    #[serde(rename = "RelayState")]
-    relay_state: Option<String>,
-}
-
 async fn slo_post(
     State(idp): State<Arc<MockIdp>>,
-    form: Result<Form<SloPost>, FormRejection>,
+    form: Result<Form<binding::PostedMessage>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return fail(StatusCode::BAD_REQUEST, "invalid logout form");

@@ -175,6 +175,21 @@ pub fn encode_post(xml: &str) -> String {
     STANDARD.encode(xml.as_bytes())
 }
 
+/// The form of an HTTP-POST binding message as it is posted to an SLO endpoint:
+/// `SAMLRequest` or `SAMLResponse` (the receiver requires exactly one), and `RelayState`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PostedMessage {
+    /// `SAMLRequest` (base64).
+    #[serde(rename = "SAMLRequest")]
+    pub saml_request: Option<String>,
+    /// `SAMLResponse` (base64).
+    #[serde(rename = "SAMLResponse")]
+    pub saml_response: Option<String>,
+    /// `RelayState`.
+    #[serde(rename = "RelayState")]
+    pub relay_state: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

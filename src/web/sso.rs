@@ -280,17 +280,6 @@ struct LoggedOutPage {
     partial: bool,
 }
 
-/// Form posted to `/slo` (HTTP-POST binding).
-#[derive(Debug, Deserialize)]
-pub struct SloForm {
-    #[serde(rename = "SAMLRequest")]
-    saml_request: Option<String>,
-    #[serde(rename = "SAMLResponse")]
-    saml_response: Option<String>,
-    #[serde(rename = "RelayState")]
-    relay_state: Option<String>,
-}
-
 /// `GET /slo` (HTTP-Redirect): a LogoutResponse to our request, or an IdP-initiated
 /// LogoutRequest. Signatures are verified over the raw query as received.
 pub async fn slo_get(
@@ -318,7 +307,7 @@ pub async fn slo_get(
 /// `POST /slo` (HTTP-POST).
 pub async fn slo_post(
     State(app): State<AppState>,
-    form: Result<Form<SloForm>, FormRejection>,
+    form: Result<Form<crate::saml::binding::PostedMessage>, FormRejection>,
 ) -> Result<Response, AppError> {
     let Form(form) = form.map_err(form_error)?;
     let relay_state = form.relay_state.as_deref();
