@@ -76,10 +76,10 @@ pub struct LogoutRequestParams<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// A built (unsigned) LogoutRequest.
+/// A built (unsigned) logout message, ready for either binding.
 #[derive(Debug, Clone)]
-pub struct BuiltLogoutRequest {
-    /// `_`-prefixed 128-bit ID (the LogoutResponse's InResponseTo must equal it).
+pub struct BuiltMessage {
+    /// `_`-prefixed 128-bit ID (a LogoutResponse's InResponseTo must equal its request's).
     pub id: String,
     /// IssueInstant.
     pub issue_instant: DateTime<Utc>,
@@ -88,7 +88,15 @@ pub struct BuiltLogoutRequest {
     /// The XML without signature (Redirect binding form).
     pub xml: String,
     issuer_end: usize,
+    /// `SAMLRequest` or `SAMLResponse`.
+    field: &'static str,
 }
+
+/// A built (unsigned) LogoutRequest.
+pub type BuiltLogoutRequest = BuiltMessage;
+
+/// A built (unsigned) LogoutResponse.
+pub type BuiltLogoutResponse = BuiltMessage;
 
 /// Builds the LogoutRequest XML exactly as SPID rule S1 says: ID, Version 2.0,
 /// IssueInstant, Destination, entity Issuer with NameQualifier, transient NameID with
@@ -128,24 +136,20 @@ pub fn build_logout_request(p: &LogoutRequestParams<'_>) -> BuiltLogoutRequest {
         destination: p.destination.to_owned(),
         xml: head + &tail,
         issuer_end,
+        field: "SAMLRequest",
     }
 }
 
-impl BuiltLogoutRequest {
-    /// The full Redirect-binding URL: `SAMLRequest` (deflated), `RelayState` if given,
-    /// `SigAlg`, `Signature`, signed over exactly the octets emitted.
+impl BuiltMessage {
+    /// The full Redirect-binding URL: `SAMLRequest` / `SAMLResponse` (deflated),
+    /// `RelayState` if given (a LogoutResponse echoes the request's), `SigAlg`,
+    /// `Signature`, signed over exactly the octets emitted.
     pub fn redirect_url(
         &self,
         relay_state: Option<&str>,
         key: &SigningKey,
     ) -> Result<String, SamlError> {
-        sign_redirect_url(
-            &self.destination,
-            "SAMLRequest",
-            &self.xml,
-            relay_state,
-            key,
-        )
+        sign_redirect_url(&self.destination, self.field, &self.xml, relay_state, key)
     }
 
     /// The XML with an enveloped signature right after Issuer (exc-c14n, RSA-SHA256).
@@ -153,7 +157,7 @@ impl BuiltLogoutRequest {
         sign_enveloped_at(&self.xml, &self.id, self.issuer_end, key)
     }
 
-    /// The base64 `SAMLRequest` value for the POST binding.
+    /// The base64 `SAMLRequest` / `SAMLResponse` value for the POST binding.
     pub fn post_value(&self, key: &SigningKey) -> Result<String, SamlError> {
         Ok(encode_post(&self.signed_xml(key)?))
     }
@@ -196,20 +200,6 @@ pub enum LogoutOutcome {
     Partial,
 }
 
-/// A built (unsigned) LogoutResponse.
-#[derive(Debug, Clone)]
-pub struct BuiltLogoutResponse {
-    /// `_`-prefixed 128-bit ID.
-    pub id: String,
-    /// IssueInstant.
-    pub issue_instant: DateTime<Utc>,
-    /// Where it goes.
-    pub destination: String,
-    /// The XML without signature (Redirect binding form).
-    pub xml: String,
-    issuer_end: usize,
-}
-
 /// Builds a LogoutResponse (SPID rule S3; the same function for both roles): ID,
 /// Version 2.0, IssueInstant, InResponseTo, Destination, entity Issuer with
 /// NameQualifier = `issuer`, and `Success` or `Requester`/`PartialLogout`.
@@ -247,34 +237,7 @@ pub fn build_logout_response(
         destination: destination.to_owned(),
         xml: format!("{head}<samlp:Status>{status}</samlp:Status></samlp:LogoutResponse>"),
         issuer_end,
-    }
-}
-
-impl BuiltLogoutResponse {
-    /// The full Redirect-binding URL: `SAMLResponse` (deflated), `RelayState` if given
-    /// (echo the request's), `SigAlg`, `Signature`, signed over exactly the octets emitted.
-    pub fn redirect_url(
-        &self,
-        relay_state: Option<&str>,
-        key: &SigningKey,
-    ) -> Result<String, SamlError> {
-        sign_redirect_url(
-            &self.destination,
-            "SAMLResponse",
-            &self.xml,
-            relay_state,
-            key,
-        )
-    }
-
-    /// The XML with an enveloped signature right after Issuer (exc-c14n, RSA-SHA256).
-    pub fn signed_xml(&self, key: &SigningKey) -> Result<String, SamlError> {
-        sign_enveloped_at(&self.xml, &self.id, self.issuer_end, key)
-    }
-
-    /// The base64 `SAMLResponse` value for the POST binding.
-    pub fn post_value(&self, key: &SigningKey) -> Result<String, SamlError> {
-        Ok(encode_post(&self.signed_xml(key)?))
+        field: "SAMLResponse",
     }
 }
 
