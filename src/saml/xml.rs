@@ -182,6 +182,7 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
             Event::Comment(_) => {}
             // Only as the very first bytes: libxml2 reads nothing else as a declaration.
             Event::Decl(ref decl) if is_first && input.starts_with("<?xml") => {
+                check_declaration_syntax(input)?;
                 check_declaration(decl)?;
             }
             Event::Decl(_) => return Err(SamlError::Xml("misplaced XML declaration".into())),
@@ -440,6 +441,65 @@ fn check_declaration(decl: &quick_xml::events::BytesDecl<'_>) -> Result<(), Saml
     Ok(())
 }
 
+/// The XML declaration at the start of `input` against XML 1.0 §2.8 as libxml2 reads
+/// it, with the only values we accept: `<?xml`, white space, `version` = `1.0`, then
+/// optionally `encoding` = UTF-8 (any case) and `standalone` = `yes`|`no`, each after
+/// white space and in that order, optional white space, `?>`. Anything else — a
+/// misspelt or unknown pseudo-attribute, a missing space, another order — is refused:
+/// quick-xml lets it pass, and libxml2 refuses or reads it otherwise (the differential
+/// fuzz target found `en#oding="UTF-7…"` accepted here and refused there).
+fn check_declaration_syntax(input: &str) -> Result<(), SamlError> {
+    let malformed = || SamlError::Xml("malformed XML declaration".into());
+    let end = input.find("?>").ok_or_else(malformed)?;
+    let mut rest = input.get("<?xml".len()..end).ok_or_else(malformed)?;
+    let mut seen = 0usize;
+    for (i, name) in ["version", "encoding", "standalone"]
+        .into_iter()
+        .enumerate()
+    {
+        let after_space = rest.trim_start_matches([' ', '\t', '\n']);
+        if after_space.len() == rest.len() {
+            // No white space: only the end may follow (and never before `version`).
+            break;
+        }
+        let Some(after_name) = after_space.strip_prefix(name) else {
+            if i == 0 {
+                return Err(malformed());
+            }
+            continue;
+        };
+        let (value, after) = pseudo_attribute_value(after_name).ok_or_else(malformed)?;
+        match (name, value) {
+            ("version", "1.0") => {}
+            ("version", _) => return Err(SamlError::Encoding("XML version other than 1.0".into())),
+            ("encoding", v) if v.eq_ignore_ascii_case("utf-8") => {}
+            ("encoding", v) => {
+                return Err(SamlError::Encoding(format!(
+                    "XML encoding `{v}` (only UTF-8 is accepted)"
+                )));
+            }
+            ("standalone", "yes" | "no") => {}
+            _ => return Err(malformed()),
+        }
+        rest = after;
+        seen = i + 1;
+    }
+    if seen == 0 || !rest.trim_start_matches([' ', '\t', '\n']).is_empty() {
+        return Err(malformed());
+    }
+    Ok(())
+}
+
+/// `Eq` (`S? '=' S?`) and a quoted value: the value and what follows it.
+fn pseudo_attribute_value(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim_start_matches([' ', '\t', '\n']).strip_prefix('=')?;
+    let s = s.trim_start_matches([' ', '\t', '\n']);
+    let quote = s.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+    let body = s.get(1..)?;
+    let close = body.find(quote)?;
+    Some((body.get(..close)?, body.get(close + 1..)?))
+}
+
 fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(el),
@@ -469,6 +529,37 @@ mod tests {
 
     fn p(s: &str) -> Result<Element, SamlError> {
         parse(s, Limits::default())
+    }
+
+    #[test]
+    fn the_xml_declaration_must_follow_its_grammar() {
+        for ok in [
+            r#"<?xml version="1.0"?><r/>"#,
+            "<?xml version='1.0'?><r/>",
+            r#"<?xml version = "1.0" encoding = 'utf-8' standalone="no" ?><r/>"#,
+            "<?xml\tversion=\"1.0\"\nencoding=\"UTF-8\"?><r/>",
+            r#"<?xml version="1.0" standalone="yes"?><r/>"#,
+        ] {
+            assert!(p(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            // What the differential fuzz target found: no `encoding` for us, an error for libxml2.
+            r#"<?xml version="1.0" en#oding="UTF-7eee"?><r>+ADw-x+AD4-</r>"#,
+            r#"<?xml version="1.0" foo="bar"?><r/>"#,
+            r#"<?xml version="1.0"encoding="UTF-8"?><r/>"#,
+            r#"<?xml version="1.0" standalone="yes" encoding="UTF-8"?><r/>"#,
+            r#"<?xml encoding="UTF-8" version="1.0"?><r/>"#,
+            r#"<?xml version="1.0" standalone="maybe"?><r/>"#,
+            r#"<?xml version="1.0" encoding="UTF-8" encoding="UTF-8"?><r/>"#,
+            r#"<?xml version="1.0?><r/>"#,
+            "<?xml version=1.0?><r/>",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            p(r#"<?xml version="1.0" encoding="UTF-7"?><r/>"#),
+            Err(SamlError::Encoding(_))
+        ));
     }
 
     #[test]
