@@ -176,7 +176,13 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
                     .ok_or_else(|| SamlError::Xml("unbalanced end tag".into()))?;
                 tree.attach(el);
             }
-            Event::Text(t) => tree.text(&t.decode().map_err(xml_err)?, "text")?,
+            Event::Text(t) => {
+                // XML 1.0 CharData: no literal `]]>` (quick-xml reads it, libxml2 refuses it).
+                if t.windows(3).any(|w: &[u8]| w == b"]]>") {
+                    return Err(SamlError::Xml("`]]>` in text".into()));
+                }
+                tree.text(&t.decode().map_err(xml_err)?, "text")?
+            }
             Event::CData(t) => tree.text(&t.decode().map_err(xml_err)?, "CDATA")?,
             Event::GeneralRef(r) => tree.text(&resolve_reference(&r)?.to_string(), "reference")?,
             Event::Comment(_) => {}
@@ -283,6 +289,10 @@ fn read_element(
         let attr = attr.map_err(xml_err)?;
         let key = attr.key;
         check_qname(key.as_ref())?;
+        // XML 1.0 AttValue: no raw `<` (quick-xml lets it pass, libxml2 refuses it).
+        if attr.value.contains(&b'<') {
+            return Err(SamlError::Xml("`<` in an attribute value".into()));
+        }
         if key.as_namespace_binding().is_some() {
             continue;
         }
@@ -529,6 +539,16 @@ mod tests {
 
     fn p(s: &str) -> Result<Element, SamlError> {
         parse(s, Limits::default())
+    }
+
+    #[test]
+    fn a_raw_less_than_in_an_attribute_value_is_refused() {
+        // Found by the differential fuzz target: quick-xml read it, libxml2 refuses it.
+        assert!(p(r#"<r a="x<y"/>"#).is_err());
+        // Likewise a literal `]]>` in text (a reference or a comment in between is fine).
+        assert!(p("<r>a]]>b</r>").is_err());
+        assert_eq!(p("<r>a]]&gt;b</r>").unwrap().text, "a]]>b");
+        assert_eq!(p(r#"<r a="x&lt;y"/>"#).unwrap().attr("a"), Some("x<y"));
     }
 
     #[test]
