@@ -560,7 +560,7 @@ async fn per_client_rates_answer_429_with_retry_after_and_spare_other_clients() 
         }
     };
     // 20 parallel logins from one client: the burst of 5 passes, the rest are 429.
-    let answers = futures_join(20, || get("198.51.100.7")).await;
+    let answers = crate::support::race(20, |_| get("198.51.100.7")).await;
     let ok = answers.iter().filter(|r| r.status() == 302).count();
     let limited: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
     assert_eq!(
@@ -584,19 +584,6 @@ async fn per_client_rates_answer_429_with_retry_after_and_spare_other_clients() 
     for _ in 0..20 {
         assert_eq!(env.get(&c, "/healthz").await.0, 200);
     }
-}
-
-/// Runs `n` requests made by `make` at once.
-async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<reqwest::Response>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = reqwest::Response> + Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        set.spawn(make());
-    }
-    set.join_all().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
