@@ -293,7 +293,11 @@ fn read_element(
         if attr.value.contains(&b'<') {
             return Err(SamlError::Xml("`<` in an attribute value".into()));
         }
-        if key.as_namespace_binding().is_some() {
+        if let Some(binding) = key.as_namespace_binding() {
+            let uri = attr
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(xml_err)?;
+            check_namespace_binding(binding, &uri)?;
             continue;
         }
         if attrs.len() >= limits.max_attributes {
@@ -312,6 +316,11 @@ fn read_element(
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(xml_err)?
             .into_owned();
+        // A character reference must name an XML Char here too (`&#15;` is refused, as
+        // libxml2 does; the text path checks the same in `resolve_reference`).
+        if !value.chars().all(is_xml_char) {
+            return Err(SamlError::Xml("invalid character reference".into()));
+        }
         attrs.push(Attr {
             ns: ans,
             name: String::from_utf8(local.as_ref().to_vec()).map_err(xml_err)?,
@@ -325,6 +334,31 @@ fn read_element(
         children: Vec::new(),
         text: String::new(),
     })
+}
+
+/// The reserved namespaces (Namespaces in XML 1.0 §3), as libxml2 enforces them: the
+/// `xml` prefix only for its namespace, which no other prefix (nor the default) may
+/// take; the `xmlns` prefix and its namespace never declared.
+fn check_namespace_binding(
+    binding: quick_xml::name::PrefixDeclaration<'_>,
+    uri: &str,
+) -> Result<(), SamlError> {
+    const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+    const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+    let prefix = match binding {
+        quick_xml::name::PrefixDeclaration::Default => None,
+        quick_xml::name::PrefixDeclaration::Named(p) => Some(p),
+    };
+    let ok = match prefix {
+        Some(b"xmlns") => false,
+        Some(b"xml") => uri == XML_NS,
+        _ => uri != XML_NS && uri != XMLNS_NS,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SamlError::Xml("reserved namespace bound".into()))
+    }
 }
 
 /// A character reference, or one of the five predefined entities; any other entity
@@ -547,6 +581,17 @@ mod tests {
         assert!(p(r#"<r a="x<y"/>"#).is_err());
         // Likewise a literal `]]>` in text (a reference or a comment in between is fine).
         assert!(p("<r>a]]>b</r>").is_err());
+        // A reference to a character XML does not allow, in an attribute as in text.
+        assert!(p(r#"<r a="&#15;"/>"#).is_err());
+        // The reserved namespaces stay reserved.
+        assert!(p(r#"<r xmlns="http://www.w3.org/2000/xmlns/"/>"#).is_err());
+        assert!(p(r#"<r xmlns:a="http://www.w3.org/XML/1998/namespace"/>"#).is_err());
+        assert!(p(r#"<r xmlns:xml="http://www.w3.org/XML/1998/namespace"/>"#).is_ok());
+        assert!(p("<r>&#15;</r>").is_err());
+        assert_eq!(
+            p(r#"<r a="&#9;&#x263A;"/>"#).unwrap().attr("a"),
+            Some("\t☺")
+        );
         assert_eq!(p("<r>a]]&gt;b</r>").unwrap().text, "a]]>b");
         assert_eq!(p(r#"<r a="x&lt;y"/>"#).unwrap().attr("a"), Some("x<y"));
     }
