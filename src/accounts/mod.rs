@@ -320,6 +320,38 @@ impl NewAccount {
             spid_code: None,
         }
     }
+
+    /// The account a store creates from this data, before its username is drawn:
+    /// `NotEnabled`, no secrets, version 1, created and updated at `now`.
+    pub fn into_account(&self, id: Uuid, username: String, now: DateTime<Utc>) -> Account {
+        Account {
+            id,
+            username,
+            fiscal_code: self.fiscal_code.clone(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            birth_date: self.birth_date,
+            birth_place: self.birth_place.clone(),
+            sex: self.sex.clone(),
+            email: self.email.clone(),
+            domicile: self.domicile.clone(),
+            phones: self.phones.clone(),
+            id_document: self.id_document.clone(),
+            recovery_question: None,
+            recovery_answer_hash: None,
+            cp_hash: None,
+            cp_history: Vec::new(),
+            temp_cp: None,
+            enablement_state: EnablementState::NotEnabled,
+            created_at: now,
+            updated_at: now,
+            enabled_at: None,
+            last_access_at: None,
+            spid_level: self.spid_level,
+            spid_code: self.spid_code.clone(),
+            version: 1,
+        }
+    }
 }
 
 /// A column with a UNIQUE constraint, named by [`AccountError::Duplicate`].
@@ -585,33 +617,10 @@ pub(crate) mod tests_support {
 
     /// A plain account for `fiscal_code`, state `NotEnabled`, no secrets.
     pub(crate) fn sample(fiscal_code: FiscalCode) -> Account {
-        let now = Utc::now();
-        Account {
-            id: Uuid::new_v4(),
-            username: "mario.rossi".into(),
-            fiscal_code,
-            given_name: "Mario".into(),
-            family_name: "Rossi".into(),
-            birth_date: None,
-            birth_place: None,
-            sex: None,
-            email: None,
-            domicile: None,
-            phones: Phones::default(),
-            id_document: None,
-            recovery_question: None,
-            recovery_answer_hash: None,
-            cp_hash: None,
-            cp_history: Vec::new(),
-            temp_cp: None,
-            enablement_state: EnablementState::NotEnabled,
-            created_at: now,
-            updated_at: now,
-            enabled_at: None,
-            last_access_at: None,
-            spid_level: None,
-            spid_code: None,
-            version: 1,
-        }
+        NewAccount::new(fiscal_code, "Mario", "Rossi").into_account(
+            Uuid::new_v4(),
+            "mario.rossi".into(),
+            Utc::now(),
+        )
     }
 }

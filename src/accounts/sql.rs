@@ -28,8 +28,8 @@ use uuid::Uuid;
 use crate::clock::{SharedClock, SystemClock};
 
 use super::{
-    Account, AccountError, AccountStore, EnablementState, FiscalCode, NewAccount, Phones, TempCp,
-    UniqueField, username_base,
+    Account, AccountError, AccountStore, FiscalCode, NewAccount, Phones, TempCp, UniqueField,
+    username_base,
 };
 
 /// The migrations embedded in the binary: `(version, description, SQL)`, one entry per
@@ -256,33 +256,7 @@ impl AccountStore for SqlAccountStore {
     async fn create(&self, new: &NewAccount) -> Result<Account, AccountError> {
         let now = self.clock.now();
         let base = username_base(&new.given_name, &new.family_name);
-        let mut account = Account {
-            id: Uuid::new_v4(),
-            username: String::new(),
-            fiscal_code: new.fiscal_code.clone(),
-            given_name: new.given_name.clone(),
-            family_name: new.family_name.clone(),
-            birth_date: new.birth_date,
-            birth_place: new.birth_place.clone(),
-            sex: new.sex.clone(),
-            email: new.email.clone(),
-            domicile: new.domicile.clone(),
-            phones: new.phones.clone(),
-            id_document: new.id_document.clone(),
-            recovery_question: None,
-            recovery_answer_hash: None,
-            cp_hash: None,
-            cp_history: Vec::new(),
-            temp_cp: None,
-            enablement_state: EnablementState::NotEnabled,
-            created_at: now,
-            updated_at: now,
-            enabled_at: None,
-            last_access_at: None,
-            spid_level: new.spid_level,
-            spid_code: new.spid_code.clone(),
-            version: 1,
-        };
+        let mut account = new.into_account(Uuid::new_v4(), String::new(), now);
         // Every draw from the counter is a number no other caller gets, so only an
         // account older than the counter (or one of another base whose name ends in
         // digits) can hold the username drawn. Then the counter moves past every suffix
