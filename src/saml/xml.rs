@@ -282,6 +282,14 @@ fn read_element(
     limits: Limits,
 ) -> Result<Element, SamlError> {
     check_qname(start.name().as_ref())?;
+    // `xmlns` only declares prefixes; no element is in it (libxml2 refuses `<xmlns:r>`).
+    if start
+        .name()
+        .prefix()
+        .is_some_and(|p| p.as_ref() == b"xmlns")
+    {
+        return Err(SamlError::Xml("element with the xmlns prefix".into()));
+    }
     check_attribute_separation(start.as_ref())?;
     let name = String::from_utf8(start.local_name().as_ref().to_vec()).map_err(xml_err)?;
     let mut attrs = Vec::new();
@@ -601,6 +609,7 @@ mod tests {
         assert!(p("<r xmlns=\"urn:a\n\nb\"/>").is_err());
         assert!(p(r#"<a:r xmlns:a="urn:&#97;"/>"#).is_err());
         assert!(p(r#"<a:r xmlns:a="urn:a"/>"#).is_ok());
+        assert!(p("<xmlns:r/>").is_err());
         assert!(p("<r>&#15;</r>").is_err());
         assert_eq!(
             p(r#"<r a="&#9;&#x263A;"/>"#).unwrap().attr("a"),
