@@ -110,7 +110,14 @@ fn flatten_comparable(e: &Element, out: &mut Vec<String>) {
     for a in &e.attrs {
         by_name.entry(a.name.as_str()).or_insert(a.value.as_str());
     }
-    out.extend(by_name.iter().map(|(k, v)| format!("attr {k}={v:?}")));
+    // Sorted as formatted lines, as `fuzz/libxml_view.rs` sorts libxml2's (sorting by
+    // name alone put `x` before `x0…`, the lines put `attr x0…` before `attr x=`).
+    let mut attrs: Vec<String> = by_name
+        .iter()
+        .map(|(k, v)| format!("attr {k}={v:?}"))
+        .collect();
+    attrs.sort();
+    out.extend(attrs);
     out.push(format!("text {:?}", e.text));
     for c in &e.children {
         flatten_comparable(c, out);
