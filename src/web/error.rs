@@ -1,6 +1,7 @@
 //! The single `AppError` of the HTTP edge. It only converts: the status and the
-//! Italian page come from the error; the log line is written by the middleware in
-//! [`super::log_errors`], which reads the [`ErrorInfo`] extension.
+//! Italian page come from the error. The error-page middleware (`super::error_pages`)
+//! renders the page once, with the request id, from the `PendingPage` extension, and
+//! writes the log line from the [`ErrorInfo`] extension.
 
 use askama::Template;
 use axum::http::StatusCode;
@@ -476,8 +477,9 @@ impl IntoResponse for AppError {
             code: this.code,
             back: this.back,
         };
-        // Rendered here too, so a response that meets no middleware is still a page.
-        let mut resp = (this.status, Html(page.render("-"))).into_response();
+        // The body is rendered once, by the error-page middleware every router of the
+        // gateway has (`web::harden`), when the request id is known.
+        let mut resp = (this.status, Html(String::new())).into_response();
         // Every 503 (and 429) tells clients when to come back.
         if matches!(
             this.status,
