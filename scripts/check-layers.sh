@@ -22,67 +22,8 @@ SRC = args[0] if len(args) > 0 else "src"
 TABLE = args[1] if len(args) > 1 else "ARCHITECTURE.md"
 CLOCK_FILE = "clock.rs"
 
-def strip_tests(text):
-    # drop items marked #[cfg(test)] (a module with its braces, or one item up to ';' / matching brace)
-    out = []; i = 0
-    pat = re.compile(r'#\[cfg\(test\)\]')
-    while True:
-        m = pat.search(text, i)
-        if not m:
-            out.append(text[i:]); break
-        out.append(text[i:m.start()])
-        j = m.end()
-        # find first '{' or ';'
-        k = j
-        while k < len(text) and text[k] not in '{;':
-            k += 1
-        if k >= len(text): break
-        if text[k] == ';':
-            i = k + 1; continue
-        depth = 0
-        while k < len(text):
-            if text[k] == '{': depth += 1
-            elif text[k] == '}':
-                depth -= 1
-                if depth == 0: break
-            k += 1
-        i = k + 1
-    return ''.join(out)
-
-def strip_comments(text):
-    """Blanks comments, string, raw-string and char literals (a small Rust lexer)."""
-    out = []; i = 0; n = len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith('//', i):
-            j = text.find('\n', i); j = n if j < 0 else j
-            i = j; continue
-        if text.startswith('/*', i):
-            depth = 0
-            while i < n:
-                if text.startswith('/*', i): depth += 1; i += 2
-                elif text.startswith('*/', i):
-                    depth -= 1; i += 2
-                    if depth == 0: break
-                else: i += 1
-            out.append(' '); continue
-        m = re.match(r'b?r(#*)"', text[i:i+40]) if c in 'rb' and (i == 0 or not (text[i-1].isalnum() or text[i-1] == '_')) else None
-        if m:
-            close = '"' + m.group(1)
-            j = text.find(close, i + m.end())
-            i = n if j < 0 else j + len(close)
-            out.append('""'); continue
-        if c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == '\\' else 1
-            i = j + 1; out.append('""'); continue
-        if c == "'":
-            m = re.match(r"'(?:\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]+\}|.)|[^\\'])'", text[i:i+12])
-            if m:
-                i += m.end(); out.append("' '"); continue
-        out.append(c); i += 1
-    return ''.join(out)
+sys.path.insert(0, "scripts")
+from rustsrc import blank, line_of, without_tests  # noqa: E402
 
 def top_names_in_braces(s):
     # s: content inside the outermost braces of `use crate::{...}`
@@ -128,10 +69,10 @@ def scan(src):
             raw = open(path, encoding="utf-8").read()
             if not raw.lstrip().startswith("//!"):
                 undocumented.append(rel)
-            text = strip_tests(strip_comments(raw))
+            text = without_tests(blank(raw))
             if rel != CLOCK_FILE:
                 for m in re.finditer(r"\b(Utc|SystemTime)\s*::\s*now\s*\(", text):
-                    clock.append((rel, text.count("\n", 0, m.start()) + 1))
+                    clock.append((rel, line_of(text, m.start())))
             found = set()
             for m in re.finditer(r"\bcrate\s*::\s*\{", text):
                 k = m.end(); depth = 1; s = k
