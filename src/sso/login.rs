@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use openssl::sha::sha256;
 
 use super::{LoginStart, SsoError, SsoService, VerifiedLogin, chrono_duration};
-use crate::identity::LoginSession;
+use crate::identity::{LoginSession, Scheme};
 use crate::saml::request::{Binding, build_authn_request};
 use crate::saml::response::ParsedResponse;
 use crate::saml::{
@@ -335,6 +335,7 @@ impl SsoService {
 /// The scheme-neutral login of a verified assertion.
 fn login_of(verified: &VerifiedAssertion, now: DateTime<Utc>) -> LoginSession {
     LoginSession {
+        scheme: Scheme::Spid,
         idp_entity_id: verified.idp_entity_id().to_owned(),
         name_id: verified.name_id().to_owned(),
         name_qualifier: verified.name_qualifier().to_owned(),
