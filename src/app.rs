@@ -28,6 +28,7 @@ use crate::oidc::clients::ClientRegistry;
 use crate::oidc::keys::KeyRing;
 use crate::oidc::provider::Provider;
 use crate::saml::SigningKey;
+use crate::saml::cie_metadata::build_cie_metadata;
 use crate::saml::sp_metadata::build_sp_metadata;
 use crate::session::SessionStore;
 use crate::sso::{SsoPorts, SsoService};
@@ -48,6 +49,38 @@ pub fn load_signing_key(key_file: &Path, cert_file: &Path) -> anyhow::Result<Sig
 pub fn sp_metadata(cfg: &Config) -> anyhow::Result<String> {
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     Ok(build_sp_metadata(&cfg.sp.metadata, &key)?)
+}
+
+/// The "Entra con CIE" SP identity: the entityID CIE AuthnRequests are issued under
+/// and the key that signs them and `/metadata/cie` (the `[sp]` ones unless `[cie]`
+/// sets its own).
+#[derive(Debug, Clone)]
+pub struct CieIdentity {
+    /// The CIE entityID (`Issuer` and `NameQualifier` of CIE AuthnRequests).
+    pub entity_id: String,
+    /// Signs CIE AuthnRequests and the CIE metadata.
+    pub key: SigningKey,
+}
+
+/// The CIE identity and its signed metadata; `None` unless `[cie]` is enabled.
+pub fn cie_identity(cfg: &Config) -> anyhow::Result<Option<(CieIdentity, String)>> {
+    let Some(cie) = &cfg.cie else {
+        return Ok(None);
+    };
+    let key = load_signing_key(&cie.key_file, &cie.cert_file).context("[cie] key")?;
+    let metadata = build_cie_metadata(&cie.metadata, &key)?;
+    let identity = CieIdentity {
+        entity_id: cie.metadata.entity_id.clone(),
+        key,
+    };
+    Ok(Some((identity, metadata)))
+}
+
+/// Builds and signs the CIE SP metadata (`polis-gateway metadata --profile cie`).
+pub fn cie_metadata(cfg: &Config) -> anyhow::Result<String> {
+    cie_identity(cfg)?
+        .map(|(_, md)| md)
+        .context("the CIE metadata needs [cie] enabled = true")
 }
 
 /// Opens the configured state store.
@@ -91,6 +124,8 @@ pub struct Gateway {
     pub federation: Arc<Federation>,
     /// The signed SP metadata.
     pub metadata: Arc<String>,
+    /// The signed CIE SP metadata, when `[cie]` is enabled.
+    pub cie_metadata: Option<Arc<String>>,
     /// The account store (migrated).
     pub accounts: Arc<dyn AccountStore>,
 }
@@ -238,6 +273,13 @@ pub async fn build_gateway(
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);
+    let (cie, cie_metadata) = match cie_identity(cfg)? {
+        Some((identity, md)) => (Some(identity), Some(Arc::new(md))),
+        None => (None, None),
+    };
+    // wire: SsoService cie identity — hand `cie` to the SSO service once it takes an
+    // `SpIdentity { entity_id, key }` for CIE AuthnRequests (H2); until then unused.
+    let _cie: Option<CieIdentity> = cie;
     let federation = federation(cfg, &clock)?;
     let sso = Arc::new(sso_service(cfg, key, &federation, &state, &clock)?);
     let oidc = match &cfg.oidc {
@@ -257,6 +299,7 @@ pub async fn build_gateway(
         login,
         logout,
         metadata: metadata.clone(),
+        cie_metadata: cie_metadata.clone(),
         secure_cookies: cfg.server.https,
         cookie_key,
         outbox,
@@ -274,6 +317,7 @@ pub async fn build_gateway(
         ),
         federation,
         metadata,
+        cie_metadata,
         accounts,
     })
 }

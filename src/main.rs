@@ -38,8 +38,8 @@ enum Command {
     Demo(ConfigArgs),
     /// Run only the mock SPID IdP.
     MockIdp(ConfigArgs),
-    /// Print the signed SP metadata.
-    Metadata(ConfigArgs),
+    /// Print the signed SP metadata (`--profile spid`, the default) or the CIE one.
+    Metadata(MetadataArgs),
     /// Validate the configuration and exit.
     CheckConfig(ConfigArgs),
     /// Create a SPID-compliant SP key and self-signed certificate (Avviso 29 v3).
@@ -55,6 +55,15 @@ enum Command {
     /// OpenID Connect client helpers.
     #[command(subcommand)]
     Oidc(OidcCommand),
+}
+
+#[derive(clap::Args)]
+struct MetadataArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// spid: the SPID metadata (/metadata); cie: the "Entra con CIE" one (/metadata/cie).
+    #[arg(long, value_parser = ["spid", "cie"], default_value = "spid")]
+    profile: String,
 }
 
 #[derive(Subcommand)]
@@ -214,8 +223,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(c) => app::serve(load(&c)?).await,
         Command::Demo(c) => app::demo(load(&c)?).await,
         Command::MockIdp(c) => app::mock_idp(load(&c)?).await,
-        Command::Metadata(c) => {
-            println!("{}", app::sp_metadata(&load(&c)?)?);
+        Command::Metadata(m) => {
+            let cfg = load(&m.config)?;
+            let xml = if m.profile == "cie" {
+                app::cie_metadata(&cfg)?
+            } else {
+                app::sp_metadata(&cfg)?
+            };
+            println!("{xml}");
             Ok(())
         }
         Command::CheckConfig(c) => {

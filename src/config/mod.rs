@@ -15,6 +15,7 @@
 //! global: `main` loads a [`Config`] and hands it down.
 
 mod checks;
+mod cie;
 mod cp;
 mod database;
 mod federation;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use cie::CieSection;
 pub use cp::CpSection;
 pub use database::{DatabaseSettings, DatabaseUrl};
 pub use limits::LimitsSection;
@@ -86,6 +88,8 @@ pub struct Config {
     pub limits: LimitsSection,
     /// The service provider: SSO settings, metadata, keys.
     pub sp: SpSection,
+    /// The "Entra con CIE" identity and metadata; `None` unless `[cie] enabled`.
+    pub cie: Option<CieSection>,
     /// Trusted identity providers.
     pub federation: FederationSettings,
     /// Request-state backend.
@@ -113,6 +117,8 @@ struct RawConfig {
     environment: Environment,
     server: server::RawServer,
     sp: sp::RawSp,
+    #[serde(default)]
+    cie: Option<cie::RawCie>,
     #[serde(default)]
     federation: federation::RawFederation,
     #[serde(default)]
@@ -172,6 +178,7 @@ impl RawConfig {
         let mock_idp = mock_idp::validate(self.mock_idp, &ctx)?;
         let state = state::validate(self.state, &ctx)?;
         let sp = sp::validate(self.sp, &ctx, limits.txlog_unverified_max_bytes)?;
+        let cie = cie::validate(self.cie, &ctx, &sp)?;
         let session = session::validate(self.session, &ctx)?;
         let cp = cp::validate(self.cp, &ctx)?;
         let database = database::validate(self.database, &ctx)?;
@@ -184,6 +191,7 @@ impl RawConfig {
             server,
             limits,
             sp,
+            cie,
             federation,
             state,
             txlog_dir,
@@ -298,6 +306,10 @@ pub(super) mod tests {
             "[[oidc.clients]]\nclient_id = \"c\"\nredirect_uris = []\n".to_owned(),
             "[txlog]\n".to_owned(),
             "[mock_idp]\n".to_owned(),
+            "[cie]\n".to_owned(),
+            "[cie.administrative]\nemail = \"a@b.it\"\n".to_owned(),
+            "[cie.technical]\ncompany = \"c\"\nemail = \"a@b.it\"\n".to_owned(),
+            "[sp.eidas]\n".to_owned(),
         ];
         for section in cases {
             let e = err(&format!("{section}zz_unknown_key = 1\n"), &[]);

@@ -16,7 +16,8 @@ use super::{ConfigError, Context};
 use crate::keygen::SpSector;
 use crate::saml::request::Binding;
 use crate::saml::sp_metadata::{
-    AttributeService, Billing, Contact, Organization, SpDescriptor, SpKind,
+    AttributeService, Billing, Contact, EIDAS_FULL_INDEX, EIDAS_MINIMUM_INDEX, Organization,
+    SpDescriptor, SpKind, eidas_attribute_services,
 };
 use crate::saml::xml::Limits;
 use crate::saml::{Comparison, Level};
@@ -71,6 +72,19 @@ pub(super) struct RawSp {
     billing: Option<RawBilling>,
     /// AttributeConsumingService entries.
     attribute_consuming_services: Vec<RawAttributeService>,
+    /// `[sp.eidas]`: the FICEP attribute sets 99 and 100.
+    #[serde(default)]
+    eidas: RawEidas,
+}
+
+/// `[sp.eidas]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEidas {
+    /// Publish AttributeConsumingService 99 ("eIDAS Natural Person Minimum Attribute
+    /// Set") and 100 ("… Full Attribute Set") for FICEP, the Italian eIDAS node.
+    #[serde(default)]
+    enabled: bool,
 }
 
 fn default_binding() -> Binding {
@@ -361,12 +375,24 @@ fn attribute_services(raw: &RawSp) -> Result<Vec<AttributeService>, ConfigError>
     let mut seen = HashSet::new();
     for (i, svc) in services.iter().enumerate() {
         let key = format!("sp.attribute_consuming_services[{i}]");
+        if raw.eidas.enabled && [EIDAS_MINIMUM_INDEX, EIDAS_FULL_INDEX].contains(&svc.index) {
+            return Err(invalid(
+                &format!("{key}.index"),
+                "99 and 100 are the eIDAS attribute sets while sp.eidas.enabled = true",
+            ));
+        }
         if !seen.insert(svc.index) {
             return Err(invalid(&format!("{key}.index"), "duplicate index"));
         }
         check_nonempty(&format!("{key}.name"), &svc.name)?;
         check_attributes(&format!("{key}.attributes"), &svc.attributes)?;
     }
+    let eidas = if raw.eidas.enabled {
+        eidas_attribute_services().to_vec()
+    } else {
+        Vec::new()
+    };
+    seen.extend(eidas.iter().map(|s| s.index));
     if !seen.contains(&raw.attribute_consuming_service_index) {
         return Err(invalid(
             "sp.attribute_consuming_service_index",
@@ -380,6 +406,7 @@ fn attribute_services(raw: &RawSp) -> Result<Vec<AttributeService>, ConfigError>
             name: s.name.clone(),
             attributes: s.attributes.clone(),
         })
+        .chain(eidas)
         .collect())
 }
 
@@ -475,6 +502,50 @@ mod tests {
         );
         let e = private("");
         assert!(e.contains("sp.billing.vat_number"), "{e}");
+    }
+
+    #[test]
+    fn eidas_adds_the_ficep_sets_99_and_100() {
+        let off = load("", &[]).unwrap().sp.metadata.attribute_services;
+        assert!(off.iter().all(|s| s.index != 99 && s.index != 100));
+        let on = load("[sp.eidas]\nenabled = true\n", &[]).unwrap();
+        let services = &on.sp.metadata.attribute_services;
+        assert_eq!(services.len(), off.len() + 2);
+        let min = services.iter().find(|s| s.index == 99).unwrap();
+        assert_eq!(min.name, "eIDAS Natural Person Minimum Attribute Set");
+        assert_eq!(
+            min.attributes,
+            ["spidCode", "name", "familyName", "dateOfBirth"]
+        );
+        let full = services.iter().find(|s| s.index == 100).unwrap();
+        assert_eq!(full.name, "eIDAS Natural Person Full Attribute Set");
+        assert_eq!(
+            full.attributes,
+            [
+                "spidCode",
+                "name",
+                "familyName",
+                "dateOfBirth",
+                "placeOfBirth",
+                "address",
+                "gender"
+            ]
+        );
+        // Requests may name them.
+        let idx = "[sp]\nattribute_consuming_service_index = 99\n[sp.eidas]\nenabled = true\n";
+        assert_eq!(load(idx, &[]).unwrap().sp.sso.attribute_index, 99);
+        // A user-defined entry at 99 or 100 is refused while eIDAS is on, allowed when off.
+        for index in [99, 100] {
+            let own = format!(
+                "[[sp.attribute_consuming_services]]\nindex = 0\nname = \"base\"\nattributes = [\"name\"]\n[[sp.attribute_consuming_services]]\nindex = {index}\nname = \"mine\"\nattributes = [\"name\"]\n"
+            );
+            assert!(load(&own, &[]).is_ok());
+            let e = err(&format!("{own}[sp.eidas]\nenabled = true\n"), &[]);
+            assert!(
+                e.contains("sp.attribute_consuming_services[1].index") && e.contains("eIDAS"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

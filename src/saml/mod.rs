@@ -8,6 +8,8 @@
 pub mod attributes;
 /// Redirect and POST binding encodings (deflate, base64, query signing octets).
 pub mod binding;
+/// The "Entra con CIE" SP metadata (CIE manual, federazione).
+pub mod cie_metadata;
 /// Typed errors with stable codes.
 pub mod error;
 /// Building the mock IdP's signed Responses and metadata (test IdP side).

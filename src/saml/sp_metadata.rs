@@ -104,7 +104,7 @@ pub struct SpDescriptor {
     pub attribute_services: Vec<AttributeService>,
 }
 
-fn opt_el(prefix: &str, name: &str, v: &Option<String>) -> String {
+pub(super) fn opt_el(prefix: &str, name: &str, v: &Option<String>) -> String {
     v.as_ref()
         .map(|v| format!("<{prefix}:{name}>{}</{prefix}:{name}>", escape(v)))
         .unwrap_or_default()
@@ -134,28 +134,10 @@ pub fn build_sp_metadata(d: &SpDescriptor, key: &SigningKey) -> Result<String, S
     key.sign_enveloped(&x)
 }
 
-/// `md:SPSSODescriptor`: signing key, SLO (Redirect first), transient NameID, the ACS
-/// and the AttributeConsumingServices.
+/// `md:SPSSODescriptor`: the shared head, then the AttributeConsumingServices
+/// (ServiceName in Italian).
 fn sp_sso_descriptor(x: &mut String, d: &SpDescriptor, key: &SigningKey) {
-    x.push_str(r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" AuthnRequestsSigned="true" WantAssertionsSigned="true">"#);
-    x.push_str(&format!(
-        r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
-        key.cert_base64()
-    ));
-    // The first SLO endpoint must accept GET (AgID's validator answers by Redirect there).
-    for binding in [BINDING_REDIRECT, BINDING_POST] {
-        x.push_str(&format!(
-            r#"<md:SingleLogoutService Binding="{binding}" Location="{}"/>"#,
-            escape(&d.slo_url)
-        ));
-    }
-    x.push_str(&format!(
-        "<md:NameIDFormat>{FORMAT_TRANSIENT}</md:NameIDFormat>"
-    ));
-    x.push_str(&format!(
-        r#"<md:AssertionConsumerService index="0" isDefault="true" Binding="{BINDING_POST}" Location="{}"/>"#,
-        escape(&d.acs_url)
-    ));
+    sso_descriptor_head(x, key, &d.slo_url, &d.acs_url);
     for svc in &d.attribute_services {
         x.push_str(&format!(
             r#"<md:AttributeConsumingService index="{}"><md:ServiceName xml:lang="it">{}</md:ServiceName>"#,
@@ -170,8 +152,34 @@ fn sp_sso_descriptor(x: &mut String, d: &SpDescriptor, key: &SigningKey) {
     x.push_str("</md:SPSSODescriptor>");
 }
 
+/// The opening `md:SPSSODescriptor` (AuthnRequestsSigned, WantAssertionsSigned) and the
+/// parts the SPID and the CIE metadata share: the signing key, SLO (Redirect first,
+/// then POST), transient NameIDFormat and the default ACS (index 0, POST). The caller
+/// adds its AttributeConsumingServices and closes the element.
+pub(super) fn sso_descriptor_head(x: &mut String, key: &SigningKey, slo_url: &str, acs_url: &str) {
+    x.push_str(r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" AuthnRequestsSigned="true" WantAssertionsSigned="true">"#);
+    x.push_str(&format!(
+        r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+        key.cert_base64()
+    ));
+    // The first SLO endpoint must accept GET (AgID's validator answers by Redirect there).
+    for binding in [BINDING_REDIRECT, BINDING_POST] {
+        x.push_str(&format!(
+            r#"<md:SingleLogoutService Binding="{binding}" Location="{}"/>"#,
+            escape(slo_url)
+        ));
+    }
+    x.push_str(&format!(
+        "<md:NameIDFormat>{FORMAT_TRANSIENT}</md:NameIDFormat>"
+    ));
+    x.push_str(&format!(
+        r#"<md:AssertionConsumerService index="0" isDefault="true" Binding="{BINDING_POST}" Location="{}"/>"#,
+        escape(acs_url)
+    ));
+}
+
 /// `md:Organization`.
-fn organization(x: &mut String, o: &Organization) {
+pub(super) fn organization(x: &mut String, o: &Organization) {
     x.push_str(&format!(
         concat!(
             r#"<md:Organization><md:OrganizationName xml:lang="it">{}</md:OrganizationName>"#,
@@ -235,4 +243,33 @@ fn contact_billing(x: &mut String, b: &Billing) {
         nation = escape(&b.nation),
         email = escape(&b.email),
     ));
+}
+
+/// AttributeConsumingService index of the eIDAS minimum attribute set (FICEP).
+pub const EIDAS_MINIMUM_INDEX: u16 = 99;
+/// AttributeConsumingService index of the eIDAS full attribute set (FICEP).
+pub const EIDAS_FULL_INDEX: u16 = 100;
+
+/// The two AttributeConsumingServices FICEP (the Italian eIDAS node) reads from a SPID
+/// SP's metadata: 99 "eIDAS Natural Person Minimum Attribute Set" and 100 "eIDAS
+/// Natural Person Full Attribute Set", named and filled as the eIDAS notice and
+/// spid-sp-test's `ficep-eidas-sp` profile (constants `FICEP_*`) have them. The
+/// eIDAS PersonIdentifier arrives in `spidCode`; an eIDAS user has no `fiscalNumber`.
+pub fn eidas_attribute_services() -> [AttributeService; 2] {
+    let minimum = ["spidCode", "name", "familyName", "dateOfBirth"];
+    let full = minimum
+        .iter()
+        .chain(["placeOfBirth", "address", "gender"].iter());
+    [
+        AttributeService {
+            index: EIDAS_MINIMUM_INDEX,
+            name: "eIDAS Natural Person Minimum Attribute Set".to_owned(),
+            attributes: minimum.iter().map(|a| (*a).to_owned()).collect(),
+        },
+        AttributeService {
+            index: EIDAS_FULL_INDEX,
+            name: "eIDAS Natural Person Full Attribute Set".to_owned(),
+            attributes: full.map(|a| (*a).to_owned()).collect(),
+        },
+    ]
 }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sessions: Arc<SessionStore>,
     /// Signed SP metadata, built once at start.
     pub metadata: Arc<String>,
+    /// Signed CIE SP metadata (`/metadata/cie`), when `[cie]` is enabled.
+    pub cie_metadata: Option<Arc<String>>,
     /// Whether cookies get the `Secure` flag (public URL is https).
     pub secure_cookies: bool,
     /// Encrypts and authenticates the session cookie.
@@ -141,6 +143,7 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
         .route("/demo/posta", get(enablement::outbox))
         .route("/demo/posta/{file}", get(enablement::outbox_message))
         .route("/metadata", get(sso::metadata))
+        .route("/metadata/cie", get(sso::cie_metadata))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(sso::ready))
         .route("/static/{name}", get(crate::httpkit::static_asset))

@@ -27,12 +27,22 @@ use crate::sso::{LoginStart, SloMessage};
 
 /// `GET /metadata`: the signed SP metadata.
 pub async fn metadata(State(app): State<AppState>) -> Response {
+    metadata_response(&app.metadata)
+}
+
+/// `GET /metadata/cie`: the signed CIE SP metadata; 404 unless `[cie]` is enabled.
+pub async fn cie_metadata(State(app): State<AppState>) -> Result<Response, AppError> {
+    let md = app.cie_metadata.as_ref().ok_or_else(AppError::not_found)?;
+    Ok(metadata_response(md))
+}
+
+fn metadata_response(xml: &str) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/samlmetadata+xml; charset=utf-8",
         )],
-        app.metadata.as_str().to_owned(),
+        xml.to_owned(),
     )
         .into_response()
 }
