@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# SPID conformance: runs AgID's spid-sp-test (PyPI, pinned) against a real
-# `polis-gateway serve` on a free loopback port, for every binding x level.
+# SPID, CIE and FICEP conformance: runs AgID's spid-sp-test (PyPI, pinned) against a
+# real `polis-gateway serve` on a free loopback port: the SPID profile for every
+# binding x level, the `cie-sp-public` profile on /metadata/cie and the
+# `ficep-eidas-sp` profile on the SPID metadata (AttributeConsumingService 99/100).
 #
-#   scripts/conformance.sh                      all six runs
+#   scripts/conformance.sh                      all runs (six SPID, cie:metadata, ficep:metadata)
 #   CONFORMANCE_RUNS="redirect:1 post:2" scripts/conformance.sh
+#   CONFORMANCE_RUNS="cie:metadata ficep:metadata" scripts/conformance.sh
+#
+# Run entries: redirect:L / post:L (SPID login at level L: metadata, AuthnRequest and
+# Response tests); cie:metadata, ficep:metadata (the metadata tests of those
+# profiles); cie:BINDING:L, ficep:BINDING:L (login runs of those profiles against the
+# fake IdP under its own entityID; they need CIE_IDP_OVERLAY / FICEP_IDP_OVERLAY).
 #   SST_ARGS="-tn 1 8 xsw1" scripts/conformance.sh   extra spid_sp_test args
 #                                                     (e.g. only some Response tests)
 #   KEEP_TMP=1 scripts/conformance.sh           keep the temp dir (keys, overlay)
@@ -33,7 +41,18 @@ OUT="$ROOT/target/conformance"
 BIN="${POLIS_BIN:-$ROOT/target/debug/polis-gateway}"
 BASE_CONFIG="${CONFORMANCE_CONFIG:-$ROOT/config/conformance.toml}"
 PYTHON="${PYTHON:-python3}"
-RUNS="${CONFORMANCE_RUNS:-redirect:1 redirect:2 redirect:3 post:1 post:2 post:3}"
+RUNS="${CONFORMANCE_RUNS:-redirect:1 redirect:2 redirect:3 post:1 post:2 post:3 cie:metadata ficep:metadata}"
+# spid-sp-test's fake IdP under other entityIDs, trusted as a CIE / FICEP IdP for the
+# cie:BINDING:L and ficep:BINDING:L runs (same key; each its own metadata file).
+CIE_IDP_ENTITYID="${CIE_IDP_ENTITYID:-https://localhost:8444}"
+FICEP_IDP_ENTITYID="${FICEP_IDP_ENTITYID:-https://localhost:8445}"
+# The gateway config (TOML, appended to the overlay) that trusts $TMP/idp-cie.xml as a
+# CIE IdP and $TMP/idp-ficep.xml as FICEP (AttributeConsumingServiceIndex 99); @IDP_CIE@
+# and @IDP_FICEP@ become those paths, 
+ a new line. Empty until the IdP profiles
+# exist in the config; then set each default here (one line) and add the runs to RUNS.
+CIE_IDP_OVERLAY="${CIE_IDP_OVERLAY:-}"
+FICEP_IDP_OVERLAY="${FICEP_IDP_OVERLAY:-}"
 # spid-sp-test's fake IdP; its SSO URL is {entityID}/samlsso (never served).
 export IDP_ENTITYID="${IDP_ENTITYID:-https://localhost:8443}"
 # SP certificate subject (Avviso 29 v3, public sector); must match config/conformance.toml.
@@ -57,11 +76,19 @@ done
 [[ -f "$BASE_CONFIG" ]] || die "$BASE_CONFIG not found"
 
 runs=()
+need_cie_idp=0
+need_ficep_idp=0
 for r in $RUNS; do
-    [[ "$r" =~ ^(redirect|post):[123]$ ]] ||
-        die "bad CONFORMANCE_RUNS entry '$r' (want binding:level, binding redirect|post, level 1|2|3)"
+    [[ "$r" =~ ^((cie|ficep):)?(redirect|post):[123]$|^(cie|ficep):metadata$ ]] ||
+        die "bad CONFORMANCE_RUNS entry '$r' (want [cie:|ficep:]binding:level, binding redirect|post, level 1|2|3; or cie:metadata, ficep:metadata)"
+    [[ ! "$r" =~ ^cie:(redirect|post) ]] || need_cie_idp=1
+    [[ ! "$r" =~ ^ficep:(redirect|post) ]] || need_ficep_idp=1
     runs+=("$r")
 done
+((need_cie_idp == 0)) || [[ -n "$CIE_IDP_OVERLAY" ]] ||
+    die "cie login runs need CIE_IDP_OVERLAY (the gateway config of a CIE-profile IdP)"
+((need_ficep_idp == 0)) || [[ -n "$FICEP_IDP_OVERLAY" ]] ||
+    die "ficep login runs need FICEP_IDP_OVERLAY (the gateway config of the FICEP IdP)"
 ((${#runs[@]} > 0)) || die "CONFORMANCE_RUNS is empty"
 extra_args=()
 if [[ -n "${SST_ARGS:-}" ]]; then
@@ -110,7 +137,7 @@ cleanup() {
         kill -9 "$GW_PID" 2>/dev/null || true
         wait "$GW_PID" 2>/dev/null || true
     fi
-    for f in gateway.log overlay.toml idp.xml; do
+    for f in gateway.log overlay.toml idp.xml idp-cie.xml idp-ficep.xml; do
         [[ -f "$TMP/$f" ]] && cp "$TMP/$f" "$OUT/$f"
     done
     if [[ -n "${KEEP_TMP:-}" ]]; then
@@ -143,6 +170,18 @@ b64 = "".join(l.strip() for l in pem if l and not l.startswith("-----"))
 sys.exit(0 if b64 in md else 1)
 PY
 say "fake IdP $IDP_ENTITYID: fresh certificate (30 days), metadata in ${OUT#"$ROOT"/}/idp.xml"
+# The same fake IdP under the CIE / FICEP entityIDs, only when a login run needs it.
+idp_overlay=""
+if ((need_cie_idp)); then
+    IDP_ENTITYID="$CIE_IDP_ENTITYID" "$SST" --idp-metadata >"$TMP/idp-cie.xml" 2>>"$TMP/idp-metadata.err" ||
+        die "spid_sp_test --idp-metadata (CIE entityID) failed"
+    idp_overlay+="$(printf '%b' "${CIE_IDP_OVERLAY//@IDP_CIE@/$TMP/idp-cie.xml}")"$'\n'
+fi
+if ((need_ficep_idp)); then
+    IDP_ENTITYID="$FICEP_IDP_ENTITYID" "$SST" --idp-metadata >"$TMP/idp-ficep.xml" 2>>"$TMP/idp-metadata.err" ||
+        die "spid_sp_test --idp-metadata (FICEP entityID) failed"
+    idp_overlay+="$(printf '%b' "${FICEP_IDP_OVERLAY//@IDP_FICEP@/$TMP/idp-ficep.xml}")"$'\n'
+fi
 
 # ---- 3. SP key/cert, overlay config, start the gateway --------------------------
 PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
@@ -176,6 +215,7 @@ test_metadata_files = ["$TMP/idp.xml"]
 [txlog]
 dir = "$TMP/txlog"
 EOF
+[[ -z "$idp_overlay" ]] || printf '\n%s' "$idp_overlay" >>"$TMP/overlay.toml"
 
 say "starting polis-gateway on $BASE_URL"
 "$BIN" serve --config "$BASE_CONFIG" --config "$TMP/overlay.toml" >"$TMP/gateway.log" 2>&1 &
@@ -195,8 +235,9 @@ until curl -fsS --max-time 2 "$BASE_URL/healthz" >/dev/null 2>&1; do
 done
 say "gateway healthy (pid $GW_PID)"
 
-# ---- 4. the matrix -------------------------------------------------------------
-IDP_Q="$("$VPY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$IDP_ENTITYID")"
+# ---- 4. the runs -----------------------------------------------------------------
+q() { "$VPY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+IDP_Q="$(q "$IDP_ENTITYID")"
 expect_all=1
 ((${#extra_args[@]} == 0)) || expect_all=0
 
@@ -204,10 +245,14 @@ expect_all=1
 # Report layout: {"test": {"sp": {CATEGORY: {CHECK_CLASS: [
 #   {"test_id", "test", "value", "references", "method", "result": success|warning|failure}]}}}}
 # with CATEGORY in metadata_{strict,extra}, authnrequest_{strict,extra}, response.
+# check_report REPORT STAGES SKIPPED: STAGES the categories the run must have
+# ("metadata" or "metadata authnrequest response"); SKIPPED how many Response tests
+# the profile leaves out (cie-sp-public: 70 and 71, the Issuer Format ones).
 check_report() {
-    "$VPY" - "$1" "$expect_all" <<'PY'
+    "$VPY" - "$1" "$expect_all" "$2" "$3" <<'PY'
 import json, sys
 path, expect_all = sys.argv[1], sys.argv[2] == "1"
+stages, skipped = sys.argv[3].split(), int(sys.argv[4])
 try:
     with open(path) as f:
         sp = json.load(f)["test"]["sp"]
@@ -231,57 +276,53 @@ for cat, classes in sp.items():
             name = short(r.get("test"), 200)
             val = short(r.get("value"), 240)
             print(f"    FAIL [{cat}] {tid}{name}" + (f" :: {val}" if val else ""))
-for stage in ("metadata", "authnrequest", "response"):
+for stage in stages:
     if not any(k.startswith(stage) for k in sp):
         print(f"    INCOMPLETE: no {stage} results (an earlier stage aborted: see the log)")
         bad += 1
-if expect_all and "response" in sp:
+if expect_all and "response" in stages and "response" in sp:
     from spid_sp_test.responses.settings import RESPONSE_TESTS
     ran = sum(len(v) for v in sp["response"].values())
-    if ran < len(RESPONSE_TESTS):
-        print(f"    INCOMPLETE: {ran} of {len(RESPONSE_TESTS)} Response tests ran (see the log)")
+    want = len(RESPONSE_TESTS) - skipped
+    if ran < want:
+        print(f"    INCOMPLETE: {ran} of {want} Response tests ran (see the log)")
         bad += 1
 sys.exit(1 if bad else 0)
 PY
 }
 
-declare -A R_RC R_EXEC R_FAIL R_WARN R_RESULT
+declare -A R_RC R_EXEC R_FAIL R_WARN R_RESULT R_SECS
 failed_runs=0
 total_exec=0
 total_fail=0
 crashed_runs=0 # failed runs whose own count shows no failure (crash, incomplete)
-for run in "${runs[@]}"; do
-    binding="${run%%:*}"
-    level="${run##*:}"
-    name="$binding-L$level"
-    report="$OUT/$name.json"
-    log="$OUT/$name.log"
-    dumps="$OUT/$name-html"
-    rm -rf "$report" "$log" "$dumps"
+
+# run_sst NAME STAGES SKIPPED SPID_SP_TEST_ARGS...: one spid_sp_test run against the
+# gateway, its report in $OUT/NAME.json, judged by check_report, kept for the summary.
+run_sst() {
+    local name="$1" stages="$2" skipped="$3"
+    shift 3
+    local report="$OUT/$name.json" log="$OUT/$name.log" t0=$SECONDS
+    rm -rf "$report" "$log" "$OUT/$name-html"
 
     if ! kill -0 "$GW_PID" 2>/dev/null; then
-        say "[$binding L$level] skipped: the gateway is no longer running"
-        R_RC[$name]=-; R_EXEC[$name]=-; R_FAIL[$name]=-; R_WARN[$name]=-; R_RESULT[$name]=SKIPPED
+        say "[$name] skipped: the gateway is no longer running"
+        R_RC[$name]=-; R_EXEC[$name]=-; R_FAIL[$name]=-; R_WARN[$name]=-; R_SECS[$name]=-
+        R_RESULT[$name]=SKIPPED
         failed_runs=$((failed_runs + 1))
         crashed_runs=$((crashed_runs + 1))
-        continue
+        return
     fi
 
-    rc=0
+    local rc=0
     # In the background + wait, so that INT/TERM reach the cleanup trap at once.
-    "$SST" \
-        --metadata-url "$BASE_URL/metadata" \
-        --authn-url "$BASE_URL/login?idp=$IDP_Q&level=$level&binding=$binding" \
-        -pr spid-sp-public --extra -tr \
-        -rf json -o "$report" \
-        --response-html-dumps "$dumps" \
-        "${extra_args[@]}" >"$log" 2>&1 &
+    "$SST" "$@" -rf json -o "$report" >"$log" 2>&1 &
     SST_PID=$!
     wait "$SST_PID" || rc=$?
     SST_PID=""
 
+    local summary exec_n=- fail_n=- warn_n=-
     summary="$(grep -E '^Spid QA: executed' "$log" | tail -n 1 || true)"
-    exec_n=- fail_n=- warn_n=-
     if [[ "$summary" =~ executed\ ([0-9]+)\ tests,\ ([0-9]+)\ failed\.\ ([0-9]+)\ warnings ]]; then
         exec_n="${BASH_REMATCH[1]}" fail_n="${BASH_REMATCH[2]}" warn_n="${BASH_REMATCH[3]}"
         total_exec=$((total_exec + exec_n))
@@ -289,12 +330,13 @@ for run in "${runs[@]}"; do
     else
         summary="(no 'Spid QA' summary line: spid_sp_test crashed, see ${log#"$ROOT"/})"
     fi
-    say "[$binding L$level] $summary"
+    R_SECS[$name]=$((SECONDS - t0))
+    say "[$name] $summary (${R_SECS[$name]} s)"
 
-    ok=1
+    local ok=1 details
     ((rc == 0)) || ok=0
     [[ "$fail_n" == 0 ]] || ok=0
-    details="$(check_report "$report")" || ok=0
+    details="$(check_report "$report" "$stages" "$skipped")" || ok=0
     if ((ok)); then
         R_RESULT[$name]=PASS
     else
@@ -310,16 +352,58 @@ for run in "${runs[@]}"; do
         fi
     fi
     R_RC[$name]=$rc; R_EXEC[$name]=$exec_n; R_FAIL[$name]=$fail_n; R_WARN[$name]=$warn_n
+}
+
+names=()
+LOGIN="metadata authnrequest response"
+for run in "${runs[@]}"; do
+    case "$run" in
+    cie:metadata)
+        names+=(cie-metadata)
+        run_sst cie-metadata metadata 0 \
+            --metadata-url "$BASE_URL/metadata/cie" -pr cie-sp-public --extra
+        ;;
+    ficep:metadata)
+        names+=(ficep-metadata)
+        run_sst ficep-metadata metadata 0 \
+            --metadata-url "$BASE_URL/metadata" -pr ficep-eidas-sp --extra
+        ;;
+    cie:*)
+        # The CIE metadata, the gateway's CIE AuthnRequest to the fake IdP under its CIE
+        # entityID, the Responses without tests 70 and 71 (Issuer Format).
+        b="${run#cie:}"; binding="${b%%:*}"; level="${b##*:}"; name="cie-$binding-L$level"
+        names+=("$name")
+        IDP_ENTITYID="$CIE_IDP_ENTITYID" run_sst "$name" "$LOGIN" 2 \
+            --metadata-url "$BASE_URL/metadata/cie" \
+            --authn-url "$BASE_URL/login?idp=$(q "$CIE_IDP_ENTITYID")&level=$level&binding=$binding" \
+            -pr cie-sp-public --extra -tr --response-html-dumps "$OUT/$name-html" "${extra_args[@]}"
+        ;;
+    ficep:*)
+        b="${run#ficep:}"; binding="${b%%:*}"; level="${b##*:}"; name="ficep-$binding-L$level"
+        names+=("$name")
+        IDP_ENTITYID="$FICEP_IDP_ENTITYID" run_sst "$name" "$LOGIN" 0 \
+            --metadata-url "$BASE_URL/metadata" \
+            --authn-url "$BASE_URL/login?idp=$(q "$FICEP_IDP_ENTITYID")&level=$level&binding=$binding" \
+            -pr ficep-eidas-sp --extra -tr --response-html-dumps "$OUT/$name-html" "${extra_args[@]}"
+        ;;
+    *)
+        binding="${run%%:*}"; level="${run##*:}"; name="$binding-L$level"
+        names+=("$name")
+        run_sst "$name" "$LOGIN" 0 \
+            --metadata-url "$BASE_URL/metadata" \
+            --authn-url "$BASE_URL/login?idp=$IDP_Q&level=$level&binding=$binding" \
+            -pr spid-sp-public --extra -tr --response-html-dumps "$OUT/$name-html" "${extra_args[@]}"
+        ;;
+    esac
 done
 
 # ---- 5. summary ------------------------------------------------------------------
 echo
 say "summary (reports in ${OUT#"$ROOT"/}/)"
-printf '  %-12s %4s %9s %7s %9s  %s\n' run exit executed failed warnings result
-for run in "${runs[@]}"; do
-    name="${run%%:*}-L${run##*:}"
-    printf '  %-12s %4s %9s %7s %9s  %s\n' "$name" "${R_RC[$name]}" "${R_EXEC[$name]}" \
-        "${R_FAIL[$name]}" "${R_WARN[$name]}" "${R_RESULT[$name]}"
+printf '  %-16s %4s %9s %7s %9s %5s  %s\n' run exit executed failed warnings secs result
+for name in "${names[@]}"; do
+    printf '  %-16s %4s %9s %7s %9s %5s  %s\n' "$name" "${R_RC[$name]}" "${R_EXEC[$name]}" \
+        "${R_FAIL[$name]}" "${R_WARN[$name]}" "${R_SECS[$name]}" "${R_RESULT[$name]}"
 done
 if ((failed_runs > 0)); then
     echo "---- last 40 lines of the gateway log (full: ${OUT#"$ROOT"/}/gateway.log) ----"

@@ -68,6 +68,16 @@ pub fn cie_identity(cfg: &Config) -> anyhow::Result<Option<(CieIdentity, String)
         return Ok(None);
     };
     let key = load_signing_key(&cie.key_file, &cie.cert_file).context("[cie] key")?;
+    // The federation portal refuses a certificate pki.rst forbids: fatal in production,
+    // a warning elsewhere (the demo certificate is not a seal).
+    if let Err(e) = crate::keygen::check_cie_certificate(key.certificate()) {
+        anyhow::ensure!(
+            cfg.environment != Environment::Production,
+            "[cie] certificate {}: {e}",
+            cie.cert_file.display()
+        );
+        tracing::warn!(target: "cie", "[cie] certificate {}: {e}", cie.cert_file.display());
+    }
     let metadata = build_cie_metadata(&cie.metadata, &key)?;
     let identity = CieIdentity {
         entity_id: cie.metadata.entity_id.clone(),

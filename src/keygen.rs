@@ -170,8 +170,93 @@ impl CertRequest {
     }
 }
 
+/// Which federation a generated SP certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProfile {
+    /// SPID (Avviso 29 v3): the subject above plus AgID's certificatePolicies.
+    Spid,
+    /// "Entra con CIE" (CIE manual, `pki.rst`): RSA (we accept 2048, 3072 or 4096 bits,
+    /// above the manual's 1024 minimum; `keygen` makes 3072), SHA-256; the same
+    /// subject — `C`, `O`, `organizationIdentifier` and `CN`, which ETSI EN 319 412-3
+    /// asks of a legal person's seal, plus `L` and `uri` = entityID — and none of the
+    /// X.520 attributes the manual forbids in a seal ([`CIE_FORBIDDEN_SUBJECT_OIDS`]);
+    /// keyUsage digitalSignature + nonRepudiation (critical), `CA:FALSE`, no AgID
+    /// policies (they are SPID's).
+    Cie,
+}
+
+/// Subject attributes the CIE manual forbids in a seal certificate (`pki.rst`): name
+/// (2.5.4.41), surname (2.5.4.4 — the manual prints 2.5.4.42, which is givenName: both
+/// are refused), givenName (2.5.4.42), initials (2.5.4.43), generationQualifier
+/// (2.5.4.44), familyInformation (2.5.4.64), pseudonym (2.5.4.65).
+pub const CIE_FORBIDDEN_SUBJECT_OIDS: [&str; 7] = [
+    "2.5.4.41", "2.5.4.4", "2.5.4.42", "2.5.4.43", "2.5.4.44", "2.5.4.64", "2.5.4.65",
+];
+
+/// Subject attributes a CIE seal certificate must carry (ETSI EN 319 412-3 §4.2.1:
+/// countryName, organizationName, organizationIdentifier, commonName).
+pub const CIE_REQUIRED_SUBJECT_OIDS: [&str; 4] = ["2.5.4.6", "2.5.4.10", "2.5.4.97", "2.5.4.3"];
+
+/// Refuses a certificate the CIE federation would not accept as a seal: a forbidden
+/// subject attribute, a required one missing, a non-RSA or under-2048-bit key, or a
+/// signature digest below SHA-256. The error's `field` is `certificate`.
+pub fn check_cie_certificate(cert: &X509) -> Result<(), KeygenError> {
+    for bad in CIE_FORBIDDEN_SUBJECT_OIDS {
+        if subject_has(cert, bad)? {
+            return Err(invalid(
+                "certificate",
+                format!("subject attribute {bad} is forbidden in a CIE seal certificate"),
+            ));
+        }
+    }
+    for required in CIE_REQUIRED_SUBJECT_OIDS {
+        if !subject_has(cert, required)? {
+            return Err(invalid(
+                "certificate",
+                format!("subject attribute {required} is required in a CIE seal certificate"),
+            ));
+        }
+    }
+    let key = cert.public_key()?;
+    if key.rsa().is_err() || key.bits() < 2048 {
+        return Err(invalid(
+            "certificate",
+            "the key must be RSA, at least 2048 bits",
+        ));
+    }
+    let alg = cert.signature_algorithm().object().nid();
+    let strong = [
+        openssl::nid::Nid::SHA256WITHRSAENCRYPTION,
+        openssl::nid::Nid::SHA384WITHRSAENCRYPTION,
+        openssl::nid::Nid::SHA512WITHRSAENCRYPTION,
+    ];
+    if !strong.contains(&alg) {
+        return Err(invalid(
+            "certificate",
+            "the signature must be RSA with SHA-256 or stronger",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the subject has an attribute of type `dotted` (both sides printed by
+/// OpenSSL: its name for a known OID, the dotted form otherwise).
+fn subject_has(cert: &X509, dotted: &str) -> Result<bool, ErrorStack> {
+    let want = Asn1Object::from_str(dotted)?.to_string();
+    Ok(cert
+        .subject_name()
+        .entries()
+        .any(|e| e.object().to_string() == want))
+}
+
 /// Validates `req`, then generates an RSA key and a self-signed SPID SP certificate.
 pub fn generate(req: &CertRequest) -> Result<GeneratedCert, KeygenError> {
+    generate_for(req, CertProfile::Spid)
+}
+
+/// Validates `req`, then generates an RSA key and a self-signed SP certificate for
+/// `profile` (the subject is the same; only SPID carries AgID's policies).
+pub fn generate_for(req: &CertRequest, profile: CertProfile) -> Result<GeneratedCert, KeygenError> {
     req.validate()?;
     let key = rsa_key(req.key_bits)?;
 
@@ -195,7 +280,9 @@ pub fn generate(req: &CertRequest) -> Result<GeneratedCert, KeygenError> {
     builder.append_extension(BasicConstraints::new().build()?)?;
     let ski = SubjectKeyIdentifier::new().build(&builder.x509v3_context(None, None))?;
     builder.append_extension(ski)?;
-    builder.append_extension(certificate_policies_extension(req.sector)?)?;
+    if profile == CertProfile::Spid {
+        builder.append_extension(certificate_policies_extension(req.sector)?)?;
+    }
     builder.sign(&key, MessageDigest::sha256())?;
     finish(&key, builder.build())
 }
@@ -656,6 +743,91 @@ mod tests {
     #[test]
     fn private_certificate_meets_1_10() {
         assert_spid_cert(SpSector::Private);
+    }
+
+    #[test]
+    fn cie_certificate_meets_pki_rst() {
+        for sector in [SpSector::Public, SpSector::Private] {
+            let req = request(sector);
+            let out = generate_for(&req, CertProfile::Cie).unwrap();
+            let cert = X509::from_pem(&out.cert_pem).unwrap();
+            check_cie_certificate(&cert).unwrap();
+            // RSA, SHA-256, the subject fields requested and nothing else.
+            let key = PKey::private_key_from_pem(&out.key_pem).unwrap();
+            assert_eq!((key.id(), key.bits()), (Id::RSA, 2048));
+            assert_eq!(
+                cert.signature_algorithm().object().nid(),
+                Nid::SHA256WITHRSAENCRYPTION
+            );
+            let expected: BTreeMap<String, String> = [
+                ("2.5.4.3", req.common_name.as_str()),
+                ("2.5.4.10", req.organization_name.as_str()),
+                ("2.5.4.83", ENTITY_ID),
+                ("2.5.4.97", req.organization_identifier.as_str()),
+                ("2.5.4.6", "IT"),
+                ("2.5.4.7", "Roma"),
+            ]
+            .into_iter()
+            .map(|(oid, v)| (oid_text(oid), v.to_string()))
+            .collect();
+            assert_eq!(subject(&cert), expected);
+            for forbidden in CIE_FORBIDDEN_SUBJECT_OIDS {
+                assert!(!subject_has(&cert, forbidden).unwrap(), "{forbidden}");
+            }
+            let der = cert.to_der().unwrap();
+            assert!(contains(&der, &bytes(KEY_USAGE_CRITICAL_DS_NR)), "keyUsage");
+            assert!(contains(&der, &bytes(BASIC_CONSTRAINTS_CA_FALSE)));
+            // No AgID (SPID) policy in a CIE certificate.
+            assert!(!contains(&der, &[0x55, 0x1d, 0x20]), "certificatePolicies");
+        }
+    }
+
+    #[test]
+    fn cie_check_refuses_forbidden_and_missing_subject_attributes() {
+        let key = rsa_key(2048).unwrap();
+        let build = |entries: &[(&str, &str)]| {
+            let mut name = X509NameBuilder::new().unwrap();
+            for (k, v) in entries {
+                name.append_entry_by_text(k, v).unwrap();
+            }
+            let name = name.build();
+            let mut b = self_signed_builder(&key, &name, 1).unwrap();
+            b.sign(&key, MessageDigest::sha256()).unwrap();
+            b.build()
+        };
+        let base = [
+            ("C", "IT"),
+            ("O", "Ente"),
+            (OID_ORGANIZATION_IDENTIFIER, "PA:IT-m_pi"),
+            ("CN", "Ente"),
+        ];
+        check_cie_certificate(&build(&base)).unwrap();
+        for (oid, value) in [
+            ("2.5.4.41", "Mario Rossi"),
+            ("2.5.4.4", "Rossi"),
+            ("2.5.4.42", "Mario"),
+            ("2.5.4.43", "MR"),
+            ("2.5.4.44", "Jr"),
+            ("2.5.4.64", "famiglia"),
+            ("2.5.4.65", "alias"),
+        ] {
+            let mut entries = base.to_vec();
+            entries.push((oid, value));
+            let e = check_cie_certificate(&build(&entries)).unwrap_err();
+            assert!(e.to_string().contains(oid), "{oid}: {e}");
+        }
+        let e = check_cie_certificate(&build(&base[..3])).unwrap_err();
+        assert!(e.to_string().contains("2.5.4.3"), "{e}");
+        // SHA-1 is refused.
+        let name = X509NameBuilder::new().unwrap();
+        let mut name = name;
+        for (k, v) in base {
+            name.append_entry_by_text(k, v).unwrap();
+        }
+        let name = name.build();
+        let mut b = self_signed_builder(&key, &name, 1).unwrap();
+        b.sign(&key, MessageDigest::sha1()).unwrap();
+        assert!(check_cie_certificate(&b.build()).is_err());
     }
 
     #[test]

@@ -42,7 +42,7 @@ enum Command {
     Metadata(MetadataArgs),
     /// Validate the configuration and exit.
     CheckConfig(ConfigArgs),
-    /// Create a SPID-compliant SP key and self-signed certificate (Avviso 29 v3).
+    /// Create an SP key and self-signed certificate: SPID (Avviso 29 v3) or CIE (pki.rst).
     Keygen(KeygenArgs),
     /// Apply pending account-database migrations and exit (the gateway also does it at start).
     Migrate(ConfigArgs),
@@ -129,6 +129,10 @@ struct AccountCreateArgs {
 
 #[derive(clap::Args)]
 struct KeygenArgs {
+    /// spid: Avviso 29 v3 (AgID policies); cie: the CIE manual's pki.rst (no AgID
+    /// policies, no personal-name attributes). Same subject either way.
+    #[arg(long, value_parser = ["spid", "cie"], default_value = "spid")]
+    profile: String,
     /// public or private SP.
     #[arg(long, value_parser = ["public", "private"], default_value = "public")]
     sector: String,
@@ -211,7 +215,12 @@ fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<()> {
         key_bits: a.key_bits,
         days: a.days,
     };
-    let generated = keygen::generate(&req)?;
+    let profile = if a.profile == "cie" {
+        keygen::CertProfile::Cie
+    } else {
+        keygen::CertProfile::Spid
+    };
+    let generated = keygen::generate_for(&req, profile)?;
     write_private(&a.out_key, &generated.key_pem)?;
     std::fs::write(&a.out_cert, &generated.cert_pem)?;
     eprintln!("wrote {} and {}", a.out_key.display(), a.out_cert.display());

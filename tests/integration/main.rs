@@ -34,6 +34,9 @@ mod registry;
 mod saml_rules;
 /// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
 mod slo;
+/// The SP metadata over real HTTP: `/metadata/cie` (signed, the `cie:` extensions) and
+/// the SPID metadata with the eIDAS attribute sets 99 and 100.
+mod sp_metadata;
 /// SPID login over real HTTP with the mock IdP.
 mod sso;
 /// The `StateStore` contract suite, run on every backend.
