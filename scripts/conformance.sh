@@ -48,8 +48,7 @@ CIE_IDP_ENTITYID="${CIE_IDP_ENTITYID:-https://localhost:8444}"
 FICEP_IDP_ENTITYID="${FICEP_IDP_ENTITYID:-https://localhost:8445}"
 # The gateway config (TOML, appended to the overlay) that trusts $TMP/idp-cie.xml as a
 # CIE IdP and $TMP/idp-ficep.xml as FICEP (AttributeConsumingServiceIndex 99); @IDP_CIE@
-# and @IDP_FICEP@ become those paths, 
- a new line. Empty until the IdP profiles
+# and @IDP_FICEP@ become those paths, a backslash-n a new line. Empty until the IdP profiles
 # exist in the config; then set each default here (one line) and add the runs to RUNS.
 CIE_IDP_OVERLAY="${CIE_IDP_OVERLAY:-}"
 FICEP_IDP_OVERLAY="${FICEP_IDP_OVERLAY:-}"
