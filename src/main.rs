@@ -227,21 +227,23 @@ fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn metadata_cmd(m: &MetadataArgs) -> anyhow::Result<()> {
+    let cfg = load(&m.config)?;
+    let xml = if m.profile == "cie" {
+        app::cie_metadata(&cfg)?
+    } else {
+        app::sp_metadata(&cfg)?
+    };
+    println!("{xml}");
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(c) => app::serve(load(&c)?).await,
         Command::Demo(c) => app::demo(load(&c)?).await,
         Command::MockIdp(c) => app::mock_idp(load(&c)?).await,
-        Command::Metadata(m) => {
-            let cfg = load(&m.config)?;
-            let xml = if m.profile == "cie" {
-                app::cie_metadata(&cfg)?
-            } else {
-                app::sp_metadata(&cfg)?
-            };
-            println!("{xml}");
-            Ok(())
-        }
+        Command::Metadata(m) => metadata_cmd(&m),
         Command::CheckConfig(c) => {
             let cfg = load(&c)?;
             eprintln!("configuration is valid");

@@ -243,3 +243,58 @@ async fn spid_metadata_with_eidas_on_has_the_ficep_sets_99_and_100() {
     let (_, _, md) = get(&off, "/metadata").await;
     assert!(!md.contains("eIDAS Natural Person"));
 }
+
+#[tokio::test]
+async fn the_cli_prints_both_metadata_and_makes_a_cie_certificate() {
+    let env = start(format!("{CIE}{ADMIN}")).await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_polis-gateway"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let config = env.config_path.to_str().unwrap();
+    let spid = run(&["metadata", "--config", config]);
+    assert!(spid.contains("<spid:IPACode>m_pi</spid:IPACode>"));
+    assert!(!spid.contains("xmlns:cie="));
+    let cie = run(&["metadata", "--profile", "cie", "--config", config]);
+    let spid_root = xml::parse(spid.trim_end(), Limits::default()).unwrap();
+    let cert = texts(&spid_root, NS_DS, "X509Certificate")[0].to_owned();
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{cert}\n-----END CERTIFICATE-----\n");
+    let root = verified(cie.trim_end(), pem.as_bytes()).unwrap();
+    assert_eq!(texts(&root, NS_CIE, "Municipality"), ["H501"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (key, crt) = (dir.path().join("cie.key"), dir.path().join("cie.crt"));
+    run(&[
+        "keygen",
+        "--profile",
+        "cie",
+        "--common-name",
+        "MIM",
+        "--organization-name",
+        "Ministero dell'Istruzione e del Merito",
+        "--entity-id",
+        "https://istanze.example.gov.it/cie",
+        "--organization-identifier",
+        "PA:IT-m_pi",
+        "--locality",
+        "Roma",
+        "--key-bits",
+        "2048",
+        "--days",
+        "30",
+        "--out-key",
+        key.to_str().unwrap(),
+        "--out-cert",
+        crt.to_str().unwrap(),
+    ]);
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(&crt).unwrap()).unwrap();
+    keygen::check_cie_certificate(&cert).unwrap();
+    let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
+    assert!(!text.contains("1.3.76.16"), "no AgID policy: {text}");
+    assert!(text.contains("2.5.4.83") || text.contains("uri"), "{text}");
+}
