@@ -78,6 +78,22 @@ impl AppError {
         }))
     }
 
+    /// A 405 for a method the URL does not take (`GET /acs`, `GET /logout`): a page,
+    /// not axum's empty answer.
+    pub fn method_not_allowed() -> Self {
+        Self(Box::new(Inner {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "POLIS_METHOD_NOT_ALLOWED",
+            title: "Indirizzo da non aprire direttamente",
+            message: "Questo indirizzo si raggiunge da un modulo del servizio o dal gestore \
+                      dell'identità digitale, non aprendolo nel browser."
+                .into(),
+            hint: Some("Torna alla pagina iniziale e ripeti l'operazione.".to_owned()),
+            detail: String::new(),
+            back: "/",
+        }))
+    }
+
     /// A 413 for a body over the limit.
     pub fn too_large() -> Self {
         Self(Box::new(Inner {

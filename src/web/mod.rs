@@ -106,6 +106,16 @@ async fn error_pages(req: Request<Body>, next: Next) -> Response {
     {
         resp = AppError::timeout().into_response();
     }
+    if resp.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED
+        && resp.extensions().get::<ErrorInfo>().is_none()
+    {
+        // axum's own 405 (a route without this method) has no body: our page, same Allow.
+        let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
+        resp = AppError::method_not_allowed().into_response();
+        if let Some(allow) = allow {
+            resp.headers_mut().insert(axum::http::header::ALLOW, allow);
+        }
+    }
     error::finish_page(&mut resp, &request_id);
     if let Some(info) = resp.extensions().get::<ErrorInfo>() {
         let status = resp.status().as_u16();
@@ -171,6 +181,7 @@ fn sso_routes(max_body: usize) -> Router<AppState> {
             post(sso::acs).layer(DefaultBodyLimit::max(max_body)),
         )
         .route("/logout", post(sso::logout))
+        .route("/uscito", get(sso::logged_out))
         .route(
             "/slo",
             get(sso::slo_get)

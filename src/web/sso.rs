@@ -332,17 +332,36 @@ pub async fn slo_post(
 
 async fn logout_finished(app: &AppState, message: SloMessage<'_>) -> Result<Response, AppError> {
     let outcome = app.sso.finish_logout(message).await?;
-    let page = match outcome {
-        LogoutOutcome::Success => LoggedOutPage {
-            title: "Sei uscito",
-            message: "Sei uscito da Istanze OnLine e dalla sessione SPID.",
-            partial: false,
-        },
-        LogoutOutcome::Partial => LoggedOutPage {
+    // Post/Redirect/Get: the LogoutResponse is consumed once, so a reload of its URL
+    // would be a replay (403); the page has its own address and can be reloaded.
+    Ok(Redirect::to(match outcome {
+        LogoutOutcome::Success => "/uscito",
+        LogoutOutcome::Partial => "/uscito?parziale=1",
+    })
+    .into_response())
+}
+
+/// What `/uscito` reads from its query.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoggedOutQuery {
+    #[serde(default)]
+    parziale: Option<String>,
+}
+
+/// `GET /uscito`: the page after a single logout (no session needed, reloadable).
+pub async fn logged_out(Query(q): Query<LoggedOutQuery>) -> Result<Response, AppError> {
+    let page = if q.parziale.is_some() {
+        LoggedOutPage {
             title: "Uscita parziale",
             message: "Sei uscito da Istanze OnLine, ma il gestore di identità non ha potuto chiudere tutte le sessioni SPID: chiudi il browser per completare l'uscita.",
             partial: true,
-        },
+        }
+    } else {
+        LoggedOutPage {
+            title: "Sei uscito",
+            message: "Sei uscito da Istanze OnLine e dalla sessione SPID.",
+            partial: false,
+        }
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], render(&page)?).into_response())
 }

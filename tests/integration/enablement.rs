@@ -143,9 +143,18 @@ async fn expect_spid_logout(env: &Env, c: &reqwest::Client, r: reqwest::Response
         "{back}"
     );
     let r = c.get(&back).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let page = r.text().await.unwrap();
-    assert!(page.contains("Sei uscito"), "{page}");
+    assert_eq!(
+        r.status().as_u16(),
+        303,
+        "the logged-out page has its own address"
+    );
+    assert_eq!(location(&r), "/uscito");
+    // The page can be reloaded (the LogoutResponse URL cannot).
+    for _ in 0..2 {
+        let (status, page) = env.get(c, "/uscito").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Sei uscito"), "{page}");
+    }
     // The LogoutResponse is consumed: a replay is refused.
     let again = c.get(&back).send().await.unwrap();
     assert_eq!(again.status().as_u16(), 403);

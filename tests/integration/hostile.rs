@@ -379,6 +379,29 @@ async fn a_body_too_slow_gets_the_408_page_with_its_request_id() {
 }
 
 #[tokio::test]
+async fn get_on_post_only_urls_answers_our_page_with_allow() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    for path in ["/acs", "/logout", "/oidc/token", "/abilitazione/reinvio"] {
+        let r = client()
+            .get(format!("{}{path}", env.gw))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{path}");
+        let allow = r.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allow.contains("POST"), "{path}: {allow}");
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let page = r.text().await.unwrap();
+        assert!(page.contains("<html"), "{path}: {page}");
+        assert!(
+            page.contains("POLIS_METHOD_NOT_ALLOWED") && page.contains(&id),
+            "{path}: {page}"
+        );
+        assert!(page.contains("non aprendolo nel browser"), "{path}");
+    }
+}
+
+#[tokio::test]
 async fn request_ids_are_minted_by_the_server() {
     let env = Env::start(Arc::new(MemoryStore::new())).await;
     let r = client()
