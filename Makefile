@@ -12,7 +12,7 @@ BIN := target/debug/polis-gateway
 EXAMPLE := target/debug/examples/istanze-esempio
 
 .PHONY: help deps deps-test build demo test conformance bench lint clean \
-	fmt-check clippy cargo-test purity structure conformance-run fuzz
+	fmt-check clippy cargo-test purity structure conformance-run fuzz browser-check
 
 help: ## list the targets
 	@echo "polis-gateway make targets:"
@@ -46,6 +46,15 @@ demo: build ## run the gateway + built-in mock IdP (config/demo.toml) and the ex
 test: deps-test fmt-check clippy structure cargo-test purity conformance-run ## everything CI checks: fmt, clippy, layers and sizes, tests, purity, spid-sp-test
 
 conformance: deps-test build conformance-run ## only the spid-sp-test run (CONFORMANCE_RUNS="redirect:1 post:2" narrows it)
+
+# Headless Chromium (Debian package) + playwright-core/axe-core from tests/browser's
+# lock file: screenshots of the SPID path at 1280 and 375 px in
+# target/browser-screenshots/, no horizontal overflow at 375 px, no axe-core violation.
+# Not part of `make test` yet.
+browser-check: deps-test ## screenshots + overflow and axe-core checks of every page in headless Chromium
+	$(CARGO) build
+	cd tests/browser && npm ci --no-audit --no-fund
+	node tests/browser/screenshots.mjs
 
 bench: deps ## the ACS benchmark
 	$(CARGO) bench --bench acs

@@ -59,6 +59,7 @@ fn main() {
                 xml: String::new(),
                 return_to: None,
                 browser: String::new(),
+                profile: polis_gateway::saml::IdpProfile::Spid,
             };
             let xml = build_response(
                 &ResponseSpec {

@@ -12,7 +12,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev)
-TEST_PKGS=(redis-server postgresql xmlsec1 python3-venv python3-aiosmtpd poppler-utils openssl curl)
+TEST_PKGS=(redis-server postgresql xmlsec1 python3-venv python3-aiosmtpd poppler-utils openssl curl chromium nodejs npm)
 
 usage() {
     echo "usage: $0 [--test]"
@@ -36,8 +36,15 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
     exit 1
 fi
 
+# Packages a machine may already have from elsewhere (NodeSource's `nodejs` bundles npm
+# and conflicts with Debian's `npm`): the command on PATH is enough.
+declare -A BY_COMMAND=([nodejs]=node [npm]=npm)
+
 missing=()
 for pkg in "${want[@]}"; do
+    if [[ -n "${BY_COMMAND[$pkg]:-}" ]] && command -v "${BY_COMMAND[$pkg]}" >/dev/null 2>&1; then
+        continue
+    fi
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
     if [[ "$status" != "install ok installed" ]]; then
         missing+=("$pkg")

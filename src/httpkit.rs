@@ -141,25 +141,225 @@ pub fn post_form(
     .map(Html)
 }
 
-/// Static assets compiled into the binary (no CDN).
-pub async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
-    let (body, ty) = match name.as_str() {
-        "polis.css" => (
-            include_str!("../static/polis.css"),
-            "text/css; charset=utf-8",
-        ),
-        "autosubmit.js" => (
-            include_str!("../static/autosubmit.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        _ => return axum::http::StatusCode::NOT_FOUND.into_response(),
+/// Where the vendored Bootstrap Italia lives under `/static/` (its version in the path,
+/// so a new version is a new URL and the long cache is safe).
+pub const BOOTSTRAP_ITALIA: &str = "vendor/bootstrap-italia/2.18.3";
+
+/// How long a browser may keep an asset: a year for versioned vendor files, an hour
+/// for ours (their URL does not change with their content).
+const CACHE_VENDOR: &str = "public, max-age=31536000, immutable";
+const CACHE_OURS: &str = "public, max-age=3600";
+
+/// One file compiled into the binary.
+struct Asset {
+    path: &'static str,
+    body: &'static [u8],
+    content_type: &'static str,
+    cache: &'static str,
+}
+
+macro_rules! asset {
+    ($path:literal, $ty:expr, $cache:expr) => {
+        Asset {
+            path: $path,
+            body: include_bytes!(concat!("../static/", $path)),
+            content_type: $ty,
+            cache: $cache,
+        }
+    };
+}
+
+const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+const WOFF2: &str = "font/woff2";
+
+/// The allowlist: the only files `/static/…` serves, by exact path (no file system
+/// access at run time, so no traversal).
+static ASSETS: &[Asset] = &[
+    asset!("polis.css", CSS, CACHE_OURS),
+    asset!(
+        "autosubmit.js",
+        "text/javascript; charset=utf-8",
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/bootstrap-italia/2.18.3/css/bootstrap-italia.min.css",
+        CSS,
+        CACHE_VENDOR
+    ),
+    asset!(
+        "vendor/bootstrap-italia/2.18.3/fonts/Titillium_Web/titillium-web-v10-latin-ext_latin-300.woff2",
+        WOFF2,
+        CACHE_VENDOR
+    ),
+    asset!(
+        "vendor/bootstrap-italia/2.18.3/fonts/Titillium_Web/titillium-web-v10-latin-ext_latin-regular.woff2",
+        WOFF2,
+        CACHE_VENDOR
+    ),
+    asset!(
+        "vendor/bootstrap-italia/2.18.3/fonts/Titillium_Web/titillium-web-v10-latin-ext_latin-italic.woff2",
+        WOFF2,
+        CACHE_VENDOR
+    ),
+    asset!(
+        "vendor/bootstrap-italia/2.18.3/fonts/Titillium_Web/titillium-web-v10-latin-ext_latin-600.woff2",
+        WOFF2,
+        CACHE_VENDOR
+    ),
+    asset!(
+        "vendor/bootstrap-italia/2.18.3/fonts/Titillium_Web/titillium-web-v10-latin-ext_latin-700.woff2",
+        WOFF2,
+        CACHE_VENDOR
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-ico-circle-bb.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-arubaid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-etnaid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-infocamereid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-infocertid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-intesaid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-intesigroupspid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-lepidaid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-namirialid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-posteid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-sielteid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-spiditalia.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-teamsystemid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!(
+        "vendor/spid-sp-access-button/img/spid-idp-timid.svg",
+        SVG,
+        CACHE_OURS
+    ),
+    asset!("vendor/cie-graphics/entra_con_cie.svg", SVG, CACHE_OURS),
+    asset!(
+        "vendor/eidas-button/ficep-it-eidas-ybw.svg",
+        SVG,
+        CACHE_OURS
+    ),
+];
+
+/// The asset at `path` (relative to `/static/`), if it is on the allowlist.
+fn find_asset(path: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.path == path)
+}
+
+/// `GET /static/{*path}`: a file of the allowlist, compiled into the binary (no CDN),
+/// with its content type and cache lifetime; anything else 404.
+pub async fn static_asset(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    let Some(a) = find_asset(&path) else {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
     };
     (
         [
-            (header::CONTENT_TYPE, ty),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::CONTENT_TYPE, a.content_type),
+            (header::CACHE_CONTROL, a.cache),
         ],
-        body,
+        a.body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_has_a_unique_path_and_a_known_type() {
+        let mut seen = std::collections::HashSet::new();
+        for a in ASSETS {
+            assert!(seen.insert(a.path), "duplicate {}", a.path);
+            let ext = a.path.rsplit('.').next().unwrap_or("");
+            let want = match ext {
+                "css" => CSS,
+                "svg" => SVG,
+                "woff2" => WOFF2,
+                "js" => "text/javascript; charset=utf-8",
+                other => panic!("unexpected extension {other}"),
+            };
+            assert_eq!(a.content_type, want, "{}", a.path);
+            assert!(!a.body.is_empty(), "{}", a.path);
+            let versioned = a.path.starts_with(BOOTSTRAP_ITALIA);
+            assert_eq!(a.cache == CACHE_VENDOR, versioned, "{}", a.path);
+        }
+    }
+
+    #[test]
+    fn only_exact_allowlisted_paths_are_found() {
+        assert!(find_asset("polis.css").is_some());
+        assert!(find_asset("vendor/cie-graphics/entra_con_cie.svg").is_some());
+        for bad in [
+            "",
+            "../Cargo.toml",
+            "vendor/../polis.css",
+            "/polis.css",
+            "polis.css/",
+            "POLIS.CSS",
+            "vendor/bootstrap-italia/2.18.3/LICENSE",
+            "vendor",
+        ] {
+            assert!(find_asset(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fonts_are_served_as_binary_woff2() {
+        let a = find_asset(&format!(
+            "{BOOTSTRAP_ITALIA}/fonts/Titillium_Web/titillium-web-v10-latin-ext_latin-regular.woff2"
+        ))
+        .expect("the regular font is on the allowlist");
+        assert_eq!(a.body.get(..4), Some(&b"wOF2"[..]));
+        assert_eq!(a.content_type, WOFF2);
+    }
 }

@@ -88,9 +88,15 @@ pub struct PolisClaims {
     /// Gateway session id (Back-Channel Logout matches on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
-    /// Codice fiscale (scope `istanze`).
+    /// Codice fiscale (scope `istanze`; absent for an eIDAS user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fiscal_number: Option<String>,
+    /// The eIDAS PersonIdentifier (scope `istanze`, eIDAS users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eidas_person_identifier: Option<String>,
+    /// The scheme of the login: `spid`, `cie` or `eidas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_scheme: Option<String>,
     /// POLIS username (scope `istanze`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -387,6 +393,8 @@ struct ClaimRow {
 struct HomePage {
     logged_in: bool,
     name: String,
+    /// "SPID", "CIE" or "eIDAS": how the person logged in (the `idp_scheme` claim).
+    scheme: String,
     rows: Vec<ClaimRow>,
     csrf: String,
 }
@@ -461,6 +469,17 @@ fn display_name(claims: &serde_json::Map<String, serde_json::Value>) -> String {
         .to_owned()
 }
 
+/// The scheme of the login as people read it, from the `idp_scheme` claim.
+fn scheme_label(claims: &serde_json::Map<String, serde_json::Value>) -> String {
+    match claims.get("idp_scheme").and_then(|v| v.as_str()) {
+        Some("spid") => "SPID".to_owned(),
+        Some("cie") => "CIE".to_owned(),
+        Some("eidas") => "eIDAS".to_owned(),
+        Some(other) => other.to_owned(),
+        None => "sconosciuto".to_owned(),
+    }
+}
+
 /// `GET /`.
 async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
     let page = {
@@ -470,6 +489,7 @@ async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
             Some(s) => HomePage {
                 logged_in: true,
                 name: display_name(&s.claims),
+                scheme: scheme_label(&s.claims),
                 rows: s
                     .claims
                     .iter()
@@ -483,6 +503,7 @@ async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
             None => HomePage {
                 logged_in: false,
                 name: String::new(),
+                scheme: String::new(),
                 rows: Vec::new(),
                 csrf: String::new(),
             },

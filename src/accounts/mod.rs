@@ -4,10 +4,13 @@
 //! ([`SqlAccountStore`](crate::accounts::SqlAccountStore): SQLite as the embedded default,
 //! PostgreSQL in production, one portable migration set).
 //!
-//! An account is keyed by its codice fiscale: the SPID `fiscalNumber` (without `TINIT-`)
-//! finds it, and
-//! [`AccountStore::link_or_create`](crate::accounts::AccountStore::link_or_create)
-//! makes sure a person never gets two.
+//! An account has one or more identities ([`LinkedIdentity`](crate::accounts::LinkedIdentity):
+//! scheme and subject, see [`Scheme`](crate::identity::Scheme)): `spid` and `cie` are
+//! keyed by the codice fiscale (`fiscalNumber` without `TINIT-`), `eidas` by the eIDAS
+//! PersonIdentifier. An account has a codice fiscale unless it was made by an eIDAS
+//! login. [`AccountStore::link_or_create`](crate::accounts::AccountStore::link_or_create)
+//! makes sure a person never gets two: a SPID and a CIE login of one codice fiscale
+//! reach the same account.
 //!
 //! ## Usernames
 //!
@@ -37,6 +40,8 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::identity::Scheme;
 
 pub use fiscal_code::{BirthDateHint, FiscalCode, FiscalCodeError};
 pub use sql::SqlAccountStore;
@@ -172,6 +177,41 @@ impl fmt::Display for EnablementState {
     }
 }
 
+/// The key an account is found by at login: (scheme, subject). The subject is the
+/// codice fiscale for `spid` and `cie`, the eIDAS PersonIdentifier for `eidas`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdentityKey {
+    /// The scheme of the login.
+    pub scheme: Scheme,
+    /// Its subject.
+    pub subject: String,
+}
+
+impl IdentityKey {
+    /// `(scheme, subject)`.
+    pub fn new(scheme: Scheme, subject: impl Into<String>) -> Self {
+        Self {
+            scheme,
+            subject: subject.into(),
+        }
+    }
+}
+
+/// An identity linked to an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedIdentity {
+    /// `spid`, `cie` or `eidas`.
+    pub scheme: Scheme,
+    /// The codice fiscale (spid, cie) or the eIDAS identifier (eidas).
+    pub subject: String,
+    /// When it was linked (the account's creation for identities of the previous
+    /// release).
+    pub linked_at: DateTime<Utc>,
+    /// The last login with it (set by [`AccountStore::touch_last_access`]).
+    #[serde(default)]
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
 /// A POLIS account. A plain data type: read it from the store, change fields, and hand
 /// it back to [`AccountStore::update`]. `Debug` never prints the hashes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,8 +221,12 @@ pub struct Account {
     pub id: Uuid,
     /// `nome.cognome[N]`, unique (see the module doc).
     pub username: String,
-    /// Unique; the key SPID logins are linked by.
-    pub fiscal_code: FiscalCode,
+    /// Unique when present; `None` for an account made by an eIDAS login.
+    pub fiscal_code: Option<FiscalCode>,
+    /// The identities it is found by, oldest first (loaded with the account; written
+    /// only by [`AccountStore::link_or_create`], never by `update`).
+    #[serde(default)]
+    pub identities: Vec<LinkedIdentity>,
     /// Nome.
     pub given_name: String,
     /// Cognome.
@@ -231,6 +275,21 @@ pub struct Account {
     pub version: i64,
 }
 
+impl Account {
+    /// The codice fiscale as text, if the account has one.
+    pub fn fiscal_code_str(&self) -> Option<&str> {
+        self.fiscal_code.as_ref().map(FiscalCode::as_str)
+    }
+
+    /// The eIDAS PersonIdentifier of its `eidas` identity, if it has one.
+    pub fn eidas_identifier(&self) -> Option<&str> {
+        self.identities
+            .iter()
+            .find(|i| i.scheme == Scheme::Eidas)
+            .map(|i| i.subject.as_str())
+    }
+}
+
 impl fmt::Debug for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redacted = |hash: &Option<String>| hash.as_ref().map(|_| "<redacted>");
@@ -238,6 +297,7 @@ impl fmt::Debug for Account {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("fiscal_code", &self.fiscal_code)
+            .field("identities", &self.identities)
             .field("given_name", &self.given_name)
             .field("family_name", &self.family_name)
             .field("birth_date", &self.birth_date)
@@ -272,8 +332,8 @@ impl fmt::Debug for Account {
 /// the timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewAccount {
-    /// Codice fiscale.
-    pub fiscal_code: FiscalCode,
+    /// Codice fiscale (`None` for an eIDAS user).
+    pub fiscal_code: Option<FiscalCode>,
     /// Nome.
     pub given_name: String,
     /// Cognome.
@@ -305,8 +365,18 @@ impl NewAccount {
         given_name: impl Into<String>,
         family_name: impl Into<String>,
     ) -> Self {
+        let mut new = Self::without_fiscal_code(given_name, family_name);
+        new.fiscal_code = Some(fiscal_code);
+        new
+    }
+
+    /// A new account of a person without a codice fiscale (an eIDAS login).
+    pub fn without_fiscal_code(
+        given_name: impl Into<String>,
+        family_name: impl Into<String>,
+    ) -> Self {
         Self {
-            fiscal_code,
+            fiscal_code: None,
             given_name: given_name.into(),
             family_name: family_name.into(),
             birth_date: None,
@@ -328,6 +398,7 @@ impl NewAccount {
             id,
             username,
             fiscal_code: self.fiscal_code.clone(),
+            identities: Vec::new(),
             given_name: self.given_name.clone(),
             family_name: self.family_name.clone(),
             birth_date: self.birth_date,
@@ -361,6 +432,8 @@ pub enum UniqueField {
     FiscalCode,
     /// `username`.
     Username,
+    /// The (scheme, subject) of an identity.
+    Identity,
 }
 
 impl fmt::Display for UniqueField {
@@ -368,6 +441,7 @@ impl fmt::Display for UniqueField {
         f.write_str(match self {
             Self::FiscalCode => "fiscal_code",
             Self::Username => "username",
+            Self::Identity => "identity",
         })
     }
 }
@@ -400,6 +474,7 @@ impl AccountError {
             Self::Conflict => "POLIS_ACCOUNT_CONFLICT",
             Self::Duplicate(UniqueField::FiscalCode) => "POLIS_ACCOUNT_DUPLICATE_FISCAL_CODE",
             Self::Duplicate(UniqueField::Username) => "POLIS_ACCOUNT_DUPLICATE_USERNAME",
+            Self::Duplicate(UniqueField::Identity) => "POLIS_ACCOUNT_DUPLICATE_IDENTITY",
             Self::Unavailable(_) => "POLIS_ACCOUNTS_UNAVAILABLE",
             Self::Backend(_) => "POLIS_ACCOUNTS_ERROR",
         }
@@ -421,6 +496,8 @@ pub trait AccountStore: Send + Sync + 'static {
         &self,
         fiscal_code: &FiscalCode,
     ) -> Result<Option<Account>, AccountError>;
+    /// The account an identity is linked to.
+    async fn find_by_identity(&self, key: &IdentityKey) -> Result<Option<Account>, AccountError>;
     /// The account with this username (exact match; usernames are lowercase).
     async fn find_by_username(&self, username: &str) -> Result<Option<Account>, AccountError>;
     /// Writes every field of `account` except `id` and `created_at`, if its `version` is
@@ -428,14 +505,33 @@ pub trait AccountStore: Send + Sync + 'static {
     /// [`AccountError::Conflict`] if the version is stale, [`AccountError::NotFound`] if
     /// the id is unknown, [`AccountError::Duplicate`] on a unique column.
     async fn update(&self, account: &Account) -> Result<Account, AccountError>;
-    /// The account of `new.fiscal_code`, created from `new` if there is none; `true`
-    /// when this call created it. Racing calls for the same codice fiscale all return
-    /// the one account that exists afterwards. Existing accounts are returned as stored
-    /// (updating them from SPID is the caller's decision).
-    async fn link_or_create(&self, new: &NewAccount) -> Result<(Account, bool), AccountError>;
-    /// Sets `last_access_at` without touching `version` (logins must not make a form
-    /// that is being filled in go stale). [`AccountError::NotFound`] if the id is unknown.
-    async fn touch_last_access(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), AccountError>;
+    /// The account of the identity `key`, created from `new` if there is none; `true`
+    /// when this call created it.
+    ///
+    /// - `spid` / `cie` (the subject must be `new.fiscal_code`): the account linked to
+    ///   the identity; else the account of that codice fiscale (created if none), then
+    ///   the identity is linked to it. A SPID and a CIE login of one codice fiscale
+    ///   reach one account.
+    /// - `eidas` (`new.fiscal_code` must be `None`): the linked account, else a new
+    ///   account and its identity in one transaction.
+    ///
+    /// Racing calls for one person all return the one account that exists afterwards.
+    /// Existing accounts are returned as stored (updating them from the login is the
+    /// caller's decision).
+    async fn link_or_create(
+        &self,
+        new: &NewAccount,
+        key: &IdentityKey,
+    ) -> Result<(Account, bool), AccountError>;
+    /// Sets `last_access_at` (and, with `identity`, that identity's `last_login_at`)
+    /// without touching `version` (logins must not make a form that is being filled in
+    /// go stale). [`AccountError::NotFound`] if the id is unknown.
+    async fn touch_last_access(
+        &self,
+        id: Uuid,
+        identity: Option<&IdentityKey>,
+        at: DateTime<Utc>,
+    ) -> Result<(), AccountError>;
     /// Applies the embedded migrations that are not applied yet (idempotent).
     async fn migrate(&self) -> Result<(), AccountError>;
     /// Health check: one round trip to the database.
@@ -558,7 +654,13 @@ mod tests {
         let account = Account {
             id: Uuid::new_v4(),
             username: "mario.rossi".into(),
-            fiscal_code: FiscalCode::parse("RSSMRA80A01H501U").unwrap(),
+            fiscal_code: Some(FiscalCode::parse("RSSMRA80A01H501U").unwrap()),
+            identities: vec![LinkedIdentity {
+                scheme: Scheme::Cie,
+                subject: "RSSMRA80A01H501U".into(),
+                linked_at: now,
+                last_login_at: Some(now),
+            }],
             given_name: "Mario".into(),
             family_name: "Rossi".into(),
             birth_date: None,

@@ -1,5 +1,6 @@
-//! `[federation]` and `[federation.registry]`: validated into the federation's own
-//! [`FederationSettings`] and [`RegistrySettings`].
+//! `[federation]`, `[[federation.idps]]` and `[federation.registry]`: validated into
+//! the federation's own [`FederationSettings`], [`IdpFileSettings`] and
+//! [`RegistrySettings`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,11 @@ use serde::Deserialize;
 
 use super::checks::{check_url, in_range, invalid};
 use super::{ConfigError, Context};
-use crate::federation::{FederationSettings, RegistrySettings};
+use crate::federation::{
+    FICEP_FULL_SET, FICEP_MINIMUM_SET, FederationSettings, IdpFileSettings, RegistrySettings,
+    TrustAs,
+};
+use crate::saml::IdpProfile;
 
 /// `[federation]` as written.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -23,6 +28,9 @@ pub(super) struct RawFederation {
     /// Test IdP metadata files, loaded only when `allow_test_idps` is true.
     #[serde(default)]
     test_metadata_files: Vec<PathBuf>,
+    /// Metadata files with a profile (`[[federation.idps]]`).
+    #[serde(default)]
+    idps: Vec<RawIdp>,
     /// AgID registry aggregate, verified against a pinned certificate.
     #[serde(default)]
     registry: Option<RawRegistry>,
@@ -42,6 +50,23 @@ struct RawRegistry {
     /// Where the last verified copy is kept, used at start when the registry is unreachable.
     #[serde(default)]
     cache_file: Option<PathBuf>,
+}
+
+/// One `[[federation.idps]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdp {
+    /// The metadata file.
+    file: PathBuf,
+    /// `spid` (default), `cie` or `ficep`.
+    #[serde(default)]
+    profile: IdpProfile,
+    /// AttributeConsumingServiceIndex asked of these IdPs (FICEP: 99 or 100).
+    #[serde(default)]
+    attribute_consuming_service_index: Option<u16>,
+    /// Test IdPs: loaded only when `allow_test_idps`.
+    #[serde(default)]
+    test: bool,
 }
 
 fn default_refresh_hours() -> u64 {
@@ -66,11 +91,50 @@ pub(super) fn validate(
         ));
     }
     let registry = raw.registry.map(|r| registry(r, ctx.prod)).transpose()?;
+    let idps = raw
+        .idps
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| idp(i, r, raw.allow_test_idps))
+        .collect::<Result<_, _>>()?;
     Ok(FederationSettings {
         allow_test_idps: raw.allow_test_idps,
         metadata_files: raw.metadata_files,
         test_metadata_files: raw.test_metadata_files,
+        idps,
         registry,
+    })
+}
+
+fn idp(i: usize, raw: RawIdp, allow_test: bool) -> Result<IdpFileSettings, ConfigError> {
+    let key = format!("federation.idps[{i}]");
+    if raw.test && !allow_test {
+        return Err(invalid(
+            &format!("{key}.test"),
+            "a test IdP, but federation.allow_test_idps is false",
+        ));
+    }
+    let index = raw.attribute_consuming_service_index;
+    let allowed = match raw.profile {
+        // Checked against sp.attribute_consuming_services by the SP metadata's owner.
+        IdpProfile::Spid => true,
+        // The CIE SP metadata has one AttributeConsumingService, index 0.
+        IdpProfile::Cie => index.is_none_or(|n| n == 0),
+        IdpProfile::Ficep => index.is_none_or(|n| n == FICEP_MINIMUM_SET || n == FICEP_FULL_SET),
+    };
+    if !allowed {
+        return Err(invalid(
+            &format!("{key}.attribute_consuming_service_index"),
+            "CIE IdPs use 0; FICEP 99 (eIDAS minimum set) or 100 (full set)",
+        ));
+    }
+    Ok(IdpFileSettings {
+        file: raw.file,
+        trust: TrustAs {
+            profile: raw.profile,
+            attribute_index: index,
+            test: raw.test,
+        },
     })
 }
 
@@ -124,6 +188,67 @@ mod tests {
             default.federation.registry.unwrap().refresh_every,
             Duration::from_secs(24 * 3600)
         );
+    }
+
+    #[test]
+    fn idp_entries_carry_a_profile() {
+        use crate::federation::TrustAs;
+        use crate::saml::IdpProfile;
+        let f = load(
+            "[federation]\nmetadata_files = [\"a.xml\"]\n[[federation.idps]]\nfile = \"cie.xml\"\nprofile = \"cie\"\n[[federation.idps]]\nfile = \"ficep.xml\"\nprofile = \"ficep\"\nattribute_consuming_service_index = 100\ntest = true\n[[federation.idps]]\nfile = \"spid.xml\"\n",
+            &[],
+        )
+        .unwrap()
+        .federation;
+        assert_eq!(f.metadata_files, vec![PathBuf::from("a.xml")]);
+        let trusts: Vec<(PathBuf, TrustAs)> =
+            f.idps.iter().map(|i| (i.file.clone(), i.trust)).collect();
+        assert_eq!(
+            trusts,
+            vec![
+                (
+                    PathBuf::from("cie.xml"),
+                    TrustAs {
+                        profile: IdpProfile::Cie,
+                        attribute_index: None,
+                        test: false
+                    }
+                ),
+                (
+                    PathBuf::from("ficep.xml"),
+                    TrustAs {
+                        profile: IdpProfile::Ficep,
+                        attribute_index: Some(100),
+                        test: true
+                    }
+                ),
+                (PathBuf::from("spid.xml"), TrustAs::spid(false)),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_idp_entries_name_their_key() {
+        for (entry, key) in [
+            (
+                "file = \"f.xml\"\nprofile = \"ficep\"\nattribute_consuming_service_index = 1\n",
+                "federation.idps[0].attribute_consuming_service_index",
+            ),
+            (
+                "file = \"f.xml\"\nprofile = \"cie\"\nattribute_consuming_service_index = 99\n",
+                "federation.idps[0].attribute_consuming_service_index",
+            ),
+            ("file = \"f.xml\"\nprofile = \"eidas\"\n", "profile"),
+            ("file = \"f.xml\"\nurl = \"x\"\n", "url"),
+        ] {
+            let e = err(&format!("[[federation.idps]]\n{entry}"), &[]);
+            assert!(e.contains(key), "{entry} -> {e}");
+        }
+        let e = err(
+            "[federation]\nallow_test_idps = false\n[[federation.idps]]\nfile = \"f.xml\"\ntest = true\n",
+            &[],
+        );
+        assert!(e.contains("federation.idps[0].test"), "{e}");
     }
 
     #[test]

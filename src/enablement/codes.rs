@@ -129,7 +129,11 @@ impl EnablementService {
                     username: &account.username,
                     given_name: &account.given_name,
                     family_name: &account.family_name,
-                    fiscal_code: account.fiscal_code.as_str(),
+                    // The personal code: the codice fiscale, or the eIDAS identifier.
+                    fiscal_code: account
+                        .fiscal_code_str()
+                        .or(account.eidas_identifier())
+                        .unwrap_or_default(),
                     previous_hashes: &history,
                 };
                 cp::check_new_cp(&new_cp, &repeat, &ctx).map_err(EnablementError::CpRules)?;

@@ -115,7 +115,8 @@ fn form_data(account: &Account, now: DateTime<Utc>) -> FormData {
     FormData {
         given_name: account.given_name.clone(),
         family_name: account.family_name.clone(),
-        fiscal_code: account.fiscal_code.as_str().to_owned(),
+        fiscal_code: account.fiscal_code_str().unwrap_or_default().to_owned(),
+        eidas_identifier: account.eidas_identifier().map(str::to_owned),
         birth_date: account.birth_date.map(italian_date),
         birth_place: account.birth_place.clone(),
         email: account.email.clone(),

@@ -19,6 +19,9 @@ pub enum EnablementError {
     /// The `fiscalNumber` is not a valid codice fiscale.
     #[error("fiscalNumber is not a valid codice fiscale")]
     InvalidFiscalCode,
+    /// The eIDAS identifier (`spidCode` of an eIDAS login) is not `CC/CC/identifier`.
+    #[error("spidCode is not a valid eIDAS identifier")]
+    InvalidEidasIdentifier,
     /// The step does not fit the account's state (a stale page, a replayed form).
     #[error(transparent)]
     Step(#[from] InvalidTransition),
@@ -109,6 +112,7 @@ impl EnablementError {
         match self {
             Self::MissingAttributes(_) => "POLIS_SPID_ATTRIBUTES_MISSING",
             Self::InvalidFiscalCode => "POLIS_SPID_FISCAL_CODE_INVALID",
+            Self::InvalidEidasIdentifier => "POLIS_EIDAS_IDENTIFIER_INVALID",
             Self::Step(e) => e.code(),
             Self::Form(_) => "POLIS_FORM_INVALID",
             Self::TempCpWrong { .. } => "POLIS_TEMP_CP_WRONG",

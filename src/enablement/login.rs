@@ -1,35 +1,35 @@
-//! Mapping a verified SPID login to its POLIS account: required attributes, the
-//! codice fiscale, `link_or_create`, and the update of what SPID vouches for.
+//! Mapping a verified login to its POLIS account, per scheme: the required
+//! attributes, the identity (SPID and CIE: the codice fiscale; eIDAS: the identifier
+//! FICEP sends in `spidCode`, and no codice fiscale), `link_or_create`, and the update
+//! of what the scheme vouches for.
 
 use chrono::{DateTime, Utc};
 
-use crate::accounts::{Account, AccountError, FiscalCode, NewAccount};
-use crate::identity::LoginSession;
+use crate::accounts::{Account, AccountError, FiscalCode, IdentityKey, NewAccount};
+use crate::identity::{LoginSession, Scheme};
 
-use super::{EnablementError, EnablementService, LOGIN_UPDATE_TRIES, REQUIRED_ATTRIBUTES};
+use super::{
+    EIDAS_REQUIRED_ATTRIBUTES, EnablementError, EnablementService, LOGIN_UPDATE_TRIES,
+    REQUIRED_ATTRIBUTES,
+};
+
+/// Longest opaque part of an eIDAS identifier (the eIDAS SAML attribute profile
+/// bounds the PersonIdentifier at 256 characters).
+const EIDAS_ID_MAX: usize = 256;
 
 impl EnablementService {
-    /// Maps a verified SPID login to its account: found by codice fiscale and updated
-    /// with what SPID vouches for (names, birth data, sex; the e-mail only when the
-    /// account has none), or created. Writes nothing when required attributes are
-    /// missing or the codice fiscale is invalid.
+    /// Maps a verified login to its account: found by its identity (or, for SPID and
+    /// CIE, by codice fiscale) and updated with what the scheme vouches for (names,
+    /// birth data, sex; the e-mail only when the account has none), or created.
+    /// Writes nothing when required attributes are missing or the codice fiscale /
+    /// eIDAS identifier is invalid.
     pub async fn login(
         &self,
         login: &LoginSession,
         now: DateTime<Utc>,
     ) -> Result<Account, EnablementError> {
-        let missing: Vec<&'static str> = REQUIRED_ATTRIBUTES
-            .into_iter()
-            .filter(|name| login.attribute(name).is_none_or(|v| v.trim().is_empty()))
-            .collect();
-        if !missing.is_empty() {
-            return Err(EnablementError::MissingAttributes(missing));
-        }
-        let raw = login.fiscal_code().unwrap_or_default();
-        let fiscal_code =
-            FiscalCode::parse(&raw).map_err(|_| EnablementError::InvalidFiscalCode)?;
-        let vouched = vouched_data(login, fiscal_code);
-        let (mut account, created) = self.accounts.link_or_create(&vouched).await?;
+        let (vouched, key) = login_identity(login)?;
+        let (mut account, created) = self.accounts.link_or_create(&vouched, &key).await?;
         if !created {
             for attempt in 0..LOGIN_UPDATE_TRIES {
                 let mut updated = account.clone();
@@ -53,10 +53,71 @@ impl EnablementService {
                 }
             }
         }
-        self.accounts.touch_last_access(account.id, now).await?;
+        self.accounts
+            .touch_last_access(account.id, Some(&key), now)
+            .await?;
         account.last_access_at = Some(now);
+        for identity in &mut account.identities {
+            if identity.scheme == key.scheme && identity.subject == key.subject {
+                identity.last_login_at = Some(now);
+            }
+        }
         Ok(account)
     }
+}
+
+/// The account data and the identity of a login, checked for its scheme.
+fn login_identity(login: &LoginSession) -> Result<(NewAccount, IdentityKey), EnablementError> {
+    let required: &[&'static str] = match login.scheme {
+        Scheme::Spid | Scheme::Cie => &REQUIRED_ATTRIBUTES,
+        Scheme::Eidas => &EIDAS_REQUIRED_ATTRIBUTES,
+    };
+    let missing: Vec<&'static str> = required
+        .iter()
+        .copied()
+        .filter(|name| login.attribute(name).is_none_or(|v| v.trim().is_empty()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(EnablementError::MissingAttributes(missing));
+    }
+    match login.scheme {
+        Scheme::Spid | Scheme::Cie => {
+            let raw = login.fiscal_code().unwrap_or_default();
+            let fiscal_code =
+                FiscalCode::parse(&raw).map_err(|_| EnablementError::InvalidFiscalCode)?;
+            let key = IdentityKey::new(login.scheme, fiscal_code.as_str());
+            Ok((vouched_data(login, Some(fiscal_code)), key))
+        }
+        Scheme::Eidas => {
+            // A codice fiscale a foreign node might send is not trusted to link accounts:
+            // an eIDAS identity only ever reaches the account it created.
+            let identifier = login
+                .eidas_identifier()
+                .filter(|id| valid_eidas_identifier(id))
+                .ok_or(EnablementError::InvalidEidasIdentifier)?;
+            let key = IdentityKey::new(Scheme::Eidas, identifier);
+            let mut vouched = vouched_data(login, None);
+            vouched.spid_code = None;
+            Ok((vouched, key))
+        }
+    }
+}
+
+/// `CC/CC/id`: the issuing and the receiving country (two uppercase ASCII letters
+/// each), then a non-empty opaque identifier of at most [`EIDAS_ID_MAX`] characters
+/// without control characters or white space at its ends.
+pub(crate) fn valid_eidas_identifier(identifier: &str) -> bool {
+    let country = |c: &str| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase());
+    let mut parts = identifier.splitn(3, '/');
+    let (Some(from), Some(to), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    country(from)
+        && country(to)
+        && !id.is_empty()
+        && id.chars().count() <= EIDAS_ID_MAX
+        && !id.chars().any(char::is_control)
+        && id.trim() == id
 }
 
 fn attr(login: &LoginSession, name: &str) -> Option<String> {
@@ -67,13 +128,13 @@ fn attr(login: &LoginSession, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// What a SPID login vouches for, as account data.
-fn vouched_data(login: &LoginSession, fiscal_code: FiscalCode) -> NewAccount {
-    let mut new = NewAccount::new(
-        fiscal_code,
+/// What a login vouches for, as account data.
+fn vouched_data(login: &LoginSession, fiscal_code: Option<FiscalCode>) -> NewAccount {
+    let mut new = NewAccount::without_fiscal_code(
         attr(login, "name").unwrap_or_default(),
         attr(login, "familyName").unwrap_or_default(),
     );
+    new.fiscal_code = fiscal_code;
     new.birth_date = attr(login, "dateOfBirth")
         .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
     new.birth_place = attr(login, "placeOfBirth");
@@ -84,7 +145,7 @@ fn vouched_data(login: &LoginSession, fiscal_code: FiscalCode) -> NewAccount {
     new
 }
 
-/// Updates an existing account with what SPID vouches for; keeps the rest.
+/// Updates an existing account with what the login vouches for; keeps the rest.
 fn apply_vouched(account: &mut Account, vouched: &NewAccount) {
     account.given_name = vouched.given_name.clone();
     account.family_name = vouched.family_name.clone();
@@ -126,7 +187,7 @@ mod tests {
             ("email", "spid@example.it"),
             ("spidCode", "ABCD123"),
         ]);
-        let vouched = vouched_data(&l, cf.clone());
+        let vouched = vouched_data(&l, Some(cf.clone()));
         let mut account = Account {
             email: Some("kept@example.it".into()),
             given_name: "MARIO".into(),
@@ -141,5 +202,110 @@ mod tests {
             account.birth_date,
             chrono::NaiveDate::from_ymd_opt(1980, 1, 1)
         );
+    }
+
+    fn with_scheme(scheme: Scheme, attrs: &[(&str, &str)]) -> LoginSession {
+        let mut l = login(attrs);
+        l.scheme = scheme;
+        l
+    }
+
+    #[test]
+    fn spid_and_cie_are_keyed_by_the_fiscal_code() {
+        for scheme in [Scheme::Spid, Scheme::Cie] {
+            let l = with_scheme(
+                scheme,
+                &[
+                    ("fiscalNumber", "TINIT-rssmra80a01h501u"),
+                    ("name", "Mario"),
+                    ("familyName", "Rossi"),
+                ],
+            );
+            let (new, key) = login_identity(&l).unwrap();
+            assert_eq!(key, IdentityKey::new(scheme, "RSSMRA80A01H501U"));
+            assert_eq!(
+                new.fiscal_code.as_ref().map(FiscalCode::as_str),
+                Some("RSSMRA80A01H501U")
+            );
+            let bad = with_scheme(
+                scheme,
+                &[
+                    ("fiscalNumber", "TINIT-RSSMRA80A01H501X"),
+                    ("name", "Mario"),
+                    ("familyName", "Rossi"),
+                ],
+            );
+            assert!(matches!(
+                login_identity(&bad),
+                Err(EnablementError::InvalidFiscalCode)
+            ));
+            let missing = with_scheme(scheme, &[("name", "Mario"), ("familyName", "Rossi")]);
+            assert!(matches!(
+                login_identity(&missing),
+                Err(EnablementError::MissingAttributes(names)) if names == ["fiscalNumber"]
+            ));
+        }
+    }
+
+    #[test]
+    fn eidas_is_keyed_by_the_identifier_and_has_no_fiscal_code() {
+        let l = with_scheme(
+            Scheme::Eidas,
+            &[
+                ("spidCode", "ES/IT/02635542Y"),
+                ("name", "Lucía"),
+                ("familyName", "García"),
+                ("dateOfBirth", "1990-05-04"),
+                // Not trusted from a foreign node: never links to an Italian account.
+                ("fiscalNumber", "TINIT-RSSMRA80A01H501U"),
+            ],
+        );
+        let (new, key) = login_identity(&l).unwrap();
+        assert_eq!(key, IdentityKey::new(Scheme::Eidas, "ES/IT/02635542Y"));
+        assert_eq!(new.fiscal_code, None);
+        assert_eq!(new.given_name, "Lucía");
+        assert_eq!(new.spid_code, None);
+        let missing = with_scheme(Scheme::Eidas, &[("name", "Lucía"), ("familyName", "G")]);
+        assert!(matches!(
+            login_identity(&missing),
+            Err(EnablementError::MissingAttributes(names)) if names == ["spidCode"]
+        ));
+        for bad in [
+            "ES/IT/",
+            "ES/02635542Y",
+            "es/IT/1",
+            "ESP/IT/1",
+            "ES/IT/a\u{7}b",
+            "ES/IT/ 1",
+        ] {
+            let l = with_scheme(
+                Scheme::Eidas,
+                &[("spidCode", bad), ("name", "L"), ("familyName", "G")],
+            );
+            assert!(
+                matches!(
+                    login_identity(&l),
+                    Err(EnablementError::InvalidEidasIdentifier)
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn eidas_identifier_shape() {
+        assert!(valid_eidas_identifier("ES/IT/02635542Y"));
+        assert!(valid_eidas_identifier("DE/IT/a/b+c=="));
+        assert!(valid_eidas_identifier(&format!(
+            "SE/IT/{}",
+            "x".repeat(EIDAS_ID_MAX)
+        )));
+        assert!(!valid_eidas_identifier(&format!(
+            "SE/IT/{}",
+            "x".repeat(EIDAS_ID_MAX + 1)
+        )));
+        assert!(!valid_eidas_identifier(""));
+        assert!(!valid_eidas_identifier("ES/IT"));
+        assert!(!valid_eidas_identifier("É1/IT/x"));
     }
 }

@@ -86,8 +86,11 @@ use cp::CpKey;
 pub use error::EnablementError;
 pub use steps::{Page, Refusal, Step};
 
-/// SPID attributes without which no account is written.
+/// SPID and CIE attributes without which no account is written.
 pub const REQUIRED_ATTRIBUTES: [&str; 3] = ["fiscalNumber", "name", "familyName"];
+/// eIDAS (FICEP) attributes without which no account is written: the identifier comes
+/// in `spidCode`.
+pub const EIDAS_REQUIRED_ATTRIBUTES: [&str; 3] = ["spidCode", "name", "familyName"];
 
 /// Settings of the service, from `[cp]`.
 #[derive(Debug, Clone)]

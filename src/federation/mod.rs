@@ -16,8 +16,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
-use crate::saml::TrustedCert;
 use crate::saml::idp_metadata::{IdpDescriptor, parse_idp_metadata, parse_signed_aggregate};
+use crate::saml::{IdpProfile, TrustedCert};
 
 /// Errors while loading the federation.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +47,43 @@ pub struct FederationSettings {
     /// Test IdP metadata files (loaded only when `allow_test_idps`; config refuses them
     /// otherwise).
     pub test_metadata_files: Vec<PathBuf>,
+    /// `[[federation.idps]]`: metadata files with a profile (test ones only when
+    /// `allow_test_idps`; config refuses them otherwise).
+    pub idps: Vec<IdpFileSettings>,
     /// The AgID registry aggregate, if used.
     pub registry: Option<RegistrySettings>,
+}
+
+/// How the IdPs of one metadata source are trusted: their profile, the
+/// AttributeConsumingServiceIndex asked of them, whether they are test IdPs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrustAs {
+    /// Request shape and Response rules.
+    pub profile: IdpProfile,
+    /// AttributeConsumingServiceIndex for requests to them; `None`: the profile's
+    /// default (see [`Idp::attribute_index`]).
+    pub attribute_index: Option<u16>,
+    /// Test IdPs (mock, spid-sp-test, AgID validator/demo, pre-production).
+    pub test: bool,
+}
+
+impl TrustAs {
+    /// SPID rules, the SP's default attribute service; `test` as given.
+    pub fn spid(test: bool) -> Self {
+        Self {
+            test,
+            ..Self::default()
+        }
+    }
+}
+
+/// One `[[federation.idps]]` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpFileSettings {
+    /// The metadata file (single EntityDescriptor or an EntitiesDescriptor).
+    pub file: PathBuf,
+    /// How its IdPs are trusted.
+    pub trust: TrustAs,
 }
 
 /// The AgID registry aggregate source (`[federation.registry]`, validated).
@@ -71,6 +106,10 @@ pub struct Idp {
     pub descriptor: IdpDescriptor,
     /// A test IdP (mock, spid-sp-test, AgID validator/demo).
     pub test: bool,
+    /// The rules it follows (request shape, Response checks, scheme of its logins).
+    pub profile: IdpProfile,
+    /// AttributeConsumingServiceIndex configured for it, if any.
+    pub attribute_index_override: Option<u16>,
     /// Where its metadata came from (file path, registry URL or cache file), for logs.
     pub source: String,
 }
@@ -83,7 +122,23 @@ impl Idp {
             .as_deref()
             .unwrap_or(&self.descriptor.entity_id)
     }
+
+    /// The AttributeConsumingServiceIndex of requests to it: the configured one, else
+    /// by profile: SPID `spid_default` (`sp.attribute_consuming_service_index`), CIE 0
+    /// (the CIE SP metadata has one service), FICEP 99 (eIDAS minimum attribute set).
+    pub fn attribute_index(&self, spid_default: u16) -> u16 {
+        self.attribute_index_override.unwrap_or(match self.profile {
+            IdpProfile::Spid => spid_default,
+            IdpProfile::Cie => 0,
+            IdpProfile::Ficep => FICEP_MINIMUM_SET,
+        })
+    }
 }
+
+/// AttributeConsumingServiceIndex of the eIDAS Natural Person Minimum Attribute Set.
+pub const FICEP_MINIMUM_SET: u16 = 99;
+/// AttributeConsumingServiceIndex of the eIDAS Natural Person Full Attribute Set.
+pub const FICEP_FULL_SET: u16 = 100;
 
 /// entityIDs of the public SPID test IdPs (rules §7).
 const KNOWN_TEST_IDPS: [&str; 6] = [
@@ -192,17 +247,19 @@ impl Federation {
     ) -> Result<(Self, Vec<String>), FederationError> {
         let fed = Self::new(cfg.allow_test_idps, clock);
         let mut warnings = Vec::new();
-        for path in &cfg.metadata_files {
-            warnings.extend(fed.add_metadata(&read(path)?, false, &path.display().to_string())?);
-        }
-        if cfg.allow_test_idps {
-            for path in &cfg.test_metadata_files {
-                warnings.extend(fed.add_metadata(
-                    &read(path)?,
-                    true,
-                    &path.display().to_string(),
-                )?);
+        let now = fed.clock.now();
+        let spid = cfg.metadata_files.iter().map(|f| (f, TrustAs::spid(false)));
+        let spid_test = cfg
+            .test_metadata_files
+            .iter()
+            .map(|f| (f, TrustAs::spid(true)));
+        let listed = cfg.idps.iter().map(|i| (&i.file, i.trust));
+        for (path, trust) in spid.chain(spid_test).chain(listed) {
+            if trust.test && !cfg.allow_test_idps {
+                continue;
             }
+            let source = path.display().to_string();
+            warnings.extend(fed.add_metadata_as(&read(path)?, trust, &source, now)?);
         }
         Ok((fed, warnings))
     }
@@ -225,11 +282,22 @@ impl Federation {
         source_name: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, FederationError> {
+        self.add_metadata_as(xml, TrustAs::spid(test), source_name, now)
+    }
+
+    /// Adds the IdPs of one metadata document, trusted as `trust` says, as of `now`.
+    pub fn add_metadata_as(
+        &self,
+        xml: &str,
+        trust: TrustAs,
+        source_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, FederationError> {
         let descriptors = parse_idp_metadata(xml).map_err(|e| FederationError::Metadata {
             source_name: source_name.to_owned(),
             reason: e.to_string(),
         })?;
-        let (accepted, warnings) = self.admit(descriptors, test, source_name, now)?;
+        let (accepted, warnings) = self.admit(descriptors, trust, source_name, now)?;
         self.update(|sets| {
             for idp in accepted {
                 sets.local.insert(idp.descriptor.entity_id.clone(), idp);
@@ -242,14 +310,14 @@ impl Federation {
     fn admit(
         &self,
         descriptors: Vec<IdpDescriptor>,
-        test: bool,
+        trust: TrustAs,
         source_name: &str,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Arc<Idp>>, Vec<String>), FederationError> {
         let mut warnings = Vec::new();
         let mut accepted = Vec::new();
         for d in descriptors {
-            let is_test = test || is_test_entity(&d.entity_id);
+            let is_test = trust.test || is_test_entity(&d.entity_id);
             if is_test && !self.allow_test {
                 return Err(FederationError::TestIdpRefused(d.entity_id));
             }
@@ -271,6 +339,8 @@ impl Federation {
             accepted.push(Arc::new(Idp {
                 descriptor: d,
                 test: is_test,
+                profile: trust.profile,
+                attribute_index_override: trust.attribute_index,
                 source: source_name.to_owned(),
             }));
         }
@@ -368,7 +438,8 @@ impl Federation {
                 reason: e.to_string(),
             }
         })?;
-        let (accepted, warnings) = self.admit(descriptors, false, source_name, now)?;
+        let (accepted, warnings) =
+            self.admit(descriptors, TrustAs::spid(false), source_name, now)?;
         let next: BTreeMap<String, Arc<Idp>> = accepted
             .into_iter()
             .map(|idp| (idp.descriptor.entity_id.clone(), idp))
@@ -835,6 +906,81 @@ mod tests {
         let warnings = lenient.add_metadata(&keyless, true, "keyless").unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("no signing certificate"));
+    }
+
+    #[test]
+    fn idps_carry_their_profile_and_attribute_index() {
+        let (k, _) = key("p");
+        let md = |id: &str| {
+            build_idp_metadata(id, &format!("{id}/sso"), &format!("{id}/slo"), "P", &k).unwrap()
+        };
+        let fed = federation(false);
+        let cases = [
+            ("https://spid.example.it", IdpProfile::Spid, None, 7),
+            ("https://cie.example.it", IdpProfile::Cie, None, 0),
+            ("https://ficep.example.it", IdpProfile::Ficep, None, 99),
+            (
+                "https://ficep-full.example.it",
+                IdpProfile::Ficep,
+                Some(100),
+                100,
+            ),
+        ];
+        for (id, profile, attribute_index, _) in cases {
+            let trust = TrustAs {
+                profile,
+                attribute_index,
+                test: false,
+            };
+            assert!(
+                fed.add_metadata_as(&md(id), trust, id, now())
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        for (id, profile, _, index) in cases {
+            let idp = fed.get_at(id, now()).unwrap();
+            assert_eq!(idp.profile, profile, "{id}");
+            assert_eq!(idp.attribute_index(7), index, "{id}");
+        }
+        // The registry and the plain metadata files are SPID IdPs.
+        fed.add_metadata_at(&md("https://old.example.it"), false, "f", now())
+            .unwrap();
+        let old = fed.get_at("https://old.example.it", now()).unwrap();
+        assert_eq!((old.profile, old.attribute_index(3)), (IdpProfile::Spid, 3));
+    }
+
+    #[test]
+    fn test_entries_load_only_when_test_idps_are_allowed() {
+        let (k, _) = key("t");
+        let dir = tempfile::tempdir().unwrap();
+        let id = "https://cie-preprod.example.it";
+        let file = dir.path().join("cie.xml");
+        std::fs::write(
+            &file,
+            build_idp_metadata(id, &format!("{id}/sso"), &format!("{id}/slo"), "C", &k).unwrap(),
+        )
+        .unwrap();
+        let entry = IdpFileSettings {
+            file,
+            trust: TrustAs {
+                profile: IdpProfile::Cie,
+                attribute_index: None,
+                test: true,
+            },
+        };
+        let mut cfg = FederationSettings {
+            allow_test_idps: true,
+            idps: vec![entry],
+            ..FederationSettings::default()
+        };
+        let (fed, _) = Federation::from_settings(&cfg, ManualClock::at(now())).unwrap();
+        let idp = fed.get_at(id, now()).unwrap();
+        assert!(idp.test);
+        assert_eq!(idp.profile, IdpProfile::Cie);
+        cfg.allow_test_idps = false;
+        let (fed, _) = Federation::from_settings(&cfg, ManualClock::at(now())).unwrap();
+        assert!(fed.list_at(now()).is_empty());
     }
 
     #[test]

@@ -380,7 +380,7 @@ pub fn router(idp: Arc<MockIdp>) -> Router {
         .route("/login", post(do_login))
         .route("/slo", get(slo_redirect).post(slo_post))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/static/{name}", get(crate::httpkit::static_asset))
+        .route("/static/{*path}", get(crate::httpkit::static_asset))
         .with_state(idp);
     crate::httpkit::harden(routes)
 }

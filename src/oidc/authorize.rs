@@ -15,6 +15,7 @@ use super::error::{OidcError, RedirectError, internal};
 use super::grants::{FamilyMark, Grant, key, until};
 use super::provider::{AccountSource, CpConfirmation, Provider};
 use crate::accounts::{Account, EnablementState};
+use crate::identity::Scheme;
 use crate::saml::{Level, ids};
 
 /// `acr_values` entry that asks the person to confirm with their Codice Personale.
@@ -101,6 +102,8 @@ pub struct SessionFacts {
     pub account_id: Uuid,
     /// Level of the SPID login.
     pub level: Level,
+    /// The scheme of the login (the `idp_scheme` claim, the first `amr`).
+    pub scheme: Scheme,
     /// When the SPID login happened.
     pub auth_time: DateTime<Utc>,
     /// When the CP was last confirmed in this session, if ever.
@@ -533,6 +536,7 @@ impl Provider {
             account_id: account.id,
             sid: facts.sid.clone(),
             level: facts.level,
+            scheme: facts.scheme,
             auth_time: facts.auth_time,
             cp_at: if req.cp { facts.cp_at } else { None },
             family_ends_at: after(self.settings.family_lifetime).min(facts.session_ends_at),

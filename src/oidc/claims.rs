@@ -1,8 +1,10 @@
 //! What the tokens and `/oidc/userinfo` say about the person: the scopes the provider
 //! knows, an account's claims per scope (`profile` → names, birthdate,
-//! preferred_username; `email`; `istanze` → fiscal_number, username,
+//! preferred_username; `email`; `istanze` → fiscal_number when the account has a
+//! codice fiscale, eidas_person_identifier when it has an eIDAS identity, username,
 //! enablement_state), and the authentication claims of an ID token (acr = level
-//! obtained, amr `spid` plus `cp`, auth_time, sid).
+//! obtained, idp_scheme = `spid`/`cie`/`eidas` of the login, amr that scheme plus `cp`,
+//! auth_time, sid).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -13,10 +15,13 @@ use super::error::OidcError;
 use super::grants::{Grant, secs};
 use super::provider::{AccountSource, Provider};
 use crate::accounts::Account;
+#[cfg(doc)]
+use crate::identity::Scheme;
 
 /// Scopes the provider knows.
 pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "istanze"];
-/// `amr` value of a SPID login.
+/// `amr` value of a SPID login (CIE and eIDAS logins give `cie` and `eidas`:
+/// [`Scheme::as_str`]).
 pub const AMR_SPID: &str = "spid";
 /// `amr` value of a Codice Personale confirmation.
 pub const AMR_CP: &str = "cp";
@@ -46,10 +51,15 @@ pub fn account_claims(account: &Account, scopes: &[String]) -> Map<String, Value
         map.insert("email_verified".into(), false.into());
     }
     if has("istanze") {
-        map.insert(
-            "fiscal_number".into(),
-            account.fiscal_code.as_str().to_owned().into(),
-        );
+        if let Some(fiscal_code) = account.fiscal_code_str() {
+            map.insert("fiscal_number".into(), fiscal_code.to_owned().into());
+        }
+        if let Some(identifier) = account.eidas_identifier() {
+            map.insert(
+                "eidas_person_identifier".into(),
+                identifier.to_owned().into(),
+            );
+        }
         map.insert("username".into(), account.username.clone().into());
         map.insert(
             "enablement_state".into(),
@@ -82,10 +92,11 @@ pub(super) fn id_token_claims(
     );
     put("spid_auth_time", grant.auth_time.timestamp().into());
     put("acr", grant.level.uri().into());
+    put("idp_scheme", grant.scheme.as_str().into());
     let amr = if grant.cp_at.is_some() {
-        vec![AMR_SPID, AMR_CP]
+        vec![grant.scheme.as_str(), AMR_CP]
     } else {
-        vec![AMR_SPID]
+        vec![grant.scheme.as_str()]
     };
     put("amr", amr.into());
     put("sid", grant.sid.clone().into());
@@ -200,6 +211,7 @@ mod tests {
             account_id: k.accounts.0.id,
             sid: "sid-9".into(),
             level: Level::L3,
+            scheme: crate::identity::Scheme::Spid,
             auth_time: login,
             cp_at: None,
             family_ends_at: now + chrono::Duration::hours(1),
@@ -229,6 +241,40 @@ mod tests {
         assert_eq!(c["cp_time"], cp_at.timestamp());
         assert_eq!(c["spid_auth_time"], login.timestamp());
         assert!(c.get("nonce").is_none());
+        assert_eq!(c["idp_scheme"], "spid");
+        // A CIE or eIDAS login: its scheme in idp_scheme and amr.
+        for scheme in [crate::identity::Scheme::Cie, crate::identity::Scheme::Eidas] {
+            grant.scheme = scheme;
+            let c = id_token_claims(&k.p, &rp, &grant, &k.accounts.0, now);
+            assert_eq!(c["idp_scheme"], scheme.as_str());
+            assert_eq!(c["amr"], json!([scheme.as_str(), "cp"]));
+        }
+    }
+
+    #[test]
+    fn identifiers_follow_the_account() {
+        use crate::accounts::{LinkedIdentity, NewAccount};
+        use crate::identity::Scheme;
+        let istanze = scopes(&["istanze"]);
+        let mut account = NewAccount::without_fiscal_code("Lucía", "García").into_account(
+            Uuid::new_v4(),
+            "lucia.garcia".into(),
+            Utc::now(),
+        );
+        account.identities.push(LinkedIdentity {
+            scheme: Scheme::Eidas,
+            subject: "ES/IT/02635542Y".into(),
+            linked_at: Utc::now(),
+            last_login_at: None,
+        });
+        let c = account_claims(&account, &istanze);
+        assert!(c.get("fiscal_number").is_none(), "{c:?}");
+        assert_eq!(c["eidas_person_identifier"], "ES/IT/02635542Y");
+        let fc = crate::accounts::FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        let spid = crate::accounts::tests_support::sample(fc);
+        let c = account_claims(&spid, &istanze);
+        assert_eq!(c["fiscal_number"], "RSSMRA80A01H501U");
+        assert!(c.get("eidas_person_identifier").is_none(), "{c:?}");
     }
 
     #[tokio::test]

@@ -37,7 +37,7 @@ impl Provider {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": SCOPES,
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "given_name", "family_name", "name", "birthdate", "preferred_username", "email", "email_verified", "fiscal_number", "username", "enablement_state", "cp_time", "spid_auth_time"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "given_name", "family_name", "name", "birthdate", "preferred_username", "email", "email_verified", "fiscal_number", "eidas_person_identifier", "idp_scheme", "username", "enablement_state", "cp_time", "spid_auth_time"],
             "acr_values_supported": acr,
             "prompt_values_supported": ["login"],
             "claims_parameter_supported": false,

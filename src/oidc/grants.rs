@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::clients::Client;
 use super::error::{OidcError, internal};
 use super::provider::Provider;
+use crate::identity::Scheme;
 use crate::saml::Level;
 
 /// The grant behind a code or a refresh token.
@@ -35,6 +36,9 @@ pub struct Grant {
     pub sid: String,
     /// SPID level obtained.
     pub level: Level,
+    /// The scheme of the login; grants stored before schemes existed are SPID.
+    #[serde(default)]
+    pub scheme: Scheme,
     /// SPID login time.
     pub auth_time: DateTime<Utc>,
     /// CP confirmation time.

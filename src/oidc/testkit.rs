@@ -164,6 +164,7 @@ impl Kit {
             sid: SID.into(),
             account_id: self.accounts.0.id,
             level: Level::L2,
+            scheme: crate::identity::Scheme::Spid,
             auth_time: self.now(),
             cp_at: None,
             session_ends_at: self.now() + session_end,

@@ -6,6 +6,8 @@
 //! accented letters, so no font is embedded and each PDF is a few kilobytes. Characters
 //! outside WinAnsi (e.g. `Ł`) are printed as `?`.
 
+/// The issuing countries of eIDAS identifiers.
+pub mod countries;
 /// Fixed-layout drawing helpers (text, wrapping, lines, boxes).
 pub mod layout;
 
@@ -46,8 +48,11 @@ pub struct FormData {
     pub given_name: String,
     /// Cognome.
     pub family_name: String,
-    /// Codice fiscale.
+    /// Codice fiscale (empty for an eIDAS user).
     pub fiscal_code: String,
+    /// The eIDAS identifier (`ES/IT/02635542Y`) of a person without a codice fiscale:
+    /// printed with its issuing country instead of the codice fiscale.
+    pub eidas_identifier: Option<String>,
     /// Data di nascita, as it should be printed (e.g. `01/02/1980`).
     pub birth_date: Option<String>,
     /// Luogo di nascita.
@@ -184,13 +189,33 @@ pub fn modulo_delega(data: &FormData) -> Result<Vec<u8>, PdfError> {
 
 /// The rows both forms start with: who the person is.
 fn identity_rows(data: &Clean) -> Vec<(&'static str, Option<&str>)> {
-    vec![
+    let mut rows = vec![
         ("Cognome", Some(data.family_name.as_str())),
         ("Nome", Some(data.given_name.as_str())),
-        ("Codice fiscale", Some(data.fiscal_code.as_str())),
+    ];
+    match &data.person_code {
+        PersonCode::FiscalCode(code) => rows.push(("Codice fiscale", Some(code.as_str()))),
+        PersonCode::Eidas {
+            identifier,
+            country,
+        } => rows.extend([
+            ("Identificativo eIDAS", Some(identifier.as_str())),
+            ("Paese di rilascio", Some(country.as_str())),
+        ]),
+    }
+    rows.extend([
         ("Data di nascita", data.birth_date.as_deref()),
         ("Luogo di nascita", data.birth_place.as_deref()),
-    ]
+    ]);
+    rows
+}
+
+/// What identifies the person on the form.
+enum PersonCode {
+    /// The codice fiscale, uppercase.
+    FiscalCode(String),
+    /// The eIDAS identifier and its issuing country, as printed.
+    Eidas { identifier: String, country: String },
 }
 
 /// Body paragraphs across the page, at most `max_lines` each; returns the next `y`.
@@ -227,7 +252,7 @@ fn date_line(canvas: &mut Canvas, y: f32, data: &Clean) -> f32 {
 struct Clean {
     given_name: String,
     family_name: String,
-    fiscal_code: String,
+    person_code: PersonCode,
     birth_date: Option<String>,
     birth_place: Option<String>,
     email: Option<String>,
@@ -259,10 +284,19 @@ impl Clean {
         if !is_dd_mm_yyyy(&date) {
             return Err(PdfError::InvalidDate);
         }
+        let person_code = match optional(&data.eidas_identifier) {
+            Some(identifier) => PersonCode::Eidas {
+                country: clean(&countries::issuing_country(&identifier)),
+                identifier,
+            },
+            None => {
+                PersonCode::FiscalCode(required(&data.fiscal_code, "fiscal_code")?.to_uppercase())
+            }
+        };
         Ok(Self {
             given_name: required(&data.given_name, "given_name")?,
             family_name: required(&data.family_name, "family_name")?,
-            fiscal_code: required(&data.fiscal_code, "fiscal_code")?.to_uppercase(),
+            person_code,
             birth_date: optional(&data.birth_date),
             birth_place: optional(&data.birth_place),
             email: optional(&data.email),
@@ -418,6 +452,7 @@ mod tests {
             given_name: "Niccolò".to_owned(),
             family_name: "D'Alessandro Sàrrà".to_owned(),
             fiscal_code: "dlsncc80a01h501u".to_owned(),
+            eidas_identifier: None,
             birth_date: Some("01/01/1980".to_owned()),
             birth_place: Some("Forlì (FC)".to_owned()),
             email: Some("niccolo.dalessandro@example.it".to_owned()),
@@ -522,6 +557,34 @@ mod tests {
     }
 
     #[test]
+    fn adesione_of_an_eidas_user_prints_the_identifier_and_country() {
+        let mut data = sample();
+        data.fiscal_code = String::new();
+        data.eidas_identifier = Some("ES/IT/02635542Y".to_owned());
+        for pdf in [
+            modulo_adesione(&data).unwrap(),
+            modulo_delega(&data).unwrap(),
+        ] {
+            check_one_a4_page(&pdf);
+            let text = text_of(&pdf);
+            for needle in [
+                "Identificativo eIDAS",
+                "ES/IT/02635542Y",
+                "Paese di rilascio",
+                "Spagna / Spain (ES)",
+            ] {
+                assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+            }
+            assert!(!text.contains("Codice fiscale"), "{text}");
+        }
+        data.eidas_identifier = Some("  ".to_owned());
+        assert_eq!(
+            modulo_adesione(&data),
+            Err(PdfError::MissingField("fiscal_code"))
+        );
+    }
+
+    #[test]
     fn delega_is_one_a4_page_with_the_data() {
         let pdf = modulo_delega(&sample()).unwrap();
         check_one_a4_page(&pdf);
@@ -580,6 +643,7 @@ mod tests {
             given_name: "Anna".to_owned(),
             family_name: "Bianchi".to_owned(),
             fiscal_code: "BNCNNA90M41F205X".to_owned(),
+            eidas_identifier: None,
             reference_code: "R1".to_owned(),
             date: "01/12/2026".to_owned(),
             ..FormData::default()

@@ -38,6 +38,48 @@ pub use request::{AuthnRequestParams, BuiltAuthnRequest, PendingRequest};
 pub use response::{ResponseCheck, ResponseOutcome, VerifiedAssertion};
 pub use sign::{SigningKey, TrustedCert};
 
+/// The rules an IdP follows: how requests to it are built and its Responses checked.
+/// SPID IdPs follow the SPID rules; CIE ("Entra con CIE") its technical manual; FICEP,
+/// the Italian eIDAS node, the SPID rules with the eIDAS attribute services (99/100).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IdpProfile {
+    /// A SPID IdP (the default: every IdP trusted before profiles existed).
+    #[default]
+    Spid,
+    /// The CIE IdP of the Ministero dell'Interno.
+    Cie,
+    /// FICEP, the Italian eIDAS node.
+    Ficep,
+}
+
+impl IdpProfile {
+    /// Every profile.
+    pub const ALL: [Self; 3] = [Self::Spid, Self::Cie, Self::Ficep];
+
+    /// The configured name (`spid`, `cie`, `ficep`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spid => "spid",
+            Self::Cie => "cie",
+            Self::Ficep => "ficep",
+        }
+    }
+}
+
+impl std::str::FromStr for IdpProfile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown IdP profile {s:?} (spid, cie or ficep)"))
+    }
+}
+
 /// SAML protocol namespace.
 pub const NS_SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 /// SAML assertion namespace.

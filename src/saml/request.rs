@@ -154,6 +154,10 @@ pub struct PendingRequest {
     /// request stored before bindings existed, which then opens nothing.
     #[serde(default)]
     pub browser: String,
+    /// The profile of the IdP when the request was sent (decides how its Response is
+    /// read and which scheme the login is); requests stored before profiles are SPID.
+    #[serde(default)]
+    pub profile: super::IdpProfile,
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use crate::identity::{LoginSession, Scheme};
 use crate::saml::request::{Binding, build_authn_request};
 use crate::saml::response::ParsedResponse;
 use crate::saml::{
-    AuthnRequestParams, Level, PendingRequest, ResponseCheck, ResponseOutcome, SamlError,
-    VerifiedAssertion, binding, ids, response,
+    AuthnRequestParams, IdpProfile, Level, PendingRequest, ResponseCheck, ResponseOutcome,
+    SamlError, VerifiedAssertion, binding, ids, response,
 };
 #[cfg(doc)]
 use crate::state::StateStore;
@@ -74,7 +74,7 @@ impl SsoService {
             sp_entity_id: &self.settings.entity_id,
             destination,
             acs_index: 0,
-            attribute_index: self.settings.attribute_index,
+            attribute_index: idp.attribute_index(self.settings.attribute_index),
             level,
             comparison: self.settings.comparison,
             now: self.now(),
@@ -101,6 +101,7 @@ impl SsoService {
             xml: request.xml,
             return_to,
             browser,
+            profile: idp.profile,
         };
         let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
         self.state
@@ -195,7 +196,7 @@ impl SsoService {
         rec.acr = Some(verified.level().uri().to_owned());
         self.spend(&verified, &pending.key, now).await?;
         Ok(VerifiedLogin {
-            login: login_of(&verified, now),
+            login: login_of(&verified, pending.request.profile, now),
             return_to: pending.request.return_to,
             browser: pending.request.browser,
         })
@@ -332,10 +333,20 @@ impl SsoService {
     }
 }
 
-/// The scheme-neutral login of a verified assertion.
-fn login_of(verified: &VerifiedAssertion, now: DateTime<Utc>) -> LoginSession {
+/// The identity scheme of logins through an IdP of this profile: FICEP delivers eIDAS
+/// identities.
+pub fn scheme_of(profile: IdpProfile) -> Scheme {
+    match profile {
+        IdpProfile::Spid => Scheme::Spid,
+        IdpProfile::Cie => Scheme::Cie,
+        IdpProfile::Ficep => Scheme::Eidas,
+    }
+}
+
+/// The scheme-neutral login of a verified assertion from an IdP of `profile`.
+fn login_of(verified: &VerifiedAssertion, profile: IdpProfile, now: DateTime<Utc>) -> LoginSession {
     LoginSession {
-        scheme: Scheme::Spid,
+        scheme: scheme_of(profile),
         idp_entity_id: verified.idp_entity_id().to_owned(),
         name_id: verified.name_id().to_owned(),
         name_qualifier: verified.name_qualifier().to_owned(),
@@ -343,5 +354,39 @@ fn login_of(verified: &VerifiedAssertion, now: DateTime<Utc>) -> LoginSession {
         level: verified.level(),
         attributes: verified.attributes().clone(),
         authenticated_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_follows_the_idp_profile() {
+        assert_eq!(scheme_of(IdpProfile::Spid), Scheme::Spid);
+        assert_eq!(scheme_of(IdpProfile::Cie), Scheme::Cie);
+        assert_eq!(scheme_of(IdpProfile::Ficep), Scheme::Eidas);
+    }
+
+    #[test]
+    fn pending_requests_stored_before_profiles_are_spid() {
+        let pending = PendingRequest {
+            id: "_r".into(),
+            issue_instant: DateTime::<Utc>::UNIX_EPOCH,
+            idp_entity_id: "https://idp.example.it".into(),
+            level: Level::L2,
+            comparison: crate::saml::Comparison::Minimum,
+            relay_state: "rs".into(),
+            binding: Binding::Post,
+            xml: String::new(),
+            return_to: None,
+            browser: String::new(),
+            profile: IdpProfile::Ficep,
+        };
+        let mut json = serde_json::to_value(&pending).unwrap();
+        assert_eq!(json["profile"], "ficep");
+        json.as_object_mut().unwrap().remove("profile");
+        let old: PendingRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(old.profile, IdpProfile::Spid);
     }
 }

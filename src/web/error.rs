@@ -310,6 +310,12 @@ impl AppError {
                     "Il codice fiscale trasmesso dal gestore di identità non è valido. Nessun account è stato creato o modificato.".to_owned(),
                     "/login",
                 ),
+                E::InvalidEidasIdentifier => (
+                    StatusCode::FORBIDDEN,
+                    "Identificativo eIDAS non valido / Invalid eIDAS identifier",
+                    "L'identificativo eIDAS trasmesso dal nodo eIDAS non è valido. Nessun account è stato creato o modificato. / The eIDAS identifier sent by the eIDAS node is not valid. No account was created or changed.".to_owned(),
+                    "/login",
+                ),
                 E::Step(_) | E::Conflict => (
                     StatusCode::CONFLICT,
                     "Pagina non più attuale",

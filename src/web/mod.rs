@@ -156,7 +156,7 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
         .route("/metadata/cie", get(sso::cie_metadata))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(sso::ready))
-        .route("/static/{name}", get(crate::httpkit::static_asset))
+        .route("/static/{*path}", get(crate::httpkit::static_asset))
         .fallback(|| async { AppError::not_found() })
         .with_state(state)
         .layer(middleware::from_fn_with_state(

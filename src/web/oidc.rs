@@ -165,6 +165,7 @@ fn session_facts(app: &AppState, authed: &Authed) -> SessionFacts {
         sid: s.sid.clone(),
         account_id: s.account_id,
         level: s.login.level,
+        scheme: s.login.scheme,
         auth_time: s.login.authenticated_at,
         cp_at: s.cp_at,
         session_ends_at: s.created_at + absolute,

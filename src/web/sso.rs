@@ -104,46 +104,114 @@ impl TryFrom<LoginQuery> for LoginAsk {
     }
 }
 
+/// Which button of the login page an IdP belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoginGroup {
+    /// «Entra con SPID»: one entry per IdP.
+    Spid,
+    /// «Entra con CIE»: the CIE IdP (servizicie.interno.gov.it).
+    Cie,
+    /// «Login with eIDAS»: the FICEP node (eid.gov.it).
+    Eidas,
+}
+
+/// The button an IdP goes under, from its entityID's host (the CIE and FICEP
+/// federations' own domains); every other IdP is a SPID one.
+fn login_group(idp: &crate::federation::Idp) -> LoginGroup {
+    group_of_entity_id(&idp.descriptor.entity_id)
+}
+
+fn group_of_entity_id(entity_id: &str) -> LoginGroup {
+    if entity_id.contains("servizicie.interno.gov.it") {
+        LoginGroup::Cie
+    } else if entity_id.contains("eid.gov.it") {
+        LoginGroup::Eidas
+    } else {
+        LoginGroup::Spid
+    }
+}
+
+/// The IdP logos that ship with AgID's SPID button (static/vendor/spid-sp-access-button),
+/// by entityID; an IdP not listed shows its name.
+const SPID_LOGOS: &[(&str, &str)] = &[
+    ("https://loginspid.aruba.it", "arubaid"),
+    ("https://id.eht.eu", "etnaid"),
+    ("https://loginspid.infocamere.it", "infocamereid"),
+    ("https://identity.infocert.it", "infocertid"),
+    ("https://spid.intesa.it", "intesaid"),
+    ("https://idp.intesigroup.com", "intesigroupspid"),
+    ("https://id.lepida.it/idp/shibboleth", "lepidaid"),
+    ("https://idp.namirialtsp.com/idp", "namirialid"),
+    ("https://posteid.poste.it", "posteid"),
+    ("https://identity.sieltecloud.it", "sielteid"),
+    ("https://spid.register.it", "spiditalia"),
+    ("https://spid.teamsystem.com/idp", "teamsystemid"),
+    (
+        "https://login.id.tim.it/affwebservices/public/saml2sso",
+        "timid",
+    ),
+];
+
+fn spid_logo(entity_id: &str) -> Option<String> {
+    SPID_LOGOS
+        .iter()
+        .find(|(id, _)| *id == entity_id)
+        .map(|(_, name)| format!("/static/vendor/spid-sp-access-button/img/spid-idp-{name}.svg"))
+}
+
 struct IdpLink {
     entity_id: String,
     name: String,
     href: String,
+    /// The official logo, when AgID's button ships one for this IdP.
+    logo: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
+    /// The SPID IdPs, in random order.
     idps: Vec<IdpLink>,
+    /// The CIE IdP, when one is trusted.
+    cie: Option<IdpLink>,
+    /// The FICEP (eIDAS) IdP, when one is trusted.
+    eidas: Option<IdpLink>,
     level: u8,
 }
 
 impl LoginPage {
-    /// The trusted IdPs, each linking to `/login` with the level (and `next`) asked;
-    /// in random order on every render (AgID).
+    /// The trusted IdPs, each linking to `/login` with the level (and `next`) asked,
+    /// under its button; the SPID ones in random order on every render (AgID).
     fn new(app: &AppState, level: Level, next: Option<&str>) -> Self {
         let next = next.map_or_else(String::new, |n| {
             format!("&next={}", crate::saml::binding::encode_component(n))
         });
-        let mut idps: Vec<IdpLink> = app
-            .sso
-            .federation()
-            .list()
-            .into_iter()
-            .map(|i| IdpLink {
+        let mut page = Self {
+            idps: Vec::new(),
+            cie: None,
+            eidas: None,
+            level: level.number(),
+        };
+        for i in app.sso.federation().list() {
+            let entity_id = i.descriptor.entity_id.clone();
+            let link = IdpLink {
                 href: format!(
                     "/login?idp={}&level={}{next}",
-                    crate::saml::binding::encode_component(&i.descriptor.entity_id),
+                    crate::saml::binding::encode_component(&entity_id),
                     level.number(),
                 ),
-                entity_id: i.descriptor.entity_id.clone(),
+                logo: spid_logo(&entity_id),
                 name: i.display_name().to_owned(),
-            })
-            .collect();
-        idps.shuffle(&mut rand::rng());
-        Self {
-            idps,
-            level: level.number(),
+                entity_id,
+            };
+            match login_group(&i) {
+                LoginGroup::Spid => page.idps.push(link),
+                LoginGroup::Cie => page.cie = page.cie.take().or(Some(link)),
+                LoginGroup::Eidas => page.eidas = page.eidas.take().or(Some(link)),
+            }
         }
+        page.idps.shuffle(&mut rand::rng());
+        page
     }
 }
 
@@ -382,6 +450,51 @@ impl From<FlowError> for AppError {
             FlowError::Oidc(e) => e.into(),
             FlowError::LoginNotPending => Self::login_not_pending(),
             FlowError::OtherBrowser => Self::login_other_browser(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cie_and_ficep_idps_get_their_own_buttons() {
+        let cie = "https://idserver.servizicie.interno.gov.it/idp/profile/SAML2/POST/SSO";
+        assert_eq!(group_of_entity_id(cie), LoginGroup::Cie);
+        let cie_pre = "https://preproduzione.idserver.servizicie.interno.gov.it/idp/shibboleth";
+        assert_eq!(group_of_entity_id(cie_pre), LoginGroup::Cie);
+        assert_eq!(
+            group_of_entity_id("https://ficep-proxy.eid.gov.it/eidas/idp"),
+            LoginGroup::Eidas
+        );
+        for spid in [
+            "https://posteid.poste.it",
+            "http://localhost:8090",
+            "https://validator.spid.gov.it",
+        ] {
+            assert_eq!(group_of_entity_id(spid), LoginGroup::Spid, "{spid}");
+        }
+    }
+
+    #[test]
+    fn known_spid_idps_have_a_vendored_logo_and_others_none() {
+        assert_eq!(
+            spid_logo("https://posteid.poste.it").as_deref(),
+            Some("/static/vendor/spid-sp-access-button/img/spid-idp-posteid.svg")
+        );
+        assert_eq!(spid_logo("http://localhost:8090"), None);
+        // Every logo the table names is one the static allowlist serves.
+        for (id, _) in SPID_LOGOS {
+            let url = spid_logo(id).unwrap_or_default();
+            let path = url.trim_start_matches("/static/");
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("static")
+                    .join(path)
+                    .is_file(),
+                "{url}"
+            );
         }
     }
 }

@@ -12,9 +12,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use polis_gateway::accounts::{
-    AccountError, AccountStore, Domicile, EnablementState, FiscalCode, IdDocument, NewAccount,
-    Phones, SqlAccountStore, TempCp, UniqueField,
+    AccountError, AccountStore, Domicile, EnablementState, FiscalCode, IdDocument, IdentityKey,
+    NewAccount, Phones, SqlAccountStore, TempCp, UniqueField,
 };
+use polis_gateway::identity::Scheme;
 use tempfile::TempDir;
 
 use crate::support::postgres::PostgresServer;
@@ -33,6 +34,23 @@ fn at(rfc3339: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(rfc3339)
         .expect("valid timestamp")
         .with_timezone(&Utc)
+}
+
+/// The SPID identity of an account's codice fiscale.
+fn spid(new: &NewAccount) -> IdentityKey {
+    keyed(Scheme::Spid, new)
+}
+
+fn keyed(scheme: Scheme, new: &NewAccount) -> IdentityKey {
+    let code = new.fiscal_code.as_ref().expect("a fiscal code");
+    IdentityKey::new(scheme, code.as_str())
+}
+
+/// A person with an eIDAS identity (no codice fiscale).
+fn lucia() -> (NewAccount, IdentityKey) {
+    let mut new = NewAccount::without_fiscal_code("Lucía", "García");
+    new.birth_date = NaiveDate::from_ymd_opt(1990, 5, 4);
+    (new, IdentityKey::new(Scheme::Eidas, "ES/IT/02635542Y"))
 }
 
 fn mario() -> NewAccount {
@@ -76,7 +94,7 @@ fn full_new_account() -> NewAccount {
 async fn create_then_find(store: Arc<dyn AccountStore>) {
     let created = store.create(&mario()).await.unwrap();
     assert_eq!(created.username, "mario.rossi");
-    assert_eq!(created.fiscal_code.as_str(), "RSSMRA80A01H501U");
+    assert_eq!(created.fiscal_code_str(), Some("RSSMRA80A01H501U"));
     assert_eq!(created.enablement_state, EnablementState::NotEnabled);
     assert_eq!(created.version, 1);
     assert_eq!(created.created_at, created.updated_at);
@@ -84,7 +102,7 @@ async fn create_then_find(store: Arc<dyn AccountStore>) {
     let by_id = store.find_by_id(created.id).await.unwrap();
     assert_eq!(by_id.as_ref(), Some(&created));
     let by_cf = store
-        .find_by_fiscal_code(&created.fiscal_code)
+        .find_by_fiscal_code(created.fiscal_code.as_ref().unwrap())
         .await
         .unwrap();
     assert_eq!(by_cf.as_ref(), Some(&created));
@@ -187,7 +205,7 @@ async fn a_hundred_concurrent_namesakes_all_get_an_account(store: Arc<dyn Accoun
     let results = race(codes.len(), |i| {
         let store = store.clone();
         let new = NewAccount::new(cf(&codes[i]), "Mario", "Rossi");
-        async move { store.link_or_create(&new).await }
+        async move { store.link_or_create(&new, &spid(&new)).await }
     })
     .await;
     let mut usernames = HashSet::new();
@@ -263,26 +281,40 @@ async fn fiscal_code_is_unique(store: Arc<dyn AccountStore>) {
             .unwrap()
             .is_none()
     );
-    let stored = store.find_by_fiscal_code(&first.fiscal_code).await.unwrap();
+    let stored = store
+        .find_by_fiscal_code(first.fiscal_code.as_ref().unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored, Some(first));
 }
 
 async fn link_or_create_links_existing(store: Arc<dyn AccountStore>) {
-    let (created, was_created) = store.link_or_create(&full_new_account()).await.unwrap();
+    let giulia = full_new_account();
+    let (created, was_created) = store.link_or_create(&giulia, &spid(&giulia)).await.unwrap();
     assert!(was_created);
     // A second login, with different data from SPID: the stored account comes back as is.
     let mut later = full_new_account();
     later.email = Some("nuova@example.it".to_owned());
     later.given_name = "Giulietta".to_owned();
-    let (linked, was_created) = store.link_or_create(&later).await.unwrap();
+    let (linked, was_created) = store.link_or_create(&later, &spid(&later)).await.unwrap();
     assert!(!was_created);
     assert_eq!(linked, created);
 
     // An account created elsewhere (e.g. `polis-gateway accounts create`) is linked too.
     let existing = store.create(&mario()).await.unwrap();
-    let (linked, was_created) = store.link_or_create(&mario()).await.unwrap();
+    assert!(existing.identities.is_empty());
+    let (linked, was_created) = store
+        .link_or_create(&mario(), &spid(&mario()))
+        .await
+        .unwrap();
     assert!(!was_created);
     assert_eq!(linked.id, existing.id);
+    assert_eq!(linked.identities.len(), 1);
+    assert_eq!(linked.identities[0].scheme, Scheme::Spid);
+    assert_eq!(
+        store.find_by_identity(&spid(&mario())).await.unwrap(),
+        Some(linked)
+    );
     assert!(
         store
             .find_by_username("mario.rossi2")
@@ -295,7 +327,10 @@ async fn link_or_create_links_existing(store: Arc<dyn AccountStore>) {
 async fn racing_first_logins_make_one_account(store: Arc<dyn AccountStore>) {
     let results = race(RACERS, |_| {
         let store = store.clone();
-        async move { store.link_or_create(&full_new_account()).await }
+        async move {
+            let new = full_new_account();
+            store.link_or_create(&new, &spid(&new)).await
+        }
     })
     .await;
     let mut ids = HashSet::new();
@@ -395,7 +430,10 @@ async fn concurrent_updates_exactly_one_wins(store: Arc<dyn AccountStore>) {
 async fn touch_last_access_keeps_version(store: Arc<dyn AccountStore>) {
     let created = store.create(&mario()).await.unwrap();
     let login = at("2026-03-01T09:30:00.123456789Z");
-    store.touch_last_access(created.id, login).await.unwrap();
+    store
+        .touch_last_access(created.id, None, login)
+        .await
+        .unwrap();
     let stored = store.find_by_id(created.id).await.unwrap().unwrap();
     assert_eq!(stored.last_access_at, Some(login));
     assert_eq!(stored.version, created.version);
@@ -405,10 +443,209 @@ async fn touch_last_access_keeps_version(store: Arc<dyn AccountStore>) {
     let updated = store.update(&form).await.unwrap();
     assert_eq!(updated.last_access_at, Some(login));
 
+    // With the identity of the login: its last login too.
+    store
+        .link_or_create(&mario(), &spid(&mario()))
+        .await
+        .unwrap();
+    let cie_login = at("2026-03-02T10:00:00Z");
+    let (linked, _) = {
+        let key = keyed(Scheme::Cie, &mario());
+        let linked = store.link_or_create(&mario(), &key).await.unwrap();
+        store
+            .touch_last_access(created.id, Some(&key), cie_login)
+            .await
+            .unwrap();
+        linked
+    };
+    let stored = store.find_by_id(linked.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_access_at, Some(cie_login));
+    assert_eq!(stored.version, updated.version);
+    let last_logins: Vec<_> = stored
+        .identities
+        .iter()
+        .map(|i| (i.scheme, i.last_login_at))
+        .collect();
+    assert_eq!(
+        last_logins,
+        [(Scheme::Spid, None), (Scheme::Cie, Some(cie_login))]
+    );
+
     assert!(matches!(
-        store.touch_last_access(uuid::Uuid::new_v4(), login).await,
+        store
+            .touch_last_access(uuid::Uuid::new_v4(), Some(&spid(&mario())), login)
+            .await,
         Err(AccountError::NotFound)
     ));
+}
+
+async fn spid_then_cie_is_one_account(store: Arc<dyn AccountStore>) {
+    let (first, created) = store
+        .link_or_create(&mario(), &spid(&mario()))
+        .await
+        .unwrap();
+    assert!(created);
+    let cie = keyed(Scheme::Cie, &mario());
+    assert_eq!(store.find_by_identity(&cie).await.unwrap(), None);
+    let (second, created) = store.link_or_create(&mario(), &cie).await.unwrap();
+    assert!(!created);
+    assert_eq!((second.id, &second.username), (first.id, &first.username));
+    let schemes: Vec<_> = second.identities.iter().map(|i| i.scheme).collect();
+    assert_eq!(schemes, [Scheme::Spid, Scheme::Cie]);
+    assert_eq!(
+        store.find_by_identity(&cie).await.unwrap(),
+        Some(second.clone())
+    );
+    // Later logins with either scheme find it, and link nothing more.
+    for key in [spid(&mario()), cie] {
+        let (again, created) = store.link_or_create(&mario(), &key).await.unwrap();
+        assert!(!created);
+        assert_eq!(again, second);
+    }
+}
+
+async fn racing_spid_and_cie_first_logins_make_one_account(store: Arc<dyn AccountStore>) {
+    let results = race(RACERS, |i| {
+        let store = store.clone();
+        let scheme = if i % 2 == 0 {
+            Scheme::Spid
+        } else {
+            Scheme::Cie
+        };
+        async move {
+            let new = full_new_account();
+            store.link_or_create(&new, &keyed(scheme, &new)).await
+        }
+    })
+    .await;
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for result in results {
+        let (account, was_created) = result.unwrap();
+        ids.insert(account.id);
+        created += usize::from(was_created);
+    }
+    assert_eq!(ids.len(), 1, "all callers see the same account");
+    assert_eq!(created, 1, "exactly one caller created it");
+    let account = store
+        .find_by_identity(&keyed(Scheme::Cie, &full_new_account()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ids.contains(&account.id));
+    let mut schemes: Vec<_> = account.identities.iter().map(|i| i.scheme).collect();
+    schemes.sort();
+    assert_eq!(schemes, [Scheme::Spid, Scheme::Cie]);
+    assert_eq!(
+        store
+            .find_by_identity(&spid(&full_new_account()))
+            .await
+            .unwrap(),
+        Some(account.clone())
+    );
+    assert_eq!(account.username, "giulia.bianchi");
+    assert!(
+        store
+            .find_by_username("giulia.bianchi2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn racing_eidas_first_logins_make_one_account(store: Arc<dyn AccountStore>) {
+    let results = race(RACERS, |_| {
+        let store = store.clone();
+        async move {
+            let (new, key) = lucia();
+            store.link_or_create(&new, &key).await
+        }
+    })
+    .await;
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for result in results {
+        let (account, was_created) = result.unwrap();
+        ids.insert(account.id);
+        created += usize::from(was_created);
+    }
+    assert_eq!(ids.len(), 1, "all callers see the same account");
+    assert_eq!(created, 1, "exactly one caller created it");
+    let (_, key) = lucia();
+    let account = store.find_by_identity(&key).await.unwrap().unwrap();
+    assert!(ids.contains(&account.id));
+    assert_eq!(account.fiscal_code, None);
+    assert_eq!(account.eidas_identifier(), Some("ES/IT/02635542Y"));
+    assert_eq!(account.identities.len(), 1);
+    assert_eq!(account.username, "lucia.garcia");
+    // The losers' transactions rolled back: no second account, no orphan username.
+    assert!(
+        store
+            .find_by_username("lucia.garcia2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let next = store
+        .create(&NewAccount::without_fiscal_code("Lucía", "García"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.username, "lucia.garcia2",
+        "the losers gave their numbers back"
+    );
+}
+
+async fn eidas_and_spid_people_never_merge(store: Arc<dyn AccountStore>) {
+    // Same names and birth date, one with SPID, two with eIDAS identities: three people.
+    let (spid_account, _) = store
+        .link_or_create(&mario(), &spid(&mario()))
+        .await
+        .unwrap();
+    let mut eidas_new = NewAccount::without_fiscal_code("Mario", "Rossi");
+    eidas_new.birth_date = spid_account.birth_date;
+    let es = IdentityKey::new(Scheme::Eidas, "ES/IT/RSSMRA80A01H501U");
+    let de = IdentityKey::new(Scheme::Eidas, "DE/IT/123456789");
+    let (es_account, created_es) = store.link_or_create(&eidas_new, &es).await.unwrap();
+    let (de_account, created_de) = store.link_or_create(&eidas_new, &de).await.unwrap();
+    assert!(created_es && created_de);
+    let ids: HashSet<_> = [spid_account.id, es_account.id, de_account.id].into();
+    assert_eq!(ids.len(), 3);
+    // Two accounts without a codice fiscale coexist (NULLs are distinct).
+    assert_eq!(
+        (
+            es_account.fiscal_code.clone(),
+            de_account.fiscal_code.clone()
+        ),
+        (None, None)
+    );
+    assert_eq!(
+        store.find_by_identity(&es).await.unwrap().map(|a| a.id),
+        Some(es_account.id)
+    );
+    let again = store
+        .find_by_identity(&spid(&mario()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.identities.len(),
+        1,
+        "the SPID account got no eIDAS identity"
+    );
+    // Account data that does not fit the identity is refused, nothing written.
+    for (new, key) in [
+        (mario(), IdentityKey::new(Scheme::Eidas, "FR/IT/1")),
+        (
+            eidas_new.clone(),
+            IdentityKey::new(Scheme::Spid, "VRDLCU72T10L219N"),
+        ),
+        (mario(), IdentityKey::new(Scheme::Cie, "VRDLCU72T10L219N")),
+    ] {
+        let err = store.link_or_create(&new, &key).await.unwrap_err();
+        assert!(matches!(err, AccountError::Backend(_)), "{err:?}");
+        assert_eq!(store.find_by_identity(&key).await.unwrap(), None);
+    }
 }
 
 async fn migrate_is_idempotent(store: Arc<dyn AccountStore>) {
@@ -575,6 +812,10 @@ contract!(
     stale_update_conflicts,
     concurrent_updates_exactly_one_wins,
     touch_last_access_keeps_version,
+    spid_then_cie_is_one_account,
+    racing_spid_and_cie_first_logins_make_one_account,
+    racing_eidas_first_logins_make_one_account,
+    eidas_and_spid_people_never_merge,
     migrate_is_idempotent,
     every_field_round_trips,
 );
@@ -644,4 +885,196 @@ async fn unsupported_url_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, AccountError::Backend(_)), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Upgrade from the previous release (migrations 0001 + 0002 only)
+// ---------------------------------------------------------------------------------------
+
+/// Accounts of the previous schema, as its store wrote them: a fresh login, an enabled
+/// account with every secret and JSON field, one waiting with a temporary CP, one
+/// half-way through the request. `(fiscal code, username, name, surname)` come first.
+const OLD_ACCOUNTS: &str = "INSERT INTO accounts (id, username, fiscal_code, given_name, \
+     family_name, birth_date, birth_place, sex, email, domicile_json, phones_json, \
+     id_document_json, recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, \
+     temp_cp_issued_at, temp_cp_expires_at, cp_history_json, enablement_state, created_at, \
+     updated_at, enabled_at, last_access_at, spid_level, spid_code, version) VALUES \
+     ('11111111-1111-4111-8111-111111111111', 'mario.rossi', 'RSSMRA80A01H501U', 'Mario', \
+      'Rossi', NULL, NULL, NULL, NULL, NULL, '{\"mobile\":null,\"landline\":null}', NULL, \
+      NULL, NULL, NULL, NULL, NULL, NULL, '[]', 'not_enabled', \
+      '2026-01-10T08:00:00.000000000Z', '2026-01-10T08:00:00.000000000Z', NULL, \
+      '2026-01-10T08:00:00.000000000Z', 2, 'SPID-0001', 1), \
+     ('22222222-2222-4222-8222-222222222222', 'giulia.bianchi', 'BNCGLI85M52F205H', 'Giulia', \
+      'Bianchi', '1985-08-12', 'Milano', 'F', 'giulia.bianchi@example.it', \
+      '{\"street\":\"Via dell''Università 7\",\"postal_code\":\"20121\",\"municipality\":\"Milano\",\"province\":\"MI\",\"nation\":\"Italia\"}', \
+      '{\"mobile\":\"+39 333 1234567\",\"landline\":\"02 1234567\"}', \
+      '{\"kind\":\"carta d''identità\",\"number\":\"CA12345AB\",\"issuer\":\"Comune di Milano\",\"issued_on\":\"2020-03-02\",\"expires_on\":\"2031-03-02\"}', \
+      'cognome da nubile della madre', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$YW5zd2Vy', \
+      '$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$Y3A', NULL, NULL, NULL, \
+      '[\"$argon2id$v=19$m=19456,t=2,p=1$c2FsdDE$b2xk\"]', 'enabled', \
+      '2026-01-11T09:00:00.000000001Z', '2026-02-01T10:00:00.000000000Z', \
+      '2026-01-20T12:00:00.000000000Z', '2026-02-01T10:00:00.000000000Z', 3, 'SPID-0002', 7), \
+     ('33333333-3333-4333-8333-333333333333', 'mario.rossi2', 'RSSMRA80A41H501Y', 'Mario', \
+      'Rossi', '1980-01-01', 'Roma', 'M', 'mario2@example.it', NULL, \
+      '{\"mobile\":\"+39 320 0000000\",\"landline\":null}', NULL, 'nome del primo animale', \
+      '$argon2id$v=19$m=19456,t=2,p=1$c2FsdDM$YQ', NULL, \
+      '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08', \
+      '2026-03-01T09:00:00.000000000Z', '2026-03-04T09:00:00.000000000Z', '[]', \
+      'temp_cp_sent', '2026-02-20T07:00:00.000000000Z', '2026-03-01T09:00:00.000000000Z', \
+      NULL, NULL, 1, NULL, 4), \
+     ('44444444-4444-4444-8444-444444444444', 'luca.verdi', 'VRDLCU72T10L219N', 'Luca', \
+      'Verdi', NULL, NULL, NULL, 'luca@example.it', \
+      '{\"street\":\"Corso Francia 1\",\"postal_code\":\"10138\",\"municipality\":\"Torino\",\"province\":\"TO\",\"nation\":\"Italia\"}', \
+      '{\"mobile\":null,\"landline\":null}', NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]', \
+      'review', '2026-02-25T07:00:00.000000000Z', '2026-02-25T07:05:00.000000000Z', NULL, \
+      '2026-02-25T07:00:00.000000000Z', 2, NULL, 3)";
+
+/// Every column as text, by id: what "every field intact" is compared on.
+const ALL_COLUMNS: &str = "SELECT id, username, fiscal_code, given_name, family_name, \
+     birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
+     recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
+     temp_cp_expires_at, cp_history_json, enablement_state, created_at, updated_at, \
+     enabled_at, last_access_at, CAST(spid_level AS TEXT) AS spid_level, spid_code, \
+     CAST(version AS TEXT) AS version FROM accounts ORDER BY id";
+
+async fn all_columns(pool: &sqlx::AnyPool) -> Vec<Vec<Option<String>>> {
+    use sqlx::Row;
+    let rows = sqlx::query(ALL_COLUMNS).fetch_all(pool).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// Builds a database of the previous release at `url` (only 0001 and 0002 applied,
+/// from the SQL files, recorded as sqlx did), fills it, migrates it with today's store
+/// and checks that every account, field and login survived.
+async fn upgrade_keeps_accounts_and_logins(url: &str) {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    sqlx::any::install_default_drivers();
+    let previous = Migrator::with_migrations(
+        [
+            (
+                1,
+                "accounts",
+                include_str!("../../migrations/0001_accounts.sql"),
+            ),
+            (
+                2,
+                "username_counters",
+                include_str!("../../migrations/0002_username_counters.sql"),
+            ),
+        ]
+        .into_iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                version,
+                description.into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect(),
+    );
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    previous.run(&pool).await.unwrap();
+    sqlx::query(OLD_ACCOUNTS).execute(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO username_counters (base, last_suffix) VALUES ('mario.rossi', 2), \
+         ('giulia.bianchi', 1), ('luca.verdi', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = all_columns(&pool).await;
+    assert_eq!(before.len(), 4);
+
+    let store = SqlAccountStore::connect(url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(all_columns(&pool).await, before, "every field intact");
+    pool.close().await;
+
+    let enabled = store
+        .find_by_fiscal_code(&cf("BNCGLI85M52F205H"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(enabled.enablement_state, EnablementState::Enabled);
+    assert_eq!(enabled.cp_history.len(), 1);
+    assert_eq!(enabled.domicile.unwrap().street, "Via dell'Università 7");
+    assert_eq!(enabled.id_document.unwrap().kind, "carta d'identità");
+    let temp = store
+        .find_by_fiscal_code(&cf("RSSMRA80A41H501Y"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(temp.temp_cp.unwrap().expires_at, at("2026-03-04T09:00:00Z"));
+
+    for row in &before {
+        let (id, username, code, created_at) = (
+            row[0].clone().unwrap(),
+            row[1].clone().unwrap(),
+            row[2].clone().unwrap(),
+            row[20].clone().unwrap(),
+        );
+        let account = store
+            .find_by_identity(&IdentityKey::new(Scheme::Spid, code.as_str()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{code} has its SPID identity"));
+        assert_eq!(account.id.to_string(), id);
+        assert_eq!(account.identities.len(), 1);
+        assert_eq!(account.identities[0].scheme, Scheme::Spid);
+        assert_eq!(account.identities[0].linked_at, at(&created_at));
+        // A SPID login of the person finds the same account, and so does a CIE one.
+        let new = NewAccount::new(cf(&code), "Altro", "Nome");
+        for scheme in [Scheme::Spid, Scheme::Cie] {
+            let (found, created) = store
+                .link_or_create(&new, &keyed(scheme, &new))
+                .await
+                .unwrap();
+            assert!(!created, "{code} {scheme}");
+            assert_eq!(
+                (found.id.to_string(), &found.username),
+                (id.clone(), &username)
+            );
+        }
+    }
+    // The username counters carried over.
+    let next = store
+        .create(&NewAccount::new(cf("RSSMRA80B29H501Q"), "Mario", "Rossi"))
+        .await
+        .unwrap();
+    assert_eq!(next.username, "mario.rossi3");
+    // An eIDAS user without a codice fiscale now fits.
+    let (new, key) = lucia();
+    let (eidas, created) = store.link_or_create(&new, &key).await.unwrap();
+    assert!(created);
+    assert_eq!(eidas.fiscal_code, None);
+}
+
+/// A SQLite database of the previous release migrates with every account and login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_database_of_the_previous_release_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    upgrade_keeps_accounts_and_logins(&url).await;
+}
+
+/// A PostgreSQL database of the previous release migrates with every account and login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_database_of_the_previous_release_upgrades() {
+    let server = tokio::task::block_in_place(postgres_server);
+    let name = format!("upgrade_{}", uuid::Uuid::new_v4().simple());
+    let url = tokio::task::block_in_place(|| server.create_database(&name));
+    upgrade_keeps_accounts_and_logins(&url).await;
 }

@@ -192,6 +192,14 @@ async fn full_chain_login_cp_confirmation_and_backchannel_logout() {
     let (status, _, home) = chain.get(&browser, "/").await;
     assert_eq!(status, 200);
     assert!(home.contains("Benvenuto/a, Giulia Bianchi"), "{home}");
+    // The scheme used, shown by the app and carried by the ID token.
+    assert!(home.contains("Accesso con SPID"), "{home}");
+    assert_eq!(
+        claim(&home, "idp_scheme").as_deref(),
+        Some("spid"),
+        "{home}"
+    );
+    assert_eq!(claim(&home, "eidas_person_identifier"), None, "{home}");
     assert_eq!(
         claim(&home, "fiscal_number").as_deref(),
         Some(GIULIA),

@@ -79,7 +79,7 @@ fn a_forbidden_edge_fails_the_layer_check() {
     // A nested `use crate::{…}` group and a `super::super::` path count too.
     let (_tmp, src, table) = copy_with(|src| {
         append(
-            &src.join("accounts/sql.rs"),
+            &src.join("accounts/sql/mod.rs"),
             "\nuse crate::{\n    oidc::provider::OidcError,\n};\n",
         );
         append(

@@ -33,6 +33,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
 
 fn form() -> FormData {
     FormData {
+        eidas_identifier: None,
         given_name: "Niccolò".to_owned(),
         family_name: "Rossi".to_owned(),
         fiscal_code: "RSSNCL80A01H501U".to_owned(),

@@ -28,6 +28,8 @@ mod mail;
 /// authentication, revocation, refresh rotation, the CP confirmation, logout, key
 /// rotation; discovery, JWKS and claims snapshot-tested.
 mod oidc;
+/// IdP profiles (SPID, CIE, FICEP): requests built by the profile of their IdP.
+mod profiles;
 /// The AgID registry aggregate over HTTP: removals, validUntil, key changes.
 mod registry;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.

@@ -59,6 +59,7 @@ fn pending(level: Level, comparison: Comparison) -> PendingRequest {
         xml: String::new(),
         return_to: None,
         browser: String::new(),
+        profile: polis_gateway::saml::IdpProfile::Spid,
     }
 }
 

@@ -334,7 +334,6 @@ fn account_rows(account: &Account) -> Vec<(&'static str, String)> {
     let mut rows = vec![
         ("Nome", account.given_name.clone()),
         ("Cognome", account.family_name.clone()),
-        ("Codice fiscale", account.fiscal_code.as_str().to_owned()),
         ("Nome utente", account.username.clone()),
         (
             "Data di nascita",
@@ -345,6 +344,18 @@ fn account_rows(account: &Account) -> Vec<(&'static str, String)> {
         ("Luogo di nascita", opt(&account.birth_place)),
         ("E-mail", opt(&account.email)),
     ];
+    if let Some(code) = account.fiscal_code_str() {
+        rows.insert(2, ("Codice fiscale", code.to_owned()));
+    }
+    if let Some(identifier) = account.eidas_identifier() {
+        rows.insert(
+            2,
+            (
+                "Identificativo eIDAS / eIDAS identifier",
+                identifier.to_owned(),
+            ),
+        );
+    }
     if let Some(m) = &account.phones.mobile {
         rows.push(("Cellulare", m.clone()));
     }

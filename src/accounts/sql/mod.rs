@@ -8,28 +8,36 @@
 //! floats, text and bytes, so every conversion happens in this file.
 //!
 //! Concurrency: every write is one autocommit statement, except `create`, which bumps
-//! the name's counter in `username_counters` and inserts the account in one
-//! transaction (so each namesake gets its own suffix, and a failed insert gives its
-//! number back). The UNIQUE indexes on `fiscal_code` and `username` decide races (a
-//! losing first login of the same person is re-read; a username taken by an account
-//! older than the counter moves the counter on and draws again, which cannot run out),
-//! and `update` is a compare-and-set on `version` with `RETURNING`.
+//! the name's counter in `username_counters` and inserts the account (and, from
+//! `link_or_create`, its first identity) in one transaction (so each namesake gets its
+//! own suffix, a failed insert gives its number back, and an account never exists
+//! without the identity that made it). The UNIQUE indexes on `fiscal_code` and
+//! `username` and the primary key of `account_identities` decide races (a losing first
+//! login of the same person is re-read; a username taken by an account older than the
+//! counter moves the counter on and draws again, which cannot run out), linking an
+//! identity to an existing account is `INSERT … ON CONFLICT DO NOTHING`, and `update`
+//! is a compare-and-set on `version` with `RETURNING`.
 
 use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row, SqlSafeStr};
 use uuid::Uuid;
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::identity::Scheme;
+
+mod row;
+
+use row::{account_from_row, bad_data, bind_data, parse_timestamp, timestamp_text};
 
 use super::{
-    Account, AccountError, AccountStore, FiscalCode, NewAccount, Phones, TempCp, UniqueField,
-    username_base,
+    Account, AccountError, AccountStore, FiscalCode, IdentityKey, LinkedIdentity, NewAccount,
+    UniqueField, username_base,
 };
 
 /// The migrations embedded in the binary: `(version, description, SQL)`, one entry per
@@ -40,12 +48,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "accounts",
-        include_str!("../../migrations/0001_accounts.sql"),
+        include_str!("../../../migrations/0001_accounts.sql"),
     ),
     (
         2,
         "username_counters",
-        include_str!("../../migrations/0002_username_counters.sql"),
+        include_str!("../../../migrations/0002_username_counters.sql"),
+    ),
+    (
+        3,
+        "account_identities",
+        include_str!("../../../migrations/0003_account_identities.sql"),
     ),
 ];
 
@@ -61,6 +74,19 @@ const NEXT_SUFFIX: &str = "INSERT INTO username_counters (base, last_suffix) VAL
 const RAISE_SUFFIX: &str = "INSERT INTO username_counters (base, last_suffix) VALUES ($1, $2) \
      ON CONFLICT (base) DO UPDATE SET last_suffix = excluded.last_suffix \
      WHERE username_counters.last_suffix < excluded.last_suffix";
+
+/// Links an identity; the primary key refuses a second link (create path).
+const INSERT_IDENTITY: &str = "INSERT INTO account_identities (scheme, subject, account_id, \
+     linked_at) VALUES ($1, $2, $3, $4)";
+/// Links an identity to an existing account unless it is linked already.
+const LINK_IDENTITY: &str = "INSERT INTO account_identities (scheme, subject, account_id, \
+     linked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scheme, subject) DO NOTHING";
+/// The identities of an account, oldest first.
+const IDENTITIES_OF: &str = "SELECT scheme, subject, linked_at, last_login_at FROM account_identities \
+     WHERE account_id = $1 ORDER BY linked_at, scheme, subject";
+/// Stamps the login on an identity.
+const TOUCH_IDENTITY: &str = "UPDATE account_identities SET last_login_at = $3 \
+     WHERE scheme = $1 AND subject = $2";
 
 /// The columns of `accounts` in the order `account_from_row` reads them: one literal,
 /// spliced with `concat!` so every query stays `&'static str` (sqlx 0.9).
@@ -200,7 +226,117 @@ impl SqlAccountStore {
 
     async fn fetch_one_where(&self, query: AnyQuery<'_>) -> Result<Option<Account>, AccountError> {
         let row = query.fetch_optional(&self.pool).await.map_err(map_error)?;
-        row.as_ref().map(account_from_row).transpose()
+        let Some(mut account) = row.as_ref().map(account_from_row).transpose()? else {
+            return Ok(None);
+        };
+        account.identities = self.identities_of(account.id).await?;
+        Ok(Some(account))
+    }
+
+    async fn identities_of(&self, id: Uuid) -> Result<Vec<LinkedIdentity>, AccountError> {
+        let rows = sqlx::query(IDENTITIES_OF)
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let scheme: String = row.try_get("scheme").map_err(map_error)?;
+                let linked_at: String = row.try_get("linked_at").map_err(map_error)?;
+                let last_login_at: Option<String> =
+                    row.try_get("last_login_at").map_err(map_error)?;
+                Ok(LinkedIdentity {
+                    scheme: scheme.parse::<Scheme>().map_err(bad_data("scheme"))?,
+                    subject: row.try_get("subject").map_err(map_error)?,
+                    linked_at: parse_timestamp(&linked_at)?,
+                    last_login_at: last_login_at.as_deref().map(parse_timestamp).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates the account of `new` with `key` as its first identity, in one
+    /// transaction.
+    async fn create_linked(
+        &self,
+        new: &NewAccount,
+        key: Option<&IdentityKey>,
+    ) -> Result<Account, AccountError> {
+        let now = self.clock.now();
+        let base = username_base(&new.given_name, &new.family_name);
+        let mut account = new.into_account(Uuid::new_v4(), String::new(), now);
+        // Every draw from the counter is a number no other caller gets, so only an
+        // account older than the counter (or one of another base whose name ends in
+        // digits) can hold the username drawn. Then the counter moves past every suffix
+        // in use and we draw again: each draw is larger than the last and the taken
+        // usernames are finite, so this ends, usually at the first try.
+        loop {
+            match self
+                .insert_with_next_username(&mut account, &base, key)
+                .await
+            {
+                Ok(()) => return Ok(account),
+                Err(AccountError::Duplicate(UniqueField::Username)) => {
+                    let largest = self.largest_suffix(&base).await?;
+                    let largest = i64::try_from(largest).map_err(|_| {
+                        AccountError::Backend("username suffix out of range".to_owned())
+                    })?;
+                    sqlx::query(RAISE_SUFFIX)
+                        .bind(base.clone())
+                        .bind(largest)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(map_error)?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The account `key` is linked to, or an error naming the broken invariant.
+    async fn linked_account(&self, key: &IdentityKey) -> Result<Account, AccountError> {
+        self.find_by_identity(key).await?.ok_or_else(|| {
+            AccountError::Backend("identity reported linked but no account found".to_owned())
+        })
+    }
+
+    /// spid / cie: the account of the codice fiscale (created if none), then the
+    /// identity linked to it.
+    async fn link_by_fiscal_code(
+        &self,
+        new: &NewAccount,
+        key: &IdentityKey,
+        fiscal_code: &FiscalCode,
+    ) -> Result<(Account, bool), AccountError> {
+        let existing = match self.find_by_fiscal_code(fiscal_code).await? {
+            Some(existing) => existing,
+            None => match self.create_linked(new, Some(key)).await {
+                Ok(created) => return Ok((created, true)),
+                // A concurrent first login of this identity won.
+                Err(AccountError::Duplicate(UniqueField::Identity)) => {
+                    return Ok((self.linked_account(key).await?, false));
+                }
+                // A concurrent first login with another scheme created the account.
+                Err(AccountError::Duplicate(UniqueField::FiscalCode)) => self
+                    .find_by_fiscal_code(fiscal_code)
+                    .await?
+                    .ok_or_else(|| {
+                        AccountError::Backend(
+                            "fiscal code reported duplicate but no account found".to_owned(),
+                        )
+                    })?,
+                Err(err) => return Err(err),
+            },
+        };
+        sqlx::query(LINK_IDENTITY)
+            .bind(key.scheme.as_str().to_owned())
+            .bind(key.subject.clone())
+            .bind(existing.id.to_string())
+            .bind(timestamp_text(self.clock.now()))
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok((self.linked_account(key).await?, false))
     }
 
     /// The largest suffix in use for `base` at this moment (0 when none is).
@@ -227,6 +363,7 @@ impl SqlAccountStore {
         &self,
         account: &mut Account,
         base: &str,
+        key: Option<&IdentityKey>,
     ) -> Result<(), AccountError> {
         let mut tx = self.pool.begin().await.map_err(map_error)?;
         let suffix: i64 = sqlx::query(NEXT_SUFFIX)
@@ -247,6 +384,23 @@ impl SqlAccountStore {
             .bind(timestamp_text(account.updated_at))
             .bind(account.version);
         query.execute(&mut *tx).await.map_err(map_error)?;
+        account.identities.clear();
+        if let Some(key) = key {
+            sqlx::query(INSERT_IDENTITY)
+                .bind(key.scheme.as_str().to_owned())
+                .bind(key.subject.clone())
+                .bind(account.id.to_string())
+                .bind(timestamp_text(account.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+            account.identities.push(LinkedIdentity {
+                scheme: key.scheme,
+                subject: key.subject.clone(),
+                linked_at: account.created_at,
+                last_login_at: None,
+            });
+        }
         tx.commit().await.map_err(map_error)
     }
 }
@@ -254,32 +408,7 @@ impl SqlAccountStore {
 #[async_trait::async_trait]
 impl AccountStore for SqlAccountStore {
     async fn create(&self, new: &NewAccount) -> Result<Account, AccountError> {
-        let now = self.clock.now();
-        let base = username_base(&new.given_name, &new.family_name);
-        let mut account = new.into_account(Uuid::new_v4(), String::new(), now);
-        // Every draw from the counter is a number no other caller gets, so only an
-        // account older than the counter (or one of another base whose name ends in
-        // digits) can hold the username drawn. Then the counter moves past every suffix
-        // in use and we draw again: each draw is larger than the last and the taken
-        // usernames are finite, so this ends, usually at the first try.
-        loop {
-            match self.insert_with_next_username(&mut account, &base).await {
-                Ok(()) => return Ok(account),
-                Err(AccountError::Duplicate(UniqueField::Username)) => {
-                    let largest = self.largest_suffix(&base).await?;
-                    let largest = i64::try_from(largest).map_err(|_| {
-                        AccountError::Backend("username suffix out of range".to_owned())
-                    })?;
-                    sqlx::query(RAISE_SUFFIX)
-                        .bind(base.clone())
-                        .bind(largest)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(map_error)?;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        self.create_linked(new, None).await
     }
 
     async fn find_by_id(&self, id: Uuid) -> Result<Option<Account>, AccountError> {
@@ -293,6 +422,15 @@ impl AccountStore for SqlAccountStore {
     ) -> Result<Option<Account>, AccountError> {
         self.fetch_one_where(
             sqlx::query(lookup::BY_FISCAL_CODE).bind(fiscal_code.as_str().to_owned()),
+        )
+        .await
+    }
+
+    async fn find_by_identity(&self, key: &IdentityKey) -> Result<Option<Account>, AccountError> {
+        self.fetch_one_where(
+            sqlx::query(lookup::BY_IDENTITY)
+                .bind(key.scheme.as_str().to_owned())
+                .bind(key.subject.clone()),
         )
         .await
     }
@@ -326,37 +464,61 @@ impl AccountStore for SqlAccountStore {
         })
     }
 
-    async fn link_or_create(&self, new: &NewAccount) -> Result<(Account, bool), AccountError> {
-        if let Some(existing) = self.find_by_fiscal_code(&new.fiscal_code).await? {
+    async fn link_or_create(
+        &self,
+        new: &NewAccount,
+        key: &IdentityKey,
+    ) -> Result<(Account, bool), AccountError> {
+        if let Some(existing) = self.find_by_identity(key).await? {
             return Ok((existing, false));
         }
-        match self.create(new).await {
-            Ok(created) => Ok((created, true)),
-            // A concurrent first login created it between our read and our insert.
-            Err(AccountError::Duplicate(UniqueField::FiscalCode)) => self
-                .find_by_fiscal_code(&new.fiscal_code)
-                .await?
-                .map(|existing| (existing, false))
-                .ok_or_else(|| {
-                    AccountError::Backend(
-                        "fiscal code reported duplicate but no account found".to_owned(),
-                    )
-                }),
-            Err(err) => Err(err),
+        match (key.scheme, &new.fiscal_code) {
+            (Scheme::Spid | Scheme::Cie, Some(fiscal_code))
+                if fiscal_code.as_str() == key.subject =>
+            {
+                self.link_by_fiscal_code(new, key, fiscal_code).await
+            }
+            (Scheme::Eidas, None) => match self.create_linked(new, Some(key)).await {
+                Ok(created) => Ok((created, true)),
+                // A concurrent first login won: ours rolled back.
+                Err(AccountError::Duplicate(UniqueField::Identity)) => {
+                    Ok((self.linked_account(key).await?, false))
+                }
+                Err(err) => Err(err),
+            },
+            _ => Err(AccountError::Backend(format!(
+                "a {} identity does not fit this account data",
+                key.scheme
+            ))),
         }
     }
 
-    async fn touch_last_access(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), AccountError> {
+    async fn touch_last_access(
+        &self,
+        id: Uuid,
+        identity: Option<&IdentityKey>,
+        at: DateTime<Utc>,
+    ) -> Result<(), AccountError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
         let result = sqlx::query("UPDATE accounts SET last_access_at = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(timestamp_text(at))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_error)?;
         if result.rows_affected() == 0 {
             return Err(AccountError::NotFound);
         }
-        Ok(())
+        if let Some(key) = identity {
+            sqlx::query(TOUCH_IDENTITY)
+                .bind(key.scheme.as_str().to_owned())
+                .bind(key.subject.clone())
+                .bind(timestamp_text(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        tx.commit().await.map_err(map_error)
     }
 
     async fn migrate(&self) -> Result<(), AccountError> {
@@ -406,144 +568,17 @@ mod lookup {
         account_columns!(),
         " FROM accounts WHERE fiscal_code = $1"
     );
+    pub const BY_IDENTITY: &str = concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts WHERE id = (SELECT account_id FROM account_identities \
+         WHERE scheme = $1 AND subject = $2)"
+    );
     pub const BY_USERNAME: &str = concat!(
         "SELECT ",
         account_columns!(),
         " FROM accounts WHERE username = $1"
     );
-}
-
-/// Binds `$2`…`$23`: the columns both INSERT and UPDATE write, in that order.
-fn bind_data<'q>(query: AnyQuery<'q>, account: &Account) -> Result<AnyQuery<'q>, AccountError> {
-    let temp = account.temp_cp.as_ref();
-    Ok(query
-        .bind(account.username.clone())
-        .bind(account.fiscal_code.as_str().to_owned())
-        .bind(account.given_name.clone())
-        .bind(account.family_name.clone())
-        .bind(account.birth_date.map(date_text))
-        .bind(account.birth_place.clone())
-        .bind(account.sex.clone())
-        .bind(account.email.clone())
-        .bind(account.domicile.as_ref().map(to_json).transpose()?)
-        .bind(to_json(&account.phones)?)
-        .bind(account.id_document.as_ref().map(to_json).transpose()?)
-        .bind(account.recovery_question.clone())
-        .bind(account.recovery_answer_hash.clone())
-        .bind(account.cp_hash.clone())
-        .bind(temp.map(|t| t.hmac.clone()))
-        .bind(temp.map(|t| timestamp_text(t.issued_at)))
-        .bind(temp.map(|t| timestamp_text(t.expires_at)))
-        .bind(to_json(&account.cp_history)?)
-        .bind(account.enablement_state.as_str().to_owned())
-        .bind(account.enabled_at.map(timestamp_text))
-        .bind(account.spid_level.map(i64::from))
-        .bind(account.spid_code.clone()))
-}
-
-fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
-    let text = |column: &str| -> Result<String, AccountError> {
-        row.try_get::<String, _>(column).map_err(map_error)
-    };
-    let opt_text = |column: &str| -> Result<Option<String>, AccountError> {
-        row.try_get::<Option<String>, _>(column).map_err(map_error)
-    };
-    let opt_int = |column: &str| -> Result<Option<i64>, AccountError> {
-        row.try_get::<Option<i64>, _>(column).map_err(map_error)
-    };
-    let opt_time = |column: &str| -> Result<Option<DateTime<Utc>>, AccountError> {
-        opt_text(column)?
-            .as_deref()
-            .map(parse_timestamp)
-            .transpose()
-    };
-
-    let id = Uuid::parse_str(&text("id")?).map_err(bad_data("id"))?;
-    let fiscal_code = FiscalCode::parse(&text("fiscal_code")?).map_err(bad_data("fiscal_code"))?;
-    let temp_cp = match (
-        opt_text("temp_cp_hmac")?,
-        opt_time("temp_cp_issued_at")?,
-        opt_time("temp_cp_expires_at")?,
-    ) {
-        (Some(hmac), Some(issued_at), Some(expires_at)) => Some(TempCp {
-            hmac,
-            issued_at,
-            expires_at,
-        }),
-        _ => None,
-    };
-    let phones: Phones = from_json(&text("phones_json")?, "phones_json")?;
-    Ok(Account {
-        id,
-        username: text("username")?,
-        fiscal_code,
-        given_name: text("given_name")?,
-        family_name: text("family_name")?,
-        birth_date: opt_text("birth_date")?
-            .as_deref()
-            .map(parse_date)
-            .transpose()?,
-        birth_place: opt_text("birth_place")?,
-        sex: opt_text("sex")?,
-        email: opt_text("email")?,
-        domicile: opt_text("domicile_json")?
-            .map(|json| from_json(&json, "domicile_json"))
-            .transpose()?,
-        phones,
-        id_document: opt_text("id_document_json")?
-            .map(|json| from_json(&json, "id_document_json"))
-            .transpose()?,
-        recovery_question: opt_text("recovery_question")?,
-        recovery_answer_hash: opt_text("recovery_answer_hash")?,
-        cp_hash: opt_text("cp_hash")?,
-        cp_history: from_json(&text("cp_history_json")?, "cp_history_json")?,
-        temp_cp,
-        enablement_state: text("enablement_state")?.parse()?,
-        created_at: parse_timestamp(&text("created_at")?)?,
-        updated_at: parse_timestamp(&text("updated_at")?)?,
-        enabled_at: opt_time("enabled_at")?,
-        last_access_at: opt_time("last_access_at")?,
-        spid_level: opt_int("spid_level")?
-            .map(u8::try_from)
-            .transpose()
-            .map_err(bad_data("spid_level"))?,
-        spid_code: opt_text("spid_code")?,
-        version: row.try_get::<i64, _>("version").map_err(map_error)?,
-    })
-}
-
-/// RFC 3339, UTC, nanoseconds, `Z`: fixed width, so text order is time order.
-fn timestamp_text(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, AccountError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(bad_data("timestamp"))
-}
-
-fn date_text(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
-}
-
-fn parse_date(text: &str) -> Result<NaiveDate, AccountError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(bad_data("date"))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, AccountError> {
-    serde_json::to_string(value).map_err(|err| AccountError::Backend(format!("json: {err}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(
-    json: &str,
-    column: &'static str,
-) -> Result<T, AccountError> {
-    serde_json::from_str(json).map_err(bad_data(column))
-}
-
-fn bad_data<E: std::fmt::Display>(column: &'static str) -> impl Fn(E) -> AccountError {
-    move |err| AccountError::Backend(format!("bad stored {column}: {err}"))
 }
 
 /// `Some(1)` for `base` itself, `Some(n)` for `base` + `n` (no leading zero, n ≥ 2).
@@ -562,7 +597,9 @@ fn username_suffix(base: &str, username: &str) -> Option<u64> {
 /// (`accounts_username_key`), SQLite the column (`accounts.username`).
 fn unique_field(db: &dyn sqlx::error::DatabaseError) -> Option<UniqueField> {
     let name = db.constraint().unwrap_or_else(|| db.message());
-    if name.contains("fiscal_code") {
+    if name.contains("account_identities") {
+        Some(UniqueField::Identity)
+    } else if name.contains("fiscal_code") {
         Some(UniqueField::FiscalCode)
     } else if name.contains("username") {
         Some(UniqueField::Username)
@@ -710,7 +747,12 @@ mod tests {
 
     #[test]
     fn select_lists_agree() {
-        for query in [lookup::BY_ID, lookup::BY_FISCAL_CODE, lookup::BY_USERNAME] {
+        for query in [
+            lookup::BY_ID,
+            lookup::BY_FISCAL_CODE,
+            lookup::BY_IDENTITY,
+            lookup::BY_USERNAME,
+        ] {
             assert!(query.starts_with(SELECT), "{query}");
         }
         let returning = UPDATE.split("RETURNING ").nth(1).unwrap();
