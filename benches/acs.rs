@@ -73,6 +73,7 @@ fn main() {
                     },
                     now,
                     sign_response: true,
+                    profile: polis_gateway::saml::IdpProfile::Spid,
                 },
                 &key,
             )

@@ -41,17 +41,16 @@ OUT="$ROOT/target/conformance"
 BIN="${POLIS_BIN:-$ROOT/target/debug/polis-gateway}"
 BASE_CONFIG="${CONFORMANCE_CONFIG:-$ROOT/config/conformance.toml}"
 PYTHON="${PYTHON:-python3}"
-RUNS="${CONFORMANCE_RUNS:-redirect:1 redirect:2 redirect:3 post:1 post:2 post:3 cie:metadata ficep:metadata}"
+RUNS="${CONFORMANCE_RUNS:-redirect:1 redirect:2 redirect:3 post:1 post:2 post:3 cie:metadata ficep:metadata cie:post:2 ficep:redirect:2}"
 # spid-sp-test's fake IdP under other entityIDs, trusted as a CIE / FICEP IdP for the
 # cie:BINDING:L and ficep:BINDING:L runs (same key; each its own metadata file).
 CIE_IDP_ENTITYID="${CIE_IDP_ENTITYID:-https://localhost:8444}"
 FICEP_IDP_ENTITYID="${FICEP_IDP_ENTITYID:-https://localhost:8445}"
 # The gateway config (TOML, appended to the overlay) that trusts $TMP/idp-cie.xml as a
 # CIE IdP and $TMP/idp-ficep.xml as FICEP (AttributeConsumingServiceIndex 99); @IDP_CIE@
-# and @IDP_FICEP@ become those paths, a backslash-n a new line. Empty until the IdP profiles
-# exist in the config; then set each default here (one line) and add the runs to RUNS.
-CIE_IDP_OVERLAY="${CIE_IDP_OVERLAY:-}"
-FICEP_IDP_OVERLAY="${FICEP_IDP_OVERLAY:-}"
+# and @IDP_FICEP@ become those paths, a backslash-n a new line.
+CIE_IDP_OVERLAY="${CIE_IDP_OVERLAY:-[[federation.idps]]\nfile = \"@IDP_CIE@\"\nprofile = \"cie\"\ntest = true}"
+FICEP_IDP_OVERLAY="${FICEP_IDP_OVERLAY:-[[federation.idps]]\nfile = \"@IDP_FICEP@\"\nprofile = \"ficep\"\ntest = true}"
 # spid-sp-test's fake IdP; its SSO URL is {entityID}/samlsso (never served).
 export IDP_ENTITYID="${IDP_ENTITYID:-https://localhost:8443}"
 # SP certificate subject (Avviso 29 v3, public sector); must match config/conformance.toml.
@@ -380,7 +379,14 @@ for run in "${runs[@]}"; do
     ficep:*)
         b="${run#ficep:}"; binding="${b%%:*}"; level="${b##*:}"; name="ficep-$binding-L$level"
         names+=("$name")
+        # FICEP delivers the eIDAS PersonIdentifier in spidCode (CC/CC/id), not a SPID
+        # code: the fake IdP's user gets one (the rest of its attributes unchanged).
+        if [[ ! -f "$TMP/ficep-attrs.json" ]]; then
+            "$SST" -pas 2>/dev/null | "$VPY" -c 'import json, sys; a = json.load(sys.stdin); a["spidCode"] = "ES/IT/02635542Y"; json.dump(a, sys.stdout)' >"$TMP/ficep-attrs.json" ||
+                die "cannot write the FICEP test person's attributes"
+        fi
         IDP_ENTITYID="$FICEP_IDP_ENTITYID" run_sst "$name" "$LOGIN" 0 \
+            -aj "$TMP/ficep-attrs.json" \
             --metadata-url "$BASE_URL/metadata" \
             --authn-url "$BASE_URL/login?idp=$(q "$FICEP_IDP_ENTITYID")&level=$level&binding=$binding" \
             -pr ficep-eidas-sp --extra -tr --response-html-dumps "$OUT/$name-html" "${extra_args[@]}"

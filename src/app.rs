@@ -18,12 +18,12 @@ use crate::accounts::{AccountStore, SqlAccountStore};
 use crate::config::{Config, DatabaseUrl, Environment, OidcSection};
 use crate::enablement::EnablementService;
 use crate::enablement::cp::CpKey;
-use crate::federation::{self, Federation};
+use crate::federation::{self, Federation, TrustAs};
 use crate::flows::login::LoginFlow;
 use crate::flows::logout::LogoutFlow;
 use crate::mail::MailTransport;
 use crate::mail::outbox::OutboxMailer;
-use crate::mock_idp::MockIdp;
+use crate::mock_idp::{MockFederation, MockIdp};
 use crate::oidc::clients::ClientRegistry;
 use crate::oidc::keys::KeyRing;
 use crate::oidc::provider::Provider;
@@ -31,7 +31,7 @@ use crate::saml::SigningKey;
 use crate::saml::cie_metadata::build_cie_metadata;
 use crate::saml::sp_metadata::build_sp_metadata;
 use crate::session::SessionStore;
-use crate::sso::{SsoPorts, SsoService};
+use crate::sso::{SpIdentity, SsoPorts, SsoService};
 use crate::state::{MemoryStore, RedisStore, StateStore, StoreSettings};
 use crate::txlog::FileTxLog;
 use crate::web::{self, AppState};
@@ -51,19 +51,10 @@ pub fn sp_metadata(cfg: &Config) -> anyhow::Result<String> {
     Ok(build_sp_metadata(&cfg.sp.metadata, &key)?)
 }
 
-/// The "Entra con CIE" SP identity: the entityID CIE AuthnRequests are issued under
-/// and the key that signs them and `/metadata/cie` (the `[sp]` ones unless `[cie]`
-/// sets its own).
-#[derive(Debug, Clone)]
-pub struct CieIdentity {
-    /// The CIE entityID (`Issuer` and `NameQualifier` of CIE AuthnRequests).
-    pub entity_id: String,
-    /// Signs CIE AuthnRequests and the CIE metadata.
-    pub key: SigningKey,
-}
-
-/// The CIE identity and its signed metadata; `None` unless `[cie]` is enabled.
-pub fn cie_identity(cfg: &Config) -> anyhow::Result<Option<(CieIdentity, String)>> {
+/// The "Entra con CIE" SP identity (the entityID CIE AuthnRequests are issued under,
+/// the key that signs them and `/metadata/cie`: the `[sp]` ones unless `[cie]` sets
+/// its own) and its signed metadata; `None` unless `[cie]` is enabled.
+pub fn cie_identity(cfg: &Config) -> anyhow::Result<Option<(SpIdentity, String)>> {
     let Some(cie) = &cfg.cie else {
         return Ok(None);
     };
@@ -79,7 +70,7 @@ pub fn cie_identity(cfg: &Config) -> anyhow::Result<Option<(CieIdentity, String)
         tracing::warn!(target: "cie", "[cie] certificate {}: {e}", cie.cert_file.display());
     }
     let metadata = build_cie_metadata(&cie.metadata, &key)?;
-    let identity = CieIdentity {
+    let identity = SpIdentity {
         entity_id: cie.metadata.entity_id.clone(),
         key,
     };
@@ -287,11 +278,12 @@ pub async fn build_gateway(
         Some((identity, md)) => (Some(identity), Some(Arc::new(md))),
         None => (None, None),
     };
-    // wire: SsoService cie identity — hand `cie` to the SSO service once it takes an
-    // `SpIdentity { entity_id, key }` for CIE AuthnRequests (H2); until then unused.
-    let _cie: Option<CieIdentity> = cie;
     let federation = federation(cfg, &clock)?;
-    let sso = Arc::new(sso_service(cfg, key, &federation, &state, &clock)?);
+    let mut sso = sso_service(cfg, key, &federation, &state, &clock)?;
+    if let Some(cie) = cie {
+        sso = sso.with_cie_identity(cie);
+    }
+    let sso = Arc::new(sso);
     let oidc = match &cfg.oidc {
         None => None,
         Some(o) => Some(Arc::new(oidc_provider(
@@ -525,37 +517,81 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     serve_router(listener, gateway.router, server_limits(&cfg)).await
 }
 
-/// Builds the mock IdP from `[mock_idp]`.
+/// Builds the mock IdP (the SPID one) from `[mock_idp]`.
 pub fn build_mock_idp(cfg: &Config, clock: SharedClock) -> anyhow::Result<Arc<MockIdp>> {
+    Ok(build_mock_federation(cfg, clock)?.spid)
+}
+
+/// Builds the three mock IdPs (SPID, CIE under `/cie`, FICEP under `/ficep`) from
+/// `[mock_idp]`, trusting its SP metadata files (a CIE SP metadata, one with the `cie:`
+/// namespace, goes to the CIE IdP only).
+pub fn build_mock_federation(cfg: &Config, clock: SharedClock) -> anyhow::Result<MockFederation> {
     let m = cfg
         .mock_idp
         .as_ref()
         .context("the [mock_idp] section is missing")?;
     let key = load_signing_key(&m.key_file, &m.cert_file)?;
-    let idp = Arc::new(MockIdp::new(&m.public_url, key, clock)?);
+    let mocks = MockFederation::new(&m.public_url, key, clock)?;
     for file in &m.sp_metadata_files {
         let xml =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        idp.add_sp_metadata(&xml)
-            .with_context(|| format!("SP metadata {}", file.display()))?;
+        let added = if xml.contains(crate::saml::cie_metadata::NS_CIE) {
+            mocks.cie.add_sp_metadata(&xml).map(|_| ())
+        } else {
+            mocks.add_sp(&xml, None)
+        };
+        added.with_context(|| format!("SP metadata {}", file.display()))?;
     }
-    Ok(idp)
+    Ok(mocks)
 }
 
-/// `polis-gateway mock-idp`: the mock IdP alone.
+/// `polis-gateway mock-idp`: the mock IdPs alone.
 pub async fn mock_idp(cfg: Config) -> anyhow::Result<()> {
-    let idp = build_mock_idp(&cfg, SystemClock::shared())?;
+    let mocks = build_mock_federation(&cfg, SystemClock::shared())?;
     let m = cfg
         .mock_idp
         .as_ref()
         .context("the [mock_idp] section is missing")?;
     let listener = bind(m.listen).await?;
-    tracing::info!(
-        "mock SPID IdP listening on {} ({})",
-        m.listen,
-        idp.entity_id()
-    );
-    serve_router(listener, crate::mock_idp::router(idp), server_limits(&cfg)).await
+    for idp in mocks.all() {
+        tracing::info!(
+            "mock {} IdP listening on {} ({})",
+            idp.profile().as_str(),
+            m.listen,
+            idp.entity_id()
+        );
+    }
+    let router = crate::mock_idp::federation_router(&mocks);
+    serve_router(listener, router, server_limits(&cfg)).await
+}
+
+/// Trusts the mock IdPs, each with its profile, as test IdPs: all three, the FICEP one
+/// only when the SPID metadata has the eIDAS attribute sets (`[sp.eidas]`).
+pub fn trust_mock_federation(
+    cfg: &Config,
+    federation: &Federation,
+    mocks: &MockFederation,
+) -> anyhow::Result<()> {
+    let eidas = cfg
+        .sp
+        .metadata
+        .attribute_services
+        .iter()
+        .any(|s| s.index == federation::FICEP_MINIMUM_SET);
+    for idp in mocks.all() {
+        if idp.profile() == crate::saml::IdpProfile::Ficep && !eidas {
+            tracing::info!("mock FICEP node not trusted: [sp.eidas] is not enabled");
+            continue;
+        }
+        let trust = TrustAs {
+            profile: idp.profile(),
+            attribute_index: None,
+            test: true,
+        };
+        let source = format!("built-in mock {} IdP", idp.profile().as_str());
+        federation.add_trusted(idp.metadata(), trust, &source)?;
+    }
+    Ok(())
 }
 
 /// `polis-gateway demo`: gateway and mock IdP in one process, trusting each other.
@@ -566,11 +602,12 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     );
     let clock = SystemClock::shared();
     let gateway = build_gateway(&cfg, state_store(&cfg)?, clock.clone()).await?;
-    let idp = build_mock_idp(&cfg, clock)?;
-    gateway
-        .federation
-        .add_metadata(idp.metadata(), true, "built-in mock IdP")?;
-    idp.add_sp_metadata(&gateway.metadata)?;
+    let mocks = build_mock_federation(&cfg, clock)?;
+    trust_mock_federation(&cfg, &gateway.federation, &mocks)?;
+    mocks.add_sp(
+        &gateway.metadata,
+        gateway.cie_metadata.as_deref().map(String::as_str),
+    )?;
     let m = cfg
         .mock_idp
         .as_ref()
@@ -580,7 +617,8 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     println!();
     println!("  polis-gateway demo is running.");
     println!(
-        "  Open {}/login and choose \"Mock SPID IdP (test)\".",
+        "  Open {}/login: \"Mock SPID IdP (test)\" under «Entra con SPID», the mock CIE \
+         and eIDAS IdPs under «Entra con CIE» and «Login with eIDAS».",
         cfg.server.public_url
     );
     println!(
@@ -592,7 +630,7 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     let limits = server_limits(&cfg);
     let idp_task = tokio::spawn(serve_router(
         idp_listener,
-        crate::mock_idp::router(idp),
+        crate::mock_idp::federation_router(&mocks),
         limits,
     ));
     let gw = serve_router(gw_listener, gateway.router, limits).await;

@@ -106,6 +106,28 @@ pub(super) fn validate(
     })
 }
 
+/// Every IdP asks for an AttributeConsumingService the SPID metadata has: a FICEP IdP
+/// needs `[sp.eidas] enabled = true` (services 99 and 100). CIE IdPs use the CIE
+/// metadata's one service; SPID ones the checked `sp.attribute_consuming_service_index`.
+pub(super) fn check_against_sp(
+    federation: &FederationSettings,
+    sp: &crate::saml::sp_metadata::SpDescriptor,
+) -> Result<(), ConfigError> {
+    for (i, idp) in federation.idps.iter().enumerate() {
+        if idp.trust.profile != IdpProfile::Ficep {
+            continue;
+        }
+        let index = idp.trust.attribute_index.unwrap_or(FICEP_MINIMUM_SET);
+        if !sp.attribute_services.iter().any(|s| s.index == index) {
+            return Err(invalid(
+                &format!("federation.idps[{i}].profile"),
+                "a FICEP IdP needs sp.eidas.enabled = true (AttributeConsumingService 99 and 100 in the SPID metadata)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn idp(i: usize, raw: RawIdp, allow_test: bool) -> Result<IdpFileSettings, ConfigError> {
     let key = format!("federation.idps[{i}]");
     if raw.test && !allow_test {
@@ -249,6 +271,15 @@ mod tests {
             &[],
         );
         assert!(e.contains("federation.idps[0].test"), "{e}");
+        // FICEP asks for 99/100: the SPID metadata must have them.
+        let e = err(
+            "[sp.eidas]\nenabled = false\n[[federation.idps]]\nfile = \"f.xml\"\nprofile = \"ficep\"\n",
+            &[],
+        );
+        assert!(
+            e.contains("federation.idps[0].profile") && e.contains("sp.eidas.enabled"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -179,6 +179,7 @@ impl RawConfig {
         let state = state::validate(self.state, &ctx)?;
         let sp = sp::validate(self.sp, &ctx, limits.txlog_unverified_max_bytes)?;
         let cie = cie::validate(self.cie, &ctx, &sp)?;
+        federation::check_against_sp(&federation, &sp.metadata)?;
         let session = session::validate(self.session, &ctx)?;
         let cp = cp::validate(self.cp, &ctx)?;
         let database = database::validate(self.database, &ctx)?;

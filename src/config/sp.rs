@@ -469,7 +469,9 @@ mod tests {
         assert_eq!(cfg.sp.sso.acs_url, md.acs_url);
         assert!(matches!(&md.kind, SpKind::Public { ipa_code } if ipa_code == "m_pi"));
         assert_eq!(md.organization.display_name, "MIM");
-        assert_eq!(md.attribute_services.len(), 1);
+        // The demo's own service, then eIDAS 99 and 100 (`[sp.eidas]` is on in the demo).
+        let indexes: Vec<u16> = md.attribute_services.iter().map(|s| s.index).collect();
+        assert_eq!(indexes, [0, 99, 100]);
         assert!(
             md.attribute_services[0]
                 .attributes
@@ -506,7 +508,11 @@ mod tests {
 
     #[test]
     fn eidas_adds_the_ficep_sets_99_and_100() {
-        let off = load("", &[]).unwrap().sp.metadata.attribute_services;
+        let off = load("[sp.eidas]\nenabled = false\n", &[])
+            .unwrap()
+            .sp
+            .metadata
+            .attribute_services;
         assert!(off.iter().all(|s| s.index != 99 && s.index != 100));
         let on = load("[sp.eidas]\nenabled = true\n", &[]).unwrap();
         let services = &on.sp.metadata.attribute_services;
@@ -539,7 +545,7 @@ mod tests {
             let own = format!(
                 "[[sp.attribute_consuming_services]]\nindex = 0\nname = \"base\"\nattributes = [\"name\"]\n[[sp.attribute_consuming_services]]\nindex = {index}\nname = \"mine\"\nattributes = [\"name\"]\n"
             );
-            assert!(load(&own, &[]).is_ok());
+            assert!(load(&format!("{own}[sp.eidas]\nenabled = false\n"), &[]).is_ok());
             let e = err(&format!("{own}[sp.eidas]\nenabled = true\n"), &[]);
             assert!(
                 e.contains("sp.attribute_consuming_services[1].index") && e.contains("eIDAS"),

@@ -285,6 +285,16 @@ impl Federation {
         self.add_metadata_as(xml, TrustAs::spid(test), source_name, now)
     }
 
+    /// Adds the IdPs of one metadata document, trusted as `trust` says, as of now.
+    pub fn add_trusted(
+        &self,
+        xml: &str,
+        trust: TrustAs,
+        source_name: &str,
+    ) -> Result<Vec<String>, FederationError> {
+        self.add_metadata_as(xml, trust, source_name, self.clock.now())
+    }
+
     /// Adds the IdPs of one metadata document, trusted as `trust` says, as of `now`.
     pub fn add_metadata_as(
         &self,

@@ -10,6 +10,14 @@
 //! as AgID's validator does (rules §5 S4); an SP's LogoutResponse to an IdP-initiated
 //! logout ([`MockIdp::logout_request_url`]) is verified and shown.
 //!
+//! Three modes ([`IdpProfile`]), so tests cover every scheme: a SPID IdP; a CIE IdP
+//! (the CIE manual's shape: Issuers without `Format`, only the requested attributes
+//! of the eIDAS minimum dataset, no `spidCode`, the CIE error codes 21, 22, 23, 25,
+//! and a LogoutRequest-less *Simple Logout* page at `/slo`); and FICEP, the eIDAS
+//! node (SPID shape, test persons of other EU countries whose identifier comes in
+//! `spidCode`, no codice fiscale). [`MockFederation`] runs one of each on one listener:
+//! SPID at the base URL, CIE under `/cie`, FICEP under `/ficep`.
+//!
 //! It is a TEST tool: its key is demo material, and production configs refuse it.
 
 use std::collections::HashMap;
@@ -27,11 +35,11 @@ use crate::saml::logout::{
     verify_logout_response_post, verify_logout_response_redirect,
 };
 use crate::saml::xml::Limits;
-use crate::saml::{SamlError, SigningKey, ids};
+use crate::saml::{IdpProfile, SamlError, SigningKey, ids};
 
 /// The HTTP side: router and handlers.
 mod routes;
-pub use routes::{LoginForm, router};
+pub use routes::{LoginForm, federation_router, router};
 
 /// A test identity with realistic data (valid codici fiscali).
 #[derive(Debug, Clone)]
@@ -56,6 +64,9 @@ pub struct TestUser {
     pub mobile_phone: &'static str,
     /// Address.
     pub address: &'static str,
+    /// The eIDAS PersonIdentifier of a person from another EU country (FICEP's
+    /// `spidCode`, `ES/IT/02635542Y`); empty for the Italian users.
+    pub eidas_identifier: &'static str,
 }
 
 /// The built-in test users.
@@ -71,6 +82,7 @@ pub const TEST_USERS: [TestUser; 5] = [
         email: "mario.rossi@example.it",
         mobile_phone: "3331234567",
         address: "Via del Corso 12 00186 Roma RM",
+        eidas_identifier: "",
     },
     TestUser {
         name: "Giulia",
@@ -83,6 +95,7 @@ pub const TEST_USERS: [TestUser; 5] = [
         email: "giulia.bianchi@example.it",
         mobile_phone: "3479876543",
         address: "Corso Buenos Aires 45 20124 Milano MI",
+        eidas_identifier: "",
     },
     TestUser {
         name: "Luca",
@@ -95,6 +108,7 @@ pub const TEST_USERS: [TestUser; 5] = [
         email: "luca.verdi@example.it",
         mobile_phone: "3201112233",
         address: "Via Roma 3 10121 Torino TO",
+        eidas_identifier: "",
     },
     TestUser {
         name: "Sofia",
@@ -107,6 +121,7 @@ pub const TEST_USERS: [TestUser; 5] = [
         email: "sofia.esposito@example.it",
         mobile_phone: "3924455667",
         address: "Via Sparano 100 70121 Bari BA",
+        eidas_identifier: "",
     },
     TestUser {
         name: "Giuseppe",
@@ -119,17 +134,77 @@ pub const TEST_USERS: [TestUser; 5] = [
         email: "giuseppe.ferrari@example.it",
         mobile_phone: "3381239876",
         address: "Via Maqueda 200 90133 Palermo PA",
+        eidas_identifier: "",
     },
 ];
 
+/// The test persons of the FICEP mode: eIDAS identities of other EU countries, with no
+/// codice fiscale (the form's `user` value is their identifier).
+pub const EIDAS_USERS: [TestUser; 3] = [
+    TestUser {
+        name: "María",
+        family_name: "García López",
+        fiscal_code: "",
+        date_of_birth: "1988-04-12",
+        place_of_birth: "",
+        county_of_birth: "",
+        gender: "F",
+        email: "",
+        mobile_phone: "",
+        address: "Calle de Alcalá 50 28014 Madrid",
+        eidas_identifier: "ES/IT/02635542Y",
+    },
+    TestUser {
+        name: "Lukas",
+        family_name: "Schmidt",
+        fiscal_code: "",
+        date_of_birth: "1979-11-03",
+        place_of_birth: "",
+        county_of_birth: "",
+        gender: "M",
+        email: "",
+        mobile_phone: "",
+        address: "Unter den Linden 10 10117 Berlin",
+        eidas_identifier: "DE/IT/8f3c2a91d7e54b06",
+    },
+    TestUser {
+        name: "Zoé",
+        family_name: "Dubois",
+        fiscal_code: "",
+        date_of_birth: "1992-06-15",
+        place_of_birth: "",
+        county_of_birth: "",
+        gender: "F",
+        email: "",
+        mobile_phone: "",
+        address: "12 rue de Rivoli 75004 Paris",
+        eidas_identifier: "FR/IT/FR7651209348",
+    },
+];
+
+/// The eIDAS minimum dataset, all a CIE IdP ever releases (the CIE manual).
+const CIE_ATTRIBUTES: [&str; 4] = ["name", "familyName", "dateOfBirth", "fiscalNumber"];
+
 impl TestUser {
+    /// What the login form's `user` field carries: the codice fiscale, or the eIDAS
+    /// identifier of a person with none.
+    pub fn id(&self) -> &'static str {
+        if self.fiscal_code.is_empty() {
+            self.eidas_identifier
+        } else {
+            self.fiscal_code
+        }
+    }
+
     /// The value of a SPID attribute for this user, if it has one.
     pub fn attribute(&self, name: &str) -> Option<String> {
-        Some(match name {
+        let value = match name {
+            "spidCode" if !self.eidas_identifier.is_empty() => self.eidas_identifier.to_owned(),
             "spidCode" => format!(
                 "MOCK{}",
                 &self.fiscal_code.get(..10).unwrap_or("0000000000")
             ),
+            "fiscalNumber" if self.fiscal_code.is_empty() => return None,
             "name" => self.name.to_owned(),
             "familyName" => self.family_name.to_owned(),
             "fiscalNumber" => format!("TINIT-{}", self.fiscal_code),
@@ -141,9 +216,27 @@ impl TestUser {
             "mobilePhone" => self.mobile_phone.to_owned(),
             "address" => self.address.to_owned(),
             _ => return None,
-        })
+        };
+        (!value.is_empty()).then_some(value)
+    }
+
+    /// [`attribute`](Self::attribute) as an IdP of `profile` releases it: a CIE IdP only
+    /// the eIDAS minimum dataset (no `spidCode`).
+    pub fn attribute_from(&self, profile: IdpProfile, name: &str) -> Option<String> {
+        if profile == IdpProfile::Cie && !CIE_ATTRIBUTES.contains(&name) {
+            return None;
+        }
+        self.attribute(name)
     }
 }
+
+/// The user anomalies the CIE mode answers with (the CIE manual's user codes).
+pub const CIE_ERROR_CODES: [(u8, &str); 4] = [
+    (21, "tempo scaduto"),
+    (22, "consenso negato"),
+    (23, "CIE scaduta o revocata"),
+    (25, "annullato dall'utente"),
+];
 
 /// The user anomalies the mock IdP can answer with (code, Italian label).
 pub const ERROR_CODES: [(u8, &str); 7] = [
@@ -172,6 +265,7 @@ struct Pending {
 /// The mock IdP.
 pub struct MockIdp {
     entity_id: String,
+    profile: IdpProfile,
     key: SigningKey,
     metadata: String,
     sps: RwLock<HashMap<String, SpInfo>>,
@@ -191,17 +285,33 @@ impl std::fmt::Debug for MockIdp {
 }
 
 impl MockIdp {
-    /// A mock IdP at `public_url` (also its entityID); SSO at `/sso`, SLO at `/slo`.
+    /// A mock SPID IdP at `public_url` (also its entityID); SSO at `/sso`, SLO at `/slo`.
     pub fn new(public_url: &str, key: SigningKey, clock: SharedClock) -> Result<Self, SamlError> {
+        Self::with_profile(public_url, IdpProfile::Spid, key, clock)
+    }
+
+    /// A mock IdP of `profile` at `public_url` (also its entityID).
+    pub fn with_profile(
+        public_url: &str,
+        profile: IdpProfile,
+        key: SigningKey,
+        clock: SharedClock,
+    ) -> Result<Self, SamlError> {
+        let name = match profile {
+            IdpProfile::Spid => "Mock SPID IdP (test)",
+            IdpProfile::Cie => "Mock CIE IdP (test)",
+            IdpProfile::Ficep => "Mock FICEP eIDAS node (test)",
+        };
         let metadata = build_idp_metadata(
             public_url,
             &format!("{public_url}/sso"),
             &format!("{public_url}/slo"),
-            "Mock SPID IdP (test)",
+            name,
             &key,
         )?;
         Ok(Self {
             entity_id: public_url.to_owned(),
+            profile,
             key,
             metadata,
             sps: RwLock::default(),
@@ -220,6 +330,27 @@ impl MockIdp {
     /// Its entityID.
     pub fn entity_id(&self) -> &str {
         &self.entity_id
+    }
+
+    /// The rules it plays by.
+    pub fn profile(&self) -> IdpProfile {
+        self.profile
+    }
+
+    /// The test persons on its login page.
+    pub fn users(&self) -> &'static [TestUser] {
+        match self.profile {
+            IdpProfile::Ficep => &EIDAS_USERS,
+            IdpProfile::Spid | IdpProfile::Cie => &TEST_USERS,
+        }
+    }
+
+    /// The anomalies its login page offers.
+    pub fn error_codes(&self) -> &'static [(u8, &'static str)] {
+        match self.profile {
+            IdpProfile::Cie => &CIE_ERROR_CODES,
+            IdpProfile::Spid | IdpProfile::Ficep => &ERROR_CODES,
+        }
     }
 
     /// Its signed metadata.
@@ -270,6 +401,54 @@ impl MockIdp {
             .unwrap_or_else(|p| p.into_inner())
             .remove(token)
             .filter(|p| p.created.elapsed() < PENDING_TTL)
+    }
+}
+
+/// One mock IdP of each profile, sharing a key and one listener: SPID at the base
+/// URL, CIE at `<base>/cie`, FICEP at `<base>/ficep` (their entityIDs).
+#[derive(Debug, Clone)]
+pub struct MockFederation {
+    /// The SPID IdP.
+    pub spid: std::sync::Arc<MockIdp>,
+    /// The CIE IdP.
+    pub cie: std::sync::Arc<MockIdp>,
+    /// The FICEP eIDAS node.
+    pub ficep: std::sync::Arc<MockIdp>,
+}
+
+impl MockFederation {
+    /// The three IdPs under `public_url`.
+    pub fn new(public_url: &str, key: SigningKey, clock: SharedClock) -> Result<Self, SamlError> {
+        let base = public_url.trim_end_matches('/');
+        let one = |suffix: &str, profile| {
+            MockIdp::with_profile(
+                &format!("{base}{suffix}"),
+                profile,
+                key.clone(),
+                clock.clone(),
+            )
+            .map(std::sync::Arc::new)
+        };
+        Ok(Self {
+            spid: one("", IdpProfile::Spid)?,
+            cie: one("/cie", IdpProfile::Cie)?,
+            ficep: one("/ficep", IdpProfile::Ficep)?,
+        })
+    }
+
+    /// The three, SPID first.
+    pub fn all(&self) -> [&std::sync::Arc<MockIdp>; 3] {
+        [&self.spid, &self.cie, &self.ficep]
+    }
+
+    /// Trusts an SP everywhere: its SPID metadata at SPID and FICEP, and at CIE unless
+    /// a CIE metadata is given (the SP's `/metadata/cie`).
+    pub fn add_sp(&self, spid_metadata: &str, cie_metadata: Option<&str>) -> Result<(), SamlError> {
+        self.spid.add_sp_metadata(spid_metadata)?;
+        self.ficep.add_sp_metadata(spid_metadata)?;
+        self.cie
+            .add_sp_metadata(cie_metadata.unwrap_or(spid_metadata))?;
+        Ok(())
     }
 }
 

@@ -14,15 +14,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{
-    ERROR_CODES, MockIdp, Pending, SpLogoutRequest, SpLogoutResponse, TEST_USERS, TestUser,
-};
+use super::{MockFederation, MockIdp, Pending, SpLogoutRequest, SpLogoutResponse, TestUser};
 use crate::saml::idp::{
     AttributeValue, ReceivedAuthnRequest, ResponseSpec, ResponseStatus, SpInfo, build_response,
     decode_redirect_request, peek_issuer, verify_post_request, verify_redirect_request,
 };
 use crate::saml::logout::LogoutOutcome;
-use crate::saml::{Level, SamlError, SpidErrorCode, binding};
+use crate::saml::{IdpProfile, Level, SamlError, SpidErrorCode, binding};
 
 fn fail(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, format!("mock IdP: {msg}\n")).into_response()
@@ -40,6 +38,8 @@ fn saml_fail(e: SamlError) -> Response {
 #[derive(Template)]
 #[template(path = "mock_login.html")]
 struct LoginPage<'a> {
+    idp_name: &'static str,
+    scheme: &'static str,
     sp_entity_id: &'a str,
     requested_level: u8,
     token: &'a str,
@@ -48,21 +48,43 @@ struct LoginPage<'a> {
     error_codes: &'a [(u8, &'a str)],
 }
 
+/// The header title of its pages.
+fn name_of(profile: IdpProfile) -> &'static str {
+    match profile {
+        IdpProfile::Spid => "Mock SPID IdP",
+        IdpProfile::Cie => "Mock CIE IdP",
+        IdpProfile::Ficep => "Mock FICEP eIDAS node",
+    }
+}
+
 fn login_page(
     idp: &MockIdp,
     request: ReceivedAuthnRequest,
     relay_state: Option<String>,
 ) -> Response {
+    // The CIE manual: ForceAuthn is «sempre» true.
+    if idp.profile == IdpProfile::Cie && !request.force_authn {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "a CIE AuthnRequest must carry ForceAuthn=\"true\"",
+        );
+    }
     let sp_entity_id = request.issuer.clone();
     let level = request.level.number();
     let token = idp.remember(request, relay_state);
     let page = LoginPage {
+        idp_name: name_of(idp.profile),
+        scheme: match idp.profile {
+            IdpProfile::Spid => "SPID",
+            IdpProfile::Cie => "CIE",
+            IdpProfile::Ficep => "eIDAS",
+        },
         sp_entity_id: &sp_entity_id,
         requested_level: level,
         token: &token,
-        users: &TEST_USERS,
+        users: idp.users(),
         levels: [1, 2, 3],
-        error_codes: &ERROR_CODES,
+        error_codes: idp.error_codes(),
     };
     match page.render() {
         Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
@@ -154,7 +176,7 @@ async fn do_login(
             "the AssertionConsumerServiceIndex is not in the SP metadata",
         );
     };
-    let status = match response_status(&form, &sp, &pending) {
+    let status = match response_status(&idp, &form, &sp, &pending) {
         Ok(status) => status,
         Err(refused) => return fail(StatusCode::BAD_REQUEST, refused),
     };
@@ -172,6 +194,7 @@ async fn do_login(
                 status,
                 now: idp2.clock.now(),
                 sign_response: true,
+                profile: idp2.profile,
             },
             &idp2.key,
         )
@@ -197,12 +220,13 @@ async fn do_login(
 /// chosen level (what the SP's AttributeConsumingService requests), or a SPID anomaly;
 /// else why the form is refused.
 fn response_status(
+    idp: &MockIdp,
     form: &LoginForm,
     sp: &SpInfo,
     pending: &Pending,
 ) -> Result<ResponseStatus, &'static str> {
     if form.outcome == "success" {
-        let Some(user) = TEST_USERS.iter().find(|u| u.fiscal_code == form.user) else {
+        let Some(user) = idp.users().iter().find(|u| u.id() == form.user) else {
             return Err("unknown test user");
         };
         let Some(level) = Level::from_number(form.level) else {
@@ -214,16 +238,17 @@ fn response_status(
         let attributes = requested
             .iter()
             .filter_map(|name| {
-                user.attribute(name).map(|value| AttributeValue {
-                    name: name.clone(),
-                    value,
-                })
+                user.attribute_from(idp.profile, name)
+                    .map(|value| AttributeValue {
+                        name: name.clone(),
+                        value,
+                    })
             })
             .collect();
         Ok(ResponseStatus::Success { level, attributes })
     } else {
         match form.outcome.parse::<u8>() {
-            Ok(code) if ERROR_CODES.iter().any(|(c, _)| *c == code) => {
+            Ok(code) if idp.error_codes().iter().any(|(c, _)| *c == code) => {
                 Ok(ResponseStatus::Error(SpidErrorCode(code)))
             }
             _ => Err("unknown outcome"),
@@ -234,8 +259,26 @@ fn response_status(
 #[derive(Template)]
 #[template(path = "mock_logout.html")]
 struct LogoutPage<'a> {
+    idp_name: &'static str,
+    /// CIE's *Simple Logout*: the IdP session ended, nothing answered.
+    simple: bool,
     partial: bool,
     slo_url: &'a str,
+}
+
+/// The page after a logout at the IdP.
+fn logout_page(idp: &MockIdp, simple: bool, partial: bool) -> Response {
+    let slo_url = idp.slo_url();
+    let page = LogoutPage {
+        idp_name: name_of(idp.profile),
+        simple,
+        partial,
+        slo_url: &slo_url,
+    };
+    match page.render() {
+        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 /// What `/slo` received, owned so that it can move into `spawn_blocking`.
@@ -298,15 +341,7 @@ async fn handle_slo(idp: Arc<MockIdp>, msg: SloMessage) -> Response {
         )
             .into_response(),
         Ok(Ok(SloAnswer::Verified(outcome))) => {
-            let slo_url = idp.slo_url();
-            let page = LogoutPage {
-                partial: outcome == LogoutOutcome::Partial,
-                slo_url: &slo_url,
-            };
-            match page.render() {
-                Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
-                Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
+            logout_page(&idp, false, outcome == LogoutOutcome::Partial)
         }
         Ok(Err(e)) => saml_fail(e),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -314,6 +349,11 @@ async fn handle_slo(idp: Arc<MockIdp>, msg: SloMessage) -> Response {
 }
 
 async fn slo_redirect(State(idp): State<Arc<MockIdp>>, RawQuery(q): RawQuery) -> Response {
+    // CIE (manual, «Logout»): a plain GET ends the IdP session and shows «Logout
+    // effettuato con successo»; a LogoutRequest is accepted and never answered.
+    if idp.profile == IdpProfile::Cie {
+        return logout_page(&idp, true, false);
+    }
     let q = q.unwrap_or_default();
     let names: Vec<String> = match binding::parse_query(&q) {
         Ok(params) => params.into_iter().map(|p| p.name).collect(),
@@ -374,13 +414,25 @@ async fn metadata(State(idp): State<Arc<MockIdp>>) -> Response {
 /// The mock IdP's router: `/metadata`, `/sso` (GET Redirect, POST), `/login`, `/slo`
 /// (GET Redirect, POST).
 pub fn router(idp: Arc<MockIdp>) -> Router {
-    let routes = Router::new()
+    crate::httpkit::harden(routes(idp))
+}
+
+/// The three IdPs of a [`MockFederation`] on one listener: SPID at `/`, CIE under
+/// `/cie`, FICEP under `/ficep`.
+pub fn federation_router(f: &MockFederation) -> Router {
+    let all = routes(f.spid.clone())
+        .nest("/cie", routes(f.cie.clone()))
+        .nest("/ficep", routes(f.ficep.clone()));
+    crate::httpkit::harden(all)
+}
+
+fn routes(idp: Arc<MockIdp>) -> Router {
+    Router::new()
         .route("/metadata", get(metadata))
         .route("/sso", get(sso_redirect).post(sso_post))
         .route("/login", post(do_login))
         .route("/slo", get(slo_redirect).post(slo_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/static/{*path}", get(crate::httpkit::static_asset))
-        .with_state(idp);
-    crate::httpkit::harden(routes)
+        .with_state(idp)
 }

@@ -42,6 +42,31 @@ impl SpidErrorCode {
             _ => return None,
         })
     }
+
+    /// The courtesy text for this code from an IdP of `profile`: the CIE manual's
+    /// codes (2, 3 system; 21, 22, 23, 25 user; `codici-errori-*.csv`) read as it
+    /// says, the others as [`user_message`](Self::user_message).
+    pub fn user_message_for(self, profile: super::IdpProfile) -> Option<&'static str> {
+        if profile != super::IdpProfile::Cie {
+            return self.user_message();
+        }
+        Some(match self.0 {
+            2 | 3 => {
+                "Il sistema di autenticazione CIE non è disponibile in questo momento. Ripeti l'accesso più tardi."
+            }
+            21 => {
+                "Tempo scaduto: l'accesso con la CIE deve essere completato entro un tempo limite. Ripeti l'accesso."
+            }
+            22 => {
+                "Hai negato il consenso all'invio dei tuoi dati: senza il consenso non è possibile accedere al servizio."
+            }
+            23 => {
+                "La tua CIE risulta scaduta o revocata. Verifica che la carta sia valida; per assistenza scrivi a cie.cittadini@interno.it."
+            }
+            25 => "Hai annullato l'accesso con la CIE.",
+            _ => return self.user_message(),
+        })
+    }
 }
 
 impl fmt::Display for SpidErrorCode {
@@ -122,6 +147,8 @@ pub enum SamlError {
         code: Option<SpidErrorCode>,
         /// The Response carrying this status was signed and verified with the IdP's key.
         authenticated: bool,
+        /// The profile of the IdP (the same code reads differently for CIE).
+        profile: super::IdpProfile,
     },
     /// Our own key or template failed (configuration problem).
     #[error("signing failed: {0}")]
@@ -199,5 +226,24 @@ mod tests {
             assert!(SpidErrorCode(n).user_message().is_some(), "nr{n}");
         }
         assert!(SpidErrorCode(24).user_message().is_none());
+        use super::super::IdpProfile;
+        for n in [2, 3, 21, 22, 23, 25] {
+            let cie = SpidErrorCode(n).user_message_for(IdpProfile::Cie).unwrap();
+            assert!(cie.contains("CIE") || n == 22, "nr{n}: {cie}");
+        }
+        assert!(
+            SpidErrorCode(23)
+                .user_message_for(IdpProfile::Cie)
+                .unwrap()
+                .contains("cie.cittadini@interno.it")
+        );
+        assert_eq!(
+            SpidErrorCode(23).user_message_for(IdpProfile::Spid),
+            SpidErrorCode(23).user_message()
+        );
+        assert_eq!(
+            SpidErrorCode(19).user_message_for(IdpProfile::Cie),
+            SpidErrorCode(19).user_message()
+        );
     }
 }

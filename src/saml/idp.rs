@@ -304,16 +304,27 @@ pub struct ResponseSpec<'a> {
     pub now: DateTime<Utc>,
     /// Sign the Response envelope too (SPID makes it optional; the Assertion is always signed).
     pub sign_response: bool,
+    /// The shape: a CIE IdP writes both Issuers without `Format`; SPID and FICEP with it.
+    pub profile: super::IdpProfile,
+}
+
+/// `<saml:Issuer>` of an IdP: with `Format` entity, except in the CIE shape.
+fn idp_issuer(spec: &ResponseSpec<'_>) -> String {
+    let idp = escape(spec.idp_entity_id);
+    if spec.profile == super::IdpProfile::Cie {
+        format!(r#"<saml:Issuer>{idp}</saml:Issuer>"#)
+    } else {
+        format!(
+            r#"<saml:Issuer Format="{FORMAT_ENTITY}" NameQualifier="{idp}">{idp}</saml:Issuer>"#
+        )
+    }
 }
 
 /// Builds and signs a SPID Response.
 pub fn build_response(spec: &ResponseSpec<'_>, key: &SigningKey) -> Result<String, SamlError> {
     let response_id = new_id();
     let now = format_instant(spec.now);
-    let issuer = format!(
-        r#"<saml:Issuer Format="{FORMAT_ENTITY}" NameQualifier="{idp}">{idp}</saml:Issuer>"#,
-        idp = escape(spec.idp_entity_id)
-    );
+    let issuer = idp_issuer(spec);
     let (status, assertion) = match &spec.status {
         ResponseStatus::Success { level, attributes } => (
             format!(r#"<samlp:Status><samlp:StatusCode Value="{STATUS_SUCCESS}"/></samlp:Status>"#),
@@ -396,7 +407,7 @@ fn build_assertion(
         concat!(
             r#"<saml:Assertion xmlns:saml="{saml}" xmlns:xs="http://www.w3.org/2001/XMLSchema" "#,
             r#"xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="{id}" Version="2.0" IssueInstant="{now}">"#,
-            r#"<saml:Issuer Format="{fe}" NameQualifier="{idp}">{idp}</saml:Issuer>{sig}"#,
+            r#"{issuer}{sig}"#,
             r#"<saml:Subject><saml:NameID Format="{ft}" NameQualifier="{idp}">{nameid}</saml:NameID>"#,
             r#"<saml:SubjectConfirmation Method="{bearer}"><saml:SubjectConfirmationData "#,
             r#"InResponseTo="{irt}" NotOnOrAfter="{na}" Recipient="{acs}"/></saml:SubjectConfirmation></saml:Subject>"#,
@@ -409,7 +420,7 @@ fn build_assertion(
         saml = NS_SAML,
         id = id,
         now = now,
-        fe = FORMAT_ENTITY,
+        issuer = idp_issuer(spec),
         idp = idp,
         sig = super::sign::signature_template(&id, key.cert_base64()),
         ft = FORMAT_TRANSIENT,

@@ -37,6 +37,9 @@ pub struct AuthnRequestParams<'a> {
     pub level: Level,
     /// RequestedAuthnContext Comparison.
     pub comparison: Comparison,
+    /// The IdP's profile: CIE asks ForceAuthn on every request (its manual), SPID and
+    /// FICEP from level 2.
+    pub profile: super::IdpProfile,
     /// The current time.
     pub now: DateTime<Utc>,
 }
@@ -55,10 +58,12 @@ pub struct BuiltAuthnRequest {
     issuer_end: usize,
 }
 
-/// Builds the AuthnRequest XML exactly as rules A1–A15 say.
+/// Builds the AuthnRequest XML exactly as rules A1–A15 say (and, for a CIE IdP, the
+/// CIE manual: ForceAuthn always; Destination is the SSO Location of the binding used,
+/// which is what SPID requests carry too).
 pub fn build_authn_request(p: &AuthnRequestParams<'_>) -> BuiltAuthnRequest {
     let id = new_id();
-    let force = if p.level >= Level::L2 {
+    let force = if p.level >= Level::L2 || p.profile == super::IdpProfile::Cie {
         r#" ForceAuthn="true""#
     } else {
         ""
@@ -173,6 +178,7 @@ mod tests {
             attribute_index: 0,
             level,
             comparison: Comparison::Minimum,
+            profile: crate::saml::IdpProfile::Spid,
             now: chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
                 .unwrap()
                 .with_timezone(&Utc),
@@ -209,5 +215,21 @@ mod tests {
         );
         let l1 = build_authn_request(&params(Level::L1));
         assert!(!l1.xml.contains("ForceAuthn"));
+    }
+
+    #[test]
+    fn a_cie_request_forces_authentication_at_every_level() {
+        for level in [Level::L1, Level::L2, Level::L3] {
+            let r = build_authn_request(&AuthnRequestParams {
+                profile: crate::saml::IdpProfile::Cie,
+                ..params(level)
+            });
+            let e = xml::parse(&r.xml, xml::Limits::default()).unwrap();
+            assert_eq!(e.attr("ForceAuthn"), Some("true"), "{level:?}");
+            assert_eq!(e.attr("IsPassive"), None);
+            assert_eq!(e.attr("Destination"), Some("https://idp.example.it/sso"));
+            let policy = e.required_child(NS_SAMLP, "NameIDPolicy").unwrap();
+            assert_eq!(policy.attr("AllowCreate"), None);
+        }
     }
 }

@@ -304,6 +304,7 @@ pub fn validate(parsed: &ParsedResponse, c: &ResponseCheck<'_>) -> ResponseOutco
             sub_status,
             code,
             authenticated,
+            profile: c.pending.profile,
         });
     }
     // R-ASSERTION + R-SIG
@@ -344,7 +345,15 @@ fn validate_assertion(
     let assertion_id = required_attr(a, "ID")?.to_owned();
     check_version(a, "Assertion")?;
     check_issue_instant(a, "Assertion IssueInstant", c)?;
-    check_issuer(a, "Assertion Issuer", &c.pending.idp_entity_id, true)?;
+    // CIE: the Assertion Issuer carries no Format (spid-sp-test's cie-sp-public profile
+    // leaves out cases 70 and 71); if present it must still be entity.
+    let format_required = c.pending.profile != super::IdpProfile::Cie;
+    check_issuer(
+        a,
+        "Assertion Issuer",
+        &c.pending.idp_entity_id,
+        format_required,
+    )?;
     let subject = check_subject(a, c)?;
     check_conditions(a, c)?;
     let (level, session_index) = check_authn_statement(a, c)?;

@@ -70,23 +70,23 @@ impl SsoService {
         .ok_or_else(|| {
             SsoError::BadRequest("the identity provider does not support this binding".into())
         })?;
+        let (sp_entity_id, key) = self.identity(idp.profile);
         let request = build_authn_request(&AuthnRequestParams {
-            sp_entity_id: &self.settings.entity_id,
+            sp_entity_id,
             destination,
             acs_index: 0,
             attribute_index: idp.attribute_index(self.settings.attribute_index),
             level,
             comparison: self.settings.comparison,
+            profile: idp.profile,
             now: self.now(),
         });
         let relay_state = ids::new_token(16);
         let start = match binding {
-            Binding::Redirect => {
-                LoginStart::Redirect(request.redirect_url(&relay_state, &self.key)?)
-            }
+            Binding::Redirect => LoginStart::Redirect(request.redirect_url(&relay_state, key)?),
             Binding::Post => LoginStart::Post {
                 action: destination.to_owned(),
-                saml_request: request.post_value(&self.key)?,
+                saml_request: request.post_value(key)?,
                 relay_state: relay_state.clone(),
             },
         };
@@ -280,6 +280,8 @@ impl SsoService {
             .ok_or(SsoError::UnknownIdp)?;
         let certs = idp.descriptor.signing_certs.clone();
         let settings = self.settings.clone();
+        // The Audience is the entityID the request went out with.
+        let audience = self.identity(pending.profile).0.to_owned();
         let pending = pending.clone();
         let clock_skew = chrono_duration(settings.clock_skew)?;
         let max_validity = chrono_duration(settings.max_assertion_validity)?;
@@ -290,7 +292,7 @@ impl SsoService {
                     &parsed,
                     &ResponseCheck {
                         pending: &pending,
-                        sp_entity_id: &settings.entity_id,
+                        sp_entity_id: &audience,
                         acs_url: &settings.acs_url,
                         idp_certs: &certs,
                         now,

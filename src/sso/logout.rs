@@ -20,7 +20,7 @@ use super::{LoginStart, SloMessage, SsoError, SsoService, chrono_duration};
 use crate::identity::LoginSession;
 use crate::saml::logout::{self, LogoutOutcome, PendingLogout, VerifiedLogoutRequest};
 use crate::saml::request::Binding;
-use crate::saml::{SamlError, ids};
+use crate::saml::{IdpProfile, SamlError, ids};
 
 /// [`SloMessage`] owned, to move into the verification pool.
 enum OwnedSloMessage {
@@ -82,11 +82,19 @@ impl SsoService {
     /// a signed LogoutRequest to the IdP of `login` (Redirect when the IdP offers it,
     /// else POST), remembered until its LogoutResponse. `None` when the IdP has no
     /// SLO endpoint or is no longer trusted.
+    ///
+    /// A CIE IdP has no SAML single logout (manual, «Logout»: it accepts a
+    /// LogoutRequest but never answers): the browser goes to its SingleLogoutService
+    /// with a plain HTTP-GET, which ends the IdP session and shows «Logout effettuato
+    /// con successo»; nothing is remembered, nothing awaited.
     pub async fn start_logout(&self, login: &LoginSession) -> Result<Option<LoginStart>, SsoError> {
         let Some(idp) = self.federation.get(&login.idp_entity_id) else {
             return Ok(None);
         };
         let d = &idp.descriptor;
+        if idp.profile == IdpProfile::Cie {
+            return Ok(d.slo_redirect.clone().map(LoginStart::Redirect));
+        }
         let (destination, binding) = match (&d.slo_redirect, &d.slo_post) {
             (Some(url), _) => (url.clone(), Binding::Redirect),
             (None, Some(url)) => (url.clone(), Binding::Post),

@@ -37,7 +37,7 @@ use crate::federation::Federation;
 use crate::identity::LoginSession;
 use crate::saml::request::Binding;
 use crate::saml::xml::Limits;
-use crate::saml::{Comparison, Level, SamlError, SigningKey};
+use crate::saml::{Comparison, IdpProfile, Level, SamlError, SigningKey};
 use crate::state::{StateError, StateStore};
 use crate::txlog::TxLog;
 
@@ -169,10 +169,23 @@ pub struct VerifiedLogin {
     pub browser: String,
 }
 
+/// A service-provider identity toward one federation: the entityID our requests carry
+/// (Issuer, NameQualifier, the Audience we expect back) and the key that signs them.
+#[derive(Debug, Clone)]
+pub struct SpIdentity {
+    /// The entityID.
+    pub entity_id: String,
+    /// Signs the requests (and the metadata of that federation).
+    pub key: SigningKey,
+}
+
 /// The SSO service.
 pub struct SsoService {
     settings: SsoSettings,
     key: SigningKey,
+    /// The CIE SP identity (`[cie]` with its own entityID/key); `None`: CIE IdPs see the
+    /// SPID one.
+    cie: Option<SpIdentity>,
     federation: Arc<Federation>,
     state: Arc<dyn StateStore>,
     txlog: Arc<dyn TxLog>,
@@ -213,11 +226,28 @@ impl SsoService {
         Self {
             settings,
             key,
+            cie: None,
             federation: ports.federation,
             state: ports.state,
             txlog: ports.txlog,
             pool: ports.pool,
             clock: ports.clock,
+        }
+    }
+
+    /// Requests to CIE-profile IdPs carry `cie`'s entityID and are signed with its key;
+    /// their Responses must name it as Audience.
+    #[must_use]
+    pub fn with_cie_identity(mut self, cie: SpIdentity) -> Self {
+        self.cie = Some(cie);
+        self
+    }
+
+    /// The entityID and key we present to an IdP of `profile`.
+    fn identity(&self, profile: IdpProfile) -> (&str, &SigningKey) {
+        match (profile, &self.cie) {
+            (IdpProfile::Cie, Some(cie)) => (&cie.entity_id, &cie.key),
+            _ => (&self.settings.entity_id, &self.key),
         }
     }
 

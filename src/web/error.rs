@@ -417,9 +417,13 @@ impl AppError {
 fn saml_page(e: &SamlError) -> (StatusCode, &'static str, String, Option<String>) {
     let login_failed = "Accesso non riuscito";
     match e {
-    SamlError::IdpStatus { code: spid, .. } => {
+    SamlError::IdpStatus {
+            code: spid,
+            profile,
+            ..
+        } => {
             let msg = spid
-                .and_then(|c| c.user_message().map(|m| format!("{m} ({c})")))
+                .and_then(|c| c.user_message_for(*profile).map(|m| format!("{m} ({c})")))
                 .unwrap_or_else(|| {
                     "Autenticazione non riuscita: il gestore di identità non ha confermato l'accesso."
                         .to_owned()

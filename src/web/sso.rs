@@ -20,9 +20,9 @@ use super::session::{
 use super::{AppError, AppState, RequestId, render};
 use crate::flows::FlowError;
 pub use crate::flows::login::local_path;
-use crate::saml::Level;
 use crate::saml::logout::LogoutOutcome;
 use crate::saml::request::Binding;
+use crate::saml::{IdpProfile, Level};
 use crate::sso::{LoginStart, SloMessage};
 
 /// `GET /metadata`: the signed SP metadata.
@@ -109,25 +109,19 @@ impl TryFrom<LoginQuery> for LoginAsk {
 enum LoginGroup {
     /// «Entra con SPID»: one entry per IdP.
     Spid,
-    /// «Entra con CIE»: the CIE IdP (servizicie.interno.gov.it).
+    /// «Entra con CIE»: the CIE-profile IdP.
     Cie,
-    /// «Login with eIDAS»: the FICEP node (eid.gov.it).
+    /// «Login with eIDAS»: the FICEP-profile IdP (the Italian eIDAS node).
     Eidas,
 }
 
-/// The button an IdP goes under, from its entityID's host (the CIE and FICEP
-/// federations' own domains); every other IdP is a SPID one.
+/// The button an IdP goes under: its profile (a CIE IdP under «Entra con CIE», FICEP
+/// under «Login with eIDAS», every SPID IdP in the «Entra con SPID» list).
 fn login_group(idp: &crate::federation::Idp) -> LoginGroup {
-    group_of_entity_id(&idp.descriptor.entity_id)
-}
-
-fn group_of_entity_id(entity_id: &str) -> LoginGroup {
-    if entity_id.contains("servizicie.interno.gov.it") {
-        LoginGroup::Cie
-    } else if entity_id.contains("eid.gov.it") {
-        LoginGroup::Eidas
-    } else {
-        LoginGroup::Spid
+    match idp.profile {
+        IdpProfile::Spid => LoginGroup::Spid,
+        IdpProfile::Cie => LoginGroup::Cie,
+        IdpProfile::Ficep => LoginGroup::Eidas,
     }
 }
 
@@ -457,25 +451,6 @@ impl From<FlowError> for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cie_and_ficep_idps_get_their_own_buttons() {
-        let cie = "https://idserver.servizicie.interno.gov.it/idp/profile/SAML2/POST/SSO";
-        assert_eq!(group_of_entity_id(cie), LoginGroup::Cie);
-        let cie_pre = "https://preproduzione.idserver.servizicie.interno.gov.it/idp/shibboleth";
-        assert_eq!(group_of_entity_id(cie_pre), LoginGroup::Cie);
-        assert_eq!(
-            group_of_entity_id("https://ficep-proxy.eid.gov.it/eidas/idp"),
-            LoginGroup::Eidas
-        );
-        for spid in [
-            "https://posteid.poste.it",
-            "http://localhost:8090",
-            "https://validator.spid.gov.it",
-        ] {
-            assert_eq!(group_of_entity_id(spid), LoginGroup::Spid, "{spid}");
-        }
-    }
 
     #[test]
     fn known_spid_idps_have_a_vendored_logo_and_others_none() {

@@ -39,6 +39,11 @@ impl Drop for Chain {
 
 impl Chain {
     async fn start() -> Chain {
+        Self::start_with("").await
+    }
+
+    /// [`start`](Self::start) with `extra_toml` in the gateway's configuration.
+    async fn start_with(extra_toml: &str) -> Chain {
         // The example's port first: the gateway's client registration names it.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ex = format!("http://{}", listener.local_addr().unwrap());
@@ -49,6 +54,7 @@ impl Chain {
                 oidc_redirect_uri: Some(format!("{ex}/callback")),
                 oidc_post_logout_uri: Some(format!("{ex}/")),
                 oidc_backchannel: Some(format!("{ex}/backchannel-logout")),
+                extra_toml: extra_toml.to_owned(),
                 ..EnvOptions::default()
             },
         )
@@ -143,6 +149,79 @@ async fn post_form(
     form: &[(&str, &str)],
 ) -> (u16, String, String) {
     read(c.post(url).form(form).send().await.unwrap()).await
+}
+
+/// The chain once per scheme: a person enabled through the mock IdP of that scheme
+/// logs in at the example through the gateway; the example shows the scheme and the
+/// identifiers the ID token carries; the example's «Esci» ends both sessions.
+async fn chain_for_scheme(scheme: &str) {
+    let chain = Chain::start_with("\n[sp.eidas]\nenabled = true\n").await;
+    let env = &chain.env;
+    let (idp, user, label) = match scheme {
+        "spid" => (env.idp.clone(), GIULIA, "SPID"),
+        "cie" => (env.cie_idp.clone(), GIULIA, "CIE"),
+        _ => (env.ficep_idp.clone(), "DE/IT/8f3c2a91d7e54b06", "eIDAS"),
+    };
+    env.enable_account_at(&env.client(), &idp, user, GIULIA_CP)
+        .await;
+    let browser = env.client();
+    let (status, to, _) = chain.get(&browser, "/login").await;
+    assert_eq!(status, 303);
+    let hop = env.oidc_browse_at(&browser, &to, &idp, user, 2).await;
+    assert_eq!(hop.logins.len(), 1, "{scheme}: {hop:?}");
+    assert_eq!(chain.callback(&browser, &hop).await, "/");
+    let (_, _, home) = chain.get(&browser, "/").await;
+    assert!(home.contains(&format!("Accesso con {label}")), "{home}");
+    assert_eq!(
+        claim(&home, "idp_scheme").as_deref(),
+        Some(scheme),
+        "{home}"
+    );
+    assert_eq!(claim(&home, "amr").as_deref(), Some(scheme), "{home}");
+    if scheme == "eidas" {
+        assert_eq!(
+            claim(&home, "eidas_person_identifier").as_deref(),
+            Some(user)
+        );
+        assert_eq!(claim(&home, "fiscal_number"), None, "{home}");
+        assert_eq!(claim(&home, "family_name").as_deref(), Some("Schmidt"));
+    } else {
+        assert_eq!(claim(&home, "fiscal_number").as_deref(), Some(GIULIA));
+        assert_eq!(claim(&home, "eidas_person_identifier"), None, "{home}");
+    }
+    // «Esci» at the example: RP-initiated logout at the gateway, back to the example.
+    let csrf = form_value(&home, "csrf");
+    let (status, to, _) =
+        post_form(&browser, format!("{}/logout", chain.ex), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    let r = browser.get(&to).send().await.unwrap();
+    let (status, back, body) = read(r).await;
+    assert_eq!(
+        (status, back.clone()),
+        (303, format!("{}/", chain.ex)),
+        "{body}"
+    );
+    let (_, _, home) = chain.get(&browser, &back).await;
+    assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
+    assert!(
+        !env.home(&browser).await.contains("Benvenuto/a"),
+        "gateway session ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_with_spid() {
+    chain_for_scheme("spid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_with_cie() {
+    chain_for_scheme("cie").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_with_eidas() {
+    chain_for_scheme("eidas").await;
 }
 
 /// mock IdP → gateway → example app and back: login through the standard client

@@ -34,6 +34,9 @@ mod profiles;
 mod registry;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;
+/// SPID, CIE and eIDAS over real HTTP with the mock federation: one account per
+/// person, the CIE request/Response shape and logout, an eIDAS abilitazione.
+mod schemes;
 /// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
 mod slo;
 /// The SP metadata over real HTTP: `/metadata/cie` (signed, the `cie:` extensions) and

@@ -591,6 +591,7 @@ fn r_status_status_codes() {
             sub_status: None,
             code: None,
             authenticated: true,
+            profile: polis_gateway::saml::IdpProfile::Spid,
         }),
         "case 26"
     );
@@ -620,6 +621,7 @@ fn r_status_status_codes() {
                     sub_status: Some("urn:oasis:names:tc:SAML:2.0:status:AuthnFailed".into()),
                     code: Some(SpidErrorCode(nr)),
                     authenticated: signed,
+                    profile: polis_gateway::saml::IdpProfile::Spid,
                 }),
                 "case {case} (Response signed: {signed})"
             );

@@ -19,6 +19,8 @@ use crate::web::{AppError, AppState};
 struct HomeView {
     display_name: String,
     level: u8,
+    /// «SPID», «CIE» or «eIDAS»: how this session logged in.
+    scheme: &'static str,
     idp_name: String,
     state_label: &'static str,
     enabled: bool,
@@ -52,6 +54,7 @@ pub async fn home(
             Some(HomeView {
                 display_name: format!("{} {}", account.given_name, account.family_name),
                 level: s.level.number(),
+                scheme: s.scheme.label(),
                 idp_name,
                 state_label: state_label(account.enablement_state),
                 enabled: account.enablement_state == EnablementState::Enabled,

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use polis_gateway::accounts::{Account, AccountStore, FiscalCode};
+use polis_gateway::accounts::{Account, AccountStore, FiscalCode, IdentityKey};
 use polis_gateway::app;
 use polis_gateway::clock::ManualClock;
 use polis_gateway::config::Config;
+use polis_gateway::identity::Scheme;
 use polis_gateway::keygen::{self, CertRequest, SpSector};
+use polis_gateway::mock_idp::MockFederation;
 use polis_gateway::oidc::keys::SigningAlg;
 use polis_gateway::saml::{SigningKey, binding, xml};
 use polis_gateway::state::StateStore;
@@ -164,6 +166,10 @@ pub struct Env {
     pub gw: String,
     /// Mock IdP base URL (also its entityID).
     pub idp: String,
+    /// The mock CIE IdP's entityID (`<idp>/cie`).
+    pub cie_idp: String,
+    /// The mock FICEP eIDAS node's entityID (`<idp>/ficep`).
+    pub ficep_idp: String,
     /// The state store the gateway uses.
     pub store: Arc<dyn StateStore>,
     /// The mock IdP's signing key (for crafting Responses in negative tests).
@@ -185,7 +191,7 @@ pub struct Env {
     pub clock: Arc<ManualClock>,
     /// The config file without its `[oidc]` section.
     base_toml: String,
-    mock: Arc<polis_gateway::mock_idp::MockIdp>,
+    mocks: MockFederation,
     gateway_task: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: tempfile::TempDir,
@@ -358,9 +364,9 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         std::fs::write(p("config.toml"), text).unwrap();
         let cfg = Config::load_with_env(&[p("config.toml")], Vec::new()).unwrap();
         let clock = ManualClock::following_system();
-        let mock = app::build_mock_idp(&cfg, clock.clone()).unwrap();
-        let running = spawn_gateway(&cfg, store.clone(), &mock, gw_listener, clock.clone()).await;
-        let idp_router = polis_gateway::mock_idp::router(mock.clone());
+        let mocks = app::build_mock_federation(&cfg, clock.clone()).unwrap();
+        let running = spawn_gateway(&cfg, store.clone(), &mocks, gw_listener, clock.clone()).await;
+        let idp_router = polis_gateway::mock_idp::federation_router(&mocks);
         let idp_limits = app::server_limits(&cfg);
         let tasks = vec![tokio::spawn(async move {
             let _ = polis_gateway::web::server::serve(
@@ -373,6 +379,8 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         })];
         Env {
             gw,
+            cie_idp: mocks.cie.entity_id().to_owned(),
+            ficep_idp: mocks.ficep.entity_id().to_owned(),
             idp,
             store,
             idp_key,
@@ -383,7 +391,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             outbox_dir,
             oidc,
             base_toml: toml,
-            mock,
+            mocks,
             gateway_task: Some((running.task, running.stop)),
             tasks,
             clock,
@@ -418,7 +426,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         let running = spawn_gateway(
             &cfg,
             self.store.clone(),
-            &self.mock,
+            &self.mocks,
             listener,
             self.clock.clone(),
         )
@@ -614,10 +622,13 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         outcome: &str,
     ) -> IdpAnswer {
         assert_eq!(login_page.status(), 200, "mock IdP login page");
+        // The form posts to `login` next to the SSO endpoint (`/sso`, `/cie/sso`, …).
+        let page_url = login_page.url().as_str().to_owned();
+        let idp_base = page_url.split("/sso").next().unwrap().to_owned();
         let html = login_page.text().await.unwrap();
         let token = form_value(&html, "token");
         let answer = client
-            .post(format!("{}/login", self.idp))
+            .post(format!("{idp_base}/login"))
             .form(&[
                 ("token", token.as_str()),
                 ("user", user),
@@ -714,6 +725,34 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             .await;
         self.post_acs(client, &answer.saml_response, &answer.relay_state)
             .await
+    }
+
+    /// [`login`](Self::login) at the mock IdP `idp` (`self.idp`, `self.cie_idp` or
+    /// `self.ficep_idp`), `user` one of its test persons (codice fiscale, or the eIDAS
+    /// identifier at FICEP).
+    pub async fn login_at(
+        &self,
+        client: &reqwest::Client,
+        idp: &str,
+        user: &str,
+    ) -> reqwest::Response {
+        let url = format!(
+            "{}/login?idp={}&level=2&binding=redirect",
+            self.gw,
+            binding::encode_component(idp)
+        );
+        let resp = client.get(url).send().await.unwrap();
+        let answer = self.idp_answer_from(client, resp, 2, user, "success").await;
+        self.post_acs(client, &answer.saml_response, &answer.relay_state)
+            .await
+    }
+
+    /// The account an identity is linked to.
+    pub async fn account_by_identity(&self, scheme: Scheme, subject: &str) -> Option<Account> {
+        self.accounts
+            .find_by_identity(&IdentityKey::new(scheme, subject))
+            .await
+            .unwrap()
     }
 
     /// GETs `path` and returns the status and the body.
@@ -830,6 +869,19 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         user: &str,
         level: u8,
     ) -> Hop {
+        self.oidc_browse_at(client, url, &self.idp.clone(), user, level)
+            .await
+    }
+
+    /// [`oidc_browse`](Self::oidc_browse), logging in at the mock IdP `idp`.
+    pub async fn oidc_browse_at(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        idp: &str,
+        user: &str,
+        level: u8,
+    ) -> Hop {
         let base = reqwest::Url::parse(&self.gw).unwrap();
         let mut url = base.join(url).unwrap();
         let mut logins = Vec::new();
@@ -856,7 +908,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
                 assert!(logins.len() < 3, "login loop: {logins:?}");
                 logins.push(next.to_string());
                 let mut pick = next.clone();
-                pick.query_pairs_mut().append_pair("idp", &self.idp);
+                pick.query_pairs_mut().append_pair("idp", idp);
                 let resp = client.get(pick).send().await.unwrap();
                 let answer = self
                     .idp_answer_from(client, resp, level, user, "success")
@@ -1019,9 +1071,32 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
     /// CP `cp`; `client` keeps the level-2 session of that login.
     pub async fn enable_account(&self, client: &reqwest::Client, user: &str, cp: &str) {
         assert!(self.account(user).await.is_none(), "{user} is new");
-        let r = self.login(client, user).await;
+        self.enable_account_at(client, &self.idp.clone(), user, cp)
+            .await;
+        let account = self.account(user).await.unwrap();
+        assert_eq!(
+            account.enablement_state,
+            polis_gateway::accounts::EnablementState::Enabled
+        );
+    }
+
+    /// [`enable_account`](Self::enable_account) for a new person logging in at the mock
+    /// IdP `idp` (any scheme); the e-mail is derived from `user`.
+    pub async fn enable_account_at(
+        &self,
+        client: &reqwest::Client,
+        idp: &str,
+        user: &str,
+        cp: &str,
+    ) {
+        let r = self.login_at(client, idp, user).await;
         expect_303(r, "/abilitazione", "first login").await;
-        let email = format!("{}@posta.example.it", user.to_lowercase());
+        let local: String = user
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '.' })
+            .collect();
+        let email = format!("{local}@posta.example.it");
         let fields = [
             ("email", email.as_str()),
             ("mobile", "+39 333 7654321"),
@@ -1084,11 +1159,6 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             .await;
         // A waiting authorization may continue instead of the completion page.
         assert_eq!(r.status(), 303, "cambio-cp");
-        let account = self.account(user).await.unwrap();
-        assert_eq!(
-            account.enablement_state,
-            polis_gateway::accounts::EnablementState::Enabled
-        );
     }
 
     /// Every message in the outbox (oldest first), parsed by Python's `email` package.
@@ -1143,16 +1213,18 @@ struct RunningGateway {
 async fn spawn_gateway(
     cfg: &Config,
     store: Arc<dyn StateStore>,
-    mock: &polis_gateway::mock_idp::MockIdp,
+    mocks: &MockFederation,
     listener: TcpListener,
     clock: Arc<ManualClock>,
 ) -> RunningGateway {
     let gateway = app::build_gateway(cfg, store, clock).await.unwrap();
-    gateway
-        .federation
-        .add_metadata(mock.metadata(), true, "mock IdP")
+    app::trust_mock_federation(cfg, &gateway.federation, mocks).unwrap();
+    mocks
+        .add_sp(
+            &gateway.metadata,
+            gateway.cie_metadata.as_deref().map(String::as_str),
+        )
         .unwrap();
-    mock.add_sp_metadata(&gateway.metadata).unwrap();
     let router = gateway.router;
     let limits = app::server_limits(cfg);
     let (stop, stopped) = oneshot::channel::<()>();
