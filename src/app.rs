@@ -434,13 +434,10 @@ pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
         return;
     };
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-        {
+        let client = match federation::metadata_client() {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(target: "federation", "HTTP client: {e}");
+                tracing::error!(target: "federation", "{e}");
                 return;
             }
         };

@@ -16,7 +16,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
-use crate::saml::idp_metadata::{IdpDescriptor, parse_idp_metadata, parse_signed_aggregate};
+use crate::saml::idp_metadata::{
+    IdpDescriptor, METADATA_LIMITS, parse_idp_metadata, parse_signed_aggregate,
+};
 use crate::saml::{IdpProfile, TrustedCert};
 
 /// Errors while loading the federation.
@@ -486,6 +488,71 @@ fn read(path: &Path) -> Result<String, FederationError> {
     })
 }
 
+/// The `User-Agent` of every metadata fetch: FICEP's server answers 403 to a request
+/// without one (AgID/eidas-italian-node#14).
+pub const USER_AGENT: &str = concat!(
+    "polis-gateway/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/polis-gateway/polis-gateway)"
+);
+
+/// The largest metadata body read: the metadata parser's own bound
+/// ([`METADATA_LIMITS`]), so nothing larger than what could be parsed is buffered.
+pub const MAX_METADATA_BYTES: usize = METADATA_LIMITS.max_bytes;
+
+/// Connect timeout of a metadata fetch.
+const FETCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time limit of a whole metadata fetch, body included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP client for metadata: our `User-Agent`, connect and total timeouts, and
+/// **no redirects** (a metadata URL is pinned in config; a 3xx is a failed fetch).
+pub fn metadata_client() -> Result<reqwest::Client, FederationError> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(FETCH_CONNECT_TIMEOUT)
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| FederationError::Metadata {
+            source_name: "metadata HTTP client".to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// GETs one metadata document: sends [`USER_AGENT`] whatever client is given, refuses
+/// a non-2xx answer and a redirected one, and stops reading past
+/// [`MAX_METADATA_BYTES`]. Nothing is fetched after this: verification is offline.
+pub async fn fetch_metadata(client: &reqwest::Client, url: &url::Url) -> Result<String, String> {
+    let mut resp = client
+        .get(url.clone())
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() || resp.url() != url {
+        return Err(format!(
+            "answered {} (redirects are not followed)",
+            resp.status()
+        ));
+    }
+    let too_large = || format!("the body is larger than {MAX_METADATA_BYTES} bytes");
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_METADATA_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len().saturating_add(chunk.len()) > MAX_METADATA_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())
+}
+
 /// Fetches, verifies and applies the registry once; on success writes the cache file.
 ///
 /// On failure (unreachable, bad signature, an aggregate past its `validUntil`) the
@@ -505,15 +572,7 @@ pub async fn refresh_registry(
         .await
         .map_err(|e| err(format!("registry certificate: {e}")))?;
     let cert = TrustedCert::from_pem(&cert_pem).map_err(|e| err(e.to_string()))?;
-    let body = client
-        .get(reg.url.clone())
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| err(e.to_string()))?
-        .text()
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let body = fetch_metadata(client, &reg.url).await.map_err(err)?;
     let update = fed.apply_registry(&body, &cert, reg.url.as_str(), fed.clock.now())?;
     if let Some(cache) = &reg.cache_file {
         let tmp = cache.with_extension("tmp");
@@ -1012,6 +1071,50 @@ mod tests {
         // And metadata added now is judged at the clock's time too.
         let warnings = fed.add_metadata(&md, false, "idp.xml").unwrap();
         assert!(warnings[0].contains("expired"), "{warnings:?}");
+    }
+
+    /// The trust material in the top-level `metadata/` folder (see its README).
+    fn shipped(path: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("metadata")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shipped_pins_parse_and_the_ficep_production_metadata_verifies() {
+        for pem in [
+            "cie/cie-production-signing.pem",
+            "cie/cie-preproduction-signing.pem",
+            "ficep/ficep-production-metadata-signing.pem",
+            "ficep/ficep-qa-metadata-signing.pem",
+        ] {
+            TrustedCert::from_pem(&shipped(pem)).unwrap_or_else(|e| panic!("{pem}: {e}"));
+        }
+        // The signed FICEP production document is signed by the production pin
+        // (`xmlsec1 --verify` says OK), but with `Reference URI=""`, which our
+        // signature-shape rule refuses (a Reference must name the signed element's ID):
+        // it is refused as shipped, not verified with a weaker rule.
+        let xml = String::from_utf8(shipped("ficep/ficep-production.xml")).unwrap();
+        let pin =
+            TrustedCert::from_pem(&shipped("ficep/ficep-production-metadata-signing.pem")).unwrap();
+        let err = parse_signed_aggregate(&xml, &pin, now()).unwrap_err();
+        assert!(err.to_string().contains("Reference URI"), "{err}");
+        // The CIE documents are unsigned: their IdP signing certificate is the pin.
+        for (md, pem) in [
+            ("cie/cie-production.xml", "cie/cie-production-signing.pem"),
+            (
+                "cie/cie-preproduction.xml",
+                "cie/cie-preproduction-signing.pem",
+            ),
+        ] {
+            let idps = parse_idp_metadata(&String::from_utf8(shipped(md)).unwrap()).unwrap();
+            let pin = TrustedCert::from_pem(&shipped(pem)).unwrap();
+            assert_eq!(idps.len(), 1, "{md}");
+            assert_eq!(idps[0].signing_certs, vec![pin], "{md}");
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ mod hostile;
 mod layers;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
+/// Metadata fetches (issue 10): the User-Agent header, no redirects, the body cap.
+mod metadata_fetch;
 /// The OpenID Connect provider (issue 4): authorization, tokens, client
 /// authentication, revocation, refresh rotation, the CP confirmation, logout, key
 /// rotation; discovery, JWKS and claims snapshot-tested.
