@@ -21,6 +21,9 @@ use crate::saml::idp_metadata::{
 };
 use crate::saml::{IdpProfile, TrustedCert};
 
+mod remote;
+pub use remote::{RemoteAnchor, RemoteSettings, load_remote_cache, refresh_remote};
+
 /// Errors while loading the federation.
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
@@ -54,6 +57,8 @@ pub struct FederationSettings {
     pub idps: Vec<IdpFileSettings>,
     /// The AgID registry aggregate, if used.
     pub registry: Option<RegistrySettings>,
+    /// `[[federation.remote]]`: other pinned metadata URLs (CIE, FICEP), each its own set.
+    pub remote: Vec<RemoteSettings>,
 }
 
 /// How the IdPs of one metadata source are trusted: their profile, the
@@ -192,19 +197,28 @@ struct Sets {
     /// From metadata files and [`Federation::add_metadata`]: the operator's own trust
     /// material, never touched by a registry refresh.
     local: BTreeMap<String, Arc<Idp>>,
-    /// From the last registry aggregate that verified: replaced whole on each refresh.
-    registry: BTreeMap<String, Arc<Idp>>,
-    /// `registry` overlaid with `local`: what lookups read.
+    /// Per remote source (the registry under [`REGISTRY_SET`], each
+    /// `[[federation.remote]]` under its URL): the last copy that verified, replaced
+    /// whole on each refresh of that source.
+    remote: BTreeMap<String, BTreeMap<String, Arc<Idp>>>,
+    /// The remote sets (in key order, a later one winning a shared entityID)
+    /// overlaid with `local`: what lookups read.
     merged: Arc<BTreeMap<String, Arc<Idp>>>,
 }
 
 impl Sets {
     fn remerge(&mut self) {
-        let mut merged = self.registry.clone();
+        let mut merged = BTreeMap::new();
+        for set in self.remote.values() {
+            merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         merged.extend(self.local.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.merged = Arc::new(merged);
     }
 }
+
+/// The key of the AgID registry's set among the remote sets.
+const REGISTRY_SET: &str = "AgID registry";
 
 /// The current set of IdPs, swapped atomically on refresh.
 ///
@@ -368,7 +382,7 @@ impl Federation {
     fn drop_expired(&self, now: DateTime<Utc>) {
         let removed = self.update(|sets| {
             let mut removed = Vec::new();
-            for set in [&mut sets.local, &mut sets.registry] {
+            for set in std::iter::once(&mut sets.local).chain(sets.remote.values_mut()) {
                 set.retain(|_, idp| {
                     let keep = idp.descriptor.is_valid_at(now);
                     if !keep {
@@ -440,13 +454,36 @@ impl Federation {
                 reason: e.to_string(),
             }
         })?;
-        let (accepted, warnings) =
-            self.admit(descriptors, TrustAs::spid(false), source_name, now)?;
+        self.replace_set(
+            REGISTRY_SET,
+            descriptors,
+            TrustAs::spid(false),
+            source_name,
+            now,
+            Vec::new(),
+        )
+    }
+
+    /// Admits `descriptors` as `trust` says and makes them the set `set`, plus
+    /// `kept` (last good copies the caller carries over); logs what changed.
+    fn replace_set(
+        &self,
+        set: &str,
+        descriptors: Vec<IdpDescriptor>,
+        trust: TrustAs,
+        source_name: &str,
+        now: DateTime<Utc>,
+        kept: Vec<Arc<Idp>>,
+    ) -> Result<RegistryUpdate, FederationError> {
+        let (accepted, warnings) = self.admit(descriptors, trust, source_name, now)?;
         let next: BTreeMap<String, Arc<Idp>> = accepted
             .into_iter()
+            .chain(kept)
             .map(|idp| (idp.descriptor.entity_id.clone(), idp))
             .collect();
-        let before = self.update(|sets| std::mem::replace(&mut sets.registry, next.clone()));
+        let before = self
+            .update(|sets| sets.remote.insert(set.to_owned(), next.clone()))
+            .unwrap_or_default();
         let mut update = RegistryUpdate {
             idps: next.len(),
             warnings,
@@ -455,13 +492,13 @@ impl Federation {
         for (id, old) in &before {
             match next.get(id) {
                 None => {
-                    tracing::warn!(target: "federation", "IdP {id} is no longer in the registry ({source_name}): removed, no longer trusted");
+                    tracing::warn!(target: "federation", "IdP {id} is no longer in {set} ({source_name}): removed, no longer trusted");
                     update.removed.push(id.clone());
                 }
                 Some(new) if new.descriptor.signing_certs != old.descriptor.signing_certs => {
                     tracing::warn!(
                         target: "federation",
-                        "IdP {id}: signing certificates changed in the registry ({source_name}): old {} new {}",
+                        "IdP {id}: signing certificates changed in {set} ({source_name}): old {} new {}",
                         fingerprints(&old.descriptor.signing_certs),
                         fingerprints(&new.descriptor.signing_certs)
                     );
@@ -471,13 +508,24 @@ impl Federation {
             }
         }
         for id in next.keys().filter(|id| !before.contains_key(*id)) {
-            tracing::info!(target: "federation", "IdP {id} added from the registry ({source_name})");
+            tracing::info!(target: "federation", "IdP {id} added from {set} ({source_name})");
             update.added.push(id.clone());
         }
         for w in &update.warnings {
             tracing::error!(target: "federation", "{w}");
         }
         Ok(update)
+    }
+
+    /// The IdPs of remote set `set` now.
+    fn remote_set(&self, set: &str) -> BTreeMap<String, Arc<Idp>> {
+        self.sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .remote
+            .get(set)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -575,16 +623,22 @@ pub async fn refresh_registry(
     let body = fetch_metadata(client, &reg.url).await.map_err(err)?;
     let update = fed.apply_registry(&body, &cert, reg.url.as_str(), fed.clock.now())?;
     if let Some(cache) = &reg.cache_file {
-        let tmp = cache.with_extension("tmp");
-        let written = async {
-            tokio::fs::write(&tmp, body.as_bytes()).await?;
-            tokio::fs::rename(&tmp, cache).await
-        };
-        if let Err(e) = written.await {
-            tracing::warn!(target: "federation", "cannot write registry cache {}: {e}", cache.display());
-        }
+        write_cache(cache, &body).await;
     }
     Ok(update)
+}
+
+/// Writes a verified copy to `cache` atomically (a temporary file, then a rename);
+/// a failure is logged, the copy in memory stays in use.
+async fn write_cache(cache: &Path, body: &str) {
+    let tmp = cache.with_extension("tmp");
+    let written = async {
+        tokio::fs::write(&tmp, body.as_bytes()).await?;
+        tokio::fs::rename(&tmp, cache).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(target: "federation", "cannot write metadata cache {}: {e}", cache.display());
+    }
 }
 
 /// Loads the last verified registry copy from the cache file, if configured and present.

@@ -34,6 +34,8 @@ mod oidc;
 mod profiles;
 /// The AgID registry aggregate over HTTP: removals, validUntil, key changes.
 mod registry;
+/// `[[federation.remote]]` sources (issue 10): signed and pinned-certificate anchors.
+mod remote_sources;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;
 /// SPID single logout initiated by the IdP: sessions ended, Success answered, forgeries refused.
