@@ -372,6 +372,15 @@ fn federation(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Arc<Federatio
             Err(e) => tracing::error!(target: "federation", "registry cache refused: {e}"),
         }
     }
+    for src in &cfg.federation.remote {
+        match federation::load_remote_cache(&federation, src, clock.now()) {
+            Ok(n) if n > 0 => {
+                tracing::info!(target: "federation", "{n} IdPs from the cache of {}", src.url)
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(target: "federation", "cache of {} refused: {e}", src.url),
+        }
+    }
     Ok(federation)
 }
 
@@ -420,19 +429,48 @@ fn flows(
     Ok((login, logout))
 }
 
+/// Spawns the periodic refresh of each `[[federation.remote]]` source: first fetch at
+/// start, then every `refresh_hours`; a failure keeps the source's last good copy.
+pub fn spawn_remote_refresh(cfg: &Config, federation: Arc<Federation>) {
+    for src in cfg.federation.remote.clone() {
+        let federation = federation.clone();
+        tokio::spawn(async move {
+            let client = match federation::metadata_client() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(target: "federation", "{e}");
+                    return;
+                }
+            };
+            let mut every = tokio::time::interval(src.refresh_every);
+            loop {
+                every.tick().await;
+                match federation::refresh_remote(&federation, &src, &client).await {
+                    Ok(u) => tracing::info!(
+                        target: "federation",
+                        "{} refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
+                        src.url, u.idps, u.added.len(), u.removed.len(), u.keys_changed.len()
+                    ),
+                    Err(e) => {
+                        tracing::error!(target: "federation", "refresh of {} failed, keeping the last good copy until its validUntil: {e}", src.url)
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Spawns the periodic registry refresh, if configured.
 pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
+    spawn_remote_refresh(cfg, federation.clone());
     let Some(reg) = cfg.federation.registry.clone() else {
         return;
     };
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-        {
+        let client = match federation::metadata_client() {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(target: "federation", "HTTP client: {e}");
+                tracing::error!(target: "federation", "{e}");
                 return;
             }
         };

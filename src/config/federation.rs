@@ -11,7 +11,7 @@ use super::checks::{check_url, in_range, invalid};
 use super::{ConfigError, Context};
 use crate::federation::{
     FICEP_FULL_SET, FICEP_MINIMUM_SET, FederationSettings, IdpFileSettings, RegistrySettings,
-    TrustAs,
+    RemoteAnchor, RemoteSettings, TrustAs,
 };
 use crate::saml::IdpProfile;
 
@@ -34,6 +34,38 @@ pub(super) struct RawFederation {
     /// AgID registry aggregate, verified against a pinned certificate.
     #[serde(default)]
     registry: Option<RawRegistry>,
+    /// Pinned metadata URLs (`[[federation.remote]]`: CIE, FICEP).
+    #[serde(default)]
+    remote: Vec<RawRemote>,
+}
+
+/// One `[[federation.remote]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    /// The metadata URL (https in production).
+    url: String,
+    /// `spid` (default), `cie` or `ficep`.
+    #[serde(default)]
+    profile: IdpProfile,
+    /// AttributeConsumingServiceIndex asked of these IdPs (as in `[[federation.idps]]`).
+    #[serde(default)]
+    attribute_consuming_service_index: Option<u16>,
+    /// Test IdPs: only with `allow_test_idps`.
+    #[serde(default)]
+    test: bool,
+    /// Refresh period in hours (as the registry's).
+    #[serde(default = "default_refresh_hours")]
+    refresh_hours: u64,
+    /// Where the last verified copy is kept.
+    #[serde(default)]
+    cache_file: Option<PathBuf>,
+    /// Anchor 1: the document's enveloped signature by this pinned certificate.
+    #[serde(default)]
+    signing_certificate_file: Option<PathBuf>,
+    /// Anchor 2: unsigned metadata; only these IdP signing certificates are trusted.
+    #[serde(default)]
+    pinned_idp_certificates: Option<Vec<PathBuf>>,
 }
 
 /// `[federation.registry]` as written.
@@ -97,7 +129,19 @@ pub(super) fn validate(
         .enumerate()
         .map(|(i, r)| idp(i, r, raw.allow_test_idps))
         .collect::<Result<_, _>>()?;
+    let mut remote: Vec<RemoteSettings> = Vec::new();
+    for (i, r) in raw.remote.into_iter().enumerate() {
+        let src = remote_source(i, r, raw.allow_test_idps, ctx.prod)?;
+        if remote.iter().any(|o| o.url == src.url) {
+            return Err(invalid(
+                &format!("federation.remote[{i}].url"),
+                "the same URL as an earlier entry",
+            ));
+        }
+        remote.push(src);
+    }
     Ok(FederationSettings {
+        remote,
         allow_test_idps: raw.allow_test_idps,
         metadata_files: raw.metadata_files,
         test_metadata_files: raw.test_metadata_files,
@@ -130,14 +174,80 @@ pub(super) fn check_against_sp(
 
 fn idp(i: usize, raw: RawIdp, allow_test: bool) -> Result<IdpFileSettings, ConfigError> {
     let key = format!("federation.idps[{i}]");
-    if raw.test && !allow_test {
+    let trust = trust_as(
+        &key,
+        raw.profile,
+        raw.attribute_consuming_service_index,
+        raw.test,
+        allow_test,
+    )?;
+    Ok(IdpFileSettings {
+        file: raw.file,
+        trust,
+    })
+}
+
+fn remote_source(
+    i: usize,
+    raw: RawRemote,
+    allow_test: bool,
+    production: bool,
+) -> Result<RemoteSettings, ConfigError> {
+    let key = format!("federation.remote[{i}]");
+    let trust = trust_as(
+        &key,
+        raw.profile,
+        raw.attribute_consuming_service_index,
+        raw.test,
+        allow_test,
+    )?;
+    let url = check_url(&format!("{key}.url"), &raw.url, production)?;
+    let hours = in_range(
+        &format!("{key}.refresh_hours"),
+        raw.refresh_hours,
+        1,
+        24 * 7,
+    )?;
+    let anchor = match (raw.signing_certificate_file, raw.pinned_idp_certificates) {
+        (Some(file), None) => RemoteAnchor::SignedBy(file),
+        (None, Some(pins)) if !pins.is_empty() => RemoteAnchor::PinnedIdpCerts(pins),
+        (None, Some(_)) => {
+            return Err(invalid(
+                &format!("{key}.pinned_idp_certificates"),
+                "must list at least one PEM file",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                &format!("{key}.signing_certificate_file"),
+                "set exactly one of signing_certificate_file (signed metadata) and pinned_idp_certificates (unsigned metadata)",
+            ));
+        }
+    };
+    Ok(RemoteSettings {
+        url,
+        trust,
+        anchor,
+        refresh_every: Duration::from_secs(hours * 3600),
+        cache_file: raw.cache_file,
+    })
+}
+
+/// The trust of a `[[federation.idps]]` / `[[federation.remote]]` entry at `key`.
+fn trust_as(
+    key: &str,
+    profile: IdpProfile,
+    index: Option<u16>,
+    test: bool,
+    allow_test: bool,
+) -> Result<TrustAs, ConfigError> {
+    if test && !allow_test {
         return Err(invalid(
             &format!("{key}.test"),
             "a test IdP, but federation.allow_test_idps is false",
         ));
     }
-    let index = raw.attribute_consuming_service_index;
-    let allowed = match raw.profile {
+    let allowed = match profile {
         // Checked against sp.attribute_consuming_services by the SP metadata's owner.
         IdpProfile::Spid => true,
         // The CIE SP metadata has one AttributeConsumingService, index 0.
@@ -150,13 +260,10 @@ fn idp(i: usize, raw: RawIdp, allow_test: bool) -> Result<IdpFileSettings, Confi
             "CIE IdPs use 0; FICEP 99 (eIDAS minimum set) or 100 (full set)",
         ));
     }
-    Ok(IdpFileSettings {
-        file: raw.file,
-        trust: TrustAs {
-            profile: raw.profile,
-            attribute_index: index,
-            test: raw.test,
-        },
+    Ok(TrustAs {
+        profile,
+        attribute_index: index,
+        test,
     })
 }
 
@@ -280,6 +387,68 @@ mod tests {
             e.contains("federation.idps[0].profile") && e.contains("sp.eidas.enabled"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn remote_sources_need_exactly_one_anchor_and_https_in_production() {
+        use crate::federation::RemoteAnchor;
+        let f = load(
+            "[[federation.remote]]\nurl = \"https://sp-proxy.pre.eid.gov.it/spproxy/idpitmetadata\"\nprofile = \"ficep\"\nattribute_consuming_service_index = 100\ntest = true\nrefresh_hours = 12\ncache_file = \"data/ficep.xml\"\nsigning_certificate_file = \"metadata/ficep/ficep-qa-metadata-signing.pem\"\n[[federation.remote]]\nurl = \"https://idserver.servizicie.interno.gov.it/idp/shibboleth?Metadata\"\nprofile = \"cie\"\npinned_idp_certificates = [\"metadata/cie/cie-production-signing.pem\"]\n",
+            &[],
+        )
+        .unwrap()
+        .federation;
+        assert_eq!(f.remote.len(), 2);
+        assert_eq!(f.remote[0].trust.attribute_index, Some(100));
+        assert!(f.remote[0].trust.test);
+        assert_eq!(f.remote[0].refresh_every, Duration::from_secs(12 * 3600));
+        assert!(matches!(f.remote[0].anchor, RemoteAnchor::SignedBy(_)));
+        assert_eq!(
+            f.remote[1].anchor,
+            RemoteAnchor::PinnedIdpCerts(vec![PathBuf::from(
+                "metadata/cie/cie-production-signing.pem"
+            )])
+        );
+        assert_eq!(f.remote[1].refresh_every, Duration::from_secs(24 * 3600));
+        let head = "[[federation.remote]]\nurl = \"https://r.example/md\"\n";
+        for (entry, key) in [
+            ("", "federation.remote[0].signing_certificate_file"),
+            (
+                "signing_certificate_file = \"a.pem\"\npinned_idp_certificates = [\"b.pem\"]\n",
+                "federation.remote[0].signing_certificate_file",
+            ),
+            (
+                "pinned_idp_certificates = []\n",
+                "federation.remote[0].pinned_idp_certificates",
+            ),
+            (
+                "signing_certificate_file = \"a.pem\"\nfile = \"x\"\n",
+                "file",
+            ),
+            (
+                "signing_certificate_file = \"a.pem\"\nrefresh_hours = 0\n",
+                "federation.remote[0].refresh_hours",
+            ),
+            (
+                "signing_certificate_file = \"a.pem\"\nprofile = \"cie\"\nattribute_consuming_service_index = 99\n",
+                "federation.remote[0].attribute_consuming_service_index",
+            ),
+        ] {
+            let e = err(&format!("{head}{entry}"), &[]);
+            assert!(e.contains(key), "{entry} -> {e}");
+        }
+        let e = err(
+            "[federation]\nallow_test_idps = false\n[[federation.remote]]\nurl = \"https://r.example/md\"\nsigning_certificate_file = \"a.pem\"\ntest = true\n",
+            &[],
+        );
+        assert!(e.contains("federation.remote[0].test"), "{e}");
+        let e = err(
+            &format!(
+                "{head}signing_certificate_file = \"a.pem\"\n{head}signing_certificate_file = \"a.pem\"\n"
+            ),
+            &[],
+        );
+        assert!(e.contains("federation.remote[1].url"), "{e}");
     }
 
     #[test]

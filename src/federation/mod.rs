@@ -16,8 +16,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
-use crate::saml::idp_metadata::{IdpDescriptor, parse_idp_metadata, parse_signed_aggregate};
+use crate::saml::idp_metadata::{
+    IdpDescriptor, METADATA_LIMITS, parse_idp_metadata, parse_signed_aggregate,
+};
 use crate::saml::{IdpProfile, TrustedCert};
+
+mod remote;
+pub use remote::{RemoteAnchor, RemoteSettings, load_remote_cache, refresh_remote};
 
 /// Errors while loading the federation.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,8 @@ pub struct FederationSettings {
     pub idps: Vec<IdpFileSettings>,
     /// The AgID registry aggregate, if used.
     pub registry: Option<RegistrySettings>,
+    /// `[[federation.remote]]`: other pinned metadata URLs (CIE, FICEP), each its own set.
+    pub remote: Vec<RemoteSettings>,
 }
 
 /// How the IdPs of one metadata source are trusted: their profile, the
@@ -190,19 +197,28 @@ struct Sets {
     /// From metadata files and [`Federation::add_metadata`]: the operator's own trust
     /// material, never touched by a registry refresh.
     local: BTreeMap<String, Arc<Idp>>,
-    /// From the last registry aggregate that verified: replaced whole on each refresh.
-    registry: BTreeMap<String, Arc<Idp>>,
-    /// `registry` overlaid with `local`: what lookups read.
+    /// Per remote source (the registry under [`REGISTRY_SET`], each
+    /// `[[federation.remote]]` under its URL): the last copy that verified, replaced
+    /// whole on each refresh of that source.
+    remote: BTreeMap<String, BTreeMap<String, Arc<Idp>>>,
+    /// The remote sets (in key order, a later one winning a shared entityID)
+    /// overlaid with `local`: what lookups read.
     merged: Arc<BTreeMap<String, Arc<Idp>>>,
 }
 
 impl Sets {
     fn remerge(&mut self) {
-        let mut merged = self.registry.clone();
+        let mut merged = BTreeMap::new();
+        for set in self.remote.values() {
+            merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         merged.extend(self.local.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.merged = Arc::new(merged);
     }
 }
+
+/// The key of the AgID registry's set among the remote sets.
+const REGISTRY_SET: &str = "AgID registry";
 
 /// The current set of IdPs, swapped atomically on refresh.
 ///
@@ -376,7 +392,7 @@ impl Federation {
     fn drop_expired(&self, now: DateTime<Utc>) {
         let removed = self.update(|sets| {
             let mut removed = Vec::new();
-            for set in [&mut sets.local, &mut sets.registry] {
+            for set in std::iter::once(&mut sets.local).chain(sets.remote.values_mut()) {
                 set.retain(|_, idp| {
                     let keep = idp.descriptor.is_valid_at(now);
                     if !keep {
@@ -448,13 +464,36 @@ impl Federation {
                 reason: e.to_string(),
             }
         })?;
-        let (accepted, warnings) =
-            self.admit(descriptors, TrustAs::spid(false), source_name, now)?;
+        self.replace_set(
+            REGISTRY_SET,
+            descriptors,
+            TrustAs::spid(false),
+            source_name,
+            now,
+            Vec::new(),
+        )
+    }
+
+    /// Admits `descriptors` as `trust` says and makes them the set `set`, plus
+    /// `kept` (last good copies the caller carries over); logs what changed.
+    fn replace_set(
+        &self,
+        set: &str,
+        descriptors: Vec<IdpDescriptor>,
+        trust: TrustAs,
+        source_name: &str,
+        now: DateTime<Utc>,
+        kept: Vec<Arc<Idp>>,
+    ) -> Result<RegistryUpdate, FederationError> {
+        let (accepted, warnings) = self.admit(descriptors, trust, source_name, now)?;
         let next: BTreeMap<String, Arc<Idp>> = accepted
             .into_iter()
+            .chain(kept)
             .map(|idp| (idp.descriptor.entity_id.clone(), idp))
             .collect();
-        let before = self.update(|sets| std::mem::replace(&mut sets.registry, next.clone()));
+        let before = self
+            .update(|sets| sets.remote.insert(set.to_owned(), next.clone()))
+            .unwrap_or_default();
         let mut update = RegistryUpdate {
             idps: next.len(),
             warnings,
@@ -463,13 +502,13 @@ impl Federation {
         for (id, old) in &before {
             match next.get(id) {
                 None => {
-                    tracing::warn!(target: "federation", "IdP {id} is no longer in the registry ({source_name}): removed, no longer trusted");
+                    tracing::warn!(target: "federation", "IdP {id} is no longer in {set} ({source_name}): removed, no longer trusted");
                     update.removed.push(id.clone());
                 }
                 Some(new) if new.descriptor.signing_certs != old.descriptor.signing_certs => {
                     tracing::warn!(
                         target: "federation",
-                        "IdP {id}: signing certificates changed in the registry ({source_name}): old {} new {}",
+                        "IdP {id}: signing certificates changed in {set} ({source_name}): old {} new {}",
                         fingerprints(&old.descriptor.signing_certs),
                         fingerprints(&new.descriptor.signing_certs)
                     );
@@ -479,13 +518,24 @@ impl Federation {
             }
         }
         for id in next.keys().filter(|id| !before.contains_key(*id)) {
-            tracing::info!(target: "federation", "IdP {id} added from the registry ({source_name})");
+            tracing::info!(target: "federation", "IdP {id} added from {set} ({source_name})");
             update.added.push(id.clone());
         }
         for w in &update.warnings {
             tracing::error!(target: "federation", "{w}");
         }
         Ok(update)
+    }
+
+    /// The IdPs of remote set `set` now.
+    fn remote_set(&self, set: &str) -> BTreeMap<String, Arc<Idp>> {
+        self.sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .remote
+            .get(set)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -494,6 +544,71 @@ fn read(path: &Path) -> Result<String, FederationError> {
         source_name: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The `User-Agent` of every metadata fetch: FICEP's server answers 403 to a request
+/// without one (AgID/eidas-italian-node#14).
+pub const USER_AGENT: &str = concat!(
+    "polis-gateway/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/polis-gateway/polis-gateway)"
+);
+
+/// The largest metadata body read: the metadata parser's own bound
+/// ([`METADATA_LIMITS`]), so nothing larger than what could be parsed is buffered.
+pub const MAX_METADATA_BYTES: usize = METADATA_LIMITS.max_bytes;
+
+/// Connect timeout of a metadata fetch.
+const FETCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time limit of a whole metadata fetch, body included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP client for metadata: our `User-Agent`, connect and total timeouts, and
+/// **no redirects** (a metadata URL is pinned in config; a 3xx is a failed fetch).
+pub fn metadata_client() -> Result<reqwest::Client, FederationError> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(FETCH_CONNECT_TIMEOUT)
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| FederationError::Metadata {
+            source_name: "metadata HTTP client".to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// GETs one metadata document: sends [`USER_AGENT`] whatever client is given, refuses
+/// a non-2xx answer and a redirected one, and stops reading past
+/// [`MAX_METADATA_BYTES`]. Nothing is fetched after this: verification is offline.
+pub async fn fetch_metadata(client: &reqwest::Client, url: &url::Url) -> Result<String, String> {
+    let mut resp = client
+        .get(url.clone())
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() || resp.url() != url {
+        return Err(format!(
+            "answered {} (redirects are not followed)",
+            resp.status()
+        ));
+    }
+    let too_large = || format!("the body is larger than {MAX_METADATA_BYTES} bytes");
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_METADATA_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len().saturating_add(chunk.len()) > MAX_METADATA_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())
 }
 
 /// Fetches, verifies and applies the registry once; on success writes the cache file.
@@ -515,27 +630,25 @@ pub async fn refresh_registry(
         .await
         .map_err(|e| err(format!("registry certificate: {e}")))?;
     let cert = TrustedCert::from_pem(&cert_pem).map_err(|e| err(e.to_string()))?;
-    let body = client
-        .get(reg.url.clone())
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| err(e.to_string()))?
-        .text()
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let body = fetch_metadata(client, &reg.url).await.map_err(err)?;
     let update = fed.apply_registry(&body, &cert, reg.url.as_str(), fed.clock.now())?;
     if let Some(cache) = &reg.cache_file {
-        let tmp = cache.with_extension("tmp");
-        let written = async {
-            tokio::fs::write(&tmp, body.as_bytes()).await?;
-            tokio::fs::rename(&tmp, cache).await
-        };
-        if let Err(e) = written.await {
-            tracing::warn!(target: "federation", "cannot write registry cache {}: {e}", cache.display());
-        }
+        write_cache(cache, &body).await;
     }
     Ok(update)
+}
+
+/// Writes a verified copy to `cache` atomically (a temporary file, then a rename);
+/// a failure is logged, the copy in memory stays in use.
+async fn write_cache(cache: &Path, body: &str) {
+    let tmp = cache.with_extension("tmp");
+    let written = async {
+        tokio::fs::write(&tmp, body.as_bytes()).await?;
+        tokio::fs::rename(&tmp, cache).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(target: "federation", "cannot write metadata cache {}: {e}", cache.display());
+    }
 }
 
 /// Loads the last verified registry copy from the cache file, if configured and present.
@@ -1022,6 +1135,50 @@ mod tests {
         // And metadata added now is judged at the clock's time too.
         let warnings = fed.add_metadata(&md, false, "idp.xml").unwrap();
         assert!(warnings[0].contains("expired"), "{warnings:?}");
+    }
+
+    /// The trust material in the top-level `metadata/` folder (see its README).
+    fn shipped(path: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("metadata")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shipped_pins_parse_and_the_ficep_production_metadata_verifies() {
+        for pem in [
+            "cie/cie-production-signing.pem",
+            "cie/cie-preproduction-signing.pem",
+            "ficep/ficep-production-metadata-signing.pem",
+            "ficep/ficep-qa-metadata-signing.pem",
+        ] {
+            TrustedCert::from_pem(&shipped(pem)).unwrap_or_else(|e| panic!("{pem}: {e}"));
+        }
+        // The signed FICEP production document is signed by the production pin
+        // (`xmlsec1 --verify` says OK), but with `Reference URI=""`, which our
+        // signature-shape rule refuses (a Reference must name the signed element's ID):
+        // it is refused as shipped, not verified with a weaker rule.
+        let xml = String::from_utf8(shipped("ficep/ficep-production.xml")).unwrap();
+        let pin =
+            TrustedCert::from_pem(&shipped("ficep/ficep-production-metadata-signing.pem")).unwrap();
+        let err = parse_signed_aggregate(&xml, &pin, now()).unwrap_err();
+        assert!(err.to_string().contains("Reference URI"), "{err}");
+        // The CIE documents are unsigned: their IdP signing certificate is the pin.
+        for (md, pem) in [
+            ("cie/cie-production.xml", "cie/cie-production-signing.pem"),
+            (
+                "cie/cie-preproduction.xml",
+                "cie/cie-preproduction-signing.pem",
+            ),
+        ] {
+            let idps = parse_idp_metadata(&String::from_utf8(shipped(md)).unwrap()).unwrap();
+            let pin = TrustedCert::from_pem(&shipped(pem)).unwrap();
+            assert_eq!(idps.len(), 1, "{md}");
+            assert_eq!(idps[0].signing_certs, vec![pin], "{md}");
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ mod hostile;
 mod layers;
 /// E-mail: `SmtpMailer` against a real SMTP server on loopback, and the outbox.
 mod mail;
+/// Metadata fetches (issue 10): the User-Agent header, no redirects, the body cap.
+mod metadata_fetch;
 /// The OpenID Connect provider (issue 4): authorization, tokens, client
 /// authentication, revocation, refresh rotation, the CP confirmation, logout, key
 /// rotation; discovery, JWKS and claims snapshot-tested.
@@ -32,6 +34,8 @@ mod oidc;
 mod profiles;
 /// The AgID registry aggregate over HTTP: removals, validUntil, key changes.
 mod registry;
+/// `[[federation.remote]]` sources (issue 10): signed and pinned-certificate anchors.
+mod remote_sources;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;
 /// SPID, CIE and eIDAS over real HTTP with the mock federation: one account per
