@@ -157,14 +157,24 @@ pub(super) fn check_against_sp(
     federation: &FederationSettings,
     sp: &crate::saml::sp_metadata::SpDescriptor,
 ) -> Result<(), ConfigError> {
-    for (i, idp) in federation.idps.iter().enumerate() {
-        if idp.trust.profile != IdpProfile::Ficep {
+    let files = federation
+        .idps
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (format!("federation.idps[{i}].profile"), f.trust));
+    let remote = federation
+        .remote
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("federation.remote[{i}].profile"), r.trust));
+    for (key, trust) in files.chain(remote) {
+        if trust.profile != IdpProfile::Ficep {
             continue;
         }
-        let index = idp.trust.attribute_index.unwrap_or(FICEP_MINIMUM_SET);
+        let index = trust.attribute_index.unwrap_or(FICEP_MINIMUM_SET);
         if !sp.attribute_services.iter().any(|s| s.index == index) {
             return Err(invalid(
-                &format!("federation.idps[{i}].profile"),
+                &key,
                 "a FICEP IdP needs sp.eidas.enabled = true (AttributeConsumingService 99 and 100 in the SPID metadata)",
             ));
         }
