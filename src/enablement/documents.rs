@@ -9,6 +9,16 @@ use crate::pdf::{self, FormData};
 
 use super::{EnablementError, EnablementService, Modulo, reference_code};
 
+/// The scheme the person is logging in with: the identity used last (the one that
+/// started this step), SPID for an account without identities.
+fn current_scheme(account: &Account) -> crate::identity::Scheme {
+    account
+        .identities
+        .iter()
+        .max_by_key(|i| i.last_login_at.unwrap_or(i.linked_at))
+        .map_or(crate::identity::Scheme::Spid, |i| i.scheme)
+}
+
 /// `dd/mm/yyyy` for the forms.
 fn italian_date(d: chrono::NaiveDate) -> String {
     d.format("%d/%m/%Y").to_string()
@@ -32,13 +42,13 @@ impl EnablementService {
             "Gentile {given} {family},\n\n\
              ecco il Codice Personale temporaneo per Istanze OnLine.\n\n\
              Codice Personale temporaneo: {temp}\n\n\
-             Il codice vale fino al {expires}. Al prossimo accesso con SPID su\n\
+             Il codice vale fino al {expires}. Al prossimo accesso con {scheme} su\n\
              {url} ti sarà chiesto di sostituirlo con un Codice Personale scelto da te.\n\n\
              Utente: {username}\n\
              Codice di riferimento: {reference}\n\n\
              In allegato il modulo di adesione e il modulo di delega: conservali.\n\
              Non è necessario recarsi presso una scuola: l'identità è già stata verificata\n\
-             con SPID.\n\n\
+             con {scheme}.\n\n\
              Se non hai chiesto tu questo codice, ignora questo messaggio e accedi al\n\
              servizio per modificare il tuo Codice Personale.\n\n\
              Istanze OnLine – Ministero dell'Istruzione e del Merito\n\
@@ -48,6 +58,7 @@ impl EnablementService {
             url = self.settings.public_url,
             username = account.username,
             reference = reference_code(account),
+            scheme = current_scheme(account).label(),
         );
         let adesione = modulo_pdf(account, Modulo::Adesione, now)?;
         let delega = modulo_pdf(account, Modulo::Delega, now)?;

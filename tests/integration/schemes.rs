@@ -331,6 +331,11 @@ async fn an_eidas_person_is_enabled_and_gets_tokens_with_her_identifier() {
         || std::future::ready(Some(env.outbox_messages()).filter(|m| !m.is_empty())),
     )
     .await;
+    let text = mails[0].text.clone().unwrap_or_default();
+    assert!(
+        text.contains("accesso con eIDAS") && text.contains("con eIDAS."),
+        "the message names the scheme used:\n{text}"
+    );
     let modulo = mails[0]
         .attachments
         .iter()
