@@ -190,7 +190,7 @@ async function walk(page, base) {
   await submit(page, "Prosegui");
   await page.waitForURL(`${base}/abilitazione/domanda`);
   await visit(page, "06-domanda");
-  await fill(page, { question: "", answer: "Dell'Orto Verdì", answer_repeat: "Dell'Orto Verdì" });
+  await fill(page, { answer: "Dell'Orto Verdì", answer_repeat: "Dell'Orto Verdì" });
   await page.locator("main form button[type=submit]").first().click();
   await page.waitForURL(`${base}/abilitazione/riepilogo`);
   await visit(page, "07-riepilogo");
