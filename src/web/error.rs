@@ -38,6 +38,12 @@ struct Inner {
     hint: Option<String>,
     detail: String,
     back: &'static str,
+    /// A technical detail for the support box (the IdP's `ErrorCode nrNN`), never in
+    /// the message itself.
+    technical: Option<String>,
+    /// Not a failure: the person chose it (SPID nr25, cancelled): an informative page
+    /// with «Riprova», no call to the help desk.
+    neutral: bool,
 }
 
 #[derive(Template)]
@@ -49,6 +55,8 @@ struct ErrorPage<'a> {
     code: &'a str,
     request_id: &'a str,
     back: &'a str,
+    technical: Option<&'a str>,
+    neutral: bool,
 }
 
 impl AppError {
@@ -62,6 +70,8 @@ impl AppError {
             hint: None,
             detail: detail.into(),
             back: "/",
+            technical: None,
+            neutral: false,
         }))
     }
 
@@ -75,6 +85,8 @@ impl AppError {
             hint: None,
             detail: String::new(),
             back: "/",
+            technical: None,
+            neutral: false,
         }))
     }
 
@@ -91,6 +103,8 @@ impl AppError {
             hint: Some("Torna alla pagina iniziale e ripeti l'operazione.".to_owned()),
             detail: String::new(),
             back: "/",
+            technical: None,
+            neutral: false,
         }))
     }
 
@@ -104,6 +118,8 @@ impl AppError {
             hint: None,
             detail: "body over the configured limit".into(),
             back: "/",
+            technical: None,
+            neutral: false,
         }))
     }
 
@@ -129,6 +145,8 @@ impl AppError {
             hint: None,
             detail: detail.into(),
             back: "/",
+            technical: None,
+            neutral: false,
         }))
     }
 
@@ -188,14 +206,24 @@ impl AppError {
                 None,
             ),
         };
+        // The IdP's own code goes to the technical details; a cancelled login (nr25) is
+        // the person's choice, not a failure.
+        let (technical, neutral) = match &e {
+            SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) => {
+                (Some(c.to_string()), c.0 == 25)
+            }
+            _ => (None, false),
+        };
         Self(Box::new(Inner {
             status,
             code,
-            title,
+            title: if neutral { "Accesso annullato" } else { title },
             message,
             hint,
             detail,
             back: "/login",
+            technical,
+            neutral,
         }))
     }
 
@@ -216,6 +244,8 @@ impl AppError {
             hint: None,
             detail: detail.into(),
             back,
+            technical: None,
+            neutral: false,
         }))
     }
 
@@ -423,7 +453,7 @@ fn saml_page(e: &SamlError) -> (StatusCode, &'static str, String, Option<String>
             ..
         } => {
             let msg = spid
-                .and_then(|c| c.user_message_for(*profile).map(|m| format!("{m} ({c})")))
+                .and_then(|c| c.user_message_for(*profile).map(str::to_owned))
                 .unwrap_or_else(|| {
                     "Autenticazione non riuscita: il gestore di identità non ha confermato l'accesso."
                         .to_owned()
@@ -468,6 +498,8 @@ struct PendingPage {
     hint: Option<String>,
     code: &'static str,
     back: &'static str,
+    technical: Option<String>,
+    neutral: bool,
 }
 
 impl PendingPage {
@@ -479,6 +511,8 @@ impl PendingPage {
             code: self.code,
             request_id,
             back: self.back,
+            technical: self.technical.as_deref(),
+            neutral: self.neutral,
         }
         .render()
         .unwrap_or_else(|_| format!("{} ({})", self.message, self.code))
@@ -502,6 +536,8 @@ impl IntoResponse for AppError {
             hint: this.hint,
             code: this.code,
             back: this.back,
+            technical: this.technical,
+            neutral: this.neutral,
         };
         // The body is rendered once, by the error-page middleware every router of the
         // gateway has (`web::harden`), when the request id is known.

@@ -246,9 +246,25 @@ async fn spid_error_codes_are_shown_with_their_meaning() {
         assert!(r.headers().get("set-cookie").is_none());
         let page = r.text().await.unwrap();
         assert!(page.contains(text), "nr{code}: {page}");
-        assert!(page.contains(&format!("ErrorCode nr{code}")), "{page}");
+        // The IdP's code is a technical detail, not part of the message.
+        assert!(
+            page.contains(&format!("<code>ErrorCode nr{code}</code>")),
+            "{page}"
+        );
+        assert!(!page.contains(&format!("(ErrorCode nr{code})")), "{page}");
         assert!(page.contains("SPID_IDP_STATUS"));
-        assert!(page.contains("Torna indietro"));
+        if code == "25" {
+            // Cancelled by the person: a neutral page with «Riprova», no help desk.
+            assert!(page.contains("Accesso annullato"), "{page}");
+            assert!(
+                page.contains("alert-info") && page.contains("Riprova"),
+                "{page}"
+            );
+            assert!(!page.contains("alert-danger"), "{page}");
+            assert!(!page.contains("contatta l'assistenza"), "{page}");
+        } else {
+            assert!(page.contains("alert-danger") && page.contains("Torna indietro"));
+        }
         // The attempt is over: the same Response cannot be replayed.
         assert_eq!(
             env.post_acs(&c, &a.saml_response, &a.relay_state)
