@@ -429,43 +429,34 @@ fn flows(
     Ok((login, logout))
 }
 
-/// Spawns the periodic refresh of each `[[federation.remote]]` source: first fetch at
-/// start, then every `refresh_hours`; a failure keeps the source's last good copy.
-pub fn spawn_remote_refresh(cfg: &Config, federation: Arc<Federation>) {
+/// Spawns the periodic refresh of every remote metadata source: the AgID registry and
+/// each `[[federation.remote]]` entry. First fetch at start, then every period; a
+/// failure keeps the source's last good copy until its validUntil.
+pub fn spawn_metadata_refresh(cfg: &Config, federation: Arc<Federation>) {
+    if let Some(reg) = cfg.federation.registry.clone() {
+        let fed = federation.clone();
+        spawn_refresh(reg.url.to_string(), reg.refresh_every, move |client| {
+            let (fed, reg) = (fed.clone(), reg.clone());
+            async move { federation::refresh_registry(&fed, &reg, &client).await }
+        });
+    }
     for src in cfg.federation.remote.clone() {
-        let federation = federation.clone();
-        tokio::spawn(async move {
-            let client = match federation::metadata_client() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(target: "federation", "{e}");
-                    return;
-                }
-            };
-            let mut every = tokio::time::interval(src.refresh_every);
-            loop {
-                every.tick().await;
-                match federation::refresh_remote(&federation, &src, &client).await {
-                    Ok(u) => tracing::info!(
-                        target: "federation",
-                        "{} refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
-                        src.url, u.idps, u.added.len(), u.removed.len(), u.keys_changed.len()
-                    ),
-                    Err(e) => {
-                        tracing::error!(target: "federation", "refresh of {} failed, keeping the last good copy until its validUntil: {e}", src.url)
-                    }
-                }
-            }
+        let fed = federation.clone();
+        spawn_refresh(src.url.to_string(), src.refresh_every, move |client| {
+            let (fed, src) = (fed.clone(), src.clone());
+            async move { federation::refresh_remote(&fed, &src, &client).await }
         });
     }
 }
 
-/// Spawns the periodic registry refresh, if configured.
-pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
-    spawn_remote_refresh(cfg, federation.clone());
-    let Some(reg) = cfg.federation.registry.clone() else {
-        return;
-    };
+/// One source's refresh loop, logging each outcome.
+fn spawn_refresh<F, Fut>(source: String, period: std::time::Duration, refresh: F)
+where
+    F: Fn(reqwest::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<
+            Output = Result<federation::RegistryUpdate, federation::FederationError>,
+        > + Send,
+{
     tokio::spawn(async move {
         let client = match federation::metadata_client() {
             Ok(c) => c,
@@ -474,21 +465,19 @@ pub fn spawn_registry_refresh(cfg: &Config, federation: Arc<Federation>) {
                 return;
             }
         };
-        let mut every = tokio::time::interval(reg.refresh_every);
+        let mut every = tokio::time::interval(period);
         loop {
             every.tick().await;
-            match federation::refresh_registry(&federation, &reg, &client).await {
-                Ok(update) => tracing::info!(
+            match refresh(client.clone()).await {
+                Ok(u) => tracing::info!(
                     target: "federation",
-                    "registry refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
-                    update.idps,
-                    update.added.len(),
-                    update.removed.len(),
-                    update.keys_changed.len()
+                    "{source} refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
+                    u.idps, u.added.len(), u.removed.len(), u.keys_changed.len()
                 ),
-                Err(e) => {
-                    tracing::error!(target: "federation", "registry refresh failed, keeping the last good copy until its validUntil: {e}")
-                }
+                Err(e) => tracing::error!(
+                    target: "federation",
+                    "refresh of {source} failed, keeping the last good copy until its validUntil: {e}"
+                ),
             }
         }
     });
@@ -545,7 +534,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = state_store(&cfg)?;
     spawn_persistence_check(&cfg, state.clone());
     let gateway = build_gateway(&cfg, state, SystemClock::shared()).await?;
-    spawn_registry_refresh(&cfg, gateway.federation.clone());
+    spawn_metadata_refresh(&cfg, gateway.federation.clone());
     let listener = bind(cfg.server.listen).await?;
     tracing::info!(
         "polis-gateway listening on {} ({})",

@@ -400,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn remote_sources_need_exactly_one_anchor_and_https_in_production() {
+    fn remote_sources_need_exactly_one_anchor() {
         use crate::federation::RemoteAnchor;
         let f = load(
             "[[federation.remote]]\nurl = \"https://sp-proxy.pre.eid.gov.it/spproxy/idpitmetadata\"\nprofile = \"ficep\"\nattribute_consuming_service_index = 100\ntest = true\nrefresh_hours = 12\ncache_file = \"data/ficep.xml\"\nsigning_certificate_file = \"metadata/ficep/ficep-qa-metadata-signing.pem\"\n[[federation.remote]]\nurl = \"https://idserver.servizicie.interno.gov.it/idp/shibboleth?Metadata\"\nprofile = \"cie\"\npinned_idp_certificates = [\"metadata/cie/cie-production-signing.pem\"]\n",

@@ -287,7 +287,7 @@ impl Federation {
         test: bool,
         source_name: &str,
     ) -> Result<Vec<String>, FederationError> {
-        self.add_metadata_at(xml, test, source_name, self.clock.now())
+        self.add_trusted(xml, TrustAs::spid(test), source_name)
     }
 
     /// [`add_metadata`](Self::add_metadata) with the clock given.

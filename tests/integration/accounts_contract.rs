@@ -7,7 +7,7 @@
 //! test binary).
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -749,12 +749,7 @@ async fn sqlite() -> Fixture {
 
 /// The PostgreSQL server shared by this test binary (stopped by its watchdog at exit).
 fn postgres_server() -> &'static PostgresServer {
-    static SERVER: OnceLock<PostgresServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = PostgresServer::start();
-        eprintln!("postgres ready in {:?}", server.startup);
-        server
-    })
+    PostgresServer::shared()
 }
 
 /// A fresh database on the shared PostgreSQL server.

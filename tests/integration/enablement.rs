@@ -4,7 +4,6 @@
 //! outbox directory. Every step is a real browser-like request; every effect is read
 //! back from the account store, the state store or the mailbox.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -54,8 +53,7 @@ const TEMP_CP_TTL_SECONDS: i64 = 259_200;
 
 /// One PostgreSQL server for the whole test binary; a fresh database per test.
 fn postgres_server() -> &'static PostgresServer {
-    static SERVER: OnceLock<PostgresServer> = OnceLock::new();
-    SERVER.get_or_init(PostgresServer::start)
+    PostgresServer::shared()
 }
 
 fn postgres() -> Database {

@@ -5,7 +5,6 @@
 //! codice fiscale through the abilitazione to tokens.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polis_gateway::accounts::EnablementState;
@@ -25,8 +24,7 @@ const MARIA_EIDAS: &str = "ES/IT/02635542Y";
 const CP: &str = "Scuola2026x";
 
 fn postgres_server() -> &'static PostgresServer {
-    static SERVER: OnceLock<PostgresServer> = OnceLock::new();
-    SERVER.get_or_init(PostgresServer::start)
+    PostgresServer::shared()
 }
 
 fn postgres() -> Database {

@@ -48,6 +48,17 @@ pub struct PostgresServer {
 }
 
 impl PostgresServer {
+    /// The one server of this test binary, started on first use (stopped by its
+    /// watchdog at exit); each test creates its own database on it.
+    pub fn shared() -> &'static PostgresServer {
+        static SERVER: std::sync::OnceLock<PostgresServer> = std::sync::OnceLock::new();
+        SERVER.get_or_init(|| {
+            let server = PostgresServer::start();
+            eprintln!("postgres ready in {:?}", server.startup);
+            server
+        })
+    }
+
     /// Runs `initdb` and starts `postgres`, then waits until it accepts connections.
     ///
     /// Panics if the PostgreSQL binaries are missing ("make test installs postgresql")
