@@ -54,6 +54,9 @@ pub const AMR_CP: &str = "cp";
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// The session cookie (server-side record; the value is only a random key).
 pub const COOKIE: &str = "istanze_esempio";
+/// The `state` of an RP-initiated logout under way: the home page says «Sei uscito»
+/// when the gateway returns with the same value.
+const LOGOUT_COOKIE: &str = "istanze_esempio_uscita";
 /// Scopes asked of the gateway.
 const SCOPES: [&str; 3] = ["profile", "email", "istanze"];
 /// A login or confirmation must come back within this.
@@ -362,7 +365,11 @@ impl AppState {
     }
 
     fn cookie(&self, value: String) -> Cookie<'static> {
-        Cookie::build((COOKIE, value))
+        self.named_cookie(COOKIE, value)
+    }
+
+    fn named_cookie(&self, name: &'static str, value: String) -> Cookie<'static> {
+        Cookie::build((name, value))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Lax)
@@ -392,6 +399,8 @@ struct ClaimRow {
 #[template(path = "../examples/istanze_esempio/templates/home.html")]
 struct HomePage {
     logged_in: bool,
+    /// Back from the gateway's logout («Sei uscito»).
+    logged_out: bool,
     name: String,
     /// "SPID", "CIE" or "eIDAS": how the person logged in (the `idp_scheme` claim).
     scheme: String,
@@ -481,13 +490,31 @@ fn scheme_label(claims: &serde_json::Map<String, serde_json::Value>) -> String {
 }
 
 /// `GET /`.
-async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
-    let page = {
+/// Query of the home page: the `state` the gateway returns after a logout.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HomeQuery {
+    state: Option<String>,
+}
+
+async fn home(State(app): State<AppState>, jar: CookieJar, Query(q): Query<HomeQuery>) -> Response {
+    // Back from the logout this browser started: the state matches its cookie.
+    let logged_out = matches!(
+        (jar.get(LOGOUT_COOKIE), q.state.as_deref()),
+        (Some(c), Some(s)) if !s.is_empty() && c.value() == s
+    );
+    let jar = if logged_out {
+        jar.remove(Cookie::build(LOGOUT_COOKIE).path("/").build())
+    } else {
+        jar
+    };
+    let mut page = {
         let mut store = app.store();
         store.prune(Instant::now(), now_unix());
         match jar.get(COOKIE).and_then(|c| store.sessions.get(c.value())) {
             Some(s) => HomePage {
                 logged_in: true,
+                logged_out: false,
                 name: display_name(&s.claims),
                 scheme: scheme_label(&s.claims),
                 rows: s
@@ -502,6 +529,7 @@ async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
             },
             None => HomePage {
                 logged_in: false,
+                logged_out: false,
                 name: String::new(),
                 scheme: String::new(),
                 rows: Vec::new(),
@@ -509,7 +537,8 @@ async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
             },
         }
     };
-    render(StatusCode::OK, &page)
+    page.logged_out = logged_out && !page.logged_in;
+    (jar, render(StatusCode::OK, &page)).into_response()
 }
 
 /// `GET /login`.
@@ -899,6 +928,7 @@ async fn logout(
     let Some(session) = session else {
         return (jar, Redirect::to("/")).into_response();
     };
+    let state = random_token();
     let target = async {
         let d = app.discover(false).await.ok()?;
         let end = d
@@ -913,12 +943,16 @@ async fn logout(
                 .set_id_token_hint(&hint)
                 .set_client_id(ClientId::new(app.cfg().client_id.clone()))
                 .set_post_logout_redirect_uri(back)
+                .set_state(CsrfToken::new(state.clone()))
                 .http_get_url(),
         )
     }
     .await;
-    let to = target.map_or_else(|| "/".to_owned(), |u| u.to_string());
-    (jar, Redirect::to(&to)).into_response()
+    let Some(to) = target else {
+        return (jar, Redirect::to("/")).into_response();
+    };
+    let jar = jar.add(app.named_cookie(LOGOUT_COOKIE, state));
+    (jar, Redirect::to(to.as_str())).into_response()
 }
 
 // ---------------------------------------------------------------------------------------

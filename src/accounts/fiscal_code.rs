@@ -163,6 +163,35 @@ impl FiscalCode {
     }
 }
 
+impl FiscalCode {
+    /// The cadastral (Belfiore) code of the place of birth encoded in positions 12–15,
+    /// after de-omocodia: an Italian municipality (`F205` Milano) or, with `Z`, a
+    /// foreign state (`Z404` Stati Uniti).
+    pub fn birth_place_code(&self) -> String {
+        let bytes = self.0.as_bytes();
+        let mut code = String::with_capacity(4);
+        // Validated at construction: the letter and three digit positions decode.
+        if let Some(letter) = bytes.get(11) {
+            code.push(char::from(*letter));
+        }
+        for i in 12..15 {
+            if let Some(d) = bytes.get(i).and_then(|c| digit_value(*c)) {
+                code.push(char::from(b'0' + d));
+            }
+        }
+        code
+    }
+
+    /// `"F"` or `"M"`, as the code encodes it (+40 on the day of birth for women).
+    pub fn sex(&self) -> &'static str {
+        if self.birth_date_hint().female {
+            "F"
+        } else {
+            "M"
+        }
+    }
+}
+
 impl FromStr for FiscalCode {
     type Err = FiscalCodeError;
 
@@ -319,6 +348,21 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn birth_place_and_sex_are_decoded_with_omocodia() {
+        let code = FiscalCode::parse("BNCGLI85M52F205H").unwrap();
+        assert_eq!(code.birth_place_code(), "F205");
+        assert_eq!(code.sex(), "F");
+        let man = FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        assert_eq!((man.birth_place_code().as_str(), man.sex()), ("H501", "M"));
+        // H501 with every place digit replaced (5→R, 0→L, 1→M).
+        let body = b"RSSMRA80A01HRLM";
+        let check = check_character(body).unwrap();
+        let omocodic = format!("{}{}", String::from_utf8_lossy(body), char::from(check));
+        let omocodic = FiscalCode::parse(&omocodic).unwrap();
+        assert_eq!(omocodic.birth_place_code(), "H501");
+    }
 
     /// Valid codes: real-format ones used across the tests, omocodic variants (check
     /// characters recomputed), women (+40) and lowercase or padded input.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
 use crate::accounts::{Account, Domicile, IdDocument, Phones};
@@ -23,6 +23,10 @@ pub const DOCUMENT_KINDS: [&str; 4] = [
     "Passaporto",
     "Patente di guida",
 ];
+
+/// The choices of «Sesso / Sex»: the value stored (as SPID sends `gender`) and the
+/// label shown.
+pub const SEX_CHOICES: [(&str, &str); 2] = [("F", "Femmina / Female"), ("M", "Maschio / Male")];
 
 /// The recovery question proposed by default.
 pub const DEFAULT_QUESTION: &str = "Cognome da nubile della madre";
@@ -69,6 +73,72 @@ pub struct RequestForm {
     pub doc_issued_on: String,
     /// Data di scadenza, `YYYY-MM-DD`.
     pub doc_expires_on: String,
+    /// Data di nascita, `YYYY-MM-DD`: only read when [`Asked::birth_date`].
+    pub birth_date: String,
+    /// Luogo di nascita: only read when [`Asked::birth_place`].
+    pub birth_place: String,
+    /// Sesso (`F`/`M`): only read when [`Asked::sex`].
+    pub sex: String,
+}
+
+/// The personal data the POLIS account needs that the login did not vouch for, asked
+/// in the enablement request. SPID and CIE vouch for all of it (the codice fiscale
+/// encodes the place of birth and the sex); an eIDAS login vouches for names, the
+/// date of birth and the identifier, and the rest only with the full attribute set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// Data di nascita.
+    pub birth_date: bool,
+    /// Luogo di nascita.
+    pub birth_place: bool,
+    /// Sesso.
+    pub sex: bool,
+}
+
+impl Asked {
+    /// What `login` did not carry and the form must ask.
+    pub fn for_login(login: &LoginSession) -> Self {
+        let missing = |name: &str| login.attribute(name).is_none_or(|v| v.trim().is_empty());
+        // A codice fiscale (SPID, CIE) encodes the place of birth and the sex.
+        let has_code =
+            login.scheme != crate::identity::Scheme::Eidas && login.fiscal_code().is_some();
+        Self {
+            birth_date: missing("dateOfBirth"),
+            birth_place: missing("placeOfBirth") && !has_code,
+            sex: missing("gender") && !has_code,
+        }
+    }
+
+    /// Nothing to ask.
+    pub fn none(self) -> bool {
+        !(self.birth_date || self.birth_place || self.sex)
+    }
+}
+
+/// The personal data typed in the request (only what was [`Asked`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonalData {
+    /// Data di nascita.
+    pub birth_date: Option<NaiveDate>,
+    /// Luogo di nascita.
+    pub birth_place: Option<String>,
+    /// Sesso, `F` or `M`.
+    pub sex: Option<String>,
+}
+
+impl PersonalData {
+    /// Writes what was typed into an account; leaves the rest as the login gave it.
+    pub fn apply_to(&self, account: &mut Account) {
+        if let Some(d) = self.birth_date {
+            account.birth_date = Some(d);
+        }
+        if let Some(p) = &self.birth_place {
+            account.birth_place = Some(p.clone());
+        }
+        if let Some(s) = &self.sex {
+            account.sex = Some(s.clone());
+        }
+    }
 }
 
 /// The recovery question as posted.
@@ -110,6 +180,8 @@ pub struct RequestData {
     pub contact: ContactData,
     /// Identity document.
     pub id_document: IdDocument,
+    /// The personal data that was asked.
+    pub personal: PersonalData,
 }
 
 /// Validated recovery question and the plain answer (to be hashed by the caller).
@@ -306,13 +378,61 @@ impl ContactForm {
     }
 }
 
+fn check_personal(
+    check: &mut Check,
+    form: &RequestForm,
+    asked: Asked,
+    today: NaiveDate,
+) -> PersonalData {
+    let mut data = PersonalData::default();
+    if asked.birth_date {
+        let date = check.date(
+            "birth_date",
+            &form.birth_date,
+            "Data di nascita / Date of birth",
+        );
+        match date {
+            Some(d) if d > today || d.year() < 1900 => {
+                check.errors.insert(
+                    "birth_date",
+                    "Data di nascita / Date of birth: indica una data valida (aaaa-mm-gg)."
+                        .to_owned(),
+                );
+            }
+            _ => data.birth_date = date,
+        }
+    }
+    if asked.birth_place {
+        let place = check.text(
+            "birth_place",
+            &form.birth_place,
+            "Luogo di nascita / Place of birth",
+        );
+        data.birth_place = Some(place);
+    }
+    if asked.sex {
+        let sex = clean(&form.sex).to_uppercase();
+        if SEX_CHOICES.iter().any(|(value, _)| *value == sex) {
+            data.sex = Some(sex);
+        } else {
+            check.errors.insert(
+                "sex",
+                "Sesso / Sex: scegli una voce dell'elenco (choose one).".to_owned(),
+            );
+        }
+    }
+    data
+}
+
 impl RequestForm {
-    /// Validates the whole request; the document must be valid on `today`.
-    pub fn validate(&self, today: NaiveDate) -> Result<RequestData, FieldErrors> {
+    /// Validates the whole request, with the personal data `asked`; the document must
+    /// be valid on `today`.
+    pub fn validate(&self, today: NaiveDate, asked: Asked) -> Result<RequestData, FieldErrors> {
         let mut check = Check {
             errors: FieldErrors::new(),
         };
         let contact = check_contact(&mut check, &self.contact);
+        let personal = check_personal(&mut check, self, asked, today);
         let kind = clean(&self.doc_kind);
         if !DOCUMENT_KINDS.contains(&kind.as_str()) {
             check.errors.insert(
@@ -368,6 +488,7 @@ impl RequestForm {
                         issued_on,
                         expires_on,
                     },
+                    personal,
                 })
             }
             _ => Err(check.errors),
@@ -388,6 +509,12 @@ impl RequestForm {
             form.doc_issued_on = doc.issued_on.to_string();
             form.doc_expires_on = doc.expires_on.to_string();
         }
+        form.birth_date = account
+            .birth_date
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        form.birth_place = account.birth_place.clone().unwrap_or_default();
+        form.sex = account.sex.clone().unwrap_or_default();
         let Some(login) = login else {
             return form;
         };
@@ -503,12 +630,88 @@ mod tests {
             doc_issuer: "Comune di Roma".into(),
             doc_issued_on: "2020-03-01".into(),
             doc_expires_on: "2031-03-01".into(),
+            ..RequestForm::default()
         }
+    }
+
+    fn eidas_login(attrs: &[(&str, &str)]) -> LoginSession {
+        let mut login =
+            LoginSession::sample("https://ficep.example", "_n", attrs, chrono::Utc::now());
+        login.scheme = crate::identity::Scheme::Eidas;
+        login
+    }
+
+    #[test]
+    fn what_the_login_did_not_vouch_for_is_asked() {
+        let spid = LoginSession::sample(
+            "https://idp.example",
+            "_n",
+            &[
+                ("fiscalNumber", "TINIT-RSSMRA80A01H501U"),
+                ("dateOfBirth", "1980-01-01"),
+            ],
+            chrono::Utc::now(),
+        );
+        assert!(
+            Asked::for_login(&spid).none(),
+            "the code gives place and sex"
+        );
+        let minimum = eidas_login(&[("spidCode", "ES/IT/1"), ("dateOfBirth", "1990-05-04")]);
+        assert_eq!(
+            Asked::for_login(&minimum),
+            Asked {
+                birth_date: false,
+                birth_place: true,
+                sex: true
+            }
+        );
+        let full = eidas_login(&[
+            ("spidCode", "ES/IT/1"),
+            ("dateOfBirth", "1990-05-04"),
+            ("placeOfBirth", "Madrid"),
+            ("gender", "F"),
+        ]);
+        assert!(Asked::for_login(&full).none());
+    }
+
+    #[test]
+    fn asked_personal_data_is_required_and_checked() {
+        let asked = Asked {
+            birth_date: true,
+            birth_place: true,
+            sex: true,
+        };
+        let errors = good().validate(today(), asked).unwrap_err();
+        let fields: Vec<&str> = errors.keys().copied().collect();
+        assert_eq!(fields, ["birth_date", "birth_place", "sex"]);
+        let mut form = good();
+        form.birth_date = "2030-01-01".into();
+        form.birth_place = "Madrid, España".into();
+        form.sex = "X".into();
+        let errors = form.validate(today(), asked).unwrap_err();
+        assert_eq!(
+            errors.keys().copied().collect::<Vec<_>>(),
+            ["birth_date", "sex"]
+        );
+        form.birth_date = "1990-05-04".into();
+        form.sex = "f".into();
+        let data = form.validate(today(), asked).unwrap();
+        assert_eq!(
+            data.personal,
+            PersonalData {
+                birth_date: NaiveDate::from_ymd_opt(1990, 5, 4),
+                birth_place: Some("Madrid, España".into()),
+                sex: Some("F".into()),
+            }
+        );
+        // Not asked: whatever is posted is ignored.
+        let ignored = form.validate(today(), Asked::default()).unwrap();
+        assert_eq!(ignored.personal, PersonalData::default());
     }
 
     #[test]
     fn a_complete_request_is_normalized() {
-        let data = good().validate(today()).unwrap();
+        let data = good().validate(today(), Asked::default()).unwrap();
         assert_eq!(data.contact.phones.mobile.as_deref(), Some("+393331234567"));
         assert_eq!(data.contact.phones.landline, None);
         assert_eq!(data.contact.domicile.province, "RM");
@@ -539,7 +742,7 @@ mod tests {
         for (break_it, field) in cases {
             let mut form = good();
             break_it(&mut form);
-            let errors = form.validate(today()).unwrap_err();
+            let errors = form.validate(today(), Asked::default()).unwrap_err();
             assert!(errors.contains_key(field), "{field}: {errors:?}");
             assert_eq!(errors.len(), 1, "{field}: {errors:?}");
         }
@@ -551,7 +754,7 @@ mod tests {
         form.contact.nation = "Francia".into();
         form.contact.postal_code = "75001".into();
         form.contact.province = String::new();
-        assert!(form.validate(today()).is_ok());
+        assert!(form.validate(today(), Asked::default()).is_ok());
     }
 
     #[test]

@@ -134,11 +134,15 @@ fn vouched_data(login: &LoginSession, fiscal_code: Option<FiscalCode>) -> NewAcc
         attr(login, "name").unwrap_or_default(),
         attr(login, "familyName").unwrap_or_default(),
     );
-    new.fiscal_code = fiscal_code;
     new.birth_date = attr(login, "dateOfBirth")
         .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
-    new.birth_place = attr(login, "placeOfBirth");
-    new.sex = attr(login, "gender");
+    // The codice fiscale the scheme vouches for encodes the place of birth and sex:
+    // CIE's minimum set carries neither attribute.
+    new.birth_place = attr(login, "placeOfBirth")
+        .or_else(|| fiscal_code.as_ref().map(FiscalCode::birth_place_code));
+    new.sex =
+        attr(login, "gender").or_else(|| fiscal_code.as_ref().map(|code| code.sex().to_owned()));
+    new.fiscal_code = fiscal_code;
     new.email = attr(login, "email");
     new.spid_level = Some(login.level.number());
     new.spid_code = attr(login, "spidCode");
@@ -227,6 +231,25 @@ mod tests {
                 new.fiscal_code.as_ref().map(FiscalCode::as_str),
                 Some("RSSMRA80A01H501U")
             );
+            // CIE's minimum set has neither: both come from the codice fiscale.
+            assert_eq!(new.birth_place.as_deref(), Some("H501"));
+            assert_eq!(new.sex.as_deref(), Some("M"));
+            let told = with_scheme(
+                scheme,
+                &[
+                    ("fiscalNumber", "TINIT-RSSMRA80A01H501U"),
+                    ("name", "Mario"),
+                    ("familyName", "Rossi"),
+                    ("placeOfBirth", "F205"),
+                    ("gender", "F"),
+                ],
+            );
+            let (new, _) = login_identity(&told).unwrap();
+            assert_eq!(
+                (new.birth_place.as_deref(), new.sex.as_deref()),
+                (Some("F205"), Some("F")),
+                "the attributes win over the code"
+            );
             let bad = with_scheme(
                 scheme,
                 &[
@@ -265,6 +288,7 @@ mod tests {
         assert_eq!(new.fiscal_code, None);
         assert_eq!(new.given_name, "Lucía");
         assert_eq!(new.spid_code, None);
+        assert_eq!((new.birth_place, new.sex), (None, None));
         let missing = with_scheme(Scheme::Eidas, &[("name", "Lucía"), ("familyName", "G")]);
         assert!(matches!(
             login_identity(&missing),

@@ -9,7 +9,7 @@ use crate::accounts::{Account, EnablementState};
 
 use super::cp;
 use super::documents::modulo_pdf;
-use super::forms::{ContactForm, RecoveryForm, RequestForm};
+use super::forms::{Asked, ContactForm, RecoveryForm, RequestForm};
 use super::machine::{self, Effect, Event};
 use super::{EnablementError, EnablementService, Modulo};
 
@@ -107,18 +107,20 @@ impl EnablementService {
         Ok(self.accounts.update(&account).await?)
     }
 
-    /// Step 1: the enablement request (contacts and identity document), validated
-    /// against today's date.
+    /// Step 1: the enablement request (contacts, identity document and the personal
+    /// data `asked`, see [`Asked::for_login`]), validated against today's date.
     pub async fn submit_request(
         &self,
         id: Uuid,
         form: &RequestForm,
+        asked: Asked,
     ) -> Result<Account, EnablementError> {
         let data = form
-            .validate(self.clock.now().date_naive())
+            .validate(self.clock.now().date_naive(), asked)
             .map_err(EnablementError::Form)?;
         self.step(id, Event::SubmitRequest, |account, _| {
             data.contact.apply_to(account);
+            data.personal.apply_to(account);
             account.id_document = Some(data.id_document);
         })
         .await
@@ -188,6 +190,7 @@ mod tests {
             doc_issuer: "Questura di Roma".to_owned(),
             doc_issued_on: "2020-01-15".to_owned(),
             doc_expires_on: expires_on.to_owned(),
+            ..RequestForm::default()
         }
     }
 
@@ -257,7 +260,7 @@ mod tests {
         // The clock says 2026-03-02: a document expiring 2026-03-01 is expired.
         let refused = fx
             .service
-            .submit_request(account.id, &request_form("2026-03-01"))
+            .submit_request(account.id, &request_form("2026-03-01"), Asked::default())
             .await;
         match refused {
             Err(EnablementError::Form(errors)) => {
@@ -272,7 +275,7 @@ mod tests {
             .set(chrono::Utc.with_ymd_and_hms(2026, 2, 28, 9, 0, 0).unwrap());
         let stored = fx
             .service
-            .submit_request(account.id, &request_form("2026-03-01"))
+            .submit_request(account.id, &request_form("2026-03-01"), Asked::default())
             .await
             .unwrap();
         assert_eq!(stored.enablement_state, EnablementState::RecoveryQuestion);

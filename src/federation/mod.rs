@@ -494,6 +494,8 @@ impl Federation {
         let before = self
             .update(|sets| sets.remote.insert(set.to_owned(), next.clone()))
             .unwrap_or_default();
+        let mut warnings = warnings;
+        warnings.extend(self.shadowed(set, &next));
         let mut update = RegistryUpdate {
             idps: next.len(),
             warnings,
@@ -527,6 +529,33 @@ impl Federation {
         Ok(update)
     }
 
+    /// One warning per entityID of `next` (about to become set `set`) that another
+    /// source also brings: lookups use one copy only (the operator's local files over
+    /// every remote set, then the later remote set in key order), so the operator must
+    /// learn that two sources disagree about who an IdP is.
+    fn shadowed(&self, set: &str, next: &BTreeMap<String, Arc<Idp>>) -> Vec<String> {
+        let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for id in next.keys() {
+            let mut others: Vec<&str> = sets
+                .remote
+                .iter()
+                .filter(|(name, other)| name.as_str() != set && other.contains_key(id))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if sets.local.contains_key(id) {
+                others.push("the local metadata files");
+            }
+            if !others.is_empty() {
+                out.push(format!(
+                    "IdP {id} comes from {set} and from {}: only one copy is used (local files first, then the last remote source in order); remove it from all but one source",
+                    others.join(", ")
+                ));
+            }
+        }
+        out
+    }
+
     /// The IdPs of remote set `set` now.
     fn remote_set(&self, set: &str) -> BTreeMap<String, Arc<Idp>> {
         self.sets
@@ -547,12 +576,9 @@ fn read(path: &Path) -> Result<String, FederationError> {
 }
 
 /// The `User-Agent` of every metadata fetch: FICEP's server answers 403 to a request
-/// without one (AgID/eidas-italian-node#14).
-pub const USER_AGENT: &str = concat!(
-    "polis-gateway/",
-    env!("CARGO_PKG_VERSION"),
-    " (+https://github.com/polis-gateway/polis-gateway)"
-);
+/// without one (AgID/eidas-italian-node#14). Product and version only: no contact URL
+/// is claimed that the operator has not chosen.
+pub const USER_AGENT: &str = concat!("polis-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// The largest metadata body read: the metadata parser's own bound
 /// ([`METADATA_LIMITS`]), so nothing larger than what could be parsed is buffered.
@@ -798,6 +824,28 @@ mod tests {
                 .is_err()
         );
         assert!(fresh.list_at(now()).is_empty());
+    }
+
+    #[test]
+    fn an_idp_two_sources_bring_is_reported() {
+        let (registry, registry_cert) = key("registry");
+        let (ka, _) = key("a");
+        let fed = federation(false);
+        let md = build_idp_metadata(A, &format!("{A}/sso"), &format!("{A}/slo"), "A", &ka).unwrap();
+        fed.add_metadata_at(&md, false, "a.xml", now()).unwrap();
+        let (kb, _) = key("b");
+        let both = aggregate_of(
+            &registry,
+            &[entity(A, &ka, None), entity(B, &kb, None)],
+            None,
+        );
+        let update = fed
+            .apply_registry(&both, &registry_cert, "registry", now())
+            .unwrap();
+        assert_eq!(update.warnings.len(), 1, "{:?}", update.warnings);
+        assert!(update.warnings[0].contains(A), "{:?}", update.warnings);
+        assert!(update.warnings[0].contains("local metadata files"));
+        assert!(!update.warnings[0].contains(B));
     }
 
     #[test]

@@ -80,14 +80,20 @@ impl LogoutFlow {
         Ok(())
     }
 
-    /// «Esci»: closes the session, then starts the SPID single logout at the login's
-    /// IdP. `None` when there is nothing to send (the IdP has no SingleLogoutService,
-    /// is no longer trusted, or the request could not be built: the session is closed
-    /// anyway and the failure logged).
-    pub async fn logout(&self, current: SessionRef<'_>) -> Result<Option<LoginStart>, FlowError> {
+    /// «Esci», and the RP-initiated logout of an OpenID Connect client (`after`: its
+    /// checked post-logout URI, where the browser goes once the IdP has answered):
+    /// closes the session, then starts the single logout at the login's IdP. `None`
+    /// when there is nothing to send (the IdP has no SingleLogoutService, is no longer
+    /// trusted, is CIE with an `after`, or the request could not be built: the session
+    /// is closed anyway and the failure logged).
+    pub async fn logout(
+        &self,
+        current: SessionRef<'_>,
+        after: Option<&str>,
+    ) -> Result<Option<LoginStart>, FlowError> {
         self.close(current).await?;
         // Local session first (closed above), then SPID single logout at the IdP.
-        match self.sso.start_logout(&current.session.login).await {
+        match self.sso.start_logout(&current.session.login, after).await {
             Ok(start) => Ok(start),
             Err(e) => {
                 tracing::warn!(code = e.code(), error = %e, "SP-initiated SPID logout not sent");
@@ -202,10 +208,13 @@ mod tests {
             .unwrap();
         let next = w
             .logout
-            .logout(SessionRef {
-                token: &token,
-                session: &session,
-            })
+            .logout(
+                SessionRef {
+                    token: &token,
+                    session: &session,
+                },
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(next, None);

@@ -77,6 +77,27 @@ fn pending_logout_key(id: &str) -> String {
     format!("polis:slo:{id}")
 }
 
+/// A LogoutRequest of ours waiting for its LogoutResponse, and where the browser goes
+/// once it comes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredLogout {
+    #[serde(flatten)]
+    pending: PendingLogout,
+    /// An OpenID Connect client's post-logout URI, already checked against its
+    /// registration (RP-initiated logout); none: the gateway's own «Sei uscito».
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+}
+
+/// A single logout finished by the IdP's LogoutResponse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutDone {
+    /// What the IdP reports.
+    pub outcome: LogoutOutcome,
+    /// Where the browser goes next, when an OpenID Connect client asked for the logout.
+    pub after: Option<String>,
+}
+
 impl SsoService {
     /// SP-initiated single logout (rules §5 S1), after the local session is closed:
     /// a signed LogoutRequest to the IdP of `login` (Redirect when the IdP offers it,
@@ -87,12 +108,25 @@ impl SsoService {
     /// LogoutRequest but never answers): the browser goes to its SingleLogoutService
     /// with a plain HTTP-GET, which ends the IdP session and shows «Logout effettuato
     /// con successo»; nothing is remembered, nothing awaited.
-    pub async fn start_logout(&self, login: &LoginSession) -> Result<Option<LoginStart>, SsoError> {
+    ///
+    /// `after` is where the browser goes when the IdP has answered (an OpenID Connect
+    /// client's checked post-logout URI), remembered with the request. For CIE, which
+    /// never answers, an `after` means no IdP page at all: every CIE login is made with
+    /// ForceAuthn, so the IdP session left open cannot log anyone in again, and the
+    /// client gets its browser back (`None`: the caller goes to `after` at once).
+    pub async fn start_logout(
+        &self,
+        login: &LoginSession,
+        after: Option<&str>,
+    ) -> Result<Option<LoginStart>, SsoError> {
         let Some(idp) = self.federation.get(&login.idp_entity_id) else {
             return Ok(None);
         };
         let d = &idp.descriptor;
         if idp.profile == IdpProfile::Cie {
+            if after.is_some() {
+                return Ok(None);
+            }
             return Ok(d.slo_redirect.clone().map(LoginStart::Redirect));
         }
         let (destination, binding) = match (&d.slo_redirect, &d.slo_post) {
@@ -109,11 +143,14 @@ impl SsoService {
             now: self.now(),
         });
         let relay_state = ids::new_token(16);
-        let pending = request.pending(&d.entity_id, Some(&relay_state));
-        let value = serde_json::to_vec(&pending).map_err(|e| SsoError::Internal(e.to_string()))?;
+        let stored = StoredLogout {
+            pending: request.pending(&d.entity_id, Some(&relay_state)),
+            after: after.map(str::to_owned),
+        };
+        let value = serde_json::to_vec(&stored).map_err(|e| SsoError::Internal(e.to_string()))?;
         self.state
             .put(
-                &pending_logout_key(&pending.id),
+                &pending_logout_key(&stored.pending.id),
                 &value,
                 self.settings.request_ttl,
             )
@@ -132,7 +169,7 @@ impl SsoService {
 
     /// The IdP's LogoutResponse to our LogoutRequest (§5 S2), on Redirect (`raw_query`
     /// exactly as received) or POST. The pending request is consumed on success only.
-    pub async fn finish_logout(&self, message: SloMessage<'_>) -> Result<LogoutOutcome, SsoError> {
+    pub async fn finish_logout(&self, message: SloMessage<'_>) -> Result<LogoutDone, SsoError> {
         let now = self.now();
         let limits = self.settings.limits;
         let message = OwnedSloMessage::from(message);
@@ -144,7 +181,7 @@ impl SsoService {
             return Err(SsoError::UnknownRequest);
         }
         let key = pending_logout_key(&id);
-        let pending = self.read_pending_logout(&key).await?;
+        let StoredLogout { pending, after } = self.read_pending_logout(&key).await?;
         let idp = self
             .federation
             .get(&pending.idp_entity_id)
@@ -169,10 +206,10 @@ impl SsoService {
         if self.state.take(&key).await?.is_none() {
             return Err(SsoError::UnknownRequest);
         }
-        Ok(outcome)
+        Ok(LogoutDone { outcome, after })
     }
 
-    async fn read_pending_logout(&self, key: &str) -> Result<PendingLogout, SsoError> {
+    async fn read_pending_logout(&self, key: &str) -> Result<StoredLogout, SsoError> {
         let raw = self.state.get(key).await?.ok_or(SsoError::UnknownRequest)?;
         serde_json::from_slice(&raw).map_err(|e| SsoError::Internal(e.to_string()))
     }

@@ -444,13 +444,6 @@ pub async fn userinfo(
     Ok(oauth_json(p.userinfo(token.trim(), &Accounts(&app)).await))
 }
 
-/// Ends the gateway session everywhere: the session record, its OIDC tokens (revoked
-/// by `sid`), and the clients told by back-channel logout (delivered in the
-/// background, one attempt each, logged).
-pub async fn close_session(app: &AppState, authed: &Authed) -> Result<(), AppError> {
-    Ok(app.logout.close(authed.session_ref()).await?)
-}
-
 /// Query/form of the RP-initiated logout.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -461,21 +454,25 @@ pub struct EndSessionParams {
     state: Option<String>,
 }
 
-/// Ends the session (if any), drops the cookie and goes to `target`.
+/// Ends the session (if any) like «Esci» — tokens revoked, clients told, the SAML
+/// LogoutRequest sent to the login's IdP, which returns the browser to `target` —
+/// and drops the cookie. Without a session, or when the IdP cannot be told, straight
+/// to `target`.
 async fn logged_out(
     app: &AppState,
     authed: Option<&Authed>,
     jar: PrivateCookieJar,
     target: &str,
 ) -> Result<Response, AppError> {
-    if let Some(a) = authed {
-        close_session(app, a).await?;
-    }
-    Ok((
-        jar.remove(super::session::removal_cookie()),
-        Redirect::to(target),
-    )
-        .into_response())
+    let next = match authed {
+        Some(a) => app.logout.logout(a.session_ref(), Some(target)).await?,
+        None => None,
+    };
+    let jar = jar.remove(super::session::removal_cookie());
+    Ok(match next {
+        Some(start) => (jar, super::sso::send_saml(start, "SAMLRequest")?).into_response(),
+        None => (jar, Redirect::to(target)).into_response(),
+    })
 }
 
 #[derive(askama::Template)]

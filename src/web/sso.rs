@@ -212,7 +212,7 @@ impl LoginPage {
 /// Sends a signed SAML message to the browser: 302 exactly for HTTP-Redirect
 /// (spid-sp-test treats 303/307 as errors), an auto-submitting form for HTTP-POST with
 /// `field` (`SAMLRequest` or `SAMLResponse`).
-fn send_saml(start: LoginStart, field: &str) -> Result<Response, AppError> {
+pub(super) fn send_saml(start: LoginStart, field: &str) -> Result<Response, AppError> {
     Ok(match start {
         LoginStart::Redirect(url) => (
             StatusCode::FOUND,
@@ -336,7 +336,7 @@ pub async fn logout(
     jar: PrivateCookieJar,
     f: SessionForm<Empty>,
 ) -> Result<Response, AppError> {
-    let next = app.logout.logout(f.authed.session_ref()).await?;
+    let next = app.logout.logout(f.authed.session_ref(), None).await?;
     let jar = jar.remove(removal_cookie());
     Ok(match next {
         Some(start) => (jar, send_saml(start, "SAMLRequest")?).into_response(),
@@ -393,12 +393,15 @@ pub async fn slo_post(
 }
 
 async fn logout_finished(app: &AppState, message: SloMessage<'_>) -> Result<Response, AppError> {
-    let outcome = app.sso.finish_logout(message).await?;
+    let done = app.sso.finish_logout(message).await?;
     // Post/Redirect/Get: the LogoutResponse is consumed once, so a reload of its URL
     // would be a replay (403); the page has its own address and can be reloaded.
-    Ok(Redirect::to(match outcome {
-        LogoutOutcome::Success => "/uscito",
-        LogoutOutcome::Partial => "/uscito?parziale=1",
+    // A logout an OpenID Connect client asked for returns to it; a partial one stays
+    // here, where the person is told to close the browser.
+    Ok(Redirect::to(match (done.outcome, done.after.as_deref()) {
+        (LogoutOutcome::Success, Some(after)) => after,
+        (LogoutOutcome::Success, None) => "/uscito",
+        (LogoutOutcome::Partial, _) => "/uscito?parziale=1",
     })
     .into_response())
 }

@@ -151,6 +151,26 @@ async fn post_form(
     read(c.post(url).form(form).send().await.unwrap()).await
 }
 
+/// The redirects from the gateway's `/oidc/logout` (`to`) until the browser is back at
+/// the example: the hops and the example URL it lands on.
+async fn back_to_the_example(
+    chain: &Chain,
+    browser: &reqwest::Client,
+    to: String,
+) -> (Vec<String>, String) {
+    let mut hops = Vec::new();
+    let mut next = to;
+    while !next.starts_with(&chain.ex) {
+        assert!(hops.len() < 5, "too many redirects: {hops:?}");
+        let r = browser.get(&next).send().await.unwrap();
+        let (status, to, body) = read(r).await;
+        assert!(matches!(status, 302 | 303), "{next}: {status}\n{body}");
+        hops.push(next);
+        next = to;
+    }
+    (hops, next)
+}
+
 /// The chain once per scheme: a person enabled through the mock IdP of that scheme
 /// logs in at the example through the gateway; the example shows the scheme and the
 /// identifiers the ID token carries; the example's «Esci» ends both sessions.
@@ -194,15 +214,23 @@ async fn chain_for_scheme(scheme: &str) {
     let (status, to, _) =
         post_form(&browser, format!("{}/logout", chain.ex), &[("csrf", &csrf)]).await;
     assert_eq!(status, 303);
-    let r = browser.get(&to).send().await.unwrap();
-    let (status, back, body) = read(r).await;
-    assert_eq!(
-        (status, back.clone()),
-        (303, format!("{}/", chain.ex)),
-        "{body}"
-    );
-    let (_, _, home) = chain.get(&browser, &back).await;
+    // The gateway ends its session and, like its own «Esci», sends the SAML
+    // LogoutRequest to the IdP, whose LogoutResponse returns the browser here. CIE
+    // never answers a LogoutRequest: straight back.
+    let (hops, next) = back_to_the_example(&chain, &browser, to).await;
+    let via_idp = hops
+        .iter()
+        .any(|h| h.starts_with(&format!("{idp}/slo?SAMLRequest=")));
+    assert_eq!(via_idp, scheme != "cie", "{scheme}: {hops:?}");
+    assert!(next.starts_with(&format!("{}/?state=", chain.ex)), "{next}");
+    let (_, _, home) = chain.get(&browser, &next).await;
+    assert!(home.contains("Sei uscito"), "{home}");
     assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
+    let (_, _, again) = chain.get(&browser, &next).await;
+    assert!(
+        !again.contains("Sei uscito"),
+        "only once, for the logout this browser started"
+    );
     assert!(
         !env.home(&browser).await.contains("Benvenuto/a"),
         "gateway session ended"
@@ -466,14 +494,15 @@ async fn full_chain_login_cp_confirmation_and_backchannel_logout() {
     let q: std::collections::HashMap<String, String> = end.query_pairs().into_owned().collect();
     assert!(q.contains_key("id_token_hint"), "{to}");
     assert_eq!(q["post_logout_redirect_uri"], format!("{ex}/"));
-    let r = browser.get(end).send().await.unwrap();
-    let (status, back, body) = read(r).await;
-    assert_eq!(
-        (status, back.as_str()),
-        (303, format!("{ex}/").as_str()),
-        "{body}"
+    let (hops, back) = back_to_the_example(&chain, &browser, end.to_string()).await;
+    assert!(
+        hops.iter()
+            .any(|h| h.starts_with(&format!("{}/slo?SAMLRequest=", env.idp))),
+        "the SAML single logout at the IdP: {hops:?}"
     );
+    assert!(back.starts_with(&format!("{ex}/?state=")), "{back}");
     let (_, _, home) = chain.get(&browser, &back).await;
+    assert!(home.contains("Sei uscito"), "{home}");
     assert!(home.contains("Accedi con Istanze OnLine"), "{home}");
     // The gateway session ended too: its back-channel logout reaches the example
     // (no local session is left to end).

@@ -881,8 +881,9 @@ async fn rp_initiated_logout_returns_to_the_client_and_revokes() {
         .unwrap()
     );
     let resp = browser.get(&url).send().await.unwrap();
-    assert!(resp.status().is_redirection(), "{}", resp.status());
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    // Like «Esci»: the SAML LogoutRequest to the IdP, whose LogoutResponse returns
+    // the browser to the client.
+    let location = through_idp_logout(&env, &browser, resp).await;
     assert_eq!(location, format!("{post_logout}?state=s-2"));
     assert_eq!(env.introspect(&access).await, json!({"active": false}));
     assert_eq!(env.userinfo(&access).await.status, 401);
@@ -898,6 +899,35 @@ async fn rp_initiated_logout_returns_to_the_client_and_revokes() {
         .oidc_browse(&browser, &env.authorize_url(&pairs(&params)), MARIO, 2)
         .await;
     assert_eq!(hop.logins.len(), 1, "the session ended");
+}
+
+/// An RP-initiated logout's answer followed through the mock IdP: the signed
+/// LogoutRequest (Redirect) to its SingleLogoutService, its LogoutResponse back to
+/// `/slo`, and the `Location` the gateway then sends the browser to.
+async fn through_idp_logout(env: &Env, browser: &reqwest::Client, r: reqwest::Response) -> String {
+    let location = |r: &reqwest::Response| {
+        r.headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(r.status(), 302, "the logout goes on to the IdP");
+    let to_idp = location(&r);
+    assert!(
+        to_idp.starts_with(&format!("{}/slo?SAMLRequest=", env.idp)),
+        "{to_idp}"
+    );
+    assert!(to_idp.contains("&Signature="), "{to_idp}");
+    let r = browser.get(&to_idp).send().await.unwrap();
+    assert_eq!(r.status(), 302, "the mock IdP answers by Redirect");
+    let back = location(&r);
+    assert!(
+        back.starts_with(&format!("{}/slo?SAMLResponse=", env.gw)),
+        "{back}"
+    );
+    let r = browser.get(&back).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    location(&r)
 }
 
 /// The `logout_token`s a back-channel endpoint received.
@@ -1532,7 +1562,7 @@ async fn a_token_of_one_kind_is_refused_as_another() {
 
     // The control: the genuine ID token as hint ends the session.
     let (status, _) = logout_with_hint(&env, &browser, &id_token).await;
-    assert_eq!(status, 303);
+    assert_eq!(status, 302, "on to the IdP's single logout");
     assert!(!env.home(&browser).await.contains("Benvenuto"));
     assert_eq!(env.introspect(&access).await, json!({"active": false}));
 }
@@ -1669,9 +1699,8 @@ async fn rp_logout_without_a_valid_hint_asks_and_needs_the_csrf_token() {
     let mut form = fields.to_vec();
     form.push(("csrf", &token));
     let r = env.post_raw(&browser, "/oidc/logout", &form).await;
-    assert_eq!(r.status(), 303);
     assert_eq!(
-        r.headers()["location"].to_str().unwrap(),
+        through_idp_logout(&env, &browser, r).await,
         format!("{post_logout}?state=s-%3C3%3E")
     );
     assert!(!env.home(&browser).await.contains("Benvenuto"));

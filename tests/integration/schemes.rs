@@ -343,3 +343,111 @@ async fn an_eidas_person_is_enabled_and_gets_tokens_with_her_identifier() {
     assert!(text.contains(MARIA_EIDAS), "{text}");
     assert!(text.contains("Spagna"), "issuing country: {text}");
 }
+
+#[tokio::test]
+async fn the_request_asks_an_eidas_person_in_italian_and_english_what_her_node_did_not_say() {
+    let env = start(Database::Sqlite, "\n[sp.eidas]\nenabled = true\n").await;
+    let browser = env.client();
+    let r = env.login_at(&browser, &env.ficep_idp, MARIA_EIDAS).await;
+    assert_eq!(r.status(), 303);
+    let (status, page) = env.get(&browser, "/abilitazione/richiesta").await;
+    assert_eq!(status, 200);
+    // The label's markup, up to its end.
+    let label = |name: &str| {
+        let start = format!("for=\"f-{name}\">");
+        page.split_once(&start)
+            .and_then(|(_, rest)| rest.split_once("</label>"))
+            .map(|(inside, _)| inside.to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        label("birth_place").starts_with("Luogo di nascita"),
+        "{page}"
+    );
+    assert!(
+        label("birth_place").contains("<span lang=\"en\">/ Place of birth"),
+        "the English is marked lang=en: {page}"
+    );
+    assert!(label("sex").contains("Sesso") && label("sex").contains("Sex"));
+    assert!(
+        label("street").contains("Address"),
+        "every label has its English"
+    );
+    assert!(page.contains("Abilitazione con eIDAS"), "{page}");
+    assert!(page.contains("/logout"), "«Esci» from step 1 on");
+
+    // Without them the request is refused, each field with its message.
+    let fields = [
+        ("email", "maria@posta.example.es"),
+        ("mobile", "+34 600 123 456"),
+        ("street", "Calle Mayor 1"),
+        ("postal_code", "28013"),
+        ("municipality", "Madrid"),
+        ("nation", "Spagna"),
+        ("doc_kind", "Passaporto"),
+        ("doc_number", "PAB123456"),
+        ("doc_issuer", "Ministerio del Interior"),
+        ("doc_issued_on", "2021-03-15"),
+        ("doc_expires_on", "2099-03-15"),
+    ];
+    let r = env
+        .post_form(&browser, "/abilitazione/richiesta", &fields)
+        .await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"e-birth_place\""), "{page}");
+    assert!(page.contains("id=\"e-sex\""), "{page}");
+    assert!(page.contains("Please check the fields"), "{page}");
+    let account = env
+        .account_by_identity(Scheme::Eidas, MARIA_EIDAS)
+        .await
+        .unwrap();
+    assert_eq!(
+        account.enablement_state,
+        EnablementState::NotEnabled,
+        "nothing written"
+    );
+
+    let mut complete = fields.to_vec();
+    complete.extend([("birth_place", "Madrid, Spagna"), ("sex", "F")]);
+    let r = env
+        .post_form(&browser, "/abilitazione/richiesta", &complete)
+        .await;
+    assert_eq!(r.status(), 303);
+    let account = env
+        .account_by_identity(Scheme::Eidas, MARIA_EIDAS)
+        .await
+        .unwrap();
+    assert_eq!(account.birth_place.as_deref(), Some("Madrid, Spagna"));
+    assert_eq!(account.sex.as_deref(), Some("F"));
+    assert!(
+        account.birth_date.is_some(),
+        "the node's date of birth is kept"
+    );
+
+    // Back on step 1 the typed values are there to be corrected.
+    let (_, page) = env.get(&browser, "/abilitazione/richiesta").await;
+    assert!(page.contains("value=\"Madrid, Spagna\""), "{page}");
+    assert!(page.contains("<option value=\"F\" selected>"), "{page}");
+}
+
+#[tokio::test]
+async fn spid_and_cie_are_not_asked_what_the_codice_fiscale_says() {
+    let env = start(Database::Sqlite, "").await;
+    for (idp, user) in [(&env.idp, MARIO), (&env.cie_idp, GIULIA)] {
+        let browser = env.client();
+        let r = env.login_at(&browser, idp, user).await;
+        assert_eq!(r.status(), 303);
+        let (status, page) = env.get(&browser, "/abilitazione/richiesta").await;
+        assert_eq!(status, 200);
+        assert!(!page.contains("name=\"birth_place\""), "{page}");
+        assert!(!page.contains("name=\"sex\""), "{page}");
+        assert!(!page.contains("lang=\"en\""), "Italian only: {page}");
+    }
+    let giulia = env.account_by_identity(Scheme::Cie, GIULIA).await.unwrap();
+    assert_eq!(
+        (giulia.birth_place.as_deref(), giulia.sex.as_deref()),
+        (Some("F205"), Some("F")),
+        "CIE's minimum set has neither: both from the codice fiscale"
+    );
+}

@@ -16,6 +16,7 @@ use crate::web::{AppError, AppState};
 #[derive(Template)]
 #[template(path = "adesione.html")]
 struct AdesionePage {
+    scheme: &'static str,
     email: String,
     reference: String,
     retry: bool,
@@ -33,6 +34,7 @@ pub async fn adesione_get(
         .await?;
     let account = shown!(page, step_path);
     let page = AdesionePage {
+        scheme: authed.session.login.scheme.label(),
         email: account.email.clone().unwrap_or_default(),
         reference: reference_code(&account),
         retry: account.enablement_state == EnablementState::Accepted,
@@ -102,13 +104,17 @@ pub async fn sent(State(app): State<AppState>, authed: Authed) -> Result<Respons
     let account = shown!(page, step_path);
     let page = MessagePage {
         title: "E-mail inviata",
+        scheme: authed.session.login.scheme.label(),
         step: Some(4),
         paragraphs: vec![
             format!(
                 "Abbiamo inviato all'indirizzo {} il Codice Personale temporaneo, il modulo di adesione e il modulo di delega.",
                 account.email.unwrap_or_default()
             ),
-            "Esci ora. Al prossimo accesso con SPID ti sarà chiesto di sostituire il Codice Personale temporaneo con uno scelto da te: con quel passo l'abilitazione è completa.".to_owned(),
+            format!(
+                "Esci ora. Al prossimo accesso con {} ti sarà chiesto di sostituire il Codice Personale temporaneo con uno scelto da te: con quel passo l'abilitazione è completa.",
+                authed.session.login.scheme.label()
+            ),
         ],
         link: None,
         show_logout: true,
@@ -121,6 +127,6 @@ pub async fn sent(State(app): State<AppState>, authed: Authed) -> Result<Respons
 pub async fn resend(State(app): State<AppState>, f: SessionForm<Empty>) -> Response {
     match app.enablement.resend(f.authed.session.account_id).await {
         Ok(_) => see_other("/abilitazione/cambio-cp?reinviato=1"),
-        Err(e) => refused(change_temp_page(&f.authed.session.csrf), e),
+        Err(e) => refused(change_temp_page(&f.authed.session), e),
     }
 }

@@ -7,12 +7,13 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    Field, FormError, MessagePage, account_rows, contact_fields, invalid_form, resume_path,
-    see_other, show, state_label, step_path, with_errors,
+    Field, FormError, MessagePage, account_rows, contact_fields, english_for, invalid_form,
+    resume_path, see_other, show, state_label, step_path, with_errors,
 };
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::forms::ContactForm;
 use crate::enablement::{EnablementError, Page, Refusal, Step};
+use crate::session::WebSession;
 use crate::web::session::{Authed, MaybeAuthed, SessionForm};
 use crate::web::{AppError, AppState};
 
@@ -75,6 +76,7 @@ pub async fn completed(State(app): State<AppState>, authed: Authed) -> Result<Re
     shown!(page, step_path);
     let page = MessagePage {
         title: "Abilitazione completata",
+        scheme: authed.session.login.scheme.label(),
         step: None,
         paragraphs: vec![
             "Il tuo Codice Personale è stato aggiornato: sei abilitato/a a Istanze OnLine."
@@ -91,6 +93,7 @@ pub async fn completed(State(app): State<AppState>, authed: Authed) -> Result<Re
 #[derive(Template)]
 #[template(path = "area.html")]
 struct AreaPage {
+    scheme: &'static str,
     rows: Vec<(&'static str, String)>,
     fields: Vec<Field>,
     notice: Option<String>,
@@ -107,8 +110,17 @@ pub struct AreaQuery {
     cp: Option<String>,
 }
 
-fn area_page(account: &Account, csrf: &str, form: &ContactForm) -> AreaPage {
+fn area_page(account: &Account, session: &WebSession, form: &ContactForm) -> AreaPage {
+    let english = english_for(session);
+    let fields = contact_fields(form)
+        .into_iter()
+        .map(|mut f| {
+            f.show_en = english;
+            f
+        })
+        .collect();
     AreaPage {
+        scheme: session.login.scheme.label(),
         rows: account_rows(account)
             .into_iter()
             .filter(|(label, _)| {
@@ -118,10 +130,10 @@ fn area_page(account: &Account, csrf: &str, form: &ContactForm) -> AreaPage {
                 )
             })
             .collect(),
-        fields: contact_fields(form),
+        fields,
         notice: None,
         error: None,
-        csrf: csrf.to_owned(),
+        csrf: session.csrf.clone(),
     }
 }
 
@@ -138,7 +150,7 @@ pub async fn area_get(
     let account = shown!(page, resume_path);
     let mut page = area_page(
         &account,
-        &authed.session.csrf,
+        &authed.session,
         &ContactForm::from_account(&account),
     );
     if q.salvato.is_some() {
@@ -165,7 +177,7 @@ pub async fn area_post(
             error: EnablementError::Form(errors),
             shown: Some(account),
         }) => {
-            let mut page = area_page(&account, &f.authed.session.csrf, &f.form);
+            let mut page = area_page(&account, &f.authed.session, &f.form);
             page.fields = with_errors(page.fields, &errors);
             page.error = Some(FormError {
                 code: "POLIS_FORM_INVALID",

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{Field, FormPage, SideForm, refused, resume_path, see_other, show, step_path};
 use crate::enablement::Page;
 use crate::enablement::cp::CP_RULES_IT;
+use crate::session::WebSession;
 use crate::web::session::{Authed, SessionForm};
 use crate::web::{AppError, AppState};
 
@@ -20,18 +21,30 @@ pub struct TempCpForm {
     new_cp_repeat: String,
 }
 
-pub(super) fn change_temp_page(csrf: &str) -> FormPage {
+pub(super) fn change_temp_page(session: &WebSession) -> FormPage {
     let mut page = FormPage::new(
         "Cambio del Codice Personale temporaneo",
         "/abilitazione/cambio-cp",
-        csrf,
+        session,
         vec![
             Field::secret("temp_cp", "Codice Personale temporaneo")
-                .hint("Il codice ricevuto per e-mail."),
-            Field::secret("new_cp", "Nuovo Codice Personale").auto("new-password"),
-            Field::secret("new_cp_repeat", "Ripeti il nuovo Codice Personale").auto("new-password"),
+                .en("Temporary Personal Code")
+                .hint(
+                    "Il codice ricevuto per e-mail.",
+                    "The code you received by e-mail.",
+                ),
+            Field::secret("new_cp", "Nuovo Codice Personale")
+                .en("New Personal Code")
+                .auto("new-password"),
+            Field::secret("new_cp_repeat", "Ripeti il nuovo Codice Personale")
+                .en("New Personal Code again")
+                .auto("new-password"),
         ],
     );
+    page.title_en = "Change of the temporary Personal Code";
+    page.intro_en = vec![
+        "To finish, replace the temporary Personal Code you received by e-mail with one of your own: you will need it to submit applications.",
+    ];
     page.step = Some((5, 5));
     page.intro = vec![
         "Per completare l'abilitazione sostituisci il Codice Personale temporaneo ricevuto per e-mail con uno scelto da te.".to_owned(),
@@ -64,7 +77,7 @@ pub async fn change_temp_get(
         .page(authed.session.account_id, Page::ChangeTempCp)
         .await?;
     shown!(page, step_path);
-    let mut page = change_temp_page(&authed.session.csrf);
+    let mut page = change_temp_page(&authed.session);
     if query.reinviato.is_some() {
         page.notice = Some(
             "Ti abbiamo inviato un nuovo Codice Personale temporaneo: quello precedente non è più valido."
@@ -87,7 +100,7 @@ pub async fn change_temp_post(State(app): State<AppState>, f: SessionForm<TempCp
         .await
     {
         Ok(_) => see_other("/abilitazione/completata"),
-        Err(e) => refused(change_temp_page(&f.authed.session.csrf), e),
+        Err(e) => refused(change_temp_page(&f.authed.session), e),
     }
 }
 
@@ -100,17 +113,24 @@ pub struct CpForm {
     new_cp_repeat: String,
 }
 
-fn change_cp_page(csrf: &str) -> FormPage {
+fn change_cp_page(session: &WebSession) -> FormPage {
     let mut page = FormPage::new(
         "Modifica del Codice Personale",
         "/area-riservata/cambio-cp",
-        csrf,
+        session,
         vec![
-            Field::secret("current_cp", "Codice Personale attuale").auto("current-password"),
-            Field::secret("new_cp", "Nuovo Codice Personale").auto("new-password"),
-            Field::secret("new_cp_repeat", "Ripeti il nuovo Codice Personale").auto("new-password"),
+            Field::secret("current_cp", "Codice Personale attuale")
+                .en("Current Personal Code")
+                .auto("current-password"),
+            Field::secret("new_cp", "Nuovo Codice Personale")
+                .en("New Personal Code")
+                .auto("new-password"),
+            Field::secret("new_cp_repeat", "Ripeti il nuovo Codice Personale")
+                .en("New Personal Code again")
+                .auto("new-password"),
         ],
     );
+    page.title_en = "Change your Personal Code";
     page.rules = CP_RULES_IT.to_vec();
     page.submit = "Modifica";
     page.back = Some(("/area-riservata", "Annulla"));
@@ -127,12 +147,12 @@ pub async fn change_cp_get(
         .page(authed.session.account_id, Page::Enabled)
         .await?;
     shown!(page, resume_path);
-    Ok(show(&change_cp_page(&authed.session.csrf)))
+    Ok(show(&change_cp_page(&authed.session)))
 }
 
 /// `POST /area-riservata/cambio-cp`.
 pub async fn change_cp_post(State(app): State<AppState>, f: SessionForm<CpForm>) -> Response {
-    let page = change_cp_page(&f.authed.session.csrf);
+    let page = change_cp_page(&f.authed.session);
     match app
         .enablement
         .change_cp(

@@ -48,7 +48,9 @@ use super::session::{Authed, form_status};
 use super::{AppError, AppState, render};
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::EnablementError;
-use crate::enablement::forms::{ContactForm, FieldErrors};
+use crate::enablement::forms::{ContactForm, FieldErrors, SEX_CHOICES};
+use crate::identity::Scheme;
+use crate::session::WebSession;
 
 #[cfg(doc)]
 use super::session::SessionForm;
@@ -114,17 +116,21 @@ pub async fn resume(State(app): State<AppState>, authed: Authed) -> Result<Respo
     Ok(see_other(step_path(account.enablement_state)))
 }
 
-/// One input of a form page.
+/// One input of a form page. An English label and hint, when set, are shown beside
+/// the Italian ones on the pages of an eIDAS login ([`FormPage::new`]).
 pub struct Field {
     name: &'static str,
     label: &'static str,
+    en: &'static str,
     kind: &'static str,
     value: String,
     error: Option<String>,
     required: bool,
     autocomplete: &'static str,
     hint: &'static str,
-    options: Vec<&'static str>,
+    hint_en: &'static str,
+    show_en: bool,
+    options: Vec<(&'static str, &'static str)>,
 }
 
 impl Field {
@@ -132,14 +138,21 @@ impl Field {
         Self {
             name,
             label,
+            en: "",
             kind,
             value: value.to_owned(),
             error: None,
             required: true,
             autocomplete: "",
             hint: "",
+            hint_en: "",
+            show_en: false,
             options: Vec::new(),
         }
+    }
+    fn en(mut self, label: &'static str) -> Self {
+        self.en = label;
+        self
     }
     fn optional(mut self) -> Self {
         self.required = false;
@@ -149,12 +162,19 @@ impl Field {
         self.autocomplete = autocomplete;
         self
     }
-    fn hint(mut self, hint: &'static str) -> Self {
+    fn hint(mut self, hint: &'static str, hint_en: &'static str) -> Self {
         self.hint = hint;
+        self.hint_en = hint_en;
         self
     }
+    /// A select whose option values are their labels.
     fn options(mut self, options: &[&'static str]) -> Self {
-        self.options = options.to_vec();
+        self.options = options.iter().map(|o| (*o, *o)).collect();
+        self
+    }
+    /// A select of `(value, label)` pairs.
+    fn choices(mut self, choices: &[(&'static str, &'static str)]) -> Self {
+        self.options = choices.to_vec();
         self
     }
     /// A secret: never echoed back.
@@ -174,25 +194,45 @@ fn contact_fields(form: &ContactForm) -> Vec<Field> {
     vec![
         Field::new("email", "E-mail", "email", &form.email)
             .auto("email")
-            .hint("Riceverai qui il Codice Personale temporaneo."),
+            .hint(
+                "Riceverai qui il Codice Personale temporaneo.",
+                "Your temporary Personal Code will be sent here.",
+            ),
         Field::new("mobile", "Cellulare", "tel", &form.mobile)
+            .en("Mobile phone")
             .optional()
             .auto("tel")
-            .hint("Almeno un numero tra cellulare e telefono fisso."),
-        Field::new("landline", "Telefono fisso", "tel", &form.landline).optional(),
+            .hint(
+                "Almeno un numero tra cellulare e telefono fisso.",
+                "At least one phone number, mobile or landline, with the country prefix (+34…).",
+            ),
+        Field::new("landline", "Telefono fisso", "tel", &form.landline)
+            .en("Landline")
+            .optional(),
         Field::new(
             "street",
             "Indirizzo (via e numero civico)",
             "text",
             &form.street,
         )
+        .en("Address (street and number)")
         .auto("street-address"),
-        Field::new("postal_code", "CAP", "text", &form.postal_code).auto("postal-code"),
-        Field::new("municipality", "Comune", "text", &form.municipality).auto("address-level2"),
+        Field::new("postal_code", "CAP", "text", &form.postal_code)
+            .en("Postcode")
+            .auto("postal-code"),
+        Field::new("municipality", "Comune", "text", &form.municipality)
+            .en("Town or city")
+            .auto("address-level2"),
         Field::new("province", "Provincia (sigla)", "text", &form.province)
+            .en("Province or region")
             .auto("address-level1")
-            .hint("Per esempio RM. Lascia vuoto se il domicilio è all'estero."),
-        Field::new("nation", "Nazione", "text", &form.nation).auto("country-name"),
+            .hint(
+                "Per esempio RM. Lascia vuoto se il domicilio è all'estero.",
+                "Italian addresses only (e.g. RM); optional abroad.",
+            ),
+        Field::new("nation", "Nazione", "text", &form.nation)
+            .en("Country")
+            .auto("country-name"),
     ]
 }
 
@@ -206,10 +246,14 @@ pub struct FormError {
 #[template(path = "form_page.html")]
 struct FormPage {
     title: &'static str,
+    title_en: &'static str,
+    scheme: &'static str,
+    english: bool,
     step: Option<(u8, u8)>,
     notice: Option<String>,
     error: Option<FormError>,
     intro: Vec<String>,
+    intro_en: Vec<&'static str>,
     rules: Vec<&'static str>,
     action: &'static str,
     csrf: String,
@@ -226,17 +270,40 @@ pub struct SideForm {
     note: &'static str,
 }
 
+/// Whether the pages of a session carry English beside the Italian: an eIDAS login
+/// comes from another EU country, and the person may not read Italian.
+fn english_for(session: &WebSession) -> bool {
+    session.login.scheme == Scheme::Eidas
+}
+
 impl FormPage {
-    fn new(title: &'static str, action: &'static str, csrf: &str, fields: Vec<Field>) -> Self {
+    fn new(
+        title: &'static str,
+        action: &'static str,
+        session: &WebSession,
+        fields: Vec<Field>,
+    ) -> Self {
+        let english = english_for(session);
+        let fields = fields
+            .into_iter()
+            .map(|mut f| {
+                f.show_en = english;
+                f
+            })
+            .collect();
         Self {
             title,
+            title_en: "",
+            scheme: session.login.scheme.label(),
+            english,
             step: None,
             notice: None,
             error: None,
             intro: Vec::new(),
+            intro_en: Vec::new(),
             rules: Vec::new(),
             action,
-            csrf: csrf.to_owned(),
+            csrf: session.csrf.clone(),
             fields,
             submit: "Prosegui",
             back: None,
@@ -342,6 +409,14 @@ fn account_rows(account: &Account) -> Vec<(&'static str, String)> {
                 .map_or_else(|| "—".to_owned(), |d| d.format("%d/%m/%Y").to_string()),
         ),
         ("Luogo di nascita", opt(&account.birth_place)),
+        (
+            "Sesso",
+            account
+                .sex
+                .as_deref()
+                .and_then(|v| SEX_CHOICES.iter().find(|(value, _)| *value == v))
+                .map_or_else(|| "—".to_owned(), |(_, label)| (*label).to_owned()),
+        ),
         ("E-mail", opt(&account.email)),
     ];
     if let Some(code) = account.fiscal_code_str() {
@@ -382,6 +457,8 @@ pub struct Empty {}
 #[template(path = "message.html")]
 struct MessagePage {
     title: &'static str,
+    /// «SPID», «CIE» or «eIDAS»: how the session logged in.
+    scheme: &'static str,
     step: Option<u8>,
     paragraphs: Vec<String>,
     link: Option<(&'static str, &'static str)>,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{Field, FormPage, refused, resume_path, see_other, show};
 use crate::enablement::Page;
+use crate::session::WebSession;
 use crate::web::session::{Authed, SessionForm};
 use crate::web::{AppError, AppState};
 
@@ -17,13 +18,17 @@ pub struct RecoverForm {
     answer: String,
 }
 
-fn recover_page(csrf: &str, question: &str) -> FormPage {
+fn recover_page(session: &WebSession, question: &str) -> FormPage {
     let mut page = FormPage::new(
         "Recupero codice personale",
         "/area-riservata/recupero-cp",
-        csrf,
-        vec![Field::secret("answer", "Risposta")],
+        session,
+        vec![Field::secret("answer", "Risposta").en("Answer")],
     );
+    page.title_en = "Recover your Personal Code";
+    page.intro_en = vec![
+        "If the answer to your security question is right, we e-mail you a new temporary Personal Code, to be replaced at once with one of your own.",
+    ];
     page.intro = vec![
         format!("Domanda di sicurezza: «{question}»"),
         "Se la risposta è corretta ti invieremo per e-mail un nuovo Codice Personale temporaneo, da sostituire subito con uno scelto da te.".to_owned(),
@@ -44,7 +49,7 @@ pub async fn recover_get(
         .await?;
     let account = shown!(page, resume_path);
     let question = account.recovery_question.unwrap_or_default();
-    Ok(show(&recover_page(&authed.session.csrf, &question)))
+    Ok(show(&recover_page(&authed.session, &question)))
 }
 
 /// `POST /area-riservata/recupero-cp`.
@@ -56,7 +61,7 @@ pub async fn recover_post(State(app): State<AppState>, f: SessionForm<RecoverFor
     {
         Ok(_) => see_other("/abilitazione/cambio-cp"),
         Err(refusal) => refused(
-            recover_page(&f.authed.session.csrf, &refusal.shown),
+            recover_page(&f.authed.session, &refusal.shown),
             refusal.error,
         ),
     }

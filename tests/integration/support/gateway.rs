@@ -1111,6 +1111,11 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             ("doc_issuer", "Comune di Milano"),
             ("doc_issued_on", "2021-03-15"),
             ("doc_expires_on", "2099-03-15"),
+            // Asked only of the logins that did not vouch for them (eIDAS), and
+            // ignored otherwise.
+            ("birth_date", "1990-05-04"),
+            ("birth_place", "Madrid, Spagna"),
+            ("sex", "F"),
         ];
         let r = self
             .post_form(client, "/abilitazione/richiesta", &fields)
