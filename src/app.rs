@@ -18,6 +18,7 @@ use crate::accounts::{AccountStore, SqlAccountStore};
 use crate::config::{Config, DatabaseUrl, Environment, OidcSection};
 use crate::enablement::EnablementService;
 use crate::enablement::cp::CpKey;
+use crate::enablement::terms::{self, Terms, Text};
 use crate::federation::{self, Federation, TrustAs};
 use crate::flows::login::LoginFlow;
 use crate::flows::logout::LogoutFlow;
@@ -248,6 +249,33 @@ fn secret_file(key: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// The conditions of use and the privacy notice: the `[terms]` files, or the built-in
+/// demo texts (config validation refuses that in production).
+fn load_terms(cfg: &Config) -> anyhow::Result<Terms> {
+    let Some(section) = &cfg.terms else {
+        return Ok(Terms::demo());
+    };
+    let read = |key: &str, path: &Path| -> anyhow::Result<Text> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+        anyhow::ensure!(
+            bytes.len() <= terms::MAX_TEXT_BYTES,
+            "{key}: {} is longer than {} bytes",
+            path.display(),
+            terms::MAX_TEXT_BYTES
+        );
+        let source = String::from_utf8(bytes)
+            .with_context(|| format!("{key}: {} is not UTF-8", path.display()))?;
+        Text::parse(&source).with_context(|| format!("{key}: {}", path.display()))
+    };
+    Ok(Terms {
+        version: section.version.clone(),
+        conditions: read("terms.conditions_file", &section.conditions_file)?,
+        privacy: read("terms.privacy_file", &section.privacy_file)?,
+        demo: false,
+    })
+}
+
 /// Builds the gateway from config with the given state store; connects and migrates
 /// the account database and prepares the mailer.
 pub async fn build_gateway(
@@ -262,15 +290,18 @@ pub async fn build_gateway(
         .context("cp.hmac_key_file")?;
     // One bound on argon2 work for the CP forms and client-secret checks together.
     let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool);
-    let enablement = Arc::new(EnablementService::new(
-        accounts.clone(),
-        state.clone(),
-        mailer,
-        cp_key,
-        cfg.cp.settings.clone(),
-        argon2.clone(),
-        clock.clone(),
-    ));
+    let enablement = Arc::new(
+        EnablementService::new(
+            accounts.clone(),
+            state.clone(),
+            mailer,
+            cp_key,
+            cfg.cp.settings.clone(),
+            argon2.clone(),
+            clock.clone(),
+        )
+        .with_terms(load_terms(cfg)?),
+    );
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);

@@ -70,6 +70,16 @@ pub struct Phones {
     pub landline: Option<String>,
 }
 
+/// The version of the «condizioni di utilizzo» and of the privacy «informativa» a
+/// person accepted with «Accetto», and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermsAcceptance {
+    /// The operator's version label of the texts (`[terms] version`).
+    pub version: String,
+    /// When «Accetto» was pressed.
+    pub accepted_at: DateTime<Utc>,
+}
+
 /// The identity document declared in the enablement request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdDocument {
@@ -270,6 +280,9 @@ pub struct Account {
     pub spid_level: Option<u8>,
     /// The `spidCode` attribute of the last login.
     pub spid_code: Option<String>,
+    /// The terms accepted with «Accetto» (the latest acceptance).
+    #[serde(default)]
+    pub terms: Option<TermsAcceptance>,
     /// Optimistic-concurrency version: incremented by every update; an update carrying a
     /// stale version fails with [`AccountError::Conflict`].
     pub version: i64,
@@ -322,6 +335,7 @@ impl fmt::Debug for Account {
             .field("last_access_at", &self.last_access_at)
             .field("spid_level", &self.spid_level)
             .field("spid_code", &self.spid_code)
+            .field("terms", &self.terms)
             .field("version", &self.version)
             .finish()
     }
@@ -420,6 +434,7 @@ impl NewAccount {
             last_access_at: None,
             spid_level: self.spid_level,
             spid_code: self.spid_code.clone(),
+            terms: None,
             version: 1,
         }
     }
@@ -686,6 +701,7 @@ mod tests {
             last_access_at: None,
             spid_level: Some(2),
             spid_code: None,
+            terms: None,
             version: 1,
         };
         let debug = format!("{account:?}");

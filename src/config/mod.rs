@@ -27,6 +27,7 @@ mod server;
 mod session;
 mod sp;
 mod state;
+mod terms;
 mod txlog;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ pub use oidc::OidcSection;
 pub use server::ServerSettings;
 pub use session::SessionSection;
 pub use sp::SpSection;
+pub use terms::TermsSection;
 
 use crate::federation::FederationSettings;
 use crate::mail::MailConfig;
@@ -108,6 +110,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// The OpenID Connect provider for downstream services; off when absent.
     pub oidc: Option<OidcSection>,
+    /// The operator's conditions of use and privacy notice; `None`: the demo texts.
+    pub terms: Option<TermsSection>,
 }
 
 /// The file as written: each section's raw shape.
@@ -139,6 +143,8 @@ struct RawConfig {
     oidc: Option<oidc::RawOidc>,
     #[serde(default)]
     limits: limits::RawLimits,
+    #[serde(default)]
+    terms: Option<terms::RawTerms>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -185,6 +191,7 @@ impl RawConfig {
         let database = database::validate(self.database, &ctx)?;
         let mail = mail::validate(self.mail, &ctx)?;
         let oidc = self.oidc.map(|o| oidc::validate(o, &ctx)).transpose()?;
+        let terms = terms::validate(self.terms, &ctx)?;
         let txlog_dir = txlog::validate(self.txlog);
         Ok(Config {
             environment: self.environment,
@@ -202,6 +209,7 @@ impl RawConfig {
             cp,
             mail,
             oidc,
+            terms,
         })
     }
 }
@@ -404,6 +412,37 @@ pub(super) mod tests {
             &[],
         );
         assert!(e.contains("shoeSize"), "{e}");
+    }
+
+    #[test]
+    fn production_needs_the_operators_terms() {
+        let prod = std::fs::read_to_string("config/production.example.toml").unwrap();
+        let cfg = Config::load_with_env(
+            &[PathBuf::from("config/production.example.toml")],
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.terms.as_ref().map(|t| t.version.as_str()),
+            Some("2026-12")
+        );
+        let start = prod.find("[terms]").unwrap();
+        let end = start + prod[start..].find("\n[mail]").unwrap();
+        let without = format!("{}{}", &prod[..start], &prod[end..]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prod.toml");
+        std::fs::write(&file, without).unwrap();
+        let e = Config::load_with_env(&[file], Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`terms`") && e.contains("demo only"), "{e}");
+        // Outside production the demo texts are the default.
+        assert_eq!(load("", &[]).unwrap().terms, None);
+        let e = err(
+            "[terms]\nversion = \" \"\nconditions_file = \"a\"\nprivacy_file = \"b\"\n",
+            &[],
+        );
+        assert!(e.contains("terms.version"), "{e}");
     }
 
     #[test]

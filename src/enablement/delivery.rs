@@ -106,6 +106,13 @@ impl EnablementService {
             expires_at: now + ttl,
         });
         account.enablement_state = transition.next;
+        if matches!(event, Event::Accept | Event::RetryDelivery) {
+            // «Accetto» accepts the texts in force now: their version goes with it.
+            account.terms = Some(crate::accounts::TermsAcceptance {
+                version: self.terms.version.clone(),
+                accepted_at: now,
+            });
+        }
         let account = self.accounts.update(&account).await?;
         if transition.effects.contains(&Effect::SendTempCpMail) {
             let mail = self.temp_cp_mail(&account, &email, &temp, now)?;

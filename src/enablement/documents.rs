@@ -1,5 +1,7 @@
-//! What the service writes for the person: the temporary-CP e-mail and the two
-//! printable forms (modulo di adesione, modulo di delega) filled from the account.
+//! What the service writes for the person: the temporary-CP e-mail and the printable
+//! modulo di adesione filled from the account. (The seeds' modulo di delega, which
+//! appointed someone to take the signed form to a school for the recognition, has no
+//! place in a path where SPID, CIE or eIDAS already identified the person.)
 
 use chrono::{DateTime, Utc};
 
@@ -25,7 +27,7 @@ fn italian_date(d: chrono::NaiveDate) -> String {
 }
 
 impl EnablementService {
-    /// The temporary-CP message, with both forms attached.
+    /// The temporary-CP message, with the modulo di adesione attached.
     pub(super) fn temp_cp_mail(
         &self,
         account: &Account,
@@ -46,7 +48,7 @@ impl EnablementService {
              {url} ti sarà chiesto di sostituirlo con un Codice Personale scelto da te.\n\n\
              Utente: {username}\n\
              Codice di riferimento: {reference}\n\n\
-             In allegato il modulo di adesione e il modulo di delega: conservali.\n\
+             In allegato il modulo di adesione: conservalo.\n\
              Non è necessario recarsi presso una scuola: l'identità è già stata verificata\n\
              con {scheme}.\n\n\
              Se non hai chiesto tu questo codice, ignora questo messaggio e accedi al\n\
@@ -61,24 +63,16 @@ impl EnablementService {
             scheme = current_scheme(account).label(),
         );
         let adesione = modulo_pdf(account, Modulo::Adesione, now)?;
-        let delega = modulo_pdf(account, Modulo::Delega, now)?;
         Ok(OutgoingMail {
             to: vec![email.to_owned()],
             subject: "Istanze OnLine – Codice Personale temporaneo".to_owned(),
             text_body,
             html_body: None,
-            attachments: vec![
-                Attachment {
-                    filename: "modulo-adesione.pdf".to_owned(),
-                    content_type: "application/pdf".to_owned(),
-                    bytes: adesione,
-                },
-                Attachment {
-                    filename: "modulo-delega.pdf".to_owned(),
-                    content_type: "application/pdf".to_owned(),
-                    bytes: delega,
-                },
-            ],
+            attachments: vec![Attachment {
+                filename: "modulo-adesione.pdf".to_owned(),
+                content_type: "application/pdf".to_owned(),
+                bytes: adesione,
+            }],
         })
     }
 }
@@ -92,7 +86,6 @@ pub(super) fn modulo_pdf(
     let data = form_data(account, now);
     Ok(match which {
         Modulo::Adesione => pdf::modulo_adesione(&data)?,
-        Modulo::Delega => pdf::modulo_delega(&data)?,
     })
 }
 

@@ -61,6 +61,8 @@ pub mod cp;
 pub mod forms;
 /// The pure enablement state machine.
 pub mod machine;
+/// The conditions of use and the privacy notice, with their version.
+pub mod terms;
 
 mod codes;
 mod delivery;
@@ -112,8 +114,6 @@ pub struct EnablementSettings {
 pub enum Modulo {
     /// Modulo di adesione.
     Adesione,
-    /// Modulo di delega.
-    Delega,
 }
 
 /// The enablement service.
@@ -125,6 +125,8 @@ pub struct EnablementService {
     mailer: Arc<dyn Mailer>,
     key: Arc<CpKey>,
     settings: EnablementSettings,
+    /// The texts «Accetto» accepts; their version is recorded with the account.
+    terms: Arc<terms::Terms>,
     /// Where the time comes from.
     clock: SharedClock,
 }
@@ -173,8 +175,21 @@ impl EnablementService {
             mailer,
             key: Arc::new(key),
             settings,
+            terms: Arc::new(terms::Terms::demo()),
             clock,
         }
+    }
+
+    /// The service with the operator's texts instead of the built-in demo ones.
+    #[must_use]
+    pub fn with_terms(mut self, terms: terms::Terms) -> Self {
+        self.terms = Arc::new(terms);
+        self
+    }
+
+    /// The conditions of use and the privacy notice in force.
+    pub fn terms(&self) -> &terms::Terms {
+        &self.terms
     }
 
     /// The account store.

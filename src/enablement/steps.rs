@@ -286,7 +286,11 @@ mod tests {
     async fn the_printable_forms_need_a_confirmed_request() {
         let fx = fixture().await;
         let account = fx.account_in(EnablementState::Review).await;
-        let early = fx.service.modulo(account.id, Modulo::Delega).await.unwrap();
+        let early = fx
+            .service
+            .modulo(account.id, Modulo::Adesione)
+            .await
+            .unwrap();
         assert_eq!(early, Step::Elsewhere(EnablementState::Review));
         fx.service.confirm(account.id).await.unwrap();
         match fx

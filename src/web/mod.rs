@@ -182,6 +182,8 @@ fn sso_routes(max_body: usize) -> Router<AppState> {
         )
         .route("/logout", post(sso::logout))
         .route("/uscito", get(sso::logged_out))
+        .route("/condizioni-di-utilizzo", get(enablement::conditions))
+        .route("/informativa-privacy", get(enablement::privacy))
         .route(
             "/slo",
             get(sso::slo_get)
@@ -213,10 +215,6 @@ fn enablement_routes() -> Router<AppState> {
         .route(
             "/abilitazione/modulo-adesione.pdf",
             get(enablement::modulo_adesione),
-        )
-        .route(
-            "/abilitazione/modulo-delega.pdf",
-            get(enablement::modulo_delega),
         )
         .route("/abilitazione/inviata", get(enablement::sent))
         .route(

@@ -686,6 +686,10 @@ async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
     full.enabled_at = Some(Utc.with_ymd_and_hms(2026, 3, 5, 10, 0, 0).unwrap());
     full.spid_level = Some(3);
     full.spid_code = Some("SPID-0002".to_owned());
+    full.terms = Some(polis_gateway::accounts::TermsAcceptance {
+        version: "2026-12 «prova»".to_owned(),
+        accepted_at: at("2026-03-01T08:59:59.000000001Z"),
+    });
     let updated = store.update(&full).await.unwrap();
     let stored = store.find_by_id(created.id).await.unwrap().unwrap();
     assert_eq!(stored, updated);
@@ -704,6 +708,7 @@ async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
     cleared.phones = Phones::default();
     cleared.spid_level = None;
     cleared.enabled_at = None;
+    cleared.terms = None;
     let updated = store.update(&cleared).await.unwrap();
     assert_eq!(
         store.find_by_id(cleared.id).await.unwrap(),

@@ -13,6 +13,7 @@ use polis_gateway::accounts::{
     Account, AccountError, EnablementState, FiscalCode, NewAccount, UniqueField,
 };
 use polis_gateway::clock::Clock as _;
+use polis_gateway::enablement::terms::DEMO_VERSION;
 use polis_gateway::mock_idp::{TEST_USERS, TestUser};
 use polis_gateway::state::MemoryStore;
 
@@ -284,7 +285,11 @@ fn temp_cp_of(mail: &ReceivedMail, email: &str, user: &TestUser) -> String {
         .iter()
         .map(|a| a.filename.as_str())
         .collect();
-    assert_eq!(names, ["modulo-adesione.pdf", "modulo-delega.pdf"]);
+    assert_eq!(
+        names,
+        ["modulo-adesione.pdf"],
+        "no modulo di delega: nobody has to go to a school"
+    );
     for a in &mail.attachments {
         assert_eq!(a.content_type, "application/pdf", "{}", a.filename);
         assert_pdf_names(&a.bytes, &a.filename, user);
@@ -525,21 +530,51 @@ async fn full_path(database: Database) {
     let html = page(env, &c, "/abilitazione/adesione").await;
     assert!(html.contains("Accetto"), "{html}");
     assert!(html.contains("/abilitazione/modulo-adesione.pdf"), "{html}");
-    for (path, what) in [
-        ("/abilitazione/modulo-adesione.pdf", "modulo di adesione"),
-        ("/abilitazione/modulo-delega.pdf", "modulo di delega"),
+    let path = "/abilitazione/modulo-adesione.pdf";
+    let r = c.get(format!("{}{path}", env.gw)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/pdf"), "{path}: {ct}");
+    assert_pdf_names(&r.bytes().await.unwrap(), "modulo di adesione", giulia);
+    assert!(!html.contains("delega"), "no modulo di delega: {html}");
+    let r = c
+        .get(format!("{}/abilitazione/modulo-delega.pdf", env.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The texts «Accetto» accepts are linked, with their version, and published.
+    assert!(html.contains(r#"href="/condizioni-di-utilizzo""#), "{html}");
+    assert!(html.contains(r#"href="/informativa-privacy""#), "{html}");
+    assert!(html.contains(DEMO_VERSION), "{html}");
+    for (path, title) in [
+        ("/condizioni-di-utilizzo", "Condizioni di utilizzo"),
+        (
+            "/informativa-privacy",
+            "Informativa sul trattamento dei dati personali",
+        ),
     ] {
-        let r = c.get(format!("{}{path}", env.gw)).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(ct.starts_with("application/pdf"), "{path}: {ct}");
-        assert_pdf_names(&r.bytes().await.unwrap(), what, giulia);
+        let (status, text) = env.get(&env.client(), path).await;
+        assert_eq!(status, 200, "{path}: public");
+        assert!(
+            text.contains(title) && text.contains(DEMO_VERSION),
+            "{text}"
+        );
+        assert!(text.contains("Testo dimostrativo"), "{text}");
     }
+    assert_eq!(
+        env.account(GIULIA).await.unwrap().terms,
+        None,
+        "not before «Accetto»"
+    );
     assert!(h.mails().is_empty(), "nothing sent before «Accetto»");
     let r = env.post_form(&c, "/abilitazione/adesione", &[]).await;
     expect_redirect(r, "/abilitazione/inviata", "Accetto").await;
     let account = env.account(GIULIA).await.unwrap();
     assert_eq!(account.enablement_state, EnablementState::TempCpSent);
+    let terms = account.terms.as_ref().expect("the accepted texts recorded");
+    assert_eq!(terms.version, DEMO_VERSION);
+    assert!((Utc::now() - terms.accepted_at).num_seconds() < 60);
     let temp_cp = account.temp_cp.as_ref().expect("a temporary CP in force");
     assert!(temp_cp.expires_at > Utc::now());
 

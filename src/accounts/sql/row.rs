@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{AnyQuery, map_error};
 use crate::accounts::{Account, AccountError, FiscalCode, Phones, TempCp};
 
-/// Binds `$2`…`$23`: the columns both INSERT and UPDATE write, in that order.
+/// Binds `$2`…`$24`: the columns both INSERT and UPDATE write, in that order.
 pub(super) fn bind_data<'q>(
     query: AnyQuery<'q>,
     account: &Account,
@@ -39,7 +39,8 @@ pub(super) fn bind_data<'q>(
         .bind(account.enablement_state.as_str().to_owned())
         .bind(account.enabled_at.map(timestamp_text))
         .bind(account.spid_level.map(i64::from))
-        .bind(account.spid_code.clone()))
+        .bind(account.spid_code.clone())
+        .bind(account.terms.as_ref().map(to_json).transpose()?))
 }
 
 pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
@@ -114,6 +115,9 @@ pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
             .transpose()
             .map_err(bad_data("spid_level"))?,
         spid_code: opt_text("spid_code")?,
+        terms: opt_text("terms_json")?
+            .map(|json| from_json(&json, "terms_json"))
+            .transpose()?,
         version: row.try_get::<i64, _>("version").map_err(map_error)?,
     })
 }

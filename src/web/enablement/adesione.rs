@@ -17,6 +17,8 @@ use crate::web::{AppError, AppState};
 #[template(path = "adesione.html")]
 struct AdesionePage {
     scheme: &'static str,
+    /// The version of the texts «Accetto» accepts.
+    terms_version: String,
     email: String,
     reference: String,
     retry: bool,
@@ -35,6 +37,7 @@ pub async fn adesione_get(
     let account = shown!(page, step_path);
     let page = AdesionePage {
         scheme: authed.session.login.scheme.label(),
+        terms_version: app.enablement.terms().version.clone(),
         email: account.email.clone().unwrap_or_default(),
         reference: reference_code(&account),
         retry: account.enablement_state == EnablementState::Accepted,
@@ -63,7 +66,6 @@ async fn modulo(app: &AppState, authed: &Authed, which: Modulo) -> Result<Respon
     let bytes = shown!(pdf, resume_path);
     let name = match which {
         Modulo::Adesione => "modulo-adesione.pdf",
-        Modulo::Delega => "modulo-delega.pdf",
     };
     Ok((
         [
@@ -87,14 +89,6 @@ pub async fn modulo_adesione(
     modulo(&app, &authed, Modulo::Adesione).await
 }
 
-/// `GET /abilitazione/modulo-delega.pdf`.
-pub async fn modulo_delega(
-    State(app): State<AppState>,
-    authed: Authed,
-) -> Result<Response, AppError> {
-    modulo(&app, &authed, Modulo::Delega).await
-}
-
 /// `GET /abilitazione/inviata`: "e-mail sent", with "Esci".
 pub async fn sent(State(app): State<AppState>, authed: Authed) -> Result<Response, AppError> {
     let page = app
@@ -108,7 +102,7 @@ pub async fn sent(State(app): State<AppState>, authed: Authed) -> Result<Respons
         step: Some(4),
         paragraphs: vec![
             format!(
-                "Abbiamo inviato all'indirizzo {} il Codice Personale temporaneo, il modulo di adesione e il modulo di delega.",
+                "Abbiamo inviato all'indirizzo {} il Codice Personale temporaneo e il modulo di adesione.",
                 account.email.unwrap_or_default()
             ),
             format!(

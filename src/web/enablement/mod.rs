@@ -28,8 +28,9 @@ mod cp;
 mod outbox;
 mod recover;
 mod request;
+mod terms;
 
-pub use adesione::{adesione_get, adesione_post, modulo_adesione, modulo_delega, resend, sent};
+pub use adesione::{adesione_get, adesione_post, modulo_adesione, resend, sent};
 pub use area::{area_get, area_post, completed, home};
 pub use cp::{change_cp_get, change_cp_post, change_temp_get, change_temp_post};
 pub use outbox::{outbox, outbox_message};
@@ -37,6 +38,7 @@ pub use recover::{recover_get, recover_post};
 pub use request::{
     recovery_get, recovery_post, request_get, request_post, review_get, review_post,
 };
+pub use terms::{conditions, privacy};
 
 use askama::Template;
 use axum::extract::State;
