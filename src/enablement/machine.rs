@@ -11,6 +11,10 @@
 //! | `RecoveryQuestion` | `SubmitRequest` | `RecoveryQuestion` | `SaveRequestData` |
 //! | `Review` | `SubmitRequest` | `Review` | `SaveRequestData` |
 //! | `RecoveryQuestion`, `Review` | `SubmitRecovery` | `Review` | `SaveRecovery` |
+//! | `Confirmed` | `SubmitRequest` | `Review` | `SaveRequestData` |
+//! | `Confirmed` | `SubmitRecovery` | `Review` | `SaveRecovery` |
+//! | `Accepted` | `SubmitRequest` | `Review` | `SaveRequestData`, `ClearTempCp` |
+//! | `Accepted` | `SubmitRecovery` | `Review` | `SaveRecovery`, `ClearTempCp` |
 //! | `Review` | `Confirm` | `Confirmed` | — |
 //! | `Confirmed` | `Accept` | `Accepted` | `IssueTempCp`, `SendTempCpMail` |
 //! | `Accepted` | `RetryDelivery` | `Accepted` | `IssueTempCp`, `SendTempCpMail` |
@@ -20,9 +24,11 @@
 //! | `Enabled` | `RecoverCp` | `TempCpSent` | `IssueTempCp`, `SendTempCpMail` |
 //!
 //! `SubmitRequest` is accepted straight from `NotEnabled`, so the first POST of the request
-//! form needs no separate `Begin`. Going back to edit is allowed from `RecoveryQuestion`
-//! and from `Review` (in `Review` the recovery answer is already set, so the account stays
-//! in `Review`).
+//! form needs no separate `Begin`. Going back to edit is allowed until «Accetto» has sent
+//! the mail: from `RecoveryQuestion` and `Review` (in `Review` the recovery answer is
+//! already set, so the account stays in `Review`), and from `Confirmed` and `Accepted` (a
+//! typo seen in the modulo di adesione), which go back to `Review`: the changed data must
+//! be confirmed again, and in `Accepted` the temporary CP whose mail failed is forgotten.
 //!
 //! ## Resumability
 //!
@@ -162,6 +168,14 @@ pub fn apply(state: EnablementState, event: Event) -> Result<Transition, Invalid
         (S::RecoveryQuestion | S::Review, E::SubmitRecovery) => {
             (S::Review, &[Effect::SaveRecovery])
         }
+        (S::Confirmed, E::SubmitRequest) => (S::Review, &[Effect::SaveRequestData]),
+        (S::Confirmed, E::SubmitRecovery) => (S::Review, &[Effect::SaveRecovery]),
+        (S::Accepted, E::SubmitRequest) => {
+            (S::Review, &[Effect::SaveRequestData, Effect::ClearTempCp])
+        }
+        (S::Accepted, E::SubmitRecovery) => {
+            (S::Review, &[Effect::SaveRecovery, Effect::ClearTempCp])
+        }
         (S::Review, E::Confirm) => (S::Confirmed, &[]),
         (S::Confirmed, E::Accept) => (S::Accepted, ISSUE_AND_SEND),
         (S::Accepted, E::RetryDelivery) => (S::Accepted, ISSUE_AND_SEND),
@@ -225,6 +239,20 @@ mod tests {
         (S::Review, E::SubmitRequest, S::Review, SAVE_REQUEST),
         (S::Review, E::SubmitRecovery, S::Review, SAVE_RECOVERY),
         (S::Review, E::Confirm, S::Confirmed, &[]),
+        (S::Confirmed, E::SubmitRequest, S::Review, SAVE_REQUEST),
+        (S::Confirmed, E::SubmitRecovery, S::Review, SAVE_RECOVERY),
+        (
+            S::Accepted,
+            E::SubmitRequest,
+            S::Review,
+            &[Effect::SaveRequestData, Effect::ClearTempCp],
+        ),
+        (
+            S::Accepted,
+            E::SubmitRecovery,
+            S::Review,
+            &[Effect::SaveRecovery, Effect::ClearTempCp],
+        ),
         (
             S::Confirmed,
             E::Accept,
@@ -325,8 +353,8 @@ mod tests {
                 S::Confirmed,
                 [
                     None,
-                    None,
-                    None,
+                    Some((S::Review, SAVE_REQUEST)),
+                    Some((S::Review, SAVE_RECOVERY)),
                     None,
                     Some((S::Accepted, issue)),
                     None,
@@ -340,8 +368,8 @@ mod tests {
                 S::Accepted,
                 [
                     None,
-                    None,
-                    None,
+                    Some((S::Review, &[Effect::SaveRequestData, Effect::ClearTempCp])),
+                    Some((S::Review, &[Effect::SaveRecovery, Effect::ClearTempCp])),
                     None,
                     None,
                     Some((S::Accepted, issue)),
@@ -437,7 +465,7 @@ mod tests {
             }
         }
         assert_eq!(allowed_in_grid, ALLOWED.len());
-        assert_eq!(ALLOWED.len(), 14);
+        assert_eq!(ALLOWED.len(), 18);
     }
 
     fn walk(mut state: S, events: &[E]) -> (S, Vec<Effect>) {

@@ -17,7 +17,8 @@ use super::{EnablementError, EnablementService, Modulo};
 /// states (any other goes to the current step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
-    /// Step 1, the request (contacts and identity document): editable until «Conferma».
+    /// Step 1, the request (contacts and identity document): editable until «Accetto» has
+    /// sent the mail (from step 4 the account goes back to the review).
     Request,
     /// Step 2, the recovery question.
     RecoveryQuestion,
@@ -45,8 +46,10 @@ impl Page {
                 S::RequestData,
                 S::RecoveryQuestion,
                 S::Review,
+                S::Confirmed,
+                S::Accepted,
             ],
-            Self::RecoveryQuestion => &[S::RecoveryQuestion, S::Review],
+            Self::RecoveryQuestion => &[S::RecoveryQuestion, S::Review, S::Confirmed, S::Accepted],
             Self::Review => &[S::Review],
             Self::Adesione => &[S::Confirmed, S::Accepted],
             Self::Moduli => &[S::Confirmed, S::Accepted, S::TempCpSent, S::Enabled],
@@ -118,10 +121,13 @@ impl EnablementService {
         let data = form
             .validate(self.clock.now().date_naive(), asked)
             .map_err(EnablementError::Form)?;
-        self.step(id, Event::SubmitRequest, |account, _| {
+        self.step(id, Event::SubmitRequest, |account, effects| {
             data.contact.apply_to(account);
             data.personal.apply_to(account);
             account.id_document = Some(data.id_document);
+            if effects.contains(&Effect::ClearTempCp) {
+                account.temp_cp = None;
+            }
         })
         .await
     }
@@ -135,9 +141,12 @@ impl EnablementService {
         let data = form.validate().map_err(EnablementError::Form)?;
         let answer = data.answer.clone();
         let hash = self.argon2.run(move || cp::hash_answer(&answer)).await??;
-        self.step(id, Event::SubmitRecovery, |account, _| {
+        self.step(id, Event::SubmitRecovery, |account, effects| {
             account.recovery_question = Some(data.question);
             account.recovery_answer_hash = Some(hash);
+            if effects.contains(&Effect::ClearTempCp) {
+                account.temp_cp = None;
+            }
         })
         .await
     }
@@ -231,11 +240,45 @@ mod tests {
                 .shown_in()
                 .contains(&EnablementState::Confirmed)
         );
-        assert!(
-            !Page::Request
-                .shown_in()
-                .contains(&EnablementState::Confirmed)
-        );
+        // Editable until «Accetto» has sent the mail, not after.
+        for state in [EnablementState::Confirmed, EnablementState::Accepted] {
+            assert!(Page::Request.shown_in().contains(&state));
+            assert!(Page::RecoveryQuestion.shown_in().contains(&state));
+        }
+        for state in [EnablementState::TempCpSent, EnablementState::Enabled] {
+            assert!(!Page::Request.shown_in().contains(&state));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_correction_after_conferma_goes_back_to_the_review() {
+        for state in [EnablementState::Confirmed, EnablementState::Accepted] {
+            let fx = fixture().await;
+            let mut account = fx.account_in(state).await;
+            // Accepted: a temporary CP was issued but its mail failed.
+            account.temp_cp = Some(crate::accounts::TempCp {
+                hmac: "mac".to_owned(),
+                issued_at: chrono::Utc::now(),
+                expires_at: chrono::Utc::now(),
+            });
+            let account = fx.accounts.update(&account).await.unwrap();
+            let stored = fx
+                .service
+                .submit_request(account.id, &request_form("2030-01-01"), Asked::default())
+                .await
+                .unwrap();
+            assert_eq!(
+                stored.enablement_state,
+                EnablementState::Review,
+                "{state:?}"
+            );
+            assert_eq!(stored.id_document.unwrap().number, "YA1234567");
+            assert_eq!(
+                stored.temp_cp.is_none(),
+                state == EnablementState::Accepted,
+                "{state:?}: the CP whose mail failed is forgotten"
+            );
+        }
     }
 
     #[tokio::test]

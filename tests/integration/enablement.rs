@@ -526,6 +526,34 @@ async fn full_path(database: Database) {
         EnablementState::Confirmed
     );
 
+    // Step 4 offers the correction of a typo seen in the modulo: back to step 1, the
+    // form prefilled, and on to the review, to be confirmed again.
+    let html = page(env, &c, "/abilitazione/adesione").await;
+    assert!(html.contains(r#"href="/abilitazione/richiesta""#), "{html}");
+    let html = page(env, &c, "/abilitazione/richiesta").await;
+    assert_eq!(
+        input_value(&html, "street").as_deref(),
+        Some("Via dei Mille 5")
+    );
+    let mut fields = request_fields(email);
+    for (k, v) in &mut fields {
+        if *k == "street" {
+            *v = "Via dei Mille 7".into();
+        }
+    }
+    let r = env
+        .post_form(&c, "/abilitazione/richiesta", &pairs(&fields))
+        .await;
+    expect_redirect(r, "/abilitazione/riepilogo", "correction").await;
+    let account = env.account(GIULIA).await.unwrap();
+    assert_eq!(account.enablement_state, EnablementState::Review);
+    assert_eq!(account.domicile.as_ref().unwrap().street, "Via dei Mille 7");
+    assert_eq!(account.recovery_question.as_deref(), Some(QUESTION), "kept");
+    let html = page(env, &c, "/abilitazione/riepilogo").await;
+    assert!(html.contains("Via dei Mille 7"), "{html}");
+    let r = env.post_form(&c, "/abilitazione/riepilogo", &[]).await;
+    expect_redirect(r, "/abilitazione/adesione", "Conferma again").await;
+
     // Step 4: warnings, the modulo di adesione, «Accetto».
     let html = page(env, &c, "/abilitazione/adesione").await;
     assert!(html.contains("Accetto"), "{html}");
