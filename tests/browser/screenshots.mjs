@@ -185,6 +185,12 @@ async function walk(page, base) {
   await visit(page, "04-richiesta");
   await fill(page, { ...REQUEST, email: "non-valida", email_repeat: "non-valida" });
   await submit(page, "Prosegui");
+  // The refusal takes the focus (before anything else moves it) and links to the field.
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+  if (focused !== "error-summary") problems.push(`05-richiesta-errori: the focus is on "${focused}", not the error summary`);
+  if ((await page.locator('#error-summary a[href="#f-email"]').count()) !== 1) {
+    problems.push("05-richiesta-errori: the error summary does not link to the e-mail field");
+  }
   await visit(page, "05-richiesta-errori");
   await fill(page, REQUEST);
   await submit(page, "Prosegui");
@@ -223,7 +229,7 @@ async function walk(page, base) {
   await page.goto(`${base}/pagina-che-non-esiste`);
   await visit(page, "17-non-trovata");
   await page.goto(`${base}/`);
-  await page.getByRole("button", { name: "Esci" }).click();
+  await page.getByRole("button", { name: "Esci", exact: true }).click();
   await page.waitForURL(`${base}/uscito`);
   await visit(page, "18-uscito");
 }

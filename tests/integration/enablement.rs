@@ -464,6 +464,22 @@ async fn full_path(database: Database) {
         .await;
     let body = expect_error(r, 422, "POLIS_FORM_INVALID", "street missing").await;
     assert!(body.contains("id=\"e-street\""), "{body}");
+    // The refusal is an error summary that takes the focus (no script: autofocus)
+    // and links to each field in error; the field names its error.
+    assert!(
+        body.contains(r#"id="error-summary" tabindex="-1" autofocus"#),
+        "{body}"
+    );
+    assert!(body.contains(r##"<li><a href="#f-street">"##), "{body}");
+    assert!(
+        body.contains(r#"aria-describedby=" e-street""#)
+            || body.contains(r#"aria-describedby="h-street e-street""#),
+        "{body}"
+    );
+    assert!(
+        !body.contains("<fieldset disabled>"),
+        "a wrong field does not lock the form"
+    );
     assert_eq!(
         input_value(&body, "doc_number").as_deref(),
         Some("CA98765ZZ")
@@ -824,7 +840,20 @@ async fn five_wrong_temporary_cps_lock_it_until_a_resend() {
         expect_error(r, 422, "POLIS_TEMP_CP_WRONG", &format!("wrong #{attempt}")).await;
     }
     let r = change_temp_cp(env, &c, &wrong, NEW_CP).await;
-    expect_error(r, 429, "POLIS_TEMP_CP_LOCKED", "wrong #5").await;
+    let body = expect_error(r, 429, "POLIS_TEMP_CP_LOCKED", "wrong #5").await;
+    // The locked form is disabled, and the resend comes first, right under the
+    // focused refusal: in view without scrolling on a phone.
+    assert!(body.contains("<fieldset disabled>"), "{body}");
+    let summary = body
+        .find(r#"id="error-summary""#)
+        .expect("the error summary");
+    let resend = body
+        .find(r#"action="/abilitazione/reinvio""#)
+        .expect("the resend");
+    let main_form = body
+        .find(r#"action="/abilitazione/cambio-cp""#)
+        .expect("the form");
+    assert!(summary < resend && resend < main_form, "{body}");
     let r = change_temp_cp(env, &c, &temp, NEW_CP).await;
     expect_error(r, 429, "POLIS_TEMP_CP_LOCKED", "the right CP once locked").await;
     let account = env.account(LUCA).await.unwrap();

@@ -94,11 +94,18 @@ pub async fn completed(State(app): State<AppState>, authed: Authed) -> Result<Re
 #[template(path = "area.html")]
 struct AreaPage {
     scheme: &'static str,
+    english: bool,
     rows: Vec<(&'static str, String)>,
     fields: Vec<Field>,
     notice: Option<String>,
     error: Option<FormError>,
     csrf: String,
+}
+
+impl AreaPage {
+    fn errored(&self) -> Vec<(&'static str, &str)> {
+        super::errored(&self.fields)
+    }
 }
 
 /// Query of the personal area.
@@ -121,6 +128,7 @@ fn area_page(account: &Account, session: &WebSession, form: &ContactForm) -> Are
         .collect();
     AreaPage {
         scheme: session.login.scheme.label(),
+        english,
         rows: account_rows(account)
             .into_iter()
             .filter(|(label, _)| {

@@ -263,6 +263,23 @@ struct FormPage {
     submit: &'static str,
     back: Option<(&'static str, &'static str)>,
     side_forms: Vec<SideForm>,
+    /// The form cannot be used now (a locked or expired code): its fields are disabled
+    /// and the one-button forms (the resend) come first, in view without scrolling.
+    disabled: bool,
+}
+
+/// The fields in error, `(name, message)`, for the error summary's links.
+fn errored(fields: &[Field]) -> Vec<(&'static str, &str)> {
+    fields
+        .iter()
+        .filter_map(|f| f.error.as_deref().map(|e| (f.name, e)))
+        .collect()
+}
+
+impl FormPage {
+    fn errored(&self) -> Vec<(&'static str, &str)> {
+        errored(&self.fields)
+    }
 }
 
 /// A one-button form under the main one.
@@ -310,6 +327,7 @@ impl FormPage {
             submit: "Prosegui",
             back: None,
             side_forms: Vec::new(),
+            disabled: false,
         }
     }
 }
@@ -368,6 +386,13 @@ fn refused(mut page: FormPage, e: EnablementError) -> Response {
     if let EnablementError::Form(errors) = &e {
         page.fields = with_errors(page.fields, errors);
     }
+    page.disabled = matches!(
+        e,
+        EnablementError::TempCpLocked
+            | EnablementError::TempCpExpired
+            | EnablementError::CpLocked
+            | EnablementError::RecoveryLocked
+    );
     let info = super::error::ErrorInfo {
         code: error.code,
         detail: e.to_string(),
