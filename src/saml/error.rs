@@ -134,8 +134,17 @@ pub enum SamlError {
     #[error("response does not match the request: {0}")]
     Mismatch(String),
     /// The AuthnContextClassRef does not satisfy the requested level.
-    #[error("authentication level refused: {0}")]
-    Level(String),
+    #[error(
+        "authentication level refused: SpidL{obtained} returned, SpidL{requested} requested with comparison {comparison}"
+    )]
+    Level {
+        /// The level the IdP asserted (1–3).
+        obtained: u8,
+        /// The level requested (1–3).
+        requested: u8,
+        /// The RequestedAuthnContext Comparison.
+        comparison: &'static str,
+    },
     /// The IdP answered with a non-Success status.
     #[error("identity provider status {status}{}", code.map(|c| format!(" ({c})")).unwrap_or_default())]
     IdpStatus {
@@ -179,7 +188,7 @@ impl SamlError {
             Self::Attribute(_) => "SAML_ATTRIBUTE",
             Self::Time(_) => "SAML_TIME",
             Self::Mismatch(_) => "SAML_MISMATCH",
-            Self::Level(_) => "SAML_LEVEL",
+            Self::Level { .. } => "SAML_LEVEL",
             Self::IdpStatus { .. } => "SPID_IDP_STATUS",
             Self::Signing(_) => "SAML_SIGNING",
             Self::LogoutStatus { .. } => "SAML_LOGOUT_STATUS",

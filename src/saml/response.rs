@@ -516,12 +516,11 @@ fn check_authn_statement(
     let level = Level::from_uri(class_ref)
         .ok_or_else(|| SamlError::invalid("AuthnContextClassRef", "not a SPID level"))?;
     if !c.pending.comparison.accepts(c.pending.level, level) {
-        return Err(SamlError::Level(format!(
-            "SpidL{} returned, SpidL{} requested with comparison {}",
-            level.number(),
-            c.pending.level.number(),
-            c.pending.comparison.as_str()
-        )));
+        return Err(SamlError::Level {
+            obtained: level.number(),
+            requested: c.pending.level.number(),
+            comparison: c.pending.comparison.as_str(),
+        });
     }
     let session_index = authn
         .attr("SessionIndex")

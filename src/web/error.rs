@@ -207,21 +207,28 @@ impl AppError {
             ),
         };
         // The IdP's own code goes to the technical details; a cancelled login (nr25) is
-        // the person's choice, not a failure.
-        let (technical, neutral) = match &e {
-            SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) => {
-                (Some(c.to_string()), c.0 == 25)
+        // the person's choice, not a failure; a level lower than asked is retried at
+        // the level asked.
+        let (technical, neutral, title, back) = match &e {
+            SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) if c.0 == 25 => {
+                (Some(c.to_string()), true, "Accesso annullato", "/login")
             }
-            _ => (None, false),
+            SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) => {
+                (Some(c.to_string()), false, title, "/login")
+            }
+            SsoError::Saml(SamlError::Level { requested, .. }) => {
+                (None, true, title, retry_at(*requested))
+            }
+            _ => (None, false, title, "/login"),
         };
         Self(Box::new(Inner {
             status,
             code,
-            title: if neutral { "Accesso annullato" } else { title },
+            title,
             message,
             hint,
             detail,
-            back: "/login",
+            back,
             technical,
             neutral,
         }))
@@ -444,6 +451,24 @@ impl AppError {
 /// The page of a refused SAML message: the IdP's own refusal (401, with the SPID
 /// ErrorCode explained), a malformed one (400, 413), our failure (500) or a check that
 /// failed (403).
+/// How a person recognises an access of SPID level `level`.
+fn level_hint(level: u8) -> &'static str {
+    match level {
+        1 => "nome utente e password",
+        2 => "nome utente e password più un codice temporaneo o la conferma con l'app",
+        _ => "con un dispositivo di sicurezza, come la carta con il lettore o la firma digitale",
+    }
+}
+
+/// The login page that asks level `level` again.
+fn retry_at(level: u8) -> &'static str {
+    match level {
+        1 => "/login?level=1",
+        2 => "/login?level=2",
+        _ => "/login?level=3",
+    }
+}
+
 fn saml_page(e: &SamlError) -> (StatusCode, &'static str, String, Option<String>) {
     let login_failed = "Accesso non riuscito";
     match e {
@@ -460,6 +485,19 @@ fn saml_page(e: &SamlError) -> (StatusCode, &'static str, String, Option<String>
                 });
             (StatusCode::UNAUTHORIZED, login_failed, msg, None)
         }
+        SamlError::Level {
+            obtained, requested, ..
+        } => (
+            StatusCode::FORBIDDEN,
+            "Livello di sicurezza non sufficiente",
+            format!(
+                "Hai effettuato l'accesso con il livello {obtained} di sicurezza, ma questo servizio richiede almeno il livello {requested}."
+            ),
+            Some(format!(
+                "Riprova: presso il tuo gestore di identità scegli un accesso di livello {requested} ({}).",
+                level_hint(*requested)
+            )),
+        ),
     s => match s.class() {
             ErrorClass::Malformed if *s == SamlError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -1093,7 +1093,7 @@ fn r_acr_returned_level_against_requested_level_and_comparison() {
                 if expect_ok {
                     assert_eq!(r.map(|v| v.level()), Ok(returned), "{what}");
                 } else {
-                    assert!(matches!(r, Err(SamlError::Level(_))), "{what}: {r:?}");
+                    assert!(matches!(r, Err(SamlError::Level { .. })), "{what}: {r:?}");
                 }
             }
         }

@@ -307,7 +307,22 @@ async fn a_lower_level_than_requested_is_refused_and_a_higher_one_accepted() {
     let (response, relay) = answer_granting(&env, &c, 3, 1).await;
     let r = env.post_acs(&c, &response, &relay).await;
     assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("SAML_LEVEL"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("SAML_LEVEL"));
+    // Said plainly, with the way back at the right level, not as an attack.
+    assert!(
+        page.contains("Livello di sicurezza non sufficiente"),
+        "{page}"
+    );
+    assert!(
+        page.contains("con il livello 1 di sicurezza") && page.contains("almeno il livello 3"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"href="/login?level=3">Riprova</a>"#),
+        "{page}"
+    );
+    assert!(!page.contains("contatta l'assistenza"), "{page}");
     // Ask L1, get L3: accepted (RT: a higher level must not fail).
     let c = env.client();
     let (response, relay) = answer_granting(&env, &c, 1, 3).await;
