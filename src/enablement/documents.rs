@@ -135,7 +135,8 @@ fn form_data(account: &Account, now: DateTime<Utc>) -> FormData {
         phone,
         id_document,
         reference_code: reference_code(account),
-        date: italian_date(now.date_naive()),
+        date: italian_date(crate::clock::rome(now).date_naive()),
+        created_at: now,
         username: Some(account.username.clone()),
     }
 }

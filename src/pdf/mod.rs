@@ -1,7 +1,8 @@
 //! The printable forms of the enablement: the **modulo di adesione** and the **modulo di
 //! delega**, one A4 page each, generated with printpdf.
 //!
-//! Pure functions: no I/O and no clock (the date comes in [`FormData::date`]). The text
+//! Pure functions: no I/O and no clock (the dates come in [`FormData::date`] and
+//! [`FormData::created_at`], the document's `CreationDate`/`ModDate`). The text
 //! uses the PDF base-14 Helvetica faces with WinAnsiEncoding, which covers Italian
 //! accented letters, so no font is embedded and each PDF is a few kilobytes. Characters
 //! outside WinAnsi (e.g. `Ł`) are printed as `?`.
@@ -12,6 +13,8 @@ pub mod countries;
 pub mod layout;
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 
 use layout::{CONTENT_BOTTOM, Canvas, Face, MARGIN, PAGE_HEIGHT, PAGE_WIDTH};
 use printpdf::{Mm, PdfDocument, PdfPage, PdfSaveOptions};
@@ -69,6 +72,9 @@ pub struct FormData {
     pub reference_code: String,
     /// The date of the form, `dd/mm/yyyy`.
     pub date: String,
+    /// When the PDF is made: its `CreationDate` and `ModDate` (written in UTC,
+    /// `D:YYYYMMDDHHmmSS+00'00'`).
+    pub created_at: DateTime<Utc>,
     /// The POLIS username (`nome.cognome`), when assigned.
     pub username: Option<String>,
 }
@@ -261,6 +267,7 @@ struct Clean {
     id_document: Option<String>,
     reference_code: String,
     date: String,
+    created_at: DateTime<Utc>,
     username: Option<String>,
 }
 
@@ -305,6 +312,7 @@ impl Clean {
             id_document: optional(&data.id_document),
             reference_code: required(&data.reference_code, "reference_code")?,
             date,
+            created_at: data.created_at,
             username: optional(&data.username),
         })
     }
@@ -430,6 +438,13 @@ fn render(mut canvas: Canvas, lowest: f32, title: &str, data: &Clean) -> Result<
     let mut doc = PdfDocument::new(title);
     doc.metadata.info.author = MINISTRY.to_owned();
     doc.metadata.info.subject = format!("Codice di riferimento {}", data.reference_code);
+    // printpdf writes the fields of its date as they are, followed by `+00'00'`: the
+    // instant goes in as UTC, so the zone written is the right one.
+    let created = printpdf::OffsetDateTime::from_unix_timestamp(data.created_at.timestamp())
+        .map_err(|_| PdfError::InvalidDate)?;
+    doc.metadata.info.creation_date = created;
+    doc.metadata.info.modification_date = created;
+    doc.metadata.info.metadata_date = created;
     let mut warnings = Vec::new();
     Ok(doc
         .with_pages(vec![page])
@@ -464,7 +479,28 @@ mod tests {
             ),
             reference_code: "ADS-2026-7F3K9Q".to_owned(),
             date: "23/11/2026".to_owned(),
+            created_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 23, 20, 5, 9).unwrap(),
             username: Some("niccolo.dalessandro".to_owned()),
+        }
+    }
+
+    /// A date string of the document information dictionary (`CreationDate`, `ModDate`).
+    fn info_date(pdf: &[u8], key: &[u8]) -> String {
+        let doc = lopdf::Document::load_mem(pdf).unwrap();
+        let info = doc.trailer.get(b"Info").unwrap().as_reference().unwrap();
+        let dict = doc.get_dictionary(info).unwrap();
+        String::from_utf8(dict.get(key).unwrap().as_str().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn both_forms_carry_the_time_they_were_made() {
+        for pdf in [
+            modulo_adesione(&sample()).unwrap(),
+            modulo_delega(&sample()).unwrap(),
+        ] {
+            // 20:05:09 UTC (21:05:09 in Rome), written with its zone.
+            assert_eq!(info_date(&pdf, b"CreationDate"), "D:20261123200509+00'00'");
+            assert_eq!(info_date(&pdf, b"ModDate"), "D:20261123200509+00'00'");
         }
     }
 

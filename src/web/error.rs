@@ -135,6 +135,26 @@ impl AppError {
         )
     }
 
+    /// The outbox's errors: a bad or unknown name 404, a file that does not read as
+    /// mail 422 with its own page, anything else 500.
+    pub fn from_outbox(e: crate::mail::MailError) -> Self {
+        match e {
+            crate::mail::MailError::BadFileName | crate::mail::MailError::NotFound => {
+                Self::not_found()
+            }
+            crate::mail::MailError::Malformed(detail) => Self::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "POLIS_MAIL_OUTBOX_MALFORMED",
+                "Messaggio non leggibile",
+                "Il file salvato nella posta inviata non è un messaggio e-mail leggibile. \
+                 Torna alla posta inviata e apri un altro messaggio.",
+                detail,
+                "/demo/posta",
+            ),
+            other => Self::internal(other.to_string()),
+        }
+    }
+
     /// A 500 for our own failures.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self(Box::new(Inner {

@@ -45,6 +45,8 @@ fn form() -> FormData {
         id_document: Some("Carta d'identità CA00000AA".to_owned()),
         reference_code: "ADS-TEST-0001".to_owned(),
         date: "23/11/2026".to_owned(),
+        created_at: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 23, 9, 30, 0)
+            .unwrap(),
         username: Some("niccolo.rossi".to_owned()),
     }
 }
@@ -174,7 +176,7 @@ async fn outbox_writes_a_parseable_eml_that_list_and_read_see() {
     assert!(entry.file_name.ends_with(".eml"), "{}", entry.file_name);
     assert_eq!(entry.to, vec!["niccolo.rossi@example.it".to_owned()]);
     assert_eq!(entry.subject, mail.subject);
-    assert!(!entry.date.is_empty());
+    assert!(entry.date.is_some());
 
     let text = outbox.read(&entry.file_name).await.expect("read");
     let parsed = parse_eml(text.as_bytes());
