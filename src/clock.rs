@@ -90,8 +90,49 @@ impl Clock for ManualClock {
     }
 }
 
+/// The Italian months, for dates shown to people.
+const MONTHS: [&str; 12] = [
+    "gennaio",
+    "febbraio",
+    "marzo",
+    "aprile",
+    "maggio",
+    "giugno",
+    "luglio",
+    "agosto",
+    "settembre",
+    "ottobre",
+    "novembre",
+    "dicembre",
+];
+
+/// `t` in Italian civil time (Europe/Rome: CET or CEST, from the tz database).
+pub fn rome(t: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
+    t.with_timezone(&chrono_tz::Europe::Rome)
+}
+
+/// `t` as people in Italy read it: «2 dicembre 2026, 21:05 (ora italiana)».
+pub fn italian_date_time(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike as _, Timelike as _};
+    let local = rome(t);
+    let month = usize::try_from(local.month0())
+        .ok()
+        .and_then(|m| MONTHS.get(m))
+        .copied()
+        .unwrap_or("");
+    format!(
+        "{} {month} {}, {:02}:{:02} (ora italiana)",
+        local.day(),
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -124,5 +165,27 @@ mod tests {
         let now = SystemClock.now();
         assert!(now >= before);
         assert!(now <= Utc::now());
+    }
+
+    #[test]
+    fn italian_time_follows_rome_summer_and_winter_time() {
+        use chrono::TimeZone as _;
+        let winter = Utc.with_ymd_and_hms(2026, 12, 2, 20, 5, 0).unwrap();
+        assert_eq!(
+            italian_date_time(winter),
+            "2 dicembre 2026, 21:05 (ora italiana)"
+        );
+        let summer = Utc.with_ymd_and_hms(2026, 7, 14, 22, 30, 0).unwrap();
+        assert_eq!(
+            italian_date_time(summer),
+            "15 luglio 2026, 00:30 (ora italiana)"
+        );
+        // The last Sunday of March 2026: 01:00 UTC is 03:00 CEST.
+        let switch = Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap();
+        assert_eq!(
+            italian_date_time(switch),
+            "29 marzo 2026, 03:00 (ora italiana)"
+        );
+        assert_eq!(rome(winter).date_naive().to_string(), "2026-12-02");
     }
 }

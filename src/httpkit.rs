@@ -172,11 +172,14 @@ macro_rules! asset {
 const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 const WOFF2: &str = "font/woff2";
+const ICO: &str = "image/x-icon";
 
 /// The allowlist: the only files `/static/…` serves, by exact path (no file system
 /// access at run time, so no traversal).
 static ASSETS: &[Asset] = &[
     asset!("polis.css", CSS, CACHE_OURS),
+    asset!("favicon.svg", SVG, CACHE_OURS),
+    asset!("favicon.ico", ICO, CACHE_OURS),
     asset!(
         "autosubmit.js",
         "text/javascript; charset=utf-8",
@@ -311,6 +314,12 @@ pub async fn static_asset(axum::extract::Path(path): axum::extract::Path<String>
         .into_response()
 }
 
+/// `GET /favicon.ico`: the icon browsers ask for by default (`static/favicon.ico`),
+/// with the headers of the other static assets.
+pub async fn favicon() -> Response {
+    static_asset(axum::extract::Path("favicon.ico".to_owned())).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +334,7 @@ mod tests {
                 "css" => CSS,
                 "svg" => SVG,
                 "woff2" => WOFF2,
+                "ico" => ICO,
                 "js" => "text/javascript; charset=utf-8",
                 other => panic!("unexpected extension {other}"),
             };

@@ -153,7 +153,10 @@ mod tests {
         let mails = fx.mails.sent();
         assert_eq!(mails.len(), 1);
         assert!(
-            mails[0].text_body.contains("05/03/2026 09:00 UTC"),
+            // 09:00 UTC is 10:00 in Rome in March (CET, before the switch to CEST).
+            mails[0]
+                .text_body
+                .contains("5 marzo 2026, 10:00 (ora italiana)"),
             "the expiry in the message: {}",
             mails[0].text_body
         );

@@ -38,7 +38,7 @@ impl EnablementService {
         let expires = account
             .temp_cp
             .as_ref()
-            .map(|t| t.expires_at.format("%d/%m/%Y %H:%M UTC").to_string())
+            .map(|t| crate::clock::italian_date_time(t.expires_at))
             .unwrap_or_default();
         let text_body = format!(
             "Gentile {given} {family},\n\n\
@@ -128,7 +128,10 @@ fn form_data(account: &Account, now: DateTime<Utc>) -> FormData {
         phone,
         id_document,
         reference_code: reference_code(account),
-        date: italian_date(now.date_naive()),
+        date: italian_date(crate::clock::rome(now).date_naive()),
+        created_at: now,
         username: Some(account.username.clone()),
+        scheme: current_scheme(account).label().to_owned(),
+        terms_version: account.terms.as_ref().map(|t| t.version.clone()),
     }
 }

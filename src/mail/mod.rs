@@ -13,6 +13,8 @@
 pub mod outbox;
 /// The SMTP backend (lettre, tokio, native-tls).
 pub mod smtp;
+/// Reading a stored `.eml` back (mail-parser): headers, text body, attachments.
+pub mod stored;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -50,6 +52,9 @@ pub enum MailError {
     /// No such file in the outbox.
     #[error("no such outbox message")]
     NotFound,
+    /// An outbox file that does not read as an e-mail message (what is wrong).
+    #[error("outbox message not readable: {0}")]
+    Malformed(String),
 }
 
 impl MailError {
@@ -63,6 +68,7 @@ impl MailError {
             Self::Config(_) => "POLIS_MAIL_CONFIG",
             Self::BadFileName => "POLIS_MAIL_OUTBOX_BAD_NAME",
             Self::NotFound => "POLIS_MAIL_OUTBOX_NOT_FOUND",
+            Self::Malformed(_) => "POLIS_MAIL_OUTBOX_MALFORMED",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! [`OutboxMailer`]: every message becomes an RFC 5322 `.eml` file in a directory.
 //!
 //! The embedded default and the demo's mailbox: a page lists the files ([`OutboxMailer::list`])
-//! and shows one ([`OutboxMailer::read`]) so the temporary Codice Personale can be read
-//! without a mail server. The directory is private (0700) and each file 0600. A file is
+//! and shows one read back with `mail-parser` ([`OutboxMailer::message`]; the raw text
+//! with [`OutboxMailer::read`]) so the temporary Codice Personale can be read without a
+//! mail server. The directory is private (0700) and each file 0600. A file is
 //! written under a hidden temporary name, flushed to disk, then renamed to
 //! `<UTC timestamp>-<random>.eml`, so a reader never sees half a message.
 
@@ -10,9 +11,9 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use rand::Rng as _;
 
+use super::stored::{self, StoredMessage};
 use super::{MailError, MailFrom, Mailer, OutgoingMail, build_message};
 use crate::clock::{SharedClock, SystemClock};
 
@@ -25,8 +26,8 @@ pub struct OutboxEntry {
     pub to: Vec<String>,
     /// The decoded `Subject`.
     pub subject: String,
-    /// The `Date` header as written (RFC 5322 format).
-    pub date: String,
+    /// The `Date` header, when it reads.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Writes messages as `.eml` files into a private directory.
@@ -85,6 +86,18 @@ impl OutboxMailer {
     /// The whole `.eml` text of `file_name`. Anything but a plain `*.eml` name in the
     /// directory (a `/`, `..`, a hidden or non-`.eml` name) is [`MailError::BadFileName`].
     pub async fn read(&self, file_name: &str) -> Result<String, MailError> {
+        let bytes = self.read_bytes(file_name).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `file_name` read back as a message (headers, text body, attachments); one that
+    /// does not read as mail is [`MailError::Malformed`], names as for [`Self::read`].
+    pub async fn message(&self, file_name: &str) -> Result<StoredMessage, MailError> {
+        let bytes = self.read_bytes(file_name).await?;
+        run_blocking(move || stored::parse(&bytes)).await
+    }
+
+    async fn read_bytes(&self, file_name: &str) -> Result<Vec<u8>, MailError> {
         if !is_safe_file_name(file_name) {
             return Err(MailError::BadFileName);
         }
@@ -100,8 +113,7 @@ impl OutboxMailer {
             if !meta.file_type().is_file() {
                 return Err(MailError::NotFound);
             }
-            let bytes = std::fs::read(&path).map_err(|e| io_error(&path, &e))?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
+            std::fs::read(&path).map_err(|e| io_error(&path, &e))
         })
         .await
     }
@@ -198,126 +210,17 @@ fn list_dir(dir: &Path) -> Result<Vec<OutboxEntry>, MailError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_error(&path, &e)),
         };
-        let headers = parse_headers(&String::from_utf8_lossy(&bytes));
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.clone())
-                .unwrap_or_default()
-        };
+        let summary = stored::summary(&bytes);
         entries.push(OutboxEntry {
-            to: split_addresses(&header("To")),
-            subject: decode_encoded_words(&header("Subject")),
-            date: header("Date"),
+            to: summary.to,
+            subject: summary.subject,
+            date: summary.date,
             file_name,
         });
     }
     // Names start with a UTC timestamp: reverse name order is newest first.
     entries.sort_by(|a, b| b.file_name.cmp(&a.file_name));
     Ok(entries)
-}
-
-/// The header section of an RFC 5322 message, unfolded, as (name, value) pairs.
-fn parse_headers(text: &str) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = headers.last_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-    headers
-}
-
-/// `a@b, "Name" <c@d>` → `["a@b", "c@d"]`.
-fn split_addresses(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| match (part.rfind('<'), part.rfind('>')) {
-            (Some(open), Some(close)) if open < close => {
-                part.get(open + 1..close).unwrap_or(part).trim().to_owned()
-            }
-            _ => part.to_owned(),
-        })
-        .collect()
-}
-
-/// Decodes RFC 2047 encoded words (`=?utf-8?b?…?=`, `=?utf-8?q?…?=`); whitespace
-/// between two encoded words is dropped, as the RFC says. Anything else is kept as is.
-fn decode_encoded_words(value: &str) -> String {
-    let mut out = String::new();
-    let mut pending_space = String::new();
-    let mut previous_was_word = false;
-    for token in value.split_inclusive([' ', '\t']) {
-        let word = token.trim_end_matches([' ', '\t']);
-        let trailing = token.get(word.len()..).unwrap_or("");
-        match decode_word(word) {
-            Some(decoded) => {
-                if !previous_was_word {
-                    out.push_str(&pending_space);
-                }
-                out.push_str(&decoded);
-                previous_was_word = true;
-            }
-            None => {
-                out.push_str(&pending_space);
-                out.push_str(word);
-                previous_was_word = false;
-            }
-        }
-        pending_space = trailing.to_owned();
-    }
-    out
-}
-
-fn decode_word(word: &str) -> Option<String> {
-    let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
-    let mut parts = inner.splitn(3, '?');
-    let charset = parts.next()?;
-    let encoding = parts.next()?;
-    let text = parts.next()?;
-    let charset = charset.split('*').next().unwrap_or(charset);
-    if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("us-ascii") {
-        return None;
-    }
-    let bytes = if encoding.eq_ignore_ascii_case("b") {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()?
-    } else if encoding.eq_ignore_ascii_case("q") {
-        decode_q(text)?
-    } else {
-        return None;
-    };
-    String::from_utf8(bytes).ok()
-}
-
-fn decode_q(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'_' => out.push(b' '),
-            b'=' => {
-                let hi = char::from(bytes.next()?).to_digit(16)?;
-                let lo = char::from(bytes.next()?).to_digit(16)?;
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-            }
-            other => out.push(other),
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -367,7 +270,7 @@ mod tests {
                 "b@example.it".to_owned()
             ]
         );
-        assert!(!entries[0].date.is_empty());
+        assert!(entries[0].date.is_some());
         for entry in &entries {
             assert!(entry.file_name.ends_with(".eml"));
             let path = dir.join(&entry.file_name);
@@ -445,20 +348,29 @@ mod tests {
         assert_eq!(mode, 0o700);
     }
 
-    #[test]
-    fn encoded_words_decode() {
-        assert_eq!(decode_encoded_words("plain subject"), "plain subject");
-        assert_eq!(
-            decode_encoded_words("=?utf-8?b?aWRlbnRpdMOg?= =?utf-8?q?_e_citt=C3=A0?= fine"),
-            "identità e città fine"
-        );
-        assert_eq!(
-            decode_encoded_words("=?iso-8859-1?q?x?="),
-            "=?iso-8859-1?q?x?="
-        );
-        assert_eq!(
-            split_addresses("\"A\" <a@b.it>, c@d.it"),
-            vec!["a@b.it", "c@d.it"]
-        );
+    #[tokio::test]
+    async fn a_sent_message_reads_back_and_a_broken_one_is_malformed() {
+        let base = tempfile::tempdir().unwrap();
+        let outbox = OutboxMailer::new(MailFrom::default(), base.path()).unwrap();
+        outbox.send(&mail("Codice")).await.unwrap();
+        let name = outbox.list().await.unwrap().remove(0).file_name;
+        let message = outbox.message(&name).await.unwrap();
+        assert_eq!(message.subject, "Codice");
+        assert!(message.text.contains("temporaneo è ABCD2345EF"));
+        assert_eq!(message.attachments.len(), 1);
+        assert_eq!(message.attachments[0].bytes, vec![0, 1, 2, 255]);
+
+        std::fs::write(base.path().join("20260101T000000Z-broken.eml"), "garbage").unwrap();
+        assert!(matches!(
+            outbox.message("20260101T000000Z-broken.eml").await,
+            Err(MailError::Malformed(_))
+        ));
+        // Listed all the same, with empty fields.
+        let entries = outbox.list().await.unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(matches!(
+            outbox.message("../x.eml").await,
+            Err(MailError::BadFileName)
+        ));
     }
 }

@@ -1,7 +1,10 @@
-//! The printable forms of the enablement: the **modulo di adesione** and the **modulo di
-//! delega**, one A4 page each, generated with printpdf.
+//! The printable form of the enablement: the **modulo di adesione**, one A4 page,
+//! generated with printpdf. (The seeds' modulo di delega, for taking the signed form to a
+//! school for the recognition, has no place once SPID, CIE or eIDAS identified the
+//! person, and is not made.)
 //!
-//! Pure functions: no I/O and no clock (the date comes in [`FormData::date`]). The text
+//! Pure functions: no I/O and no clock (the dates come in [`FormData::date`] and
+//! [`FormData::created_at`], the document's `CreationDate`/`ModDate`). The text
 //! uses the PDF base-14 Helvetica faces with WinAnsiEncoding, which covers Italian
 //! accented letters, so no font is embedded and each PDF is a few kilobytes. Characters
 //! outside WinAnsi (e.g. `Ł`) are printed as `?`.
@@ -12,6 +15,8 @@ pub mod countries;
 pub mod layout;
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 
 use layout::{CONTENT_BOTTOM, Canvas, Face, MARGIN, PAGE_HEIGHT, PAGE_WIDTH};
 use printpdf::{Mm, PdfDocument, PdfPage, PdfSaveOptions};
@@ -69,8 +74,15 @@ pub struct FormData {
     pub reference_code: String,
     /// The date of the form, `dd/mm/yyyy`.
     pub date: String,
+    /// When the PDF is made: its `CreationDate` and `ModDate` (written in UTC,
+    /// `D:YYYYMMDDHHmmSS+00'00'`).
+    pub created_at: DateTime<Utc>,
     /// The POLIS username (`nome.cognome`), when assigned.
     pub username: Option<String>,
+    /// «SPID», «CIE» or «eIDAS»: how the person was identified (empty: SPID).
+    pub scheme: String,
+    /// The version of the conditions of use and privacy notice the form accepts.
+    pub terms_version: Option<String>,
 }
 
 impl fmt::Debug for FormData {
@@ -84,32 +96,36 @@ impl fmt::Debug for FormData {
 
 const MINISTRY: &str = "Ministero dell'Istruzione e del Merito";
 const TITLE_ADESIONE: &str = "Istanze OnLine – Modulo di adesione";
-const TITLE_DELEGA: &str = "Modulo di delega";
 /// Longest value kept from any input field, in characters.
 const MAX_FIELD_CHARS: usize = 200;
 
-const ADESIONE_DECLARATION: &[&str] = &[
-    "Il/La sottoscritto/a, i cui dati sono riportati sopra, chiede di essere abilitato/a al \
-     servizio Istanze OnLine del Ministero dell'Istruzione e del Merito, per la presentazione \
-     delle istanze in modalità telematica. L'identità del richiedente è stata verificata \
-     tramite SPID (Sistema Pubblico di Identità Digitale).",
-    "Dichiara che i dati indicati sono veritieri, di aver preso visione delle condizioni di \
-     utilizzo del servizio e dell'informativa sul trattamento dei dati personali e di \
-     accettarle. Si impegna a custodire con cura il Codice Personale, necessario per \
-     l'inoltro delle istanze, e a non comunicarlo ad altri.",
-];
-
-fn delega_declaration(reference_code: &str) -> [String; 2] {
+/// The declaration of the modulo di adesione, naming the scheme that identified the
+/// person and the version of the texts accepted.
+fn adesione_declaration(data: &Clean) -> [String; 2] {
+    let scheme = match data.scheme.as_str() {
+        "CIE" => "la Carta d'identità elettronica (CIE)",
+        "eIDAS" => "un'identità digitale europea notificata (eIDAS)",
+        _ => "SPID (Sistema Pubblico di Identità Digitale)",
+    };
+    let version = data
+        .terms_version
+        .as_deref()
+        .map(|v| format!(" (versione {v})"))
+        .unwrap_or_default();
     [
         format!(
-            "a consegnare in sua vece, presso la segreteria di un'istituzione scolastica o un \
-             ufficio del Ministero, il modulo di adesione al servizio Istanze OnLine (codice di \
-             riferimento {reference_code}) firmato dal delegante, per le operazioni di \
-             riconoscimento dell'identità."
+            "Il/La sottoscritto/a, i cui dati sono riportati sopra, chiede di essere abilitato/a al \
+             servizio Istanze OnLine del Ministero dell'Istruzione e del Merito, per la \
+             presentazione delle istanze in modalità telematica. L'identità del richiedente è \
+             stata verificata tramite {scheme}: non è richiesto alcun riconoscimento presso una \
+             scuola."
         ),
-        "Il delegato si presenta con un proprio documento di identità valido, con il presente \
-         modulo e con la fotocopia del documento di identità e del codice fiscale del delegante."
-            .to_owned(),
+        format!(
+            "Dichiara che i dati indicati sono veritieri, di aver preso visione delle condizioni \
+             di utilizzo del servizio e dell'informativa sul trattamento dei dati personali{version} \
+             e di accettarle. Si impegna a custodire con cura il Codice Personale, necessario per \
+             l'inoltro delle istanze, e a non comunicarlo ad altri."
+        ),
     ]
 }
 
@@ -121,7 +137,10 @@ pub fn modulo_adesione(data: &FormData) -> Result<Vec<u8>, PdfError> {
     let mut y = header(
         &mut canvas,
         TITLE_ADESIONE,
-        "Richiesta di abilitazione al servizio tramite SPID",
+        &format!(
+            "Richiesta di abilitazione al servizio tramite {}",
+            data.scheme
+        ),
         &data,
     );
 
@@ -137,54 +156,10 @@ pub fn modulo_adesione(data: &FormData) -> Result<Vec<u8>, PdfError> {
     y = data_rows(&mut canvas, y, &rows);
 
     y = section(&mut canvas, y + 4.0, "Dichiarazione");
-    y = paragraphs(&mut canvas, y, ADESIONE_DECLARATION, 8);
+    y = paragraphs(&mut canvas, y, &adesione_declaration(&data), 8);
     y = date_line(&mut canvas, y, &data);
     signature_box(&mut canvas, y - 4.0, "Firma del richiedente");
     render(canvas, y + 34.0, TITLE_ADESIONE, &data)
-}
-
-/// The modulo di delega: the person delegates someone to deliver the modulo di adesione
-/// at a school office; blank lines for the delegate's name, document and signature, and
-/// a signature box for the person. One A4 page.
-pub fn modulo_delega(data: &FormData) -> Result<Vec<u8>, PdfError> {
-    let data = Clean::new(data)?;
-    let mut canvas = Canvas::default();
-    let mut y = header(
-        &mut canvas,
-        TITLE_DELEGA,
-        "Istanze OnLine – consegna del modulo di adesione presso una scuola",
-        &data,
-    );
-
-    y = section(&mut canvas, y, "Il/La sottoscritto/a (delegante)");
-    let mut rows = identity_rows(&data);
-    rows.extend([
-        ("Documento di identità", data.id_document.as_deref()),
-        ("Nome utente", data.username.as_deref()),
-    ]);
-    y = data_rows(&mut canvas, y, &rows);
-
-    y += 5.0;
-    canvas.text_centered(y, Face::Bold, 12.0, "DELEGA");
-    y += 9.0;
-    for label in [
-        "Cognome e nome del delegato",
-        "Luogo e data di nascita",
-        "Documento di identità (tipo e numero)",
-        "Rilasciato da, il",
-    ] {
-        y = blank_line(&mut canvas, y, label);
-    }
-
-    y += 2.0;
-    y = paragraphs(&mut canvas, y, &delega_declaration(&data.reference_code), 6);
-    y = date_line(&mut canvas, y, &data);
-    y += 12.0;
-    // The delegate signs on a line, the person in the box.
-    canvas.text(MARGIN, y, Face::Regular, 9.0, "Firma del delegato");
-    canvas.line(MARGIN, y + 14.0, MARGIN + 70.0, y + 14.0, 0.6);
-    signature_box(&mut canvas, y - 4.0, "Firma del delegante");
-    render(canvas, y + 30.0, TITLE_DELEGA, &data)
 }
 
 /// The rows both forms start with: who the person is.
@@ -261,7 +236,10 @@ struct Clean {
     id_document: Option<String>,
     reference_code: String,
     date: String,
+    created_at: DateTime<Utc>,
     username: Option<String>,
+    scheme: String,
+    terms_version: Option<String>,
 }
 
 impl Clean {
@@ -305,7 +283,13 @@ impl Clean {
             id_document: optional(&data.id_document),
             reference_code: required(&data.reference_code, "reference_code")?,
             date,
+            created_at: data.created_at,
             username: optional(&data.username),
+            scheme: match clean(&data.scheme).as_str() {
+                "" => "SPID".to_owned(),
+                other => other.to_owned(),
+            },
+            terms_version: optional(&data.terms_version),
         })
     }
 }
@@ -383,14 +367,6 @@ fn data_rows(canvas: &mut Canvas, y: f32, rows: &[(&str, Option<&str>)]) -> f32 
     y
 }
 
-/// A label and a ruled blank line to fill in by hand; returns the next baseline.
-fn blank_line(canvas: &mut Canvas, y: f32, label: &str) -> f32 {
-    canvas.text(MARGIN, y, Face::Regular, 9.5, label);
-    let start = MARGIN + 68.0;
-    canvas.line(start, y + 0.8, PAGE_WIDTH - MARGIN, y + 0.8, 0.5);
-    y + 9.0
-}
-
 /// The drawn signature box at the right, its caption on `y` (the box below it).
 fn signature_box(canvas: &mut Canvas, y: f32, caption: &str) {
     let width = 80.0;
@@ -430,6 +406,13 @@ fn render(mut canvas: Canvas, lowest: f32, title: &str, data: &Clean) -> Result<
     let mut doc = PdfDocument::new(title);
     doc.metadata.info.author = MINISTRY.to_owned();
     doc.metadata.info.subject = format!("Codice di riferimento {}", data.reference_code);
+    // printpdf writes the fields of its date as they are, followed by `+00'00'`: the
+    // instant goes in as UTC, so the zone written is the right one.
+    let created = printpdf::OffsetDateTime::from_unix_timestamp(data.created_at.timestamp())
+        .map_err(|_| PdfError::InvalidDate)?;
+    doc.metadata.info.creation_date = created;
+    doc.metadata.info.modification_date = created;
+    doc.metadata.info.metadata_date = created;
     let mut warnings = Vec::new();
     Ok(doc
         .with_pages(vec![page])
@@ -464,7 +447,28 @@ mod tests {
             ),
             reference_code: "ADS-2026-7F3K9Q".to_owned(),
             date: "23/11/2026".to_owned(),
+            created_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 23, 20, 5, 9).unwrap(),
             username: Some("niccolo.dalessandro".to_owned()),
+            scheme: String::new(),
+            terms_version: None,
+        }
+    }
+
+    /// A date string of the document information dictionary (`CreationDate`, `ModDate`).
+    fn info_date(pdf: &[u8], key: &[u8]) -> String {
+        let doc = lopdf::Document::load_mem(pdf).unwrap();
+        let info = doc.trailer.get(b"Info").unwrap().as_reference().unwrap();
+        let dict = doc.get_dictionary(info).unwrap();
+        String::from_utf8(dict.get(key).unwrap().as_str().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_form_carries_the_time_it_was_made() {
+        {
+            let pdf = modulo_adesione(&sample()).unwrap();
+            // 20:05:09 UTC (21:05:09 in Rome), written with its zone.
+            assert_eq!(info_date(&pdf, b"CreationDate"), "D:20261123200509+00'00'");
+            assert_eq!(info_date(&pdf, b"ModDate"), "D:20261123200509+00'00'");
         }
     }
 
@@ -561,13 +565,14 @@ mod tests {
         let mut data = sample();
         data.fiscal_code = String::new();
         data.eidas_identifier = Some("ES/IT/02635542Y".to_owned());
-        for pdf in [
-            modulo_adesione(&data).unwrap(),
-            modulo_delega(&data).unwrap(),
-        ] {
+        data.scheme = "eIDAS".to_owned();
+        {
+            let pdf = modulo_adesione(&data).unwrap();
             check_one_a4_page(&pdf);
             let text = text_of(&pdf);
             for needle in [
+                "tramite eIDAS",
+                "identità digitale europea notificata (eIDAS)",
                 "Identificativo eIDAS",
                 "ES/IT/02635542Y",
                 "Paese di rilascio",
@@ -585,21 +590,24 @@ mod tests {
     }
 
     #[test]
-    fn delega_is_one_a4_page_with_the_data() {
-        let pdf = modulo_delega(&sample()).unwrap();
-        check_one_a4_page(&pdf);
-        let text = text_of(&pdf);
-        assert_person(&text);
-        for needle in [
-            "Modulo di delega",
-            "DELEGA",
-            "Cognome e nome del delegato",
-            "Firma del delegato",
-            "Firma del delegante",
-            "segreteria",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
+    fn the_declaration_names_the_scheme_and_the_terms_version() {
+        let mut data = sample();
+        let text = text_of(&modulo_adesione(&data).unwrap());
+        assert!(text.contains("tramite SPID"), "{text}");
+        assert!(!text.contains("versione"), "{text}");
+        data.scheme = "CIE".to_owned();
+        data.terms_version = Some("2026-12".to_owned());
+        let text = text_of(&modulo_adesione(&data).unwrap());
+        assert!(text.contains("tramite CIE"), "{text}");
+        assert!(
+            text.contains("Carta d'identità elettronica (CIE)"),
+            "{text}"
+        );
+        assert!(text.contains("(versione 2026-12)"), "{text}");
+        assert!(
+            text.contains("presso una") && text.contains("scuola"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -615,10 +623,8 @@ mod tests {
         data.id_document = Some(long.clone());
         data.username = Some(long.clone());
         data.reference_code = "R".repeat(40);
-        for pdf in [
-            modulo_adesione(&data).unwrap(),
-            modulo_delega(&data).unwrap(),
-        ] {
+        {
+            let pdf = modulo_adesione(&data).unwrap();
             check_one_a4_page(&pdf);
             // Every glyph inside the page: pdftotext's bounding boxes.
             let html = poppler("pdftotext", &pdf, &["-bbox"]);
@@ -648,7 +654,7 @@ mod tests {
             date: "01/12/2026".to_owned(),
             ..FormData::default()
         };
-        let text = text_of(&modulo_delega(&minimal).unwrap());
+        let text = text_of(&modulo_adesione(&minimal).unwrap());
         assert!(text.contains("BNCNNA90M41F205X"));
         assert!(text.contains('—'));
 
@@ -667,7 +673,7 @@ mod tests {
         ] {
             let mut bad = minimal.clone();
             bad.date = date.to_owned();
-            assert_eq!(modulo_delega(&bad), Err(PdfError::InvalidDate), "{date}");
+            assert_eq!(modulo_adesione(&bad), Err(PdfError::InvalidDate), "{date}");
         }
         assert!(!format!("{minimal:?}").contains("BNCNNA90M41F205X"));
     }

@@ -135,6 +135,26 @@ impl AppError {
         )
     }
 
+    /// The outbox's errors: a bad or unknown name 404, a file that does not read as
+    /// mail 422 with its own page, anything else 500.
+    pub fn from_outbox(e: crate::mail::MailError) -> Self {
+        match e {
+            crate::mail::MailError::BadFileName | crate::mail::MailError::NotFound => {
+                Self::not_found()
+            }
+            crate::mail::MailError::Malformed(detail) => Self::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "POLIS_MAIL_OUTBOX_MALFORMED",
+                "Messaggio non leggibile",
+                "Il file salvato nella posta inviata non è un messaggio e-mail leggibile. \
+                 Torna alla posta inviata e apri un altro messaggio.",
+                detail,
+                "/demo/posta",
+            ),
+            other => Self::internal(other.to_string()),
+        }
+    }
+
     /// A 500 for our own failures.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self(Box::new(Inner {
@@ -206,21 +226,7 @@ impl AppError {
                 None,
             ),
         };
-        // The IdP's own code goes to the technical details; a cancelled login (nr25) is
-        // the person's choice, not a failure; a level lower than asked is retried at
-        // the level asked.
-        let (technical, neutral, title, back) = match &e {
-            SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) if c.0 == 25 => {
-                (Some(c.to_string()), true, "Accesso annullato", "/login")
-            }
-            SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) => {
-                (Some(c.to_string()), false, title, "/login")
-            }
-            SsoError::Saml(SamlError::Level { requested, .. }) => {
-                (None, true, title, retry_at(*requested))
-            }
-            _ => (None, false, title, "/login"),
-        };
+        let (technical, neutral, title, back) = login_outcome(&e, title);
         Self(Box::new(Inner {
             status,
             code,
@@ -451,6 +457,28 @@ impl AppError {
 /// The page of a refused SAML message: the IdP's own refusal (401, with the SPID
 /// ErrorCode explained), a malformed one (400, 413), our failure (500) or a check that
 /// failed (403).
+/// The technical detail, the tone, the title and the way back of a failed login: the
+/// IdP's own code goes to the technical details; a cancelled login (nr25) is the
+/// person's choice, not a failure; a level lower than asked is retried at the level
+/// asked.
+fn login_outcome(
+    e: &SsoError,
+    title: &'static str,
+) -> (Option<String>, bool, &'static str, &'static str) {
+    match e {
+        SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) if c.0 == 25 => {
+            (Some(c.to_string()), true, "Accesso annullato", "/login")
+        }
+        SsoError::Saml(SamlError::IdpStatus { code: Some(c), .. }) => {
+            (Some(c.to_string()), false, title, "/login")
+        }
+        SsoError::Saml(SamlError::Level { requested, .. }) => {
+            (None, true, title, retry_at(*requested))
+        }
+        _ => (None, false, title, "/login"),
+    }
+}
+
 /// How a person recognises an access of SPID level `level`.
 fn level_hint(level: u8) -> &'static str {
     match level {

@@ -152,6 +152,12 @@ pub fn router(state: AppState, limits: RouterLimits) -> Router {
         .merge(oidc_routes())
         .route("/demo/posta", get(enablement::outbox))
         .route("/demo/posta/{file}", get(enablement::outbox_message))
+        .route("/demo/posta/{file}/eml", get(enablement::outbox_raw))
+        .route(
+            "/demo/posta/{file}/allegati/{number}",
+            get(enablement::outbox_attachment),
+        )
+        .route("/favicon.ico", get(crate::httpkit::favicon))
         .route("/metadata", get(sso::metadata))
         .route("/metadata/cie", get(sso::cie_metadata))
         .route("/healthz", get(|| async { "ok" }))

@@ -1929,3 +1929,176 @@ async fn a_hundred_namesakes_log_in_at_once_on_sqlite() {
 async fn a_hundred_namesakes_log_in_at_once_on_postgres() {
     a_hundred_namesakes_log_in_at_once(postgres()).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The demo outbox pages (demo environment, outbox transport)
+// ---------------------------------------------------------------------------------------
+
+/// A date string (`CreationDate`, `ModDate`) of a PDF's information dictionary.
+fn pdf_info_date(pdf: &[u8], key: &[u8]) -> String {
+    let doc = lopdf::Document::load_mem(pdf).unwrap();
+    let info = doc.trailer.get(b"Info").unwrap().as_reference().unwrap();
+    let dict = doc.get_dictionary(info).unwrap();
+    String::from_utf8(dict.get(key).unwrap().as_str().unwrap().to_vec()).unwrap()
+}
+
+/// The message page of a real temporary-CP e-mail shows the message read back (not its
+/// MIME source), each attachment link opens its PDF, dated when it was made; bad ids,
+/// numbers and a broken file get Italian error pages.
+#[tokio::test]
+async fn demo_outbox_renders_the_message_and_opens_its_pdfs() {
+    let env = Env::start_with(
+        std::sync::Arc::new(MemoryStore::new()),
+        EnvOptions {
+            environment: "demo",
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let h = Harness { env, smtp: None };
+    let env = &h.env;
+    let c = env.client();
+    let email = "mario.rossi.con.un.indirizzo.molto.lungo.per.il.telefono@posta.example.it";
+    let temp = until_temp_cp_sent(&h, &c, MARIO, email, ANSWER).await;
+    let issued_at = env.account(MARIO).await.unwrap().temp_cp.unwrap().issued_at;
+
+    let (status, list) = env.get(&c, "/demo/posta").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains(CP_SUBJECT), "{list}");
+    assert!(list.contains("(ora italiana)"), "{list}");
+    let file = list
+        .split("href=\"/demo/posta/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(file.ends_with(".eml"), "{file}");
+
+    let r = c
+        .get(format!("{}/demo/posta/{file}", env.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let page = r.text().await.unwrap();
+    assert!(page.contains(CP_SUBJECT), "{page}");
+    assert!(
+        page.contains(&format!("Codice Personale temporaneo: {temp}")),
+        "{page}"
+    );
+    assert!(page.contains(email), "{page}");
+    assert!(page.contains(MAIL_FROM), "{page}");
+    assert!(page.contains("(ora italiana)"), "{page}");
+    for mime in [
+        "Content-Transfer-Encoding",
+        "Content-Type: multipart",
+        "MIME-Version",
+        "JVBERi0",
+    ] {
+        assert!(!page.contains(mime), "{mime} in {page}");
+    }
+    // The quoted-printable body is decoded.
+    assert!(page.contains("sarà chiesto"), "{page}");
+    assert!(page.contains(&format!("/demo/posta/{file}/eml")), "{page}");
+
+    let want_date = issued_at.format("D:%Y%m%d%H%M%S+00'00'").to_string();
+    let beyond = format!("/demo/posta/{file}/allegati/2");
+    assert!(!page.contains(&beyond), "one attachment only: {page}");
+    for (n, name) in [(1, "modulo-adesione.pdf")] {
+        let href = format!("/demo/posta/{file}/allegati/{n}");
+        assert!(page.contains(&href), "{href} in {page}");
+        assert!(page.contains(name), "{name} in {page}");
+        let r = c.get(format!("{}{href}", env.gw)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{href}");
+        let headers = r.headers().clone();
+        assert_eq!(headers["content-type"], "application/pdf");
+        assert_eq!(
+            headers["content-disposition"],
+            format!("inline; filename=\"{name}\"").as_str()
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["cache-control"], "no-store");
+        let pdf = r.bytes().await.unwrap();
+        assert!(pdf.starts_with(b"%PDF-"), "{href}");
+        assert_eq!(pdf_info_date(&pdf, b"CreationDate"), want_date, "{href}");
+        assert_eq!(pdf_info_date(&pdf, b"ModDate"), want_date, "{href}");
+    }
+
+    // The raw message, for developers: as text, with its MIME headers.
+    let r = c
+        .get(format!("{}/demo/posta/{file}/eml", env.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Content-Transfer-Encoding")
+    );
+
+    // Out of range, not a number, unknown or unsafe ids: the Italian 404 page.
+    for path in [
+        format!("/demo/posta/{file}/allegati/3"),
+        format!("/demo/posta/{file}/allegati/0"),
+        format!("/demo/posta/{file}/allegati/uno"),
+        format!("/demo/posta/{file}/allegati/18446744073709551616"),
+        "/demo/posta/20260101T000000Z-missing.eml".to_owned(),
+        "/demo/posta/20260101T000000Z-missing.eml/allegati/1".to_owned(),
+        "/demo/posta/20260101T000000Z-missing.eml/eml".to_owned(),
+        "/demo/posta/..%2Fpolis.db".to_owned(),
+        "/demo/posta/x.txt".to_owned(),
+    ] {
+        let (status, body) = env.get(&c, &path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("Pagina non trovata"), "{path}: {body}");
+    }
+
+    // A stored file that is not a message: its own page, no panic.
+    let broken = "20260101T000000.000000Z-broken.eml";
+    std::fs::write(env.outbox_dir.join(broken), "questo non è un messaggio").unwrap();
+    for path in [
+        format!("/demo/posta/{broken}"),
+        format!("/demo/posta/{broken}/allegati/1"),
+    ] {
+        let (status, body) = env.get(&c, &path).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert!(body.contains("Messaggio non leggibile"), "{path}: {body}");
+        assert!(
+            body.contains("POLIS_MAIL_OUTBOX_MALFORMED"),
+            "{path}: {body}"
+        );
+    }
+    // The listing still shows the others.
+    let (status, list) = env.get(&c, "/demo/posta").await;
+    assert_eq!(status, 200);
+    assert!(list.contains(CP_SUBJECT), "{list}");
+}
+
+/// `/favicon.ico` is the project's icon, cached like the other static files; every page
+/// links it.
+#[tokio::test]
+async fn favicon_is_served() {
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+    let c = env.client();
+    for (path, kind) in [
+        ("/favicon.ico", "image/x-icon"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ] {
+        let r = c.get(format!("{}{path}", env.gw)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], kind, "{path}");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "public, max-age=3600",
+            "{path}"
+        );
+        assert!(!r.bytes().await.unwrap().is_empty());
+    }
+    let (_, login) = env.get(&c, "/login").await;
+    assert!(login.contains("rel=\"icon\""), "{login}");
+}

@@ -8,7 +8,7 @@ use polis_gateway::mail::smtp::SmtpMailer;
 use polis_gateway::mail::{
     Attachment, MailError, MailFrom, Mailer, OutgoingMail, SmtpConfig, StartTls,
 };
-use polis_gateway::pdf::{FormData, modulo_adesione, modulo_delega};
+use polis_gateway::pdf::{FormData, modulo_adesione};
 
 use crate::support::free_port;
 use crate::support::smtp::{SmtpServer, parse_eml};
@@ -45,7 +45,11 @@ fn form() -> FormData {
         id_document: Some("Carta d'identità CA00000AA".to_owned()),
         reference_code: "ADS-TEST-0001".to_owned(),
         date: "23/11/2026".to_owned(),
+        created_at: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 23, 9, 30, 0)
+            .unwrap(),
         username: Some("niccolo.rossi".to_owned()),
+        scheme: "SPID".to_owned(),
+        terms_version: Some("demo-2026-12".to_owned()),
     }
 }
 
@@ -56,7 +60,7 @@ fn cp_mail(to: Vec<String>) -> OutgoingMail {
         to,
         subject: "Istanze OnLine – Codice Personale temporaneo".to_owned(),
         text_body: "Gentile Niccolò Rossi,\n\nil suo Codice Personale temporaneo è K7P2M9X4QH.\n\
-                    In allegato il modulo di adesione e il modulo di delega.\n"
+                    In allegato il modulo di adesione e la sua copia.\n"
             .to_owned(),
         html_body: Some(
             "<p>Gentile Niccolò Rossi,</p><p>il suo Codice Personale temporaneo è \
@@ -70,9 +74,13 @@ fn cp_mail(to: Vec<String>) -> OutgoingMail {
                 bytes: modulo_adesione(&data).expect("modulo di adesione"),
             },
             Attachment {
-                filename: "modulo-delega.pdf".to_owned(),
+                filename: "modulo-adesione-copia.pdf".to_owned(),
                 content_type: "application/pdf".to_owned(),
-                bytes: modulo_delega(&data).expect("modulo di delega"),
+                bytes: modulo_adesione(&FormData {
+                    reference_code: "ADS-TEST-0002".to_owned(),
+                    ..data.clone()
+                })
+                .expect("second modulo"),
             },
         ],
     }
@@ -174,7 +182,7 @@ async fn outbox_writes_a_parseable_eml_that_list_and_read_see() {
     assert!(entry.file_name.ends_with(".eml"), "{}", entry.file_name);
     assert_eq!(entry.to, vec!["niccolo.rossi@example.it".to_owned()]);
     assert_eq!(entry.subject, mail.subject);
-    assert!(!entry.date.is_empty());
+    assert!(entry.date.is_some());
 
     let text = outbox.read(&entry.file_name).await.expect("read");
     let parsed = parse_eml(text.as_bytes());

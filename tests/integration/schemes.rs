@@ -397,7 +397,7 @@ async fn the_request_asks_an_eidas_person_in_italian_and_english_what_her_node_d
     let page = r.text().await.unwrap();
     assert!(page.contains("id=\"e-birth_place\""), "{page}");
     assert!(page.contains("id=\"e-sex\""), "{page}");
-    assert!(page.contains("Please check the fields"), "{page}");
+    assert!(page.contains("Please correct the fields"), "{page}");
     let account = env
         .account_by_identity(Scheme::Eidas, MARIA_EIDAS)
         .await

@@ -33,7 +33,7 @@ mod terms;
 pub use adesione::{adesione_get, adesione_post, modulo_adesione, resend, sent};
 pub use area::{area_get, area_post, completed, home};
 pub use cp::{change_cp_get, change_cp_post, change_temp_get, change_temp_post};
-pub use outbox::{outbox, outbox_message};
+pub use outbox::{outbox, outbox_attachment, outbox_message, outbox_raw};
 pub use recover::{recover_get, recover_post};
 pub use request::{
     recovery_get, recovery_post, request_get, request_post, review_get, review_post,

@@ -1,11 +1,15 @@
 //! The demo outbox (demo environment with the outbox transport only): the messages
-//! the gateway "sent", readable in the browser.
+//! the gateway "sent", readable in the browser. A message is shown read back
+//! (`mail::stored`: From, To, Subject, the date in Italian time, the text body as
+//! escaped text, the attachments as links); its raw `.eml` stays one link away.
 
 use askama::Template;
 use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::show;
+use crate::mail::outbox::OutboxMailer;
 use crate::web::{AppError, AppState};
 
 struct OutboxRow {
@@ -19,105 +23,189 @@ struct OutboxRow {
 #[template(path = "outbox.html")]
 struct OutboxPage {
     entries: Vec<OutboxRow>,
-    message: Option<(String, String)>,
 }
 
-async fn outbox_page(app: &AppState, open: Option<String>) -> Response {
-    let Some(outbox) = &app.outbox else {
-        return AppError::not_found().into_response();
-    };
-    let entries = match outbox.list().await {
-        Ok(list) => list,
-        Err(e) => return AppError::internal(e.to_string()).into_response(),
-    };
-    let message = match open {
-        None => None,
-        Some(name) => match outbox.read(&name).await {
-            Ok(text) => Some((name, decode_quoted_printable_text(&text))),
-            Err(_) => return AppError::not_found().into_response(),
-        },
-    };
+struct AttachmentLink {
+    number: usize,
+    filename: String,
+    content_type: String,
+    size: String,
+}
+
+#[derive(Template)]
+#[template(path = "outbox_message.html")]
+struct MessagePage {
+    file: String,
+    from: String,
+    to: String,
+    subject: String,
+    when: String,
+    text: String,
+    attachments: Vec<AttachmentLink>,
+}
+
+fn demo_outbox(app: &AppState) -> Result<&OutboxMailer, AppError> {
+    app.outbox.as_deref().ok_or_else(AppError::not_found)
+}
+
+/// `GET /demo/posta` (demo mode only).
+pub async fn outbox(State(app): State<AppState>) -> Result<Response, AppError> {
+    let entries = demo_outbox(&app)?
+        .list()
+        .await
+        .map_err(AppError::from_outbox)?;
     let page = OutboxPage {
         entries: entries
             .into_iter()
             .map(|e| OutboxRow {
-                when: e.date,
+                when: e
+                    .date
+                    .map_or_else(String::new, crate::clock::italian_date_time),
                 to: e.to.join(", "),
-                subject: e.subject,
+                subject: if e.subject.is_empty() {
+                    "(senza oggetto)".to_owned()
+                } else {
+                    e.subject
+                },
                 file: e.file_name,
             })
             .collect(),
-        message,
     };
-    show(&page)
+    Ok(show(&page))
 }
 
-/// The readable part of a message: headers and the quoted-printable text part
-/// decoded; base64 attachments elided.
-fn decode_quoted_printable_text(raw: &str) -> String {
-    let mut out = String::new();
-    let mut in_base64 = false;
-    let mut bytes: Vec<u8> = Vec::new();
-    let flush = |bytes: &mut Vec<u8>, out: &mut String| {
-        out.push_str(&String::from_utf8_lossy(bytes));
-        bytes.clear();
+/// `GET /demo/posta/{file}` (demo mode only): the message read back.
+pub async fn outbox_message(
+    State(app): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, AppError> {
+    let message = demo_outbox(&app)?
+        .message(&file)
+        .await
+        .map_err(AppError::from_outbox)?;
+    let page = MessagePage {
+        from: message.from.join(", "),
+        to: message.to.join(", "),
+        subject: message.subject,
+        when: crate::clock::italian_date_time(message.date),
+        text: message.text,
+        attachments: message
+            .attachments
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| AttachmentLink {
+                number: i + 1,
+                filename: a.filename,
+                content_type: a.content_type,
+                size: human_size(a.bytes.len()),
+            })
+            .collect(),
+        file,
     };
-    for line in raw.lines() {
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with("content-transfer-encoding: base64") {
-            in_base64 = true;
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        if line.starts_with("--") {
-            in_base64 = false;
-        }
-        if in_base64 {
-            if line.is_empty() {
-                continue;
-            }
-            if !out.ends_with("[allegato]\n") {
-                out.push_str("[allegato]\n");
-            }
-            continue;
-        }
-        // Quoted-printable: `=XX` escapes and soft line breaks.
-        let (content, soft) = match line.strip_suffix('=') {
-            Some(c) => (c, true),
-            None => (line, false),
-        };
-        let raw_bytes = content.as_bytes();
-        let mut i = 0;
-        while let Some(&b) = raw_bytes.get(i) {
-            if b == b'='
-                && let (Some(h), Some(l)) = (raw_bytes.get(i + 1), raw_bytes.get(i + 2))
-                && let Ok(v) = u8::from_str_radix(&format!("{}{}", *h as char, *l as char), 16)
-            {
-                bytes.push(v);
-                i += 3;
-                continue;
-            }
-            bytes.push(b);
-            i += 1;
-        }
-        if !soft {
-            bytes.push(b'\n');
-            flush(&mut bytes, &mut out);
-        }
+    Ok(show(&page))
+}
+
+/// `GET /demo/posta/{file}/eml` (demo mode only): the message as stored, as text.
+pub async fn outbox_raw(
+    State(app): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, AppError> {
+    let text = demo_outbox(&app)?
+        .read(&file)
+        .await
+        .map_err(AppError::from_outbox)?;
+    // `file` passed the outbox's name check: ASCII letters, digits, `.`, `-`, `_`.
+    let disposition = content_disposition("inline", &file)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /demo/posta/{file}/allegati/{n}` (demo mode only): attachment `n` (from 1). A
+/// PDF opens in the browser (`inline`); anything else is a download.
+pub async fn outbox_attachment(
+    State(app): State<AppState>,
+    Path((file, number)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let index = number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(AppError::not_found)?;
+    let message = demo_outbox(&app)?
+        .message(&file)
+        .await
+        .map_err(AppError::from_outbox)?;
+    let attachment = message
+        .attachments
+        .into_iter()
+        .nth(index)
+        .ok_or_else(AppError::not_found)?;
+    let name = safe_filename(&attachment.filename, index + 1);
+    let pdf = attachment
+        .content_type
+        .eq_ignore_ascii_case("application/pdf");
+    let (content_type, disposition) = if pdf {
+        ("application/pdf", content_disposition("inline", &name)?)
+    } else {
+        (
+            "application/octet-stream",
+            content_disposition("attachment", &name)?,
+        )
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        attachment.bytes,
+    )
+        .into_response())
+}
+
+fn content_disposition(kind: &str, name: &str) -> Result<HeaderValue, AppError> {
+    HeaderValue::from_str(&format!("{kind}; filename=\"{name}\""))
+        .map_err(|e| AppError::internal(format!("content-disposition: {e}")))
+}
+
+/// The attachment's name for the `Content-Disposition` header: its own when it is a
+/// plain name (ASCII letters, digits, `.`, `-`, `_`, at most 100), else `allegato-<n>`.
+fn safe_filename(name: &str, number: usize) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if plain {
+        name.to_owned()
+    } else {
+        format!("allegato-{number}")
     }
-    flush(&mut bytes, &mut out);
-    out
 }
 
-/// `GET /demo/posta` (demo mode only).
-pub async fn outbox(State(app): State<AppState>) -> Response {
-    outbox_page(&app, None).await
-}
-
-/// `GET /demo/posta/{file}` (demo mode only).
-pub async fn outbox_message(State(app): State<AppState>, Path(file): Path<String>) -> Response {
-    outbox_page(&app, Some(file)).await
+/// `3,2 kB` / `812 byte`.
+fn human_size(bytes: usize) -> String {
+    if bytes < 1024 {
+        format!("{bytes} byte")
+    } else {
+        let tenths = bytes.saturating_mul(10) / 1024;
+        format!("{},{} kB", tenths / 10, tenths % 10)
+    }
 }
 
 #[cfg(test)]
@@ -125,12 +213,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoted_printable_text_is_decoded_and_attachments_elided() {
-        let raw = "Subject: x\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCodice Personale temporaneo: ABCD2345EFGH\r\nla citt=C3=A0 =\r\ndi Roma\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0x\r\nAAAA\r\n--b--\r\n";
-        let text = decode_quoted_printable_text(raw);
-        assert!(text.contains("Codice Personale temporaneo: ABCD2345EFGH"));
-        assert!(text.contains("la città di Roma"));
-        assert!(text.contains("[allegato]"));
-        assert!(!text.contains("JVBERi0x"));
+    fn download_names_are_plain_or_replaced() {
+        assert_eq!(
+            safe_filename("modulo-adesione.pdf", 1),
+            "modulo-adesione.pdf"
+        );
+        for bad in ["", ".x", "a\"b.pdf", "a b.pdf", "à.pdf", "a/b", "x\r\ny"] {
+            assert_eq!(safe_filename(bad, 2), "allegato-2", "{bad:?}");
+        }
+        assert_eq!(human_size(812), "812 byte");
+        assert_eq!(human_size(3277), "3,2 kB");
     }
 }

@@ -59,6 +59,8 @@ pub struct EnvOptions {
     pub session_timeouts: (u64, u64),
     /// `[oidc]` `refresh_token_ttl_seconds` and `refresh_family_lifetime_seconds`.
     pub oidc_refresh_lifetimes: (u64, u64),
+    /// `environment` (`"test"`; `"demo"` serves the outbox pages at `/demo/posta`).
+    pub environment: &'static str,
 }
 
 impl Default for EnvOptions {
@@ -74,6 +76,7 @@ impl Default for EnvOptions {
             extra_toml: String::new(),
             session_timeouts: (1800, 28800),
             oidc_refresh_lifetimes: (3600, 3600),
+            environment: "test",
         }
     }
 }
@@ -265,7 +268,7 @@ impl Env {
         };
         let toml = format!(
             r#"
-environment = "test"
+environment = "{environment}"
 data_dir = "{data_dir}"
 [server]
 listen = "{gw_addr}"
@@ -323,6 +326,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             idp_crt = p("idp.crt").display(),
             txlog = txlog_dir.display(),
             ttl = opts.request_ttl_seconds,
+            environment = opts.environment,
             data_dir = p("data").display(),
             session_key = p("session-cookie.key").display(),
             cp_key = p("cp-hmac.key").display(),
