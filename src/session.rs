@@ -108,6 +108,29 @@ fn key(token: &str) -> String {
     format!("polis:sess:{token}")
 }
 
+/// Who a session belonged to, kept after the session record: told apart from a cookie
+/// that never had one, an expired session gets «La sessione è scaduta», and what its
+/// owner typed in a form can be given back to that owner only. Keyed by the token's
+/// hash; deleted by a logout.
+fn owner_key(token: &str) -> String {
+    format!(
+        "polis:sessowner:{}",
+        hex::encode(openssl::sha::sha256(token.as_bytes()))
+    )
+}
+
+fn draft_key(account_id: Uuid, form: &str) -> String {
+    format!("polis:draft:{account_id}:{form}")
+}
+
+/// How long what was typed in a form whose session had expired waits for its owner's
+/// next login.
+pub const DRAFT_TTL: Duration = Duration::from_secs(3600);
+/// At most this many fields of at most [`DRAFT_FIELD_MAX`] characters are kept.
+pub const DRAFT_FIELDS_MAX: usize = 24;
+/// Longest kept field value, in characters.
+pub const DRAFT_FIELD_MAX: usize = 200;
+
 fn login_key(idp_entity_id: &str, name_id: &str) -> String {
     format!(
         "polis:sesslogin:{}",
@@ -154,6 +177,14 @@ impl SessionStore {
             last_seen_at: now,
         };
         self.write(&token, &session, now).await?;
+        // Its owner, for as long as the session could have lived.
+        self.state
+            .put(
+                &owner_key(&token),
+                account_id.to_string().as_bytes(),
+                self.settings.absolute_timeout,
+            )
+            .await?;
         // Index for IdP-initiated logout: the transient NameID names this session.
         self.state
             .put(
@@ -221,6 +252,9 @@ impl SessionStore {
 
     /// Ends a session (no error if it is already gone).
     pub async fn end(&self, token: &str) -> Result<(), StateError> {
+        if valid_token(token) {
+            self.state.delete(&owner_key(token)).await?;
+        }
         if valid_token(token)
             && let Some(raw) = self.state.take(&key(token)).await?
             && let Ok(session) = serde_json::from_slice::<WebSession>(&raw)
@@ -233,6 +267,53 @@ impl SessionStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The account whose session `token` was, when that session expired (idle or
+    /// absolute timeout) rather than ended by a logout; `None` otherwise.
+    pub async fn expired_owner(&self, token: &str) -> Result<Option<Uuid>, StateError> {
+        if !valid_token(token) || self.state.get(&key(token)).await?.is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .state
+            .get(&owner_key(token))
+            .await?
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|id| Uuid::parse_str(&id).ok()))
+    }
+
+    /// Keeps `fields` (name → value, bounded by [`DRAFT_FIELDS_MAX`] and
+    /// [`DRAFT_FIELD_MAX`]) of form `form` for `account_id`'s next login
+    /// ([`DRAFT_TTL`]). The caller passes only fields that are no secret.
+    pub async fn keep_draft(
+        &self,
+        account_id: Uuid,
+        form: &str,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        let bounded: std::collections::BTreeMap<&String, String> = fields
+            .iter()
+            .take(DRAFT_FIELDS_MAX)
+            .map(|(k, v)| (k, v.chars().take(DRAFT_FIELD_MAX).collect()))
+            .collect();
+        let value = serde_json::to_vec(&bounded).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.state
+            .put(&draft_key(account_id, form), &value, DRAFT_TTL)
+            .await
+    }
+
+    /// Takes (one use) what was kept of form `form` for `account_id`.
+    pub async fn take_draft(
+        &self,
+        account_id: Uuid,
+        form: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, StateError> {
+        Ok(self
+            .state
+            .take(&draft_key(account_id, form))
+            .await?
+            .and_then(|raw| serde_json::from_slice(&raw).ok()))
     }
 
     /// Parks a verified login until the browser that started it comes to
@@ -350,6 +431,55 @@ mod tests {
         assert!(!loaded.csrf_matches(&token));
         sessions.end(&token).await.unwrap();
         assert!(sessions.load(&token, later).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_names_its_owner_and_a_logout_does_not() {
+        let now = t0();
+        let (_, sessions) = store(600, 3600);
+        let id = Uuid::new_v4();
+        let (token, _) = sessions.open(login(now), id, now).await.unwrap();
+        assert_eq!(sessions.expired_owner(&token).await.unwrap(), None, "live");
+        let late = now + chrono::Duration::seconds(601);
+        assert!(sessions.load(&token, late).await.unwrap().is_none());
+        assert_eq!(sessions.expired_owner(&token).await.unwrap(), Some(id));
+        assert_eq!(sessions.expired_owner("short").await.unwrap(), None);
+
+        let (ended, _) = sessions.open(login(now), id, now).await.unwrap();
+        sessions.end(&ended).await.unwrap();
+        assert_eq!(
+            sessions.expired_owner(&ended).await.unwrap(),
+            None,
+            "logged out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_draft_is_kept_bounded_for_its_owner_and_taken_once() {
+        let (_, sessions) = store(600, 3600);
+        let (owner, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut fields: std::collections::BTreeMap<String, String> = (0..30)
+            .map(|i| (format!("f{i:02}"), "v".to_owned()))
+            .collect();
+        fields.insert("a".to_owned(), "x".repeat(500));
+        sessions
+            .keep_draft(owner, "richiesta", &fields)
+            .await
+            .unwrap();
+        assert_eq!(sessions.take_draft(other, "richiesta").await.unwrap(), None);
+        assert_eq!(sessions.take_draft(owner, "dati").await.unwrap(), None);
+        let kept = sessions
+            .take_draft(owner, "richiesta")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.len(), DRAFT_FIELDS_MAX);
+        assert_eq!(kept["a"].chars().count(), DRAFT_FIELD_MAX);
+        assert_eq!(
+            sessions.take_draft(owner, "richiesta").await.unwrap(),
+            None,
+            "once"
+        );
     }
 
     #[tokio::test]

@@ -325,6 +325,26 @@ impl AppError {
         )
     }
 
+    /// A 401 for a link followed or a form posted after the session expired; `kept`:
+    /// what the form held was kept for the next login.
+    pub fn session_expired(kept: bool) -> Self {
+        let mut e = Self::page(
+            StatusCode::UNAUTHORIZED,
+            "POLIS_SESSION_EXPIRED",
+            "Sessione scaduta",
+            "La sessione è scaduta per inattività o per durata massima: per la tua sicurezza devi accedere di nuovo.",
+            "the session of this cookie expired",
+            "/login",
+        );
+        e.0.hint = Some(if kept {
+            "I dati che avevi inserito nel modulo non sono stati salvati, ma li abbiamo conservati: dopo il nuovo accesso li ritroverai nel modulo, da controllare e inviare. I codici e le risposte segrete non vengono mai conservati.".to_owned()
+        } else {
+            "Nessuna modifica è stata salvata.".to_owned()
+        });
+        e.0.neutral = true;
+        e
+    }
+
     /// A 503/500 for the state store.
     pub fn from_state(e: StateError) -> Self {
         Self::from_sso(crate::sso::SsoError::State(e))

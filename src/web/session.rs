@@ -2,7 +2,10 @@
 //! check every state-changing form goes through.
 //!
 //! - [`Authed`]: a request with a live session. Without one a page request is sent to
-//!   `/` (303) and anything else gets the 401 page.
+//!   `/` (303) and anything else gets the 401 page; a cookie whose session expired gets
+//!   «La sessione è scaduta» (401, the cookie dropped), and a form posted with it keeps
+//!   what was typed (no secrets) for its owner's next login
+//!   (`SessionStore::keep_draft`, given back by the form's page).
 //! - [`SessionForm`]: a form POST with a live session whose `csrf` field matches the
 //!   session's token (403 `POLIS_CSRF` otherwise, before the form is even parsed), so a
 //!   handler cannot forget the check.
@@ -109,29 +112,65 @@ impl Authed {
 
     /// The session of a request, if any (no rejection).
     pub async fn optional(parts: &mut Parts, app: &AppState) -> Result<Option<Self>, AppError> {
-        let jar: PrivateCookieJar = match PrivateCookieJar::from_request_parts(parts, app).await {
-            Ok(jar) => jar,
-            Err(never) => match never {},
-        };
-        let Some(cookie) = jar.get(SESSION_COOKIE) else {
-            return Ok(None);
-        };
-        let token = cookie.value().to_owned();
-        let session = app.sessions.load(&token, app.clock.now()).await?;
-        Ok(session.map(|session| Self { token, session }))
+        Ok(match lookup(parts, app).await? {
+            Lookup::Live(authed) => Some(*authed),
+            Lookup::Expired { .. } | Lookup::Nothing => None,
+        })
     }
+}
+
+/// What the cookie of a request leads to.
+enum Lookup {
+    /// A live session.
+    Live(Box<Authed>),
+    /// A session that expired; `owner` is its account.
+    Expired { owner: uuid::Uuid },
+    /// No cookie, or one that never had (or no longer has any trace of) a session.
+    Nothing,
+}
+
+async fn lookup(parts: &mut Parts, app: &AppState) -> Result<Lookup, AppError> {
+    let jar: PrivateCookieJar = match PrivateCookieJar::from_request_parts(parts, app).await {
+        Ok(jar) => jar,
+        Err(never) => match never {},
+    };
+    let Some(cookie) = jar.get(SESSION_COOKIE) else {
+        return Ok(Lookup::Nothing);
+    };
+    let token = cookie.value().to_owned();
+    if let Some(session) = app.sessions.load(&token, app.clock.now()).await? {
+        return Ok(Lookup::Live(Box::new(Authed { token, session })));
+    }
+    Ok(match app.sessions.expired_owner(&token).await? {
+        Some(owner) => Lookup::Expired { owner },
+        None => Lookup::Nothing,
+    })
+}
+
+/// «La sessione è scaduta», with the cookie dropped.
+async fn expired(parts: &mut Parts, app: &AppState, kept: bool) -> Response {
+    let jar: PrivateCookieJar = match PrivateCookieJar::from_request_parts(parts, app).await {
+        Ok(jar) => jar,
+        Err(never) => match never {},
+    };
+    (
+        jar.remove(removal_cookie()),
+        AppError::session_expired(kept),
+    )
+        .into_response()
 }
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        match Self::optional(parts, app).await {
-            Ok(Some(authed)) => Ok(authed),
-            Ok(None) if parts.method == Method::GET || parts.method == Method::HEAD => {
+        match lookup(parts, app).await {
+            Ok(Lookup::Live(authed)) => Ok(*authed),
+            Ok(Lookup::Expired { .. }) => Err(expired(parts, app, false).await),
+            Ok(Lookup::Nothing) if parts.method == Method::GET || parts.method == Method::HEAD => {
                 Err(Redirect::to("/").into_response())
             }
-            Ok(None) => Err(AppError::session_required().into_response()),
+            Ok(Lookup::Nothing) => Err(AppError::session_required().into_response()),
             Err(e) => Err(e.into_response()),
         }
     }
@@ -173,9 +212,13 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for SessionForm<T> {
 
     async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let authed = match Authed::optional(&mut parts, app).await {
-            Ok(Some(a)) => a,
-            Ok(None) => return Err(AppError::session_required().into_response()),
+        let authed = match lookup(&mut parts, app).await {
+            Ok(Lookup::Live(a)) => *a,
+            Ok(Lookup::Expired { owner }) => {
+                let kept = keep_typed(app, owner, parts.uri.path(), body).await;
+                return Err(expired(&mut parts, app, kept).await);
+            }
+            Ok(Lookup::Nothing) => return Err(AppError::session_required().into_response()),
             Err(e) => return Err(e.into_response()),
         };
         let req = Request::from_parts(parts, body);
@@ -186,6 +229,35 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for SessionForm<T> {
         let form = serde_urlencoded::from_bytes::<T>(&bytes)
             .map_err(|e| AppError::bad_request(e.to_string()).into_response())?;
         Ok(Self { authed, form })
+    }
+}
+
+/// A form posted after its session expired: the fields of that form that are no secret
+/// (`super::enablement::draft_fields`), kept for the session's owner. Whether anything
+/// was kept; a failure keeps nothing and is logged.
+async fn keep_typed(app: &AppState, owner: uuid::Uuid, path: &str, body: axum::body::Body) -> bool {
+    let Some((form, allowed)) = super::enablement::draft_fields(path) else {
+        return false;
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return false;
+    };
+    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) else {
+        return false;
+    };
+    let fields: std::collections::BTreeMap<String, String> = pairs
+        .into_iter()
+        .filter(|(name, value)| allowed.contains(&name.as_str()) && !value.trim().is_empty())
+        .collect();
+    if fields.is_empty() {
+        return false;
+    }
+    match app.sessions.keep_draft(owner, form, &fields).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "the fields of an expired session's form were not kept");
+            false
+        }
     }
 }
 

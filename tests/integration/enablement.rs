@@ -2102,3 +2102,84 @@ async fn favicon_is_served() {
     let (_, login) = env.get(&c, "/login").await;
     assert!(login.contains("rel=\"icon\""), "{login}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Session expiry
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn after_expiry_a_link_says_so_and_a_form_keeps_what_was_typed_for_its_owner() {
+    // `[session]` idle 1800 s (the harness default).
+    let h = Harness::start(Database::Sqlite, false).await;
+    let env = &h.env;
+
+    // A link followed after the session expired: «La sessione è scaduta», the cookie
+    // dropped; then, with no cookie left, the usual way home.
+    let c = env.client();
+    expect_redirect(env.login(&c, MARIO).await, "/abilitazione", "login").await;
+    env.clock.advance(chrono::Duration::seconds(1801));
+    let (status, body) = env.get(&c, "/abilitazione/domanda").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("La sessione è scaduta"), "{body}");
+    assert!(body.contains("POLIS_SESSION_EXPIRED"), "{body}");
+    let r = c
+        .get(format!("{}/abilitazione/domanda", env.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the expired cookie was dropped");
+
+    // A form posted after expiry: the same page, nothing saved, what was typed kept
+    // (never the CSRF token or a secret) for the same person's next login.
+    let c = env.client();
+    expect_redirect(env.login(&c, GIULIA).await, "/abilitazione", "login").await;
+    let token = csrf(&page(env, &c, "/abilitazione/richiesta").await);
+    env.clock.advance(chrono::Duration::seconds(1801));
+    let mut typed = request_fields("giulia.b@posta.example.it");
+    typed.push(("csrf", token.clone()));
+    typed.push(("answer", "segreto".to_owned()));
+    let r = env
+        .post_raw(&c, "/abilitazione/richiesta", &pairs(&typed))
+        .await;
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("La sessione è scaduta"), "{body}");
+    assert!(body.contains("li abbiamo conservati"), "{body}");
+    let account = env.account(GIULIA).await.unwrap();
+    assert!(account.domicile.is_none(), "nothing saved");
+
+    // Someone else logging in on this browser gets nothing of it.
+    expect_redirect(env.login(&c, LUCA).await, "/abilitazione", "login").await;
+    let other = page(env, &c, "/abilitazione/richiesta").await;
+    assert!(!other.contains("Via dei Mille 5"), "{other}");
+    assert!(!other.contains("giulia.b@"), "{other}");
+
+    // Giulia, logging in again, finds her data in the form, once.
+    let c = env.client();
+    expect_redirect(env.login(&c, GIULIA).await, "/abilitazione", "login").await;
+    let html = page(env, &c, "/abilitazione/richiesta").await;
+    assert!(html.contains("Abbiamo ritrovato i dati"), "{html}");
+    assert_eq!(
+        input_value(&html, "street").as_deref(),
+        Some("Via dei Mille 5")
+    );
+    assert_eq!(
+        input_value(&html, "email").as_deref(),
+        Some("giulia.b@posta.example.it")
+    );
+    assert_ne!(input_value(&html, "csrf").as_deref(), Some(token.as_str()));
+    let again = page(env, &c, "/abilitazione/richiesta").await;
+    assert!(!again.contains("Abbiamo ritrovato i dati"), "once: {again}");
+
+    // After «Esci», the cookie gone, a form post is the plain 401: nothing expired.
+    let html = page(env, &c, "/abilitazione/richiesta").await;
+    let token = csrf(&html);
+    let r = env.post_raw(&c, "/logout", &[("csrf", &token)]).await;
+    assert!(r.status().is_redirection());
+    let r = env
+        .post_raw(&c, "/abilitazione/richiesta", &[("csrf", &token)])
+        .await;
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("POLIS_SESSION_REQUIRED"), "{body}");
+}

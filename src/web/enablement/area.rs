@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    Field, FormError, MessagePage, account_rows, contact_fields, english_for, invalid_form,
-    resume_path, see_other, show, state_label, step_path, with_errors,
+    DRAFT_NOTICE, Field, FormError, MessagePage, account_rows, contact_fields, english_for,
+    invalid_form, kept_draft, resume_path, see_other, show, state_label, step_path, with_errors,
 };
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::forms::ContactForm;
@@ -156,12 +156,14 @@ pub async fn area_get(
         .page(authed.session.account_id, Page::Enabled)
         .await?;
     let account = shown!(page, resume_path);
-    let mut page = area_page(
-        &account,
-        &authed.session,
-        &ContactForm::from_account(&account),
-    );
-    if q.salvato.is_some() {
+    let kept = kept_draft::<ContactForm>(&app, &authed, "dati").await?;
+    let form = kept
+        .clone()
+        .unwrap_or_else(|| ContactForm::from_account(&account));
+    let mut page = area_page(&account, &authed.session, &form);
+    if kept.is_some() {
+        page.notice = Some(DRAFT_NOTICE.to_owned());
+    } else if q.salvato.is_some() {
         page.notice = Some("I tuoi recapiti sono stati aggiornati.".to_owned());
     } else if q.cp.is_some() {
         page.notice = Some("Il Codice Personale è stato modificato.".to_owned());

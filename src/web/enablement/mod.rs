@@ -476,6 +476,69 @@ fn account_rows(account: &Account) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// The contact fields of the request and of the personal area.
+const CONTACT_FIELDS: [&str; 8] = [
+    "email",
+    "mobile",
+    "landline",
+    "street",
+    "postal_code",
+    "municipality",
+    "province",
+    "nation",
+];
+/// The request's fields: the contacts, the document and the personal data asked.
+const REQUEST_FIELDS: [&str; 16] = [
+    "email",
+    "mobile",
+    "landline",
+    "street",
+    "postal_code",
+    "municipality",
+    "province",
+    "nation",
+    "doc_kind",
+    "doc_number",
+    "doc_issuer",
+    "doc_issued_on",
+    "doc_expires_on",
+    "birth_date",
+    "birth_place",
+    "sex",
+];
+
+/// The forms whose fields are kept when their session expired (`(draft name, fields)`
+/// by path): only data, never a code, an answer or a token.
+pub fn draft_fields(path: &str) -> Option<(&'static str, &'static [&'static str])> {
+    match path {
+        "/abilitazione/richiesta" => Some(("richiesta", &REQUEST_FIELDS)),
+        "/area-riservata/dati" => Some(("dati", &CONTACT_FIELDS)),
+        _ => None,
+    }
+}
+
+/// What was kept of form `name` for this session's account, as the form `T`, once.
+async fn kept_draft<T: serde::de::DeserializeOwned>(
+    app: &AppState,
+    authed: &Authed,
+    name: &str,
+) -> Result<Option<T>, AppError> {
+    let Some(fields) = app
+        .sessions
+        .take_draft(authed.session.account_id, name)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let pairs: Vec<(String, String)> = fields.into_iter().collect();
+    Ok(serde_urlencoded::to_string(&pairs)
+        .ok()
+        .and_then(|q| serde_urlencoded::from_str::<T>(&q).ok()))
+}
+
+/// The notice of a form filled again with what was kept.
+const DRAFT_NOTICE: &str = "Abbiamo ritrovato i dati che avevi inserito prima che la sessione scadesse: controllali e invia di nuovo il modulo.";
+
 /// A form with only the CSRF token.
 #[derive(Debug, Deserialize)]
 pub struct Empty {}

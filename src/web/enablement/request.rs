@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::{
-    Empty, Field, FormPage, account_rows, contact_fields, refused, see_other, show, step_path,
+    DRAFT_NOTICE, Empty, Field, FormPage, account_rows, contact_fields, kept_draft, refused,
+    see_other, show, step_path,
 };
 use crate::enablement::Page;
 use crate::enablement::forms::{
@@ -134,8 +135,16 @@ pub async fn request_get(
         .page(authed.session.account_id, Page::Request)
         .await?;
     let account = shown!(page, step_path);
-    let form = RequestForm::prefill(&account, Some(&authed.session.login));
-    Ok(show(&request_page(&authed.session, &form)))
+    let (form, notice) = match kept_draft::<RequestForm>(&app, &authed, "richiesta").await? {
+        Some(kept) => (kept, Some(DRAFT_NOTICE.to_owned())),
+        None => (
+            RequestForm::prefill(&account, Some(&authed.session.login)),
+            None,
+        ),
+    };
+    let mut page = request_page(&authed.session, &form);
+    page.notice = notice;
+    Ok(show(&page))
 }
 
 /// `POST /abilitazione/richiesta`.
