@@ -1205,15 +1205,40 @@ mod tests {
         ] {
             TrustedCert::from_pem(&shipped(pem)).unwrap_or_else(|e| panic!("{pem}: {e}"));
         }
-        // The signed FICEP production document is signed by the production pin
-        // (`xmlsec1 --verify` says OK), but with `Reference URI=""`, which our
-        // signature-shape rule refuses (a Reference must name the signed element's ID):
-        // it is refused as shipped, not verified with a weaker rule.
+        // The signed FICEP production document: an enveloped root signature with
+        // `Reference URI=""` (the whole document), RSA-SHA512. It verifies with the
+        // production pin, and everything in it is covered (the verified IdPs are those
+        // of the whole document). The pin expired on 2024-10-27 and `now()` is in 2026:
+        // a metadata-signing pin's own validity dates are not checked (xmlsec uses its
+        // key only; the pin is the anchor, `validUntil` the expiry), as before.
         let xml = String::from_utf8(shipped("ficep/ficep-production.xml")).unwrap();
         let pin =
             TrustedCert::from_pem(&shipped("ficep/ficep-production-metadata-signing.pem")).unwrap();
-        let err = parse_signed_aggregate(&xml, &pin, now()).unwrap_err();
-        assert!(err.to_string().contains("Reference URI"), "{err}");
+        let idps = parse_signed_aggregate(&xml, &pin, now()).unwrap();
+        assert_eq!(idps, parse_idp_metadata(&xml).unwrap());
+        assert_eq!(idps.len(), 1);
+        assert_eq!(
+            idps[0].entity_id,
+            "https://sp-proxy.eid.gov.it/spproxy/idpit"
+        );
+        assert!(idps[0].sso_redirect.is_some() || idps[0].sso_post.is_some());
+        // One attribute changed in the IDPSSODescriptor: refused.
+        let location = r#"Location="https://sp-proxy.eid.gov.it/spproxy/samlsso""#;
+        assert!(xml.contains(location), "the fixture changed");
+        let tampered = xml.replacen(location, r#"Location="https://evil.example/samlsso""#, 1);
+        assert_eq!(
+            parse_signed_aggregate(&tampered, &pin, now()),
+            Err(crate::saml::SamlError::SignatureInvalid)
+        );
+        // Another certificate (the FICEP QA pin, a test key): refused.
+        let qa = TrustedCert::from_pem(&shipped("ficep/ficep-qa-metadata-signing.pem")).unwrap();
+        let (_, test_cert) = key("not FICEP");
+        for other in [qa, test_cert] {
+            assert_eq!(
+                parse_signed_aggregate(&xml, &other, now()),
+                Err(crate::saml::SamlError::SignatureInvalid)
+            );
+        }
         // The CIE documents are unsigned: their IdP signing certificate is the pin.
         for (md, pem) in [
             ("cie/cie-production.xml", "cie/cie-production-signing.pem"),

@@ -150,7 +150,7 @@ fn contact(x: &mut String, contact_type: &str, c: &CieContact) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saml::sign::{TrustedCert, check_signature_shape, verify_and_reduce};
+    use crate::saml::sign::{ReferenceRule, TrustedCert, check_signature_shape, verify_and_reduce};
     use crate::saml::xml::{self, Element, Limits};
 
     fn descriptor() -> CieDescriptor {
@@ -217,9 +217,9 @@ mod tests {
         assert!(root.is(NS_MD, "EntityDescriptor"));
         let id = root.attr("ID").unwrap().to_owned();
         let sig = root.required_child(NS_DS, "Signature").unwrap();
-        check_signature_shape(sig, &id).unwrap();
+        check_signature_shape(sig, &id, ReferenceRule::IdOnly).unwrap();
         let cert = TrustedCert::from_der(key.certificate().to_der().unwrap()).unwrap();
-        verify_and_reduce(&xml_text, &[cert], Limits::default()).unwrap();
+        verify_and_reduce(&xml_text, &[cert], Limits::default(), ReferenceRule::IdOnly).unwrap();
 
         let sp = root.required_child(NS_MD, "SPSSODescriptor").unwrap();
         assert_eq!(sp.attr("AuthnRequestsSigned"), Some("true"));

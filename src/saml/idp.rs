@@ -9,7 +9,7 @@ use super::error::{SamlError, SpidErrorCode};
 use super::idp_metadata::signing_certs;
 use super::ids::new_id;
 use super::sign::{
-    SigningKey, TrustedCert, check_signature_shape, verify_and_reduce, verify_octets,
+    ReferenceRule, SigningKey, TrustedCert, check_signature_shape, verify_and_reduce, verify_octets,
 };
 use super::time::format_instant;
 use super::xml::{self, Element, Limits, escape};
@@ -245,7 +245,11 @@ pub fn verify_post_request(
     let sig = root
         .unique_child(NS_DS, "Signature")?
         .ok_or(SamlError::SignatureMissing("AuthnRequest"))?;
-    check_signature_shape(sig, root.attr("ID").unwrap_or_default())?;
+    check_signature_shape(
+        sig,
+        root.attr("ID").unwrap_or_default(),
+        ReferenceRule::IdOnly,
+    )?;
     if root
         .descendants()
         .iter()
@@ -255,7 +259,7 @@ pub fn verify_post_request(
     {
         return Err(SamlError::Structure("misplaced Signature".into()));
     }
-    let reduced = verify_and_reduce(xml_text, sp_certs, limits)?;
+    let reduced = verify_and_reduce(xml_text, sp_certs, limits, ReferenceRule::IdOnly)?;
     if reduced.attr("ID") != root.attr("ID") {
         return Err(SamlError::Structure(
             "the signature does not cover the request".into(),

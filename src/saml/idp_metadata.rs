@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 
 use super::error::SamlError;
-use super::sign::{TrustedCert, check_signature_shape, verify_and_reduce};
+use super::sign::{ReferenceRule, TrustedCert, check_signature_shape, verify_and_reduce};
 use super::xml::{self, Element, Limits};
 use super::{BINDING_POST, BINDING_REDIRECT, NS_DS, NS_MD};
 
@@ -168,11 +168,16 @@ pub fn parse_idp_metadata(text: &str) -> Result<Vec<IdpDescriptor>, SamlError> {
     descriptors_of(&xml::parse(text, METADATA_LIMITS)?)
 }
 
-/// Reads a signed aggregate (the AgID registry): the root must carry an enveloped
-/// signature that verifies with `registry_cert`; only the signed content is used. An
-/// aggregate whose own `validUntil` is not after `now` is refused whole
-/// ([`SamlError::Time`]); entities inside it that expire earlier carry their
-/// `valid_until` for the caller to check.
+/// Reads a signed aggregate (the AgID registry) or a single signed EntityDescriptor
+/// (FICEP): the root must carry an enveloped signature, as its direct child, that
+/// verifies with `registry_cert`; only the signed content is used. That root signature
+/// may reference the root by ID (`URI="#<ID>"`) or the whole document (`URI=""`,
+/// [`ReferenceRule::IdOrWholeDocument`]); a per-entity signature inside an aggregate
+/// must name its EntityDescriptor's ID. An aggregate whose own `validUntil` is not
+/// after `now` is refused whole ([`SamlError::Time`]); entities inside it that expire
+/// earlier carry their `valid_until` for the caller to check. The signing
+/// certificate's own validity dates are not checked (xmlsec verifies with its key
+/// only): the pin is the trust anchor.
 pub fn parse_signed_aggregate(
     text: &str,
     registry_cert: &TrustedCert,
@@ -184,7 +189,11 @@ pub fn parse_signed_aggregate(
         .ok_or(SamlError::SignatureMissing(
             "the registry aggregate must be signed",
         ))?;
-    check_signature_shape(sig, root.attr("ID").unwrap_or_default())?;
+    check_signature_shape(
+        sig,
+        root.attr("ID").unwrap_or_default(),
+        ReferenceRule::IdOrWholeDocument,
+    )?;
     // Per-entity signatures may also be present: each must sit directly in its
     // EntityDescriptor, pass the shape check, and (below) verify with the registry key.
     let mut placed = 1;
@@ -192,7 +201,11 @@ pub fn parse_signed_aggregate(
         if entity.is(NS_MD, "EntityDescriptor")
             && let Some(s) = entity.unique_child(NS_DS, "Signature")?
         {
-            check_signature_shape(s, entity.attr("ID").unwrap_or_default())?;
+            check_signature_shape(
+                s,
+                entity.attr("ID").unwrap_or_default(),
+                ReferenceRule::IdOnly,
+            )?;
             placed += 1;
         }
     }
@@ -206,8 +219,13 @@ pub fn parse_signed_aggregate(
             "a Signature is misplaced in the aggregate".into(),
         ));
     }
-    let reduced = verify_and_reduce(text, std::slice::from_ref(registry_cert), METADATA_LIMITS)?;
-    if reduced.attr("ID") != root.attr("ID") {
+    let reduced = verify_and_reduce(
+        text,
+        std::slice::from_ref(registry_cert),
+        METADATA_LIMITS,
+        ReferenceRule::IdOrWholeDocument,
+    )?;
+    if reduced.ns != root.ns || reduced.name != root.name || reduced.attr("ID") != root.attr("ID") {
         return Err(SamlError::Structure(
             "the signature does not cover the whole aggregate".into(),
         ));
@@ -286,6 +304,132 @@ mod tests {
         .unwrap();
         assert_eq!(single[0].valid_until, None);
         assert!(single[0].is_valid_at(at("2999-01-01T00:00:00Z")));
+    }
+
+    fn key(cn: &str) -> (crate::saml::SigningKey, TrustedCert) {
+        let g = crate::keygen::generate_idp_test_cert(cn, 30).unwrap();
+        let k = crate::saml::SigningKey::from_pem(&g.key_pem, &g.cert_pem).unwrap();
+        let c = k.trusted_cert().unwrap();
+        (k, c)
+    }
+
+    /// An aggregate whose root holds `root_sig` first, then entities A and B (`inner`
+    /// inside B's EntityDescriptor, `deep` inside its IDPSSODescriptor).
+    fn aggregate(root_attrs: &str, root_sig: &str, inner: &str, deep: &str) -> String {
+        format!(
+            r#"<md:EntitiesDescriptor xmlns:md="{NS_MD}" {root_attrs}>{root_sig}{}<md:EntityDescriptor entityID="https://b.example" ID="_b">{inner}<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{deep}<md:SingleSignOnService Binding="{BINDING_POST}" Location="https://b.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor></md:EntitiesDescriptor>"#,
+            entity("https://a.example", r#"ID="_a""#, ""),
+        )
+    }
+
+    fn whole(k: &crate::saml::SigningKey) -> String {
+        super::super::sign::whole_document_template(k.cert_base64())
+    }
+
+    #[test]
+    fn a_root_signature_over_the_whole_document_verifies_and_covers_it() {
+        let (k, cert) = key("registry");
+        let now = at("2026-03-02T10:00:00Z");
+        for root_attrs in [r#"ID="_agg" Name="reg""#, r#"Name="no ID""#] {
+            let signed = k
+                .sign_enveloped(&aggregate(root_attrs, &whole(&k), "", ""))
+                .unwrap();
+            assert!(signed.contains(r#"<ds:Reference URI="">"#));
+            let idps = parse_signed_aggregate(&signed, &cert, now).unwrap();
+            assert_eq!(idps, parse_idp_metadata(&signed).unwrap(), "{root_attrs}");
+            assert_eq!(idps.len(), 2);
+            assert_eq!(idps[1].sso_post.as_deref(), Some("https://b.example/sso"));
+            // Any change anywhere in the document breaks it.
+            for tampered in [
+                signed.replace("https://b.example/sso", "https://evil.example/sso"),
+                signed.replace(
+                    r#"entityID="https://a.example""#,
+                    r#"entityID="https://c.example""#,
+                ),
+                signed.replace(
+                    "</md:EntitiesDescriptor>",
+                    &format!(
+                        "{}</md:EntitiesDescriptor>",
+                        entity("https://x.example", "", "")
+                    ),
+                ),
+            ] {
+                assert_eq!(
+                    parse_signed_aggregate(&tampered, &cert, now),
+                    Err(SamlError::SignatureInvalid),
+                    "{root_attrs}"
+                );
+            }
+            let (_, other) = key("not the registry");
+            assert_eq!(
+                parse_signed_aggregate(&signed, &other, now),
+                Err(SamlError::SignatureInvalid)
+            );
+        }
+        // validUntil still applies to a whole-document signature.
+        let signed = k
+            .sign_enveloped(&aggregate(
+                r#"validUntil="2026-03-01T00:00:00Z""#,
+                &whole(&k),
+                "",
+                "",
+            ))
+            .unwrap();
+        assert!(matches!(
+            parse_signed_aggregate(&signed, &cert, now),
+            Err(SamlError::Time(_))
+        ));
+    }
+
+    #[test]
+    fn an_empty_reference_uri_anywhere_but_on_the_root_signature_is_refused() {
+        let (k, cert) = key("registry");
+        let now = at("2026-03-02T10:00:00Z");
+        let by_id = super::super::sign::signature_template("_agg", k.cert_base64());
+        // A nested EntityDescriptor's own signature with URI="" (the root's by ID, or
+        // whole-document too): refused by the shape check, before any cryptography.
+        for root_sig in [&by_id, &whole(&k)] {
+            let signed = k
+                .sign_enveloped(&aggregate(r#"ID="_agg""#, root_sig, &whole(&k), ""))
+                .unwrap();
+            let err = parse_signed_aggregate(&signed, &cert, now).unwrap_err();
+            assert!(
+                matches!(&err, SamlError::SignatureNotAllowed(m) if m.contains("URI=\"\"")),
+                "{err}"
+            );
+        }
+        // A URI="" signature deeper than the root (in an IDPSSODescriptor): misplaced;
+        // with no root signature at all: the document is not signed.
+        let signed = k
+            .sign_enveloped(&aggregate(r#"ID="_agg""#, &by_id, "", &whole(&k)))
+            .unwrap();
+        assert!(matches!(
+            parse_signed_aggregate(&signed, &cert, now),
+            Err(SamlError::Structure(_))
+        ));
+        let signed = k
+            .sign_enveloped(&aggregate(r#"ID="_agg""#, "", "", &whole(&k)))
+            .unwrap();
+        assert!(matches!(
+            parse_signed_aggregate(&signed, &cert, now),
+            Err(SamlError::SignatureMissing(_))
+        ));
+        // Below the shape check, xmlsec (our patched samael) itself follows URI="" only
+        // for a signature whose parent is the root: the same whole-document signature
+        // verifies at the root and fails one level down.
+        let limits = METADATA_LIMITS;
+        let rule = ReferenceRule::IdOrWholeDocument;
+        let at_root = k
+            .sign_enveloped(&aggregate(r#"ID="_agg""#, &whole(&k), "", ""))
+            .unwrap();
+        assert!(verify_and_reduce(&at_root, std::slice::from_ref(&cert), limits, rule).is_ok());
+        let nested = k
+            .sign_enveloped(&aggregate(r#"ID="_agg""#, "", &whole(&k), ""))
+            .unwrap();
+        assert_eq!(
+            verify_and_reduce(&nested, std::slice::from_ref(&cert), limits, rule),
+            Err(SamlError::SignatureInvalid)
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ use super::binding::{
 use super::error::SamlError;
 use super::ids::new_id;
 use super::sign::{
-    SigningKey, TrustedCert, check_signature_shape, sign_enveloped_at, sign_redirect_url,
-    verify_and_reduce, verify_octets,
+    ReferenceRule, SigningKey, TrustedCert, check_signature_shape, sign_enveloped_at,
+    sign_redirect_url, verify_and_reduce, verify_octets,
 };
 use super::time::{format_instant, parse_instant};
 use super::xml::{self, Element, Limits, escape};
@@ -390,7 +390,7 @@ fn verify_post(
         .unique_child(NS_DS, "Signature")?
         .ok_or(SamlError::SignatureMissing(kind.root()))?;
     let id = root.attr("ID").unwrap_or_default();
-    check_signature_shape(sig, id)?;
+    check_signature_shape(sig, id, ReferenceRule::IdOnly)?;
     if root
         .descendants()
         .iter()
@@ -402,7 +402,7 @@ fn verify_post(
     }
     let claimed_issuer = issuer_of(&root)?;
     let certs = certs_for(claimed_issuer)?;
-    let reduced = verify_and_reduce(&xml_text, &certs, limits)?;
+    let reduced = verify_and_reduce(&xml_text, &certs, limits, ReferenceRule::IdOnly)?;
     if !reduced.is(NS_SAMLP, kind.root()) || reduced.attr("ID") != Some(id) {
         return Err(SamlError::Structure(
             "the signature does not cover the message".into(),
@@ -1183,6 +1183,44 @@ mod tests {
             ),
             Err(SamlError::SignatureInvalid)
         );
+    }
+
+    #[test]
+    fn a_whole_document_reference_on_a_logout_message_is_refused() {
+        // `URI=""` is for the root signature of signed metadata only: a LogoutRequest
+        // or LogoutResponse signed so (with the right key) is refused before xmlsec.
+        let whole = |xml: &str, issuer_end: usize, key: &SigningKey| {
+            let (head, tail) = xml.split_at(issuer_end);
+            key.sign_enveloped(&format!(
+                "{head}{}{tail}",
+                crate::saml::sign::whole_document_template(key.cert_base64())
+            ))
+            .unwrap()
+        };
+        let req = sp_request(None);
+        let pending = req.pending(IDP, None);
+        let idp_certs = certs(&KEYS.idp);
+        let resp = idp_response(&req.id, LogoutOutcome::Success);
+        let signed = whole(&resp.xml, resp.issuer_end, &KEYS.idp);
+        assert!(signed.contains(r#"<ds:Reference URI="">"#));
+        assert!(matches!(
+            verify_logout_response_post(
+                &encode_post(&signed),
+                None,
+                &response_check(&pending, &idp_certs)
+            ),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        let signed = whole(&req.xml, req.issuer_end, &KEYS.sp);
+        assert!(matches!(
+            verify_logout_request_post(
+                &encode_post(&signed),
+                None,
+                sp_lookup,
+                &request_check(IDP_SLO)
+            ),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
     }
 
     #[test]

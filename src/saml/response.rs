@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::error::{SamlError, SpidErrorCode};
 use super::request::PendingRequest;
-use super::sign::{TrustedCert, check_signature_shape, verify_and_reduce};
+use super::sign::{ReferenceRule, TrustedCert, check_signature_shape, verify_and_reduce};
 use super::time::parse_instant;
 use super::xml::{self, Element, Limits};
 use super::{
@@ -105,7 +105,11 @@ pub fn parse(xml_text: &str, limits: Limits) -> Result<ParsedResponse, SamlError
                     parent.name
                 )));
             }
-            check_signature_shape(sig, parent.attr("ID").unwrap_or_default())?;
+            check_signature_shape(
+                sig,
+                parent.attr("ID").unwrap_or_default(),
+                ReferenceRule::IdOnly,
+            )?;
             placed += 1;
         }
     }
@@ -297,7 +301,7 @@ pub fn validate(parsed: &ParsedResponse, c: &ResponseCheck<'_>) -> ResponseOutco
         // A signed error must verify; an unsigned one is reported but marked as such.
         let authenticated = root.unique_child(NS_DS, "Signature")?.is_some();
         if authenticated {
-            verify_and_reduce(&parsed.xml, c.idp_certs, c.limits)?;
+            verify_and_reduce(&parsed.xml, c.idp_certs, c.limits, ReferenceRule::IdOnly)?;
         }
         return Err(SamlError::IdpStatus {
             status,
@@ -315,7 +319,7 @@ pub fn validate(parsed: &ParsedResponse, c: &ResponseCheck<'_>) -> ResponseOutco
         return Err(SamlError::SignatureMissing("the Assertion must be signed"));
     }
     let claimed_id = required_attr(claimed, "ID")?;
-    let reduced = verify_and_reduce(&parsed.xml, c.idp_certs, c.limits)?;
+    let reduced = verify_and_reduce(&parsed.xml, c.idp_certs, c.limits, ReferenceRule::IdOnly)?;
     let assertion = if reduced.is(NS_SAML, "Assertion") {
         &reduced
     } else if reduced.is(NS_SAMLP, "Response") {

@@ -9,6 +9,18 @@
 //!   exclusive-c14n transforms, RSA-SHA256/384/512 and SHA-256/384/512 digests, no
 //!   `Object`, no `RetrievalMethod`: no remote reference is ever dereferenced and no
 //!   XSLT ever runs;
+//! - the one exception to `#<parent ID>` is [`ReferenceRule::IdOrWholeDocument`]:
+//!   `URI=""` (XML-DSig: the whole document without comments, which the
+//!   enveloped-signature transform turns into the root minus this signature) for the
+//!   `ds:Signature` that is a **direct child of the root** of a signed **metadata**
+//!   document (FICEP's production metadata is signed so). Only
+//!   `idp_metadata::parse_signed_aggregate` asks for it, for the root signature alone;
+//!   SAML protocol messages (Response, Assertion, LogoutRequest/Response,
+//!   AuthnRequest: SPID wants `#ID`) and nested metadata entities use
+//!   [`ReferenceRule::IdOnly`]. The same rule goes to [`verify_and_reduce`], so xmlsec
+//!   itself enables the empty URI type only then, and only for a signature whose
+//!   parent is the document's root element (our patched samael); an absent `URI`
+//!   (which xmlsec would also read as the whole document) is always refused;
 //! - outbound signatures are RSA-SHA256 over exc-c14n with a SHA-256 digest
 //!   (samael's own template defaults to SHA-1).
 
@@ -209,6 +221,13 @@ pub fn signature_template(ref_id: &str, cert_b64: &str) -> String {
     )
 }
 
+/// Test helper: [`signature_template`] with `Reference URI=""` (the whole document),
+/// the shape FICEP signs its metadata with. Nothing outside tests emits it.
+#[cfg(test)]
+pub(crate) fn whole_document_template(cert_b64: &str) -> String {
+    signature_template("_x", cert_b64).replace(r##"URI="#_x""##, r#"URI="""#)
+}
+
 /// `xml` with our enveloped signature over the element `ID = id`, the template inserted
 /// at byte `insert_at` (right after Issuer, as the schemas order it).
 pub fn sign_enveloped_at(
@@ -257,12 +276,26 @@ fn algorithm<'a>(el: &'a Element, what: &'static str) -> Result<&'a str, SamlErr
         )))
 }
 
+/// Which `Reference URI` a signature may carry (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceRule {
+    /// `URI="#<parent ID>"` only: every SAML protocol message, and every metadata
+    /// signature that is not the root's own.
+    IdOnly,
+    /// `URI="#<parent ID>"` or `URI=""` (the whole document): only for the
+    /// `ds:Signature` that is a direct child of the root of a signed metadata document.
+    IdOrWholeDocument,
+}
+
 /// Checks one `ds:Signature` against the allowlist before any cryptography runs.
-/// `parent_id` is the `ID` of the element the signature is a direct child of.
-pub fn check_signature_shape(sig: &Element, parent_id: &str) -> Result<(), SamlError> {
-    if parent_id.is_empty() {
-        return Err(not_allowed("signed element has no ID"));
-    }
+/// `parent_id` is the `ID` of the element the signature is a direct child of (empty
+/// if it has none: then only `URI=""` under [`ReferenceRule::IdOrWholeDocument`] can
+/// pass).
+pub fn check_signature_shape(
+    sig: &Element,
+    parent_id: &str,
+    rule: ReferenceRule,
+) -> Result<(), SamlError> {
     for child in &sig.children {
         let ok = child.ns.as_deref() == Some(NS_DS)
             && matches!(
@@ -298,7 +331,7 @@ pub fn check_signature_shape(sig: &Element, parent_id: &str) -> Result<(), SamlE
     if signed_info.children.len() != 3 {
         return Err(not_allowed("unexpected content in SignedInfo"));
     }
-    check_reference(reference, parent_id)
+    check_reference(reference, parent_id, rule)
 }
 
 fn not_allowed(m: &str) -> SamlError {
@@ -323,13 +356,31 @@ fn check_signed_info_algorithms(signed_info: &Element) -> Result<(), SamlError> 
     Ok(())
 }
 
-/// The one Reference: `URI="#<parent ID>"`, only Transforms / DigestMethod /
-/// DigestValue, transforms from the allowlist, a SHA-256/384/512 digest.
-fn check_reference(reference: &Element, parent_id: &str) -> Result<(), SamlError> {
-    let expected_uri = format!("#{parent_id}");
-    if reference.attr("URI") != Some(expected_uri.as_str()) {
-        return Err(not_allowed("Reference URI is not the signed element's ID"));
+/// The Reference URI: `#<parent ID>`, or `""` where `rule` allows the whole document.
+fn check_reference_uri(
+    reference: &Element,
+    parent_id: &str,
+    rule: ReferenceRule,
+) -> Result<(), SamlError> {
+    match (reference.attr("URI"), rule) {
+        (Some(""), ReferenceRule::IdOrWholeDocument) => Ok(()),
+        (Some(""), ReferenceRule::IdOnly) => Err(not_allowed(
+            "Reference URI=\"\" (the whole document) is allowed only for the root signature of signed metadata",
+        )),
+        _ if parent_id.is_empty() => Err(not_allowed("signed element has no ID")),
+        (Some(uri), _) if uri.strip_prefix('#') == Some(parent_id) => Ok(()),
+        _ => Err(not_allowed("Reference URI is not the signed element's ID")),
     }
+}
+
+/// The one Reference: its URI ([`check_reference_uri`]), only Transforms /
+/// DigestMethod / DigestValue, transforms from the allowlist, a SHA-256/384/512 digest.
+fn check_reference(
+    reference: &Element,
+    parent_id: &str,
+    rule: ReferenceRule,
+) -> Result<(), SamlError> {
+    check_reference_uri(reference, parent_id, rule)?;
     for child in &reference.children {
         if child.ns.as_deref() != Some(NS_DS)
             || !matches!(
@@ -369,11 +420,15 @@ fn check_reference(reference: &Element, parent_id: &str) -> Result<(), SamlError
 
 /// Verifies every signature in `xml` with `certs` only (samael/xmlsec), and returns
 /// the document reduced to what the signatures cover, re-read by our strict reader.
-/// The caller must already have run [`check_signature_shape`] on every signature.
+/// The caller must already have run [`check_signature_shape`] on every signature, with
+/// the same `rule` for the root's own signature ([`ReferenceRule::IdOnly`] for every
+/// other one). Under [`ReferenceRule::IdOrWholeDocument`] xmlsec also follows
+/// `URI=""`, and only for a signature whose parent is the root element.
 pub fn verify_and_reduce(
     xml: &str,
     certs: &[TrustedCert],
     limits: xml::Limits,
+    rule: ReferenceRule,
 ) -> Result<Element, SamlError> {
     if certs.is_empty() {
         // Fail closed: samael would skip verification without keys.
@@ -383,7 +438,11 @@ pub fn verify_and_reduce(
         .iter()
         .map(|c| CertificateDer::from(c.der.clone()))
         .collect();
-    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+    let reduce = match rule {
+        ReferenceRule::IdOnly => Crypto::reduce_xml_to_signed_with_allowed_algorithms,
+        ReferenceRule::IdOrWholeDocument => Crypto::reduce_xml_to_signed_allowing_root_empty_uri,
+    };
+    let reduced = reduce(
         xml,
         &ders,
         ReduceMode::ValidateAndMarkNoAncestors,
@@ -439,7 +498,113 @@ mod tests {
 
     fn shape(sig: &str) -> Result<(), SamlError> {
         let el = xml::parse(sig, xml::Limits::default()).unwrap();
-        check_signature_shape(&el, "_abc")
+        check_signature_shape(&el, "_abc", ReferenceRule::IdOnly)
+    }
+
+    fn key(cn: &str) -> SigningKey {
+        let g = crate::keygen::generate_idp_test_cert(cn, 30).unwrap();
+        SigningKey::from_pem(&g.key_pem, &g.cert_pem).unwrap()
+    }
+
+    #[test]
+    fn an_empty_reference_uri_passes_only_the_whole_document_rule() {
+        let t = whole_document_template("AAAA");
+        assert!(t.contains(r#"<ds:Reference URI="">"#));
+        let el = xml::parse(&t, xml::Limits::default()).unwrap();
+        // Protocol messages (and nested metadata entities): refused, whatever the ID.
+        for id in ["_abc", ""] {
+            assert!(matches!(
+                check_signature_shape(&el, id, ReferenceRule::IdOnly),
+                Err(SamlError::SignatureNotAllowed(_))
+            ));
+        }
+        // The root signature of signed metadata: allowed, with or without a root ID.
+        for id in ["_abc", ""] {
+            assert_eq!(
+                check_signature_shape(&el, id, ReferenceRule::IdOrWholeDocument),
+                Ok(())
+            );
+        }
+        // `#ID` still passes the whole-document rule; a wrong ID, a missing URI, a
+        // remote one, `#` alone or a blank do not; nor `#ID` when the parent has no ID.
+        let by_id =
+            xml::parse(&signature_template("_abc", "AAAA"), xml::Limits::default()).unwrap();
+        assert_eq!(
+            check_signature_shape(&by_id, "_abc", ReferenceRule::IdOrWholeDocument),
+            Ok(())
+        );
+        for bad in [
+            r##"URI="#_other""##,
+            "",
+            r#"URI="http://127.0.0.1:9/x""#,
+            r##"URI="#""##,
+            r#"URI=" ""#,
+        ] {
+            let t = t.replace(r#"URI="""#, bad);
+            let el = xml::parse(&t, xml::Limits::default()).unwrap();
+            assert!(
+                matches!(
+                    check_signature_shape(&el, "_abc", ReferenceRule::IdOrWholeDocument),
+                    Err(SamlError::SignatureNotAllowed(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_signature_shape(&by_id, "", ReferenceRule::IdOrWholeDocument),
+            Err(SamlError::SignatureNotAllowed(_))
+        ));
+        // Every other allowlist rule still holds under the whole-document rule.
+        let sha1 = t.replace(ALG_RSA_SHA256, "http://www.w3.org/2000/09/xmldsig#rsa-sha1");
+        let xslt = t.replace(
+            TRANSFORM_ENVELOPED,
+            "http://www.w3.org/TR/1999/REC-xslt-19991116",
+        );
+        let object = t.replace(
+            "</ds:Signature>",
+            "<ds:Object><x/></ds:Object></ds:Signature>",
+        );
+        for bad in [sha1, xslt, object] {
+            let el = xml::parse(&bad, xml::Limits::default()).unwrap();
+            assert!(matches!(
+                check_signature_shape(&el, "_abc", ReferenceRule::IdOrWholeDocument),
+                Err(SamlError::SignatureNotAllowed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn xmlsec_follows_an_empty_uri_only_under_the_whole_document_rule() {
+        let k = key("whole document");
+        let cert = k.trusted_cert().unwrap();
+        let signed = k
+            .sign_enveloped(&format!(
+                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r" Version="2.0">{}<x>v</x></samlp:Response>"#,
+                whole_document_template(k.cert_base64())
+            ))
+            .unwrap();
+        let limits = xml::Limits::default();
+        // A protocol message's path: xmlsec itself refuses the empty URI type, even if
+        // a caller skipped the shape check.
+        assert_eq!(
+            verify_and_reduce(
+                &signed,
+                std::slice::from_ref(&cert),
+                limits,
+                ReferenceRule::IdOnly
+            ),
+            Err(SamlError::SignatureInvalid)
+        );
+        // The metadata path: the whole root verifies and is what comes back.
+        let reduced =
+            verify_and_reduce(&signed, &[cert], limits, ReferenceRule::IdOrWholeDocument).unwrap();
+        assert_eq!(reduced.attr("ID"), Some("_r"));
+        assert_eq!(reduced.children.last().map(|c| c.name.as_str()), Some("x"));
+        let other = key("other").trusted_cert().unwrap();
+        assert_eq!(
+            verify_and_reduce(&signed, &[other], limits, ReferenceRule::IdOrWholeDocument),
+            Err(SamlError::SignatureInvalid)
+        );
     }
 
     #[test]
@@ -451,7 +616,7 @@ mod tests {
             xml::Limits::default(),
         )
         .unwrap();
-        assert!(check_signature_shape(&el, "_abc").is_err());
+        assert!(check_signature_shape(&el, "_abc", ReferenceRule::IdOnly).is_err());
     }
 
     #[test]

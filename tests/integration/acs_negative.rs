@@ -22,7 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use polis_gateway::saml::binding::{deflate_base64, encode_component, inflate_base64};
 use polis_gateway::saml::idp::build_idp_metadata;
 use polis_gateway::saml::ids::new_id;
-use polis_gateway::saml::sign::verify_and_reduce;
+use polis_gateway::saml::sign::{ReferenceRule, verify_and_reduce};
 use polis_gateway::saml::xml::Limits;
 use polis_gateway::saml::{SamlError, SigningKey};
 use polis_gateway::state::MemoryStore;
@@ -528,7 +528,7 @@ async fn an_idp_whose_metadata_has_no_signing_key_is_refused() {
     let acs = format!("{}/acs", env.gw);
     let xml_text = Craft::new(&entity_id, &env.gw, &acs, &new_id(), chrono::Utc::now()).build(&key);
     assert_eq!(
-        verify_and_reduce(&xml_text, &[], Limits::default()),
+        verify_and_reduce(&xml_text, &[], Limits::default(), ReferenceRule::IdOnly),
         Err(SamlError::SignatureInvalid)
     );
 }

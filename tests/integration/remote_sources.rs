@@ -216,3 +216,59 @@ async fn an_unsigned_source_trusts_only_pinned_idp_certificates() {
     );
     assert!(fresh.list().is_empty());
 }
+
+/// `md` re-signed by `key` the way FICEP signs its production metadata: the enveloped
+/// root signature with `Reference URI=""` (the whole document), not `#<ID>`.
+fn signed_whole_document(md: &str, key: &SigningKey) -> String {
+    let start = md.find("<ds:Signature").unwrap();
+    let end = md.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let template = polis_gateway::saml::sign::signature_template("_x", key.cert_base64())
+        .replace(r##"URI="#_x""##, r#"URI="""#);
+    key.sign_enveloped(&format!("{}{template}{}", &md[..start], &md[end..]))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_source_over_the_whole_document_verifies_against_its_pin() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ficep_key, _, ficep_pem) = idp_key("FICEP metadata signer, URI empty");
+    let pin = dir.path().join("ficep.pem");
+    std::fs::write(&pin, &ficep_pem).unwrap();
+    let src = source(&server.url, IdpProfile::Ficep, RemoteAnchor::SignedBy(pin));
+    let fed = federation();
+    let client = federation::metadata_client().unwrap();
+    let id = format!(
+        "{}/spproxy/idpit",
+        server.url.origin().ascii_serialization()
+    );
+    let good = signed_whole_document(&metadata(&id, &ficep_key), &ficep_key);
+    assert!(good.contains(r#"<ds:Reference URI="">"#));
+    server.serve(&good);
+    let update = federation::refresh_remote(&fed, &src, &client)
+        .await
+        .unwrap();
+    assert_eq!(update.added, vec![id.clone()]);
+    let idp = fed.get(&id).unwrap();
+    assert_eq!(idp.profile, IdpProfile::Ficep);
+    assert_eq!(
+        idp.descriptor.sso_post.as_deref(),
+        Some(format!("{id}/sso").as_str())
+    );
+
+    // Tampered, or signed so by another key: refused, the verified copy stays.
+    let (other, _, _) = idp_key("not the pin");
+    let tampered = good.replace("/sso\"", "/evil\"");
+    let foreign = signed_whole_document(&metadata(&id, &other), &other);
+    for bad in [tampered, foreign] {
+        server.serve(&bad);
+        let err = federation::refresh_remote(&fed, &src, &client)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+        assert_eq!(
+            fed.get(&id).unwrap().descriptor.sso_post.as_deref(),
+            Some(format!("{id}/sso").as_str())
+        );
+    }
+}

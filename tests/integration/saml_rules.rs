@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Duration, Utc};
 use polis_gateway::saml::request::Binding;
 use polis_gateway::saml::response::{ResponseCheck, ResponseOutcome, parse, validate};
-use polis_gateway::saml::sign::verify_and_reduce;
+use polis_gateway::saml::sign::{ReferenceRule, verify_and_reduce};
 use polis_gateway::saml::xml::Limits;
 use polis_gateway::saml::{
     Comparison, Level, PendingRequest, SamlError, SigningKey, SpidErrorCode, VerifiedAssertion,
@@ -259,6 +259,14 @@ fn r_sig_signatures() {
         }),
         SamlError::SignatureNotAllowed(_)
     );
+    // The same on the Response's own signature, a direct child of the root: the shape
+    // that signed metadata may use (`ReferenceRule::IdOrWholeDocument`), never a
+    // protocol message.
+    refused!(
+        "Response signature with Reference URI=\"\" signed",
+        with(|c| c.response_sig.reference_uri = Some((Stage::BeforeSigning, String::new()))),
+        SamlError::SignatureNotAllowed(_)
+    );
     let response_id = base().response_id.unwrap();
     refused!(
         "Assertion signature referencing the Response",
@@ -311,12 +319,18 @@ fn r_sig_signatures() {
     // Without keys nothing verifies (an IdP whose metadata has no signing certificate).
     let xml = base().build(idp());
     assert_eq!(
-        verify_and_reduce(&xml, &[], Limits::default()).unwrap_err(),
+        verify_and_reduce(&xml, &[], Limits::default(), ReferenceRule::IdOnly).unwrap_err(),
         SamlError::SignatureInvalid
     );
     let only_foreign = [foreign().trusted_cert().unwrap()];
     assert_eq!(
-        verify_and_reduce(&xml, &only_foreign, Limits::default()).unwrap_err(),
+        verify_and_reduce(
+            &xml,
+            &only_foreign,
+            Limits::default(),
+            ReferenceRule::IdOnly
+        )
+        .unwrap_err(),
         SamlError::SignatureInvalid
     );
     // A non-Success Response whose signature does not verify is a signature failure,

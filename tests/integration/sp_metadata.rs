@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use polis_gateway::keygen::{self, CertProfile, CertRequest, SpSector};
 use polis_gateway::saml::cie_metadata::NS_CIE;
-use polis_gateway::saml::sign::{check_signature_shape, verify_and_reduce};
+use polis_gateway::saml::sign::{ReferenceRule, check_signature_shape, verify_and_reduce};
 use polis_gateway::saml::xml::{self, Element, Limits};
 use polis_gateway::saml::{NS_DS, NS_MD, TrustedCert};
 use polis_gateway::state::MemoryStore;
@@ -53,9 +53,10 @@ fn verified(md: &str, cert_pem: &[u8]) -> Result<Element, String> {
     let sig = root
         .required_child(NS_DS, "Signature")
         .map_err(|e| e.to_string())?;
-    check_signature_shape(sig, &id).map_err(|e| e.to_string())?;
+    check_signature_shape(sig, &id, ReferenceRule::IdOnly).map_err(|e| e.to_string())?;
     let cert = TrustedCert::from_pem(cert_pem).map_err(|e| e.to_string())?;
-    verify_and_reduce(md, &[cert], Limits::default()).map_err(|e| e.to_string())?;
+    verify_and_reduce(md, &[cert], Limits::default(), ReferenceRule::IdOnly)
+        .map_err(|e| e.to_string())?;
     Ok(root)
 }
 

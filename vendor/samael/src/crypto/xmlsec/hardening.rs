@@ -12,8 +12,9 @@
 //! - [`init_process`] (called once, from the xmlsec initialisation) installs an
 //!   external-entity loader that refuses every URL, and routes xmlsec's error trace
 //!   to `tracing` (target `xmlsec`);
-//! - [`restrict_context`] limits a signature context to same-document references,
-//!   and to the transforms polis-gateway allows: exclusive c14n, enveloped-signature,
+//! - [`restrict_context`] limits a signature context to same-document references
+//!   (plus `URI=""`, the whole document, only where the caller asks for it: a
+//!   Signature enveloped directly in the root of signed metadata), and to the transforms polis-gateway allows: exclusive c14n, enveloped-signature,
 //!   RSA-SHA256/384/512 and SHA-256/384/512. Anything else (XSLT, XPath, remote URIs,
 //!   SHA-1, inclusive c14n) fails inside xmlsec even if a caller's own allowlist
 //!   missed it;
@@ -152,16 +153,23 @@ pub(crate) fn parse_untrusted<Bytes: AsRef<[u8]>>(xml: Bytes) -> Result<Document
     }
 }
 
-/// Same-document references only, and only the allowed transforms, for both the
-/// references and SignedInfo. Returns false if xmlsec refused a setting.
-pub(crate) fn restrict_context(ctx: *mut bindings::xmlSecDSigCtx) -> bool {
+/// Same-document references only (`#id`; also `URI=""`, the whole document, when
+/// `allow_empty_uri`), and only the allowed transforms, for both the references and
+/// SignedInfo. KeyInfo's RetrievalMethod stays same-document only. Returns false if
+/// xmlsec refused a setting.
+pub(crate) fn restrict_context(ctx: *mut bindings::xmlSecDSigCtx, allow_empty_uri: bool) -> bool {
     if ctx.is_null() {
         return false;
     }
+    let reference_uris = if allow_empty_uri {
+        bindings::xmlSecTransformUriTypeSameDocument | bindings::xmlSecTransformUriTypeEmpty
+    } else {
+        bindings::xmlSecTransformUriTypeSameDocument
+    };
     // SAFETY: `ctx` is a live context created by xmlSecDSigCtxCreate; the klass
     // getters return static descriptors.
     unsafe {
-        (*ctx).enabledReferenceUris = bindings::xmlSecTransformUriTypeSameDocument;
+        (*ctx).enabledReferenceUris = reference_uris;
         (*ctx).keyInfoReadCtx.retrievalMethodCtx.enabledUris =
             bindings::xmlSecTransformUriTypeSameDocument;
         let reference = [

@@ -245,88 +245,7 @@ impl super::CryptoProvider for XmlSec {
         reduce_mode: ReduceMode,
         allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
     ) -> Result<String, CryptoError> {
-        let mut xml = hardening::parse_untrusted(xml_str)?;
-
-        // collect ID attribute values and tell libxml about them
-        collect_id_attributes(&mut xml)?;
-
-        let signature_nodes = {
-            let root_elem = xml
-                .get_root_element()
-                .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
-            find_signature_nodes(&root_elem)
-        };
-        if signature_nodes.is_empty() {
-            return Err(CryptoError::InvalidSignature);
-        }
-
-        let mut predigest_results = Vec::new();
-        let mut selections = Vec::new();
-
-        for sig_node in &signature_nodes {
-            if let Some(allowed) = allowed_algorithms {
-                if !signature_uses_allowed_algorithm(sig_node, allowed) {
-                    return Err(CryptoError::InvalidSignature);
-                }
-            }
-
-            let mut verified = false;
-            let mut verified_references = Vec::new();
-
-            for key_data in certs_der {
-                let mut sig_ctx = XmlSecSignatureContext::new_with_flags(
-                    wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
-                )?;
-
-                let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
-                sig_ctx.insert_key(key);
-                verified = sig_ctx.verify_node(sig_node)?;
-                if verified {
-                    verified_references = sig_ctx.get_verified_references()?;
-                    break;
-                }
-            }
-
-            if !verified {
-                return Err(CryptoError::InvalidSignature);
-            }
-
-            for verified_reference in verified_references {
-                if reduce_mode == ReduceMode::PreDigest {
-                    predigest_results.push(verified_reference.predigest_xml);
-                    continue;
-                }
-
-                selections.push(build_verified_selection(
-                    &xml,
-                    sig_node,
-                    verified_reference,
-                )?);
-            }
-        }
-
-        if reduce_mode == ReduceMode::PreDigest {
-            return predigest_result(predigest_results);
-        }
-
-        if selections.is_empty() {
-            return Err(CryptoError::InvalidSignature);
-        }
-
-        let (nodes_to_keep, allowed_attributes, output_root_ptr) =
-            build_keep_state(&xml, &selections, reduce_mode)?;
-
-        drop(selections);
-        drop(signature_nodes);
-
-        move_output_root_to_document_root(&mut xml, output_root_ptr)?;
-
-        let mut root_elem = xml
-            .get_root_element()
-            .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
-        prune_unverified_nodes(&mut root_elem, &nodes_to_keep, &allowed_attributes)?;
-
-        Ok(xml.to_string())
+        reduce_verified(xml_str, certs_der, reduce_mode, allowed_algorithms, false)
     }
 
     fn decrypt_assertion_key_info(
@@ -414,6 +333,124 @@ impl super::CryptoProvider for XmlSec {
 
         Ok(document.to_string())
     }
+}
+
+impl XmlSec {
+    /// polis-gateway patch: [`super::CryptoProvider::reduce_xml_to_signed_with_allowed_algorithms`],
+    /// except that a `ds:Signature` that is a direct child of the document's root element
+    /// may also reference the whole document with `URI=""` (XML-DSig §4.3.3.2: the
+    /// document without comments; with the enveloped-signature transform, the root minus
+    /// that signature). Every other signature in the document is still held to
+    /// same-document `#id` references, and no other URI type (local file, remote) is
+    /// ever enabled. For signed metadata; never for protocol messages.
+    pub fn reduce_xml_to_signed_allowing_root_empty_uri(
+        xml_str: &str,
+        certs_der: &[CertificateDer],
+        reduce_mode: ReduceMode,
+        allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
+    ) -> Result<String, CryptoError> {
+        reduce_verified(xml_str, certs_der, reduce_mode, allowed_algorithms, true)
+    }
+}
+
+fn reduce_verified(
+    xml_str: &str,
+    certs_der: &[CertificateDer],
+    reduce_mode: ReduceMode,
+    allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
+    allow_root_empty_uri: bool,
+) -> Result<String, CryptoError> {
+    let mut xml = hardening::parse_untrusted(xml_str)?;
+
+    // collect ID attribute values and tell libxml about them
+    collect_id_attributes(&mut xml)?;
+
+    let (signature_nodes, root_ptr) = {
+        let root_elem = xml
+            .get_root_element()
+            .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
+        (find_signature_nodes(&root_elem), root_elem.node_ptr())
+    };
+    if signature_nodes.is_empty() {
+        return Err(CryptoError::InvalidSignature);
+    }
+
+    let mut predigest_results = Vec::new();
+    let mut selections = Vec::new();
+
+    for sig_node in &signature_nodes {
+        if let Some(allowed) = allowed_algorithms {
+            if !signature_uses_allowed_algorithm(sig_node, allowed) {
+                return Err(CryptoError::InvalidSignature);
+            }
+        }
+
+        // polis-gateway patch: `URI=""` only for a Signature whose parent is the
+        // document's root element, and only when the caller asked for it.
+        let empty_uri_allowed = allow_root_empty_uri
+            && sig_node
+                .get_parent()
+                .is_some_and(|parent| parent.node_ptr() == root_ptr);
+        let mut verified = false;
+        let mut verified_references = Vec::new();
+
+        for key_data in certs_der {
+            let mut sig_ctx = XmlSecSignatureContext::new_with_flags(
+                wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
+            )?;
+            if empty_uri_allowed {
+                sig_ctx.allow_empty_reference_uri();
+            }
+
+            let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
+            sig_ctx.insert_key(key);
+            verified = sig_ctx.verify_node(sig_node)?;
+            if verified {
+                verified_references = sig_ctx.get_verified_references()?;
+                break;
+            }
+        }
+
+        if !verified {
+            return Err(CryptoError::InvalidSignature);
+        }
+
+        for verified_reference in verified_references {
+            if reduce_mode == ReduceMode::PreDigest {
+                predigest_results.push(verified_reference.predigest_xml);
+                continue;
+            }
+
+            selections.push(build_verified_selection(
+                &xml,
+                sig_node,
+                verified_reference,
+            )?);
+        }
+    }
+
+    if reduce_mode == ReduceMode::PreDigest {
+        return predigest_result(predigest_results);
+    }
+
+    if selections.is_empty() {
+        return Err(CryptoError::InvalidSignature);
+    }
+
+    let (nodes_to_keep, allowed_attributes, output_root_ptr) =
+        build_keep_state(&xml, &selections, reduce_mode)?;
+
+    drop(selections);
+    drop(signature_nodes);
+
+    move_output_root_to_document_root(&mut xml, output_root_ptr)?;
+
+    let mut root_elem = xml
+        .get_root_element()
+        .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
+    prune_unverified_nodes(&mut root_elem, &nodes_to_keep, &allowed_attributes)?;
+
+    Ok(xml.to_string())
 }
 
 fn predigest_result(mut predigest_results: Vec<String>) -> Result<String, CryptoError> {

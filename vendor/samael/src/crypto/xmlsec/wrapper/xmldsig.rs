@@ -21,6 +21,8 @@ pub struct VerifiedReference {
 /// Signature signing/verifying context
 pub struct XmlSecSignatureContext {
     ctx: NonNull<bindings::xmlSecDSigCtx>,
+    // polis-gateway patch: whether verification also accepts `Reference URI=""`.
+    allow_empty_reference_uri: bool,
 }
 
 impl XmlSecSignatureContext {
@@ -31,7 +33,17 @@ impl XmlSecSignatureContext {
         let ctx = unsafe { bindings::xmlSecDSigCtxCreate(null_mut()) };
         let ctx = NonNull::new(ctx).ok_or(XmlSecError::ContextInitError)?;
 
-        Ok(Self { ctx })
+        Ok(Self {
+            ctx,
+            allow_empty_reference_uri: false,
+        })
+    }
+
+    /// polis-gateway patch: lets verification also follow `Reference URI=""` (the
+    /// whole document, without comments) besides same-document `#id` references.
+    /// Nothing else is enabled: no local file, no remote URI.
+    pub fn allow_empty_reference_uri(&mut self) {
+        self.allow_empty_reference_uri = true;
     }
 
     /// Builds a context with specific flags.
@@ -279,9 +291,13 @@ impl XmlSecSignatureContext {
 
     fn verify_node_raw(&self, node: *mut bindings::xmlNode) -> XmlSecResult<bool> {
         crate::crypto::xmlsec::hardening::route_thread_errors();
-        // polis-gateway patch: verification only follows same-document references and
-        // only runs the allowed transforms (signing our own templates is not limited).
-        if !crate::crypto::xmlsec::hardening::restrict_context(self.ctx.as_ptr()) {
+        // polis-gateway patch: verification only follows same-document references (and
+        // `URI=""` when the caller allowed it) and only runs the allowed transforms
+        // (signing our own templates is not limited).
+        if !crate::crypto::xmlsec::hardening::restrict_context(
+            self.ctx.as_ptr(),
+            self.allow_empty_reference_uri,
+        ) {
             return Err(XmlSecError::VerifyError);
         }
         let rc = unsafe { bindings::xmlSecDSigCtxVerify(self.ctx.as_ptr(), node) };
