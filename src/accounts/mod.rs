@@ -31,6 +31,8 @@
 
 /// The codice fiscale: format, omocodia, check character, Italian field messages.
 pub mod fiscal_code;
+/// Place names for cadastral (Belfiore) codes: what a stored place of birth shows.
+pub mod places;
 /// The sqlx implementation of [`AccountStore`] on `AnyPool` (SQLite and PostgreSQL).
 pub mod sql;
 

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::accounts::Account;
+use crate::accounts::places::birth_place_label;
 use crate::mail::{Attachment, OutgoingMail};
 use crate::pdf::{self, FormData};
 
@@ -122,7 +123,7 @@ fn form_data(account: &Account, now: DateTime<Utc>) -> FormData {
         fiscal_code: account.fiscal_code_str().unwrap_or_default().to_owned(),
         eidas_identifier: account.eidas_identifier().map(str::to_owned),
         birth_date: account.birth_date.map(italian_date),
-        birth_place: account.birth_place.clone(),
+        birth_place: account.birth_place.as_deref().map(birth_place_label),
         email: account.email.clone(),
         domicile,
         phone,
@@ -133,5 +134,28 @@ fn form_data(account: &Account, now: DateTime<Utc>) -> FormData {
         username: Some(account.username.clone()),
         scheme: current_scheme(account).label().to_owned(),
         terms_version: account.terms.as_ref().map(|t| t.version.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{FiscalCode, NewAccount};
+
+    #[test]
+    fn the_modulo_names_the_place_of_birth_and_the_account_keeps_the_code() {
+        let now = Utc::now();
+        let cf = FiscalCode::parse("BNCGLI85M52F205H").unwrap();
+        let mut new = NewAccount::new(cf, "Giulia", "Bianchi");
+        new.birth_place = Some("F205".to_owned());
+        let account = new.into_account(uuid::Uuid::nil(), "giulia.bianchi".to_owned(), now);
+        let data = form_data(&account, now);
+        assert_eq!(data.birth_place.as_deref(), Some("Milano (MI)"));
+        assert_eq!(account.birth_place.as_deref(), Some("F205"));
+
+        let mut eidas = account.clone();
+        eidas.birth_place = Some("Madrid, Spagna".to_owned());
+        let data = form_data(&eidas, now);
+        assert_eq!(data.birth_place.as_deref(), Some("Madrid, Spagna"));
     }
 }

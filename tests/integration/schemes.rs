@@ -431,6 +431,63 @@ async fn the_request_asks_an_eidas_person_in_italian_and_english_what_her_node_d
     assert!(page.contains("<option value=\"F\" selected>"), "{page}");
 }
 
+/// The `<td>` of the row labelled `label` in a page's data table.
+fn row_value<'a>(page: &'a str, label: &str) -> &'a str {
+    let th = format!("<th scope=\"row\">{label}</th>");
+    let start = page
+        .find(&th)
+        .unwrap_or_else(|| panic!("no row {label}: {page}"))
+        + th.len();
+    let rest = &page[start..];
+    let cell = rest.trim_start().strip_prefix("<td>").unwrap();
+    &cell[..cell.find("</td>").unwrap()]
+}
+
+#[tokio::test]
+async fn the_place_of_birth_is_shown_by_name_and_stored_as_its_code() {
+    let env = start(Database::Sqlite, "").await;
+    let browser = env.client();
+    // CIE's minimum set has no placeOfBirth: the code comes from the codice fiscale.
+    env.enable_account_at(&browser, &env.cie_idp, GIULIA, CP)
+        .await;
+    let giulia = env.account_by_identity(Scheme::Cie, GIULIA).await.unwrap();
+    assert_eq!(
+        giulia.birth_place.as_deref(),
+        Some("F205"),
+        "stored as the code"
+    );
+
+    for path in ["/", "/area-riservata"] {
+        let (status, page) = env.get(&browser, path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_eq!(
+            row_value(&page, "Luogo di nascita"),
+            "Milano (MI)",
+            "{path}"
+        );
+        // F205 is still in the codice fiscale shown above, but nowhere as a value.
+        assert!(
+            !page.contains(">F205<"),
+            "{path} shows no cadastral code: {page}"
+        );
+    }
+
+    let mails = eventually(
+        std::time::Duration::from_secs(5),
+        "the temporary CP message",
+        || std::future::ready(Some(env.outbox_messages()).filter(|m| !m.is_empty())),
+    )
+    .await;
+    let modulo = mails[0]
+        .attachments
+        .iter()
+        .find(|a| a.filename == "modulo-adesione.pdf")
+        .expect("the modulo di adesione");
+    let text = pdf_text(&modulo.bytes);
+    assert!(text.contains("Luogo di nascita Milano (MI)"), "{text}");
+    assert!(!text.contains("nascita F205"), "{text}");
+}
+
 #[tokio::test]
 async fn spid_and_cie_are_not_asked_what_the_codice_fiscale_says() {
     let env = start(Database::Sqlite, "").await;

@@ -48,6 +48,7 @@ use serde::Deserialize;
 
 use super::session::{Authed, form_status};
 use super::{AppError, AppState, render};
+use crate::accounts::places::birth_place_label;
 use crate::accounts::{Account, EnablementState};
 use crate::enablement::EnablementError;
 use crate::enablement::forms::{ContactForm, FieldErrors, SEX_CHOICES};
@@ -435,7 +436,10 @@ fn account_rows(account: &Account) -> Vec<(&'static str, String)> {
                 .birth_date
                 .map_or_else(|| "—".to_owned(), |d| d.format("%d/%m/%Y").to_string()),
         ),
-        ("Luogo di nascita", opt(&account.birth_place)),
+        (
+            "Luogo di nascita",
+            opt(&account.birth_place.as_deref().map(birth_place_label)),
+        ),
         (
             "Sesso",
             account
