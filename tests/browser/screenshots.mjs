@@ -228,6 +228,10 @@ async function walk(page, base) {
   await visit(page, "16-errore");
   await page.goto(`${base}/pagina-che-non-esiste`);
   await visit(page, "17-non-trovata");
+  await page.goto(`${base}/condizioni-di-utilizzo`);
+  await visit(page, "17a-condizioni");
+  await page.goto(`${base}/informativa-privacy`);
+  await visit(page, "17b-informativa");
   await page.goto(`${base}/`);
   await page.getByRole("button", { name: "Esci", exact: true }).click();
   await page.waitForURL(`${base}/uscito`);
