@@ -11,8 +11,8 @@ CARGO ?= cargo
 BIN := target/debug/polis-gateway
 EXAMPLE := target/debug/examples/istanze-esempio
 
-.PHONY: help deps deps-test build demo test conformance bench lint clean \
-	fmt-check clippy cargo-test purity structure conformance-run fuzz browser-check
+.PHONY: help deps deps-test build demo demo-build test conformance bench lint clean \
+	fmt-check clippy cargo-test purity structure conformance-run fuzz browser-check browser-run
 
 help: ## list the targets
 	@echo "polis-gateway make targets:"
@@ -28,10 +28,16 @@ deps-test: ## install the build + test packages that are missing (redis, postgre
 build: deps ## cargo build (debug)
 	$(CARGO) build
 
-# The example downstream service (examples/istanze_esempio) on :8081 runs next to the
-# gateway; the trap stops it when the gateway stops (Ctrl-C stops both).
-demo: build ## run the gateway + built-in mock IdP (config/demo.toml) and the example service on :8081
-	$(CARGO) build --example istanze-esempio
+# The gateway and the example downstream service (examples/istanze_esempio, which needs
+# the dev-dependencies) in ONE cargo invocation: one feature resolution, so every crate
+# is compiled once (two invocations unify features differently and rebuild ~140 crates),
+# and the same artifacts `make test` then reuses.
+demo-build: deps
+	$(CARGO) build --bin polis-gateway --example istanze-esempio
+
+# The example downstream service on :8081 runs next to the gateway; the trap stops it
+# when the gateway stops (Ctrl-C stops both).
+demo: demo-build ## run the gateway + built-in mock IdP (config/demo.toml) and the example service on :8081
 	@echo "Example downstream service (OpenID Connect client): http://localhost:8081"
 	ISTANZE_ESEMPIO_CLIENT_SECRET=demo-esempio-secret-NON-USARE $(EXAMPLE) \
 		--gateway http://localhost:8080 --listen 127.0.0.1:8081 \
@@ -43,16 +49,18 @@ demo: build ## run the gateway + built-in mock IdP (config/demo.toml) and the ex
 # cargo-test also builds target/debug/polis-gateway (integration tests need the binary), so
 # `test` does not run `build`: with dev-dependency features unified differently, it would
 # recompile the whole graph.
-test: deps-test fmt-check clippy structure cargo-test purity conformance-run ## everything CI checks: fmt, clippy, layers and sizes, tests, purity, spid-sp-test
+test: deps-test fmt-check clippy structure cargo-test purity conformance-run browser-run ## everything CI checks: fmt, clippy, layers and sizes, tests, purity, spid-sp-test, the pages in headless Chromium
 
 conformance: deps-test build conformance-run ## only the spid-sp-test run (CONFORMANCE_RUNS="redirect:1 post:2" narrows it)
 
 # Headless Chromium (Debian package) + playwright-core/axe-core from tests/browser's
 # lock file: screenshots of the SPID path at 1280 and 375 px in
-# target/browser-screenshots/, no horizontal overflow at 375 px, no axe-core violation.
-# Not part of `make test` yet.
-browser-check: deps-test ## screenshots + overflow and axe-core checks of every page in headless Chromium
-	$(CARGO) build
+# target/browser-screenshots/, no horizontal overflow at 375 px, no axe-core violation
+# (a deliberately broken page proves both checks fail first). `make test` runs it on the
+# binary its cargo-test step built.
+browser-check: deps-test demo-build browser-run ## screenshots + overflow and axe-core checks of every page in headless Chromium
+
+browser-run:
 	cd tests/browser && npm ci --no-audit --no-fund
 	node tests/browser/screenshots.mjs
 
