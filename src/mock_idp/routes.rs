@@ -434,5 +434,6 @@ fn routes(idp: Arc<MockIdp>) -> Router {
         .route("/slo", get(slo_redirect).post(slo_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/static/{*path}", get(crate::httpkit::static_asset))
+        .route("/favicon.ico", get(crate::httpkit::favicon))
         .with_state(idp)
 }
