@@ -2102,7 +2102,11 @@ async fn favicon_is_served() {
     let (_, login) = env.get(&c, "/login").await;
     assert!(login.contains("rel=\"icon\""), "{login}");
     // The mock IdP's pages too.
-    let r = c.get(format!("{}/favicon.ico", env.idp)).send().await.unwrap();
+    let r = c
+        .get(format!("{}/favicon.ico", env.idp))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/x-icon");
 }
