@@ -168,7 +168,12 @@ pub fn oidc_provider(
     clock: SharedClock,
 ) -> anyhow::Result<Provider> {
     let keys = KeyRing::load(&o.keys).context("oidc.keys")?;
-    let clients = ClientRegistry::from_config(&o.clients)?;
+    let secret_key = o
+        .client_secret_key_file
+        .as_deref()
+        .map(client_secret_key)
+        .transpose()?;
+    let clients = ClientRegistry::from_config(&o.clients, secret_key)?;
     Ok(Provider::new(
         o.settings.clone(),
         keys,
@@ -247,6 +252,11 @@ fn secret_file(key: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
         path.display()
     );
     Ok(secret)
+}
+
+/// The server key of the client-secret MACs, from its file (at least 32 bytes).
+pub fn client_secret_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    secret_file("oidc.client_secret_key_file", path)
 }
 
 /// The conditions of use and the privacy notice: the `[terms]` files, or the built-in

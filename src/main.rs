@@ -93,10 +93,16 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum OidcCommand {
-    /// Print a new random client secret (give it to the client) and its argon2id hash
-    /// (put it in `[[oidc.clients]] secret_hash`).
+    /// Print a new random client secret of 256 bits (give it to the client) and its
+    /// `hmac-sha256:` hash under the server key (put it in `[[oidc.clients]]
+    /// secret_hash`; the key file is `[oidc] client_secret_key_file`).
     ClientSecret {
-        /// Hash the secret read from standard input instead of making one.
+        /// The server key file (`oidc.client_secret_key_file`, at least 32 bytes; make
+        /// one with `openssl rand -base64 48`).
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// Hash the secret read from standard input (at least 43 characters) instead of
+        /// making one.
         #[arg(long)]
         stdin: bool,
     },
@@ -283,20 +289,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Oidc(OidcCommand::ClientSecret { stdin }) => {
+        Command::Oidc(OidcCommand::ClientSecret { key_file, stdin }) => {
             let secret = if stdin {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
                 let line = line.trim().to_owned();
+                // A machine secret: as long as a generated one (256 bits, base64url).
                 anyhow::ensure!(
-                    line.len() >= 16,
-                    "a client secret needs at least 16 characters"
+                    line.len() >= 43,
+                    "a client secret needs at least 43 characters (256 random bits)"
                 );
                 line
             } else {
                 polis_gateway::saml::ids::new_token(32)
             };
-            let hash = polis_gateway::secrets::hash_secret(&secret)?;
+            let key = app::client_secret_key(&key_file)?;
+            let hash = polis_gateway::secrets::client_secret_mac(&key, &secret)?;
             println!("client_secret = {secret}");
             println!("secret_hash = \"{hash}\"");
             Ok(())

@@ -1,8 +1,15 @@
-//! Hashing of low-entropy secrets: the CP a person chooses, the recovery answer and the
-//! OpenID Connect client secrets. argon2id PHC strings (m = 19456 KiB, t = 2, p = 1, the
-//! OWASP baseline, random 16-byte salt); verification reads the parameters from the PHC
-//! string and refuses any other algorithm. CPU- and memory-heavy: callers run it on the
-//! bounded argon2 pool ([`crate::blocking::BlockingPool`]), never on an async worker.
+//! Hashing of secrets.
+//!
+//! - What people choose (the CP, the recovery answer): argon2id PHC strings (m = 19456 KiB,
+//!   t = 2, p = 1, the OWASP baseline, random 16-byte salt); verification reads the
+//!   parameters from the PHC string and refuses any other algorithm. CPU- and
+//!   memory-heavy: callers run it on the bounded argon2 pool
+//!   ([`crate::blocking::BlockingPool`]), never on an async worker.
+//! - OpenID Connect client secrets are machine secrets of 256 random bits (`polis-gateway
+//!   oidc client-secret`): nothing to guess, so no memory-hard hash. They are stored as
+//!   `hmac-sha256:<hex>`, an HMAC-SHA-256 under a server key (`oidc.client_secret_key_file`),
+//!   and compared in constant time: microseconds instead of argon2's tens of
+//!   milliseconds on every token request. A leaked config is useless without the key.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -52,9 +59,76 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
         .is_ok()
 }
 
+/// How a client-secret MAC starts in config.
+pub const CLIENT_SECRET_MAC_PREFIX: &str = "hmac-sha256:";
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<Vec<u8>, SecretError> {
+    let e = |e: openssl::error::ErrorStack| SecretError(e.to_string());
+    let pkey = openssl::pkey::PKey::hmac(key).map_err(e)?;
+    let mut signer =
+        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).map_err(e)?;
+    signer.update(data).map_err(e)?;
+    signer.sign_to_vec().map_err(e)
+}
+
+/// `hmac-sha256:<hex>` of a client secret under the server key.
+pub fn client_secret_mac(key: &[u8], secret: &str) -> Result<String, SecretError> {
+    Ok(format!(
+        "{CLIENT_SECRET_MAC_PREFIX}{}",
+        hex::encode(hmac_sha256(key, secret.as_bytes())?)
+    ))
+}
+
+/// The 32 MAC bytes of a stored `hmac-sha256:<64 hex>`; `None` if malformed.
+pub fn parse_client_secret_mac(stored: &str) -> Option<Vec<u8>> {
+    let digits = stored.strip_prefix(CLIENT_SECRET_MAC_PREFIX)?;
+    let bytes = hex::decode(digits).ok()?;
+    (bytes.len() == 32).then_some(bytes)
+}
+
+/// Whether `secret`'s MAC under `key` is `mac` (constant-time comparison).
+pub fn verify_client_secret_mac(key: &[u8], secret: &str, mac: &[u8]) -> bool {
+    match hmac_sha256(key, secret.as_bytes()) {
+        Ok(computed) => computed.len() == mac.len() && openssl::memcmp::eq(&computed, mac),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_secret_macs_verify_under_their_key_only() {
+        let key = b"a server key of at least thirty-two bytes!";
+        let stored = client_secret_mac(key, "s3cret-of-256-bits").unwrap();
+        assert!(
+            stored.starts_with("hmac-sha256:") && stored.len() == 12 + 64,
+            "{stored}"
+        );
+        let mac = parse_client_secret_mac(&stored).unwrap();
+        assert!(verify_client_secret_mac(key, "s3cret-of-256-bits", &mac));
+        assert!(!verify_client_secret_mac(key, "s3cret-of-256-bitz", &mac));
+        assert!(!verify_client_secret_mac(
+            b"another key, also long enough....",
+            "s3cret-of-256-bits",
+            &mac
+        ));
+        assert!(!verify_client_secret_mac(
+            key,
+            "s3cret-of-256-bits",
+            &mac[..31]
+        ));
+        for bad in [
+            "",
+            "hmac-sha256:",
+            "hmac-sha256:zz",
+            "sha256:00",
+            &stored[..stored.len() - 2],
+        ] {
+            assert_eq!(parse_client_secret_mac(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn hash_verify_round_trip() {

@@ -42,6 +42,10 @@ pub(super) struct RawOidc {
     /// Registered clients.
     #[serde(default)]
     clients: Vec<ClientConfig>,
+    /// The server key (at least 32 bytes) the clients' `hmac-sha256:` secret hashes are
+    /// made under; needed as soon as one client has such a hash.
+    #[serde(default)]
+    client_secret_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_access_ttl() -> u64 {
@@ -63,10 +67,42 @@ pub struct OidcSection {
     pub keys: Vec<KeyConfig>,
     /// Registered clients.
     pub clients: Vec<ClientConfig>,
+    /// The key file of the client-secret MACs, read by `app` at start.
+    pub client_secret_key_file: Option<std::path::PathBuf>,
+}
+
+/// `oidc.client_secret_key_file`: no demo key in production, and present as soon as a
+/// client's secret hash is a MAC.
+fn check_secret_key(raw: &RawOidc, ctx: &Context<'_>) -> Result<(), ConfigError> {
+    let key = "oidc.client_secret_key_file";
+    if ctx.prod
+        && raw
+            .client_secret_key_file
+            .as_deref()
+            .is_some_and(is_demo_material)
+    {
+        return Err(invalid(
+            key,
+            "demo/test key material is refused in production",
+        ));
+    }
+    let needs_key = raw.clients.iter().any(|c| {
+        c.secret_hash
+            .as_deref()
+            .is_some_and(|h| h.starts_with(crate::secrets::CLIENT_SECRET_MAC_PREFIX))
+    });
+    if needs_key && raw.client_secret_key_file.is_none() {
+        return Err(invalid(
+            key,
+            "a client's secret_hash is hmac-sha256: the key it was made under is needed",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `[oidc]`.
 pub(super) fn validate(raw: RawOidc, ctx: &Context<'_>) -> Result<OidcSection, ConfigError> {
+    check_secret_key(&raw, ctx)?;
     if let Some(iss) = &raw.issuer {
         check_url("oidc.issuer", iss, ctx.prod)?;
     }
@@ -128,6 +164,7 @@ pub(super) fn validate(raw: RawOidc, ctx: &Context<'_>) -> Result<OidcSection, C
         settings,
         keys: raw.keys,
         clients: raw.clients,
+        client_secret_key_file: raw.client_secret_key_file,
     })
 }
 

@@ -1,9 +1,11 @@
 //! Registered OpenID Connect clients (from `[[oidc.clients]]`) and how they
 //! authenticate at the token, introspection and revocation endpoints.
 //!
-//! - `client_secret_basic` / `client_secret_post`: the secret is compared with an
-//!   argon2id hash from config (`secret_hash`, made by `polis-gateway oidc client-secret`);
-//!   the secret itself is never stored.
+//! - `client_secret_basic` / `client_secret_post`: the secret is compared with
+//!   `secret_hash` from config, `hmac-sha256:<hex>` under the server key
+//!   (`oidc.client_secret_key_file`; made by `polis-gateway oidc client-secret --key-file`),
+//!   in constant time; the secret itself is never stored. An argon2id hash (the earlier
+//!   format) is still accepted, with a warning at start, until the secret is rotated.
 //! - `private_key_jwt` (RFC 7523): a JWT signed with a key of the client's JWKS
 //!   (`jwks_file`; RSA, EC or Ed25519 public keys only), `iss` = `sub` = client_id, `aud`
 //!   containing the token endpoint or the issuer, not expired, `jti` used once (the
@@ -37,7 +39,8 @@ pub struct ClientConfig {
     /// A name for logs and pages.
     #[serde(default)]
     pub name: Option<String>,
-    /// argon2id PHC hash of the client secret (`client_secret_basic` / `_post`).
+    /// The client secret's `hmac-sha256:<hex>` under the server key, or (earlier
+    /// format, until rotated) its argon2id PHC hash (`client_secret_basic` / `_post`).
     #[serde(default)]
     pub secret_hash: Option<String>,
     /// JWKS file with the client's public keys (`private_key_jwt`).
@@ -80,7 +83,9 @@ fn default_scopes() -> Vec<String> {
 /// How a client proves who it is.
 #[derive(Clone)]
 pub enum ClientAuth {
-    /// argon2id hash of the shared secret.
+    /// HMAC-SHA-256 of the shared secret under the server key (32 bytes).
+    SecretMac(Vec<u8>),
+    /// argon2id hash of the shared secret (the earlier format, accepted until rotated).
     SecretHash(String),
     /// Public keys for `private_key_jwt`.
     Jwks(JwkSet),
@@ -89,6 +94,7 @@ pub enum ClientAuth {
 impl std::fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::SecretMac(_) => f.write_str("SecretMac(<redacted>)"),
             Self::SecretHash(_) => f.write_str("SecretHash(<redacted>)"),
             Self::Jwks(set) => write!(f, "Jwks({} keys)", set.keys.len()),
         }
@@ -194,6 +200,8 @@ pub struct AssertionInfo {
 #[derive(Debug, Clone, Default)]
 pub struct ClientRegistry {
     clients: BTreeMap<String, Client>,
+    /// The key client-secret MACs are made under (`oidc.client_secret_key_file`).
+    secret_key: Option<Vec<u8>>,
 }
 
 fn valid_uri(uri: &str) -> bool {
@@ -202,17 +210,30 @@ fn valid_uri(uri: &str) -> bool {
         && !uri.contains(char::is_whitespace)
 }
 
-/// The ways `c` authenticates: an argon2id secret hash and/or a JWKS file of public keys.
-fn client_auth(c: &ClientConfig) -> Result<Vec<ClientAuth>, String> {
+/// The ways `c` authenticates: a secret MAC (or an earlier argon2id hash) and/or a JWKS
+/// file of public keys. `has_key`: a server key for MACs is configured.
+fn client_auth(c: &ClientConfig, has_key: bool) -> Result<Vec<ClientAuth>, String> {
     let mut auth = Vec::new();
     if let Some(hash) = &c.secret_hash {
-        if !hash.starts_with("$argon2id$") {
+        if hash.starts_with(crate::secrets::CLIENT_SECRET_MAC_PREFIX) {
+            let mac = crate::secrets::parse_client_secret_mac(hash)
+                .ok_or("secret_hash: hmac-sha256: must be followed by 64 hex digits")?;
+            if !has_key {
+                return Err("an hmac-sha256 secret_hash needs oidc.client_secret_key_file".into());
+            }
+            auth.push(ClientAuth::SecretMac(mac));
+        } else if hash.starts_with("$argon2id$") {
+            tracing::warn!(
+                client_id = %c.client_id,
+                "argon2id client secret hash: accepted until rotated; make a new secret with `polis-gateway oidc client-secret --key-file <oidc.client_secret_key_file>` (each check costs tens of milliseconds)"
+            );
+            auth.push(ClientAuth::SecretHash(hash.clone()));
+        } else {
             return Err(
-                "secret_hash must be an argon2id PHC string (polis-gateway oidc client-secret)"
+                "secret_hash must be hmac-sha256:<hex> (polis-gateway oidc client-secret --key-file) or an earlier argon2id PHC string"
                     .into(),
             );
         }
-        auth.push(ClientAuth::SecretHash(hash.clone()));
     }
     if let Some(file) = &c.jwks_file {
         let text = std::fs::read_to_string(file)
@@ -238,11 +259,11 @@ fn client_auth(c: &ClientConfig) -> Result<Vec<ClientAuth>, String> {
 }
 
 /// One validated client from its config entry.
-fn client_from_config(c: &ClientConfig) -> Result<Client, String> {
+fn client_from_config(c: &ClientConfig, has_key: bool) -> Result<Client, String> {
     if c.client_id.is_empty() || c.client_id.len() > 128 {
         return Err("client_id must have 1 to 128 characters".into());
     }
-    let auth = client_auth(c)?;
+    let auth = client_auth(c, has_key)?;
     if c.redirect_uris.is_empty() {
         return Err("at least one redirect_uri".into());
     }
@@ -276,12 +297,16 @@ fn client_from_config(c: &ClientConfig) -> Result<Client, String> {
 }
 
 impl ClientRegistry {
-    /// Builds the registry; reads the JWKS files.
-    pub fn from_config(entries: &[ClientConfig]) -> Result<Self, ClientError> {
+    /// Builds the registry; reads the JWKS files. `secret_key`: the server key of the
+    /// client-secret MACs (`oidc.client_secret_key_file`), if configured.
+    pub fn from_config(
+        entries: &[ClientConfig],
+        secret_key: Option<Vec<u8>>,
+    ) -> Result<Self, ClientError> {
         let mut clients = BTreeMap::new();
         for (index, c) in entries.iter().enumerate() {
             let bad = |reason: String| ClientError::Config { index, reason };
-            let client = client_from_config(c).map_err(bad)?;
+            let client = client_from_config(c, secret_key.is_some()).map_err(bad)?;
             if clients.insert(c.client_id.clone(), client).is_some() {
                 return Err(bad(format!("duplicate client_id {:?}", c.client_id)));
             }
@@ -298,7 +323,10 @@ impl ClientRegistry {
                 });
             }
         }
-        Ok(Self { clients })
+        Ok(Self {
+            clients,
+            secret_key,
+        })
     }
 
     /// A client by id.
@@ -309,6 +337,21 @@ impl ClientRegistry {
     /// Every client.
     pub fn all(&self) -> impl Iterator<Item = &Client> {
         self.clients.values()
+    }
+
+    /// Whether `presented` is a secret of a client whose secrets are checked by MAC only
+    /// (no argon2, no signature): cheap enough for an async worker.
+    pub fn checked_by_mac(&self, presented: &Presented) -> bool {
+        let Presented::Secret { client_id, .. } = presented else {
+            return false;
+        };
+        self.get(client_id).is_some_and(|c| {
+            c.auth.iter().any(|a| matches!(a, ClientAuth::SecretMac(_)))
+                && !c
+                    .auth
+                    .iter()
+                    .any(|a| matches!(a, ClientAuth::SecretHash(_)))
+        })
     }
 
     /// Authenticates a client. `audiences` are the values a client assertion's `aud`
@@ -326,6 +369,9 @@ impl ClientRegistry {
             Presented::Secret { client_id, secret } => {
                 let client = self.get(client_id).ok_or_else(|| fail("unknown client"))?;
                 let ok = client.auth.iter().any(|a| match a {
+                    ClientAuth::SecretMac(mac) => self.secret_key.as_deref().is_some_and(|key| {
+                        crate::secrets::verify_client_secret_mac(key, secret, mac)
+                    }),
                     ClientAuth::SecretHash(hash) => crate::secrets::verify_secret(secret, hash),
                     ClientAuth::Jwks(_) => false,
                 });
@@ -425,7 +471,7 @@ fn client_keys<'a>(client: &'a Client, kid: Option<&str>) -> Vec<&'a jsonwebtoke
         .iter()
         .filter_map(|a| match a {
             ClientAuth::Jwks(set) => Some(set),
-            ClientAuth::SecretHash(_) => None,
+            ClientAuth::SecretMac(_) | ClientAuth::SecretHash(_) => None,
         })
         .flat_map(|set| match kid {
             Some(kid) => set.find(kid).into_iter().collect::<Vec<_>>(),
@@ -521,6 +567,76 @@ mod tests {
         }
         for bad in ["at+jwt", "logout+jwt", "secevent+jwt", "", "application/"] {
             assert!(!assertion_typ(bad), "{bad}");
+        }
+    }
+
+    fn entry(id: &str, secret_hash: &str) -> ClientConfig {
+        ClientConfig {
+            client_id: id.into(),
+            name: None,
+            secret_hash: Some(secret_hash.into()),
+            jwks_file: None,
+            redirect_uris: vec!["https://rp.example/cb".into()],
+            post_logout_redirect_uris: Vec::new(),
+            scopes: default_scopes(),
+            backchannel_logout_uri: None,
+            allow_in_enablement: false,
+            id_token_alg: SigningAlg::EdDSA,
+            introspect_for: Vec::new(),
+        }
+    }
+
+    fn secret(id: &str, secret: &str) -> Presented {
+        Presented::Secret {
+            client_id: id.into(),
+            secret: secret.into(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_checked_by_mac_under_the_server_key_and_argon2_still_works() {
+        let key = b"server key for client secrets, 32+ bytes".to_vec();
+        let mac = crate::secrets::client_secret_mac(&key, "machine-secret").unwrap();
+        let legacy = crate::secrets::hash_secret("old-secret").unwrap();
+        let registry =
+            ClientRegistry::from_config(&[entry("new", &mac), entry("old", &legacy)], Some(key))
+                .unwrap();
+        let now = Utc::now();
+        assert!(
+            registry
+                .authenticate(&secret("new", "machine-secret"), &[], now)
+                .is_ok()
+        );
+        assert!(
+            registry
+                .authenticate(&secret("new", "machine-secreT"), &[], now)
+                .is_err()
+        );
+        assert!(
+            registry
+                .authenticate(&secret("old", "old-secret"), &[], now)
+                .is_ok()
+        );
+        assert!(
+            registry
+                .authenticate(&secret("old", "machine-secret"), &[], now)
+                .is_err()
+        );
+        assert!(registry.checked_by_mac(&secret("new", "x")));
+        assert!(
+            !registry.checked_by_mac(&secret("old", "x")),
+            "argon2: on the pool"
+        );
+        assert!(!registry.checked_by_mac(&secret("unknown", "x")));
+
+        // A MAC without the server key, a malformed one, an unknown format: refused at start.
+        assert!(ClientRegistry::from_config(&[entry("new", &mac)], None).is_err());
+        let short = &mac[..mac.len() - 2];
+        for bad in [short, "hmac-sha256:xyz", "plain-secret", "$2b$12$abc"] {
+            assert!(
+                ClientRegistry::from_config(&[entry("c", bad)], Some(b"k".repeat(32))).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -89,11 +89,14 @@ pub(super) fn kit(family_lifetime: Duration) -> Kit {
         None,
     )])
     .unwrap();
-    let clients = ClientRegistry::from_config(&[
-        client("rp", &[], false),
-        client("rs", &["rp"], true),
-        client("other", &[], false),
-    ])
+    let clients = ClientRegistry::from_config(
+        &[
+            client("rp", &[], false),
+            client("rs", &["rp"], true),
+            client("other", &[], false),
+        ],
+        None,
+    )
     .unwrap();
     let settings = OidcSettings {
         issuer: "https://gw.example".into(),

@@ -148,8 +148,10 @@ pub struct OidcEnv {
     pub keys: Vec<OidcKey>,
     /// [`OIDC_JWT_CLIENT`]'s Ed25519 private key (PEM), to sign client assertions.
     pub jwt_client_pem: Vec<u8>,
-    /// argon2id hash of [`OIDC_SECRET`].
+    /// `hmac-sha256:` of [`OIDC_SECRET`] under [`OIDC_SECRET_KEY`] ([`OIDC_CLIENT`]).
     secret_hash: String,
+    /// The earlier argon2id hash of [`OIDC_SECRET`] ([`OIDC_RS_CLIENT`], still accepted).
+    legacy_secret_hash: String,
     /// `refresh_token_ttl_seconds`, `refresh_family_lifetime_seconds`.
     refresh_lifetimes: (u64, u64),
 }
@@ -348,7 +350,9 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
                 OidcKey::generate(SigningAlg::ES256),
             ],
             jwt_client_pem: polis_gateway::oidc::keys::generate_pem(SigningAlg::EdDSA).unwrap(),
-            secret_hash: polis_gateway::secrets::hash_secret(OIDC_SECRET).unwrap(),
+            secret_hash: polis_gateway::secrets::client_secret_mac(OIDC_SECRET_KEY, OIDC_SECRET)
+                .unwrap(),
+            legacy_secret_hash: polis_gateway::secrets::hash_secret(OIDC_SECRET).unwrap(),
             refresh_lifetimes: opts.oidc_refresh_lifetimes,
         });
         // Every test client comes from 127.0.0.1: per-IP rates out of the way unless a
@@ -1251,13 +1255,20 @@ async fn spawn_gateway(
     }
 }
 
+/// TEST server key of the client-secret MACs (`oidc.client_secret_key_file`).
+pub const OIDC_SECRET_KEY: &[u8] = b"TEST client-secret MAC key, not for use anywhere else";
+
 /// The `[oidc]` section for `oidc` (key and JWKS files written to the temp dir).
 fn oidc_section(dir: &Path, oidc: &OidcEnv) -> String {
+    let secret_key = dir.join("oidc-client-secret.key");
+    std::fs::write(&secret_key, OIDC_SECRET_KEY).unwrap();
     let mut out = format!(
         "\n[oidc]\naccess_token_ttl_seconds = 300\nid_token_ttl_seconds = 300\n\
          refresh_token_ttl_seconds = {}\nrefresh_family_lifetime_seconds = {}\n\
-         code_ttl_seconds = 60\n",
-        oidc.refresh_lifetimes.0, oidc.refresh_lifetimes.1
+         code_ttl_seconds = 60\nclient_secret_key_file = \"{}\"\n",
+        oidc.refresh_lifetimes.0,
+        oidc.refresh_lifetimes.1,
+        secret_key.display()
     );
     for (n, key) in oidc.keys.iter().enumerate() {
         let file = dir.join(format!("oidc-key-{n}.pem"));
@@ -1308,12 +1319,13 @@ id_token_alg = "ES256"
 [[oidc.clients]]
 client_id = "{OIDC_RS_CLIENT}"
 name = "Servizio di prova"
-secret_hash = "{hash}"
+secret_hash = "{legacy}"
 redirect_uris = ["{redirect}"]
 introspect_for = ["{OIDC_CLIENT}"]
 allow_in_enablement = true
 "#,
         hash = oidc.secret_hash,
+        legacy = oidc.legacy_secret_hash,
         redirect = oidc.redirect_uri,
         post_logout = oidc.post_logout_uri,
         jwks = jwks_file.display(),
