@@ -10,12 +10,19 @@ pub(super) fn validate(
     raw: Option<MailConfig>,
     ctx: &Context<'_>,
 ) -> Result<MailConfig, ConfigError> {
-    let mail = raw.unwrap_or_else(|| MailConfig {
+    let mut mail = raw.unwrap_or_else(|| MailConfig {
         from: MailFrom::default(),
-        transport: MailTransport::Outbox(OutboxConfig {
-            dir: ctx.data_dir.join("outbox"),
-        }),
+        transport: MailTransport::default(),
     });
+    // A `[mail]` without a transport (or no `[mail]`): the outbox under `data_dir`, as
+    // overridden by a later layer or `POLIS__DATA_DIR`.
+    if let MailTransport::Outbox(o) = &mut mail.transport
+        && o.dir.as_os_str().is_empty()
+    {
+        *o = OutboxConfig {
+            dir: ctx.data_dir.join("outbox"),
+        };
+    }
     if ctx.prod && !matches!(mail.transport, MailTransport::Smtp(_)) {
         return Err(invalid(
             "mail.transport",
@@ -45,6 +52,23 @@ mod tests {
         assert!(matches!(
             cfg.mail.transport,
             MailTransport::Outbox(o) if o.dir == Path::new("/srv/polis/outbox")
+        ));
+    }
+
+    #[test]
+    fn a_mail_section_without_transport_follows_data_dir_too() {
+        // The demo's [mail] has a sender but no transport; the browser check moves
+        // data_dir to a temporary directory, and the outbox must follow it.
+        let cfg = load_edited(|demo| demo.replace("data_dir = \"data\"", "data_dir = \"/tmp/x\""))
+            .unwrap();
+        assert!(
+            cfg.mail.from.address.contains("istanze"),
+            "{:?}",
+            cfg.mail.from
+        );
+        assert!(matches!(
+            cfg.mail.transport,
+            MailTransport::Outbox(o) if o.dir == Path::new("/tmp/x/outbox")
         ));
     }
 }

@@ -228,9 +228,10 @@ pub struct OutboxConfig {
 }
 
 impl Default for OutboxConfig {
+    /// No directory yet: config validation puts it under `data_dir` (`<data_dir>/outbox`).
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("data/outbox"),
+            dir: PathBuf::new(),
         }
     }
 }
@@ -259,7 +260,7 @@ pub struct MailConfig {
     /// The sender of every message.
     #[serde(default)]
     pub from: MailFrom,
-    /// The backend; the outbox in `data/outbox` when absent.
+    /// The backend; the outbox in `<data_dir>/outbox` when absent.
     #[serde(default)]
     pub transport: MailTransport,
 }

@@ -208,7 +208,8 @@ async function walk(page, base) {
   await visit(page, "09-inviata");
   await page.goto(`${base}/demo/posta`);
   await visit(page, "10-outbox");
-  await page.locator("table a").last().click();
+  // The newest message (the list is newest first).
+  await page.locator("table a").first().click();
   await page.waitForLoadState("load");
   await visit(page, "11-outbox-message");
   const mail = await page.locator("pre").innerText();
