@@ -88,7 +88,9 @@ pub fn cie_metadata(cfg: &Config) -> anyhow::Result<String> {
 /// Opens the configured state store.
 pub fn state_store(cfg: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     Ok(match &cfg.state {
-        StoreSettings::Memory => Arc::new(MemoryStore::new()),
+        StoreSettings::Memory {
+            max_pending_requests,
+        } => Arc::new(MemoryStore::with_max_pending(*max_pending_requests)),
         StoreSettings::Redis(redis) => Arc::new(RedisStore::connect(redis)?),
     })
 }
@@ -320,7 +322,8 @@ pub async fn build_gateway(
         None => (None, None),
     };
     let federation = federation(cfg, &clock)?;
-    let mut sso = sso_service(cfg, key, &federation, &state, &clock)?;
+    let (verify, admission) = verification(cfg, &accounts);
+    let mut sso = sso_service(cfg, key, &federation, &state, verify, &clock)?;
     if let Some(cie) = cie {
         sso = sso.with_cie_identity(cie);
     }
@@ -347,6 +350,7 @@ pub async fn build_gateway(
         cookie_key,
         outbox,
         oidc,
+        admission,
         clock,
     };
     Ok(Gateway {
@@ -425,6 +429,21 @@ fn federation(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Arc<Federatio
     Ok(federation)
 }
 
+/// The bounded verification pool and the admission control that watches it and the
+/// account database.
+fn verification(
+    cfg: &Config,
+    accounts: &Arc<dyn AccountStore>,
+) -> (BlockingPool, Arc<crate::admission::Admission>) {
+    let verify = BlockingPool::new("verify", cfg.limits.verify_pool);
+    let admission = Arc::new(crate::admission::Admission::new(
+        cfg.limits.admission,
+        verify.clone(),
+        accounts.clone(),
+    ));
+    (verify, admission)
+}
+
 /// The SSO service: its settings, the SP key, the federation, the state store, the
 /// transaction log and the bounded verification pool.
 fn sso_service(
@@ -432,6 +451,7 @@ fn sso_service(
     key: SigningKey,
     federation: &Arc<Federation>,
     state: &Arc<dyn StateStore>,
+    verify: BlockingPool,
     clock: &SharedClock,
 ) -> anyhow::Result<SsoService> {
     let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
@@ -442,7 +462,7 @@ fn sso_service(
             federation: federation.clone(),
             state: state.clone(),
             txlog,
-            pool: BlockingPool::new("verify", cfg.limits.verify_pool),
+            pool: verify,
             clock: clock.clone(),
         },
     ))

@@ -13,6 +13,7 @@
 //!   a job that has not finished by `deadline` is answered [`PoolError::Deadline`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -58,6 +59,17 @@ pub struct BlockingPool {
     name: &'static str,
     permits: Arc<Semaphore>,
     limits: PoolLimits,
+    /// Jobs waiting for a worker right now (admission control reads it).
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a job as waiting while it exists.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BlockingPool {
@@ -67,6 +79,7 @@ impl BlockingPool {
             name,
             permits: Arc::new(Semaphore::new(limits.workers.max(1))),
             limits,
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -80,17 +93,33 @@ impl BlockingPool {
         self.permits.available_permits()
     }
 
+    /// Jobs waiting for a worker now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Jobs running now.
+    pub fn running(&self) -> usize {
+        self.limits
+            .workers
+            .max(1)
+            .saturating_sub(self.permits.available_permits())
+    }
+
     /// Runs `f` on a blocking thread within the pool's bounds.
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PoolError> {
-        let permit = match tokio::time::timeout(
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting(Arc::clone(&self.waiting));
+        let acquired = tokio::time::timeout(
             self.limits.queue_wait,
             Arc::clone(&self.permits).acquire_owned(),
         )
-        .await
-        {
+        .await;
+        drop(waiting);
+        let permit = match acquired {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!(target: "pool", pool = self.name, "pool busy: job refused");
@@ -151,7 +180,17 @@ mod tests {
         };
         started.await.unwrap();
         assert_eq!(p.available(), 0);
-        assert_eq!(p.run(|| 1).await, Err(PoolError::Busy("test")));
+        assert_eq!(p.running(), 1);
+        let queued = {
+            let p = p.clone();
+            tokio::spawn(async move { p.run(|| 1).await })
+        };
+        while p.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(p.waiting(), 1, "admission control sees the queue");
+        assert_eq!(queued.await.unwrap(), Err(PoolError::Busy("test")));
+        assert_eq!(p.waiting(), 0);
         release.send(()).unwrap();
         held.await.unwrap().unwrap();
         assert_eq!(p.run(|| 2).await, Ok(2));

@@ -6,6 +6,8 @@
 
 /// Accounts: the model, codice fiscale validation, the `AccountStore` port (SQLite, PostgreSQL).
 pub mod accounts;
+/// Admission control: new logins wait while the gateway is saturated.
+pub mod admission;
 /// Wiring configuration into running services.
 pub mod app;
 /// Bounded pools for CPU-bound work on untrusted input (XML-DSig, argon2).

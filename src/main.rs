@@ -12,6 +12,12 @@ use polis_gateway::keygen::{CertRequest, SpSector};
 use polis_gateway::oidc::keys::{SigningAlg, generate_pem};
 use polis_gateway::{app, keygen};
 
+/// mimalloc instead of glibc's allocator: an ACS allocates a few thousand small
+/// objects across the async workers, the verification pool and the transaction-log
+/// thread, where glibc's arenas spent about a sixth of the CPU (see ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "polis-gateway",

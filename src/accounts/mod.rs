@@ -553,6 +553,20 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), AccountError>;
     /// Health check: one round trip to the database.
     async fn ping(&self) -> Result<(), AccountError>;
+    /// How busy the connection pool is now, for admission control (`None`: the store
+    /// has no pool to exhaust).
+    fn pool_load(&self) -> Option<PoolLoad> {
+        None
+    }
+}
+
+/// Connections of an account store's pool in use, and its maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLoad {
+    /// Connections checked out now.
+    pub in_use: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// The `nome.cognome` base of a username, before any numeric suffix (see the module doc).

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::checks::{in_range, invalid, seconds};
+use crate::admission::AdmissionLimits;
 use crate::blocking::PoolLimits;
 use crate::web::ratelimit::RateSettings;
 use crate::web::server::ServerLimits;
@@ -47,6 +48,31 @@ pub(super) struct RawLimits {
     /// At most this many KiB of a Response rejected before any signature verified are
     /// kept in the transaction log (with the SHA-256 of the whole).
     txlog_unverified_max_kib: usize,
+    /// When new logins wait (the «Troppe richieste» page) while logins under way finish.
+    admission: RawAdmission,
+}
+
+/// `[limits.admission]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmission {
+    /// Login requests (`/login` with an IdP, `/acs`) in flight at which new logins wait.
+    max_in_flight: usize,
+    /// Signature-verification jobs queued at which new logins wait.
+    max_verify_queue: usize,
+    /// Seconds the admission page (and its `Retry-After`) asks the browser to wait.
+    retry_after_seconds: u32,
+}
+
+impl Default for RawAdmission {
+    fn default() -> Self {
+        let d = AdmissionLimits::default();
+        Self {
+            max_in_flight: d.max_in_flight,
+            max_verify_queue: d.max_verify_queue,
+            retry_after_seconds: d.retry_after_seconds,
+        }
+    }
 }
 
 impl Default for RawLimits {
@@ -63,6 +89,7 @@ impl Default for RawLimits {
             client_ip_header: None,
             rate: RawRates::default(),
             txlog_unverified_max_kib: 16,
+            admission: RawAdmission::default(),
         }
     }
 }
@@ -113,6 +140,8 @@ pub struct LimitsSection {
     pub rates: RateSettings,
     /// Bytes of a rejected (unverified) Response kept in the transaction log.
     pub txlog_unverified_max_bytes: usize,
+    /// Admission control's thresholds.
+    pub admission: AdmissionLimits,
 }
 
 /// `n` workers, or one per CPU for 0.
@@ -178,6 +207,26 @@ pub(super) fn validate(raw: RawLimits) -> Result<LimitsSection, ConfigError> {
         },
         rates,
         txlog_unverified_max_bytes: kib * 1024,
+        admission: AdmissionLimits {
+            max_in_flight: in_range(
+                "limits.admission.max_in_flight",
+                raw.admission.max_in_flight,
+                1,
+                1_000_000,
+            )?,
+            max_verify_queue: in_range(
+                "limits.admission.max_verify_queue",
+                raw.admission.max_verify_queue,
+                1,
+                1_000_000,
+            )?,
+            retry_after_seconds: in_range(
+                "limits.admission.retry_after_seconds",
+                raw.admission.retry_after_seconds,
+                1,
+                300,
+            )?,
+        },
     })
 }
 

@@ -19,7 +19,7 @@ enum RawBackend {
 }
 
 /// `[state]` as written.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawState {
     /// Backend kind.
@@ -28,6 +28,25 @@ pub(super) struct RawState {
     /// Redis connection, required when `backend = "redis"`.
     #[serde(default)]
     redis: Option<RedisConfig>,
+    /// Memory backend: the most pending requests (logins between `/login` and the ACS)
+    /// held at once; a new login over it gets the «Troppe richieste» page. About 3 KiB
+    /// each.
+    #[serde(default = "default_max_pending")]
+    max_pending_requests: usize,
+}
+
+fn default_max_pending() -> usize {
+    200_000
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self {
+            backend: RawBackend::default(),
+            redis: None,
+            max_pending_requests: default_max_pending(),
+        }
+    }
 }
 
 /// Checks `[state]`.
@@ -49,7 +68,12 @@ pub(super) fn validate(raw: RawState, ctx: &Context<'_>) -> Result<StoreSettings
             "state.backend",
             "production needs the shared \"redis\" backend",
         )),
-        RawBackend::Memory => Ok(StoreSettings::Memory),
+        RawBackend::Memory if raw.max_pending_requests == 0 => {
+            Err(invalid("state.max_pending_requests", "must be at least 1"))
+        }
+        RawBackend::Memory => Ok(StoreSettings::Memory {
+            max_pending_requests: raw.max_pending_requests,
+        }),
     }
 }
 
@@ -64,7 +88,9 @@ mod tests {
     fn the_backend_is_a_typed_choice() {
         assert!(matches!(
             load("", &[]).unwrap().state,
-            StoreSettings::Memory
+            StoreSettings::Memory {
+                max_pending_requests: 200_000
+            }
         ));
         let cfg = load(
             "[state]\nbackend = \"redis\"\n[state.redis]\nmode = \"cluster\"\nurls = [\"redis://a:6379\", \"redis://b:6379\"]\nresponse_timeout_ms = 250\n",

@@ -17,6 +17,22 @@ use super::{
 /// bounds the PersonIdentifier at 256 characters).
 const EIDAS_ID_MAX: usize = 256;
 
+/// How fresh the last-access stamps are kept: a login writes them only when they are
+/// older than this (or in the future), so a burst of logins is not a burst of
+/// committed transactions. Inactivity is counted in months.
+pub(crate) const LAST_ACCESS_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// Whether a login at `now` must write the account's and the identity's last access.
+fn needs_touch(account: &Account, key: &IdentityKey, now: DateTime<Utc>) -> bool {
+    let stale =
+        |t: Option<DateTime<Utc>>| t.is_none_or(|t| t > now || now - t >= LAST_ACCESS_RESOLUTION);
+    let identity = account
+        .identities
+        .iter()
+        .find(|i| i.scheme == key.scheme && i.subject == key.subject);
+    stale(account.last_access_at) || identity.is_none_or(|i| stale(i.last_login_at))
+}
+
 impl EnablementService {
     /// Maps a verified login to its account: found by its identity (or, for SPID and
     /// CIE, by codice fiscale) and updated with what the scheme vouches for (names,
@@ -53,13 +69,15 @@ impl EnablementService {
                 }
             }
         }
-        self.accounts
-            .touch_last_access(account.id, Some(&key), now)
-            .await?;
-        account.last_access_at = Some(now);
-        for identity in &mut account.identities {
-            if identity.scheme == key.scheme && identity.subject == key.subject {
-                identity.last_login_at = Some(now);
+        if needs_touch(&account, &key, now) {
+            self.accounts
+                .touch_last_access(account.id, Some(&key), now)
+                .await?;
+            account.last_access_at = Some(now);
+            for identity in &mut account.identities {
+                if identity.scheme == key.scheme && identity.subject == key.subject {
+                    identity.last_login_at = Some(now);
+                }
             }
         }
         Ok(account)
@@ -205,6 +223,44 @@ mod tests {
         assert_eq!(
             account.birth_date,
             chrono::NaiveDate::from_ymd_opt(1980, 1, 1)
+        );
+    }
+
+    #[test]
+    fn the_last_access_is_written_at_most_once_a_minute() {
+        let cf = FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        let key = IdentityKey::new(Scheme::Spid, cf.as_str());
+        let now = Utc::now();
+        let mut account = crate::accounts::tests_support::sample(cf);
+        account.identities = vec![crate::accounts::LinkedIdentity {
+            scheme: Scheme::Spid,
+            subject: key.subject.clone(),
+            linked_at: now,
+            last_login_at: None,
+        }];
+        account.last_access_at = None;
+        assert!(needs_touch(&account, &key, now), "never stamped");
+        let stamp = |a: &mut Account, t| {
+            a.last_access_at = Some(t);
+            a.identities[0].last_login_at = Some(t);
+        };
+        stamp(&mut account, now - chrono::Duration::seconds(59));
+        assert!(!needs_touch(&account, &key, now), "stamped 59 s ago");
+        stamp(&mut account, now - chrono::Duration::seconds(60));
+        assert!(needs_touch(&account, &key, now), "stamped a minute ago");
+        stamp(&mut account, now + chrono::Duration::seconds(5));
+        assert!(needs_touch(&account, &key, now), "a stamp from the future");
+        stamp(&mut account, now);
+        account.identities[0].last_login_at = None;
+        assert!(
+            needs_touch(&account, &key, now),
+            "the identity never logged in"
+        );
+        let cie = IdentityKey::new(Scheme::Cie, key.subject.as_str());
+        account.identities[0].last_login_at = Some(now);
+        assert!(
+            needs_touch(&account, &cie, now),
+            "another scheme's first login"
         );
     }
 

@@ -24,6 +24,8 @@ const SWEEP_MIN_WRITES: usize = 256;
 /// [`RedisStore`](super::RedisStore).
 pub struct MemoryStore {
     entries: Mutex<Entries>,
+    /// The most stamped entries (pending requests) held at once; `None`: no cap.
+    max_stamped: Option<usize>,
     /// Stamp of this instance's stamped entries: its data lives and dies with it.
     incarnation: String,
 }
@@ -31,6 +33,8 @@ pub struct MemoryStore {
 struct Entry {
     value: Vec<u8>,
     expires_at: Instant,
+    /// Written by `put_stamped` (a pending request): counted against the cap.
+    stamped: bool,
 }
 
 impl Entry {
@@ -43,45 +47,98 @@ impl Entry {
 struct Entries {
     map: HashMap<String, Entry>,
     writes_since_sweep: usize,
+    /// Stamped entries in `map` (expired ones included until they are removed).
+    stamped: usize,
+    /// When a full store last swept to make room (at most once a second).
+    last_room_sweep: Option<Instant>,
 }
 
 impl Entries {
     /// The live entry under `key`, removing it first if it has expired.
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         if self.map.get(key).is_some_and(|entry| !entry.is_live(now)) {
-            self.map.remove(key);
+            self.remove(key);
         }
         self.map.get_mut(key)
+    }
+
+    /// Removes `key`, keeping the stamped count.
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.map.remove(key);
+        if entry.as_ref().is_some_and(|e| e.stamped) {
+            self.stamped = self.stamped.saturating_sub(1);
+        }
+        entry
+    }
+
+    /// Drops every expired entry.
+    fn sweep(&mut self, now: Instant) {
+        self.map.retain(|_, entry| entry.is_live(now));
+        self.stamped = self.map.values().filter(|e| e.stamped).count();
+        self.writes_since_sweep = 0;
     }
 
     /// Counts a write and sweeps expired entries once enough writes have accumulated.
     fn note_write(&mut self, now: Instant) {
         self.writes_since_sweep = self.writes_since_sweep.saturating_add(1);
         if self.writes_since_sweep >= SWEEP_MIN_WRITES.max(self.map.len() / 2) {
-            self.map.retain(|_, entry| entry.is_live(now));
-            self.writes_since_sweep = 0;
+            self.sweep(now);
         }
     }
 
     fn insert(&mut self, key: &str, value: &[u8], expires_at: Instant, now: Instant) {
-        self.map.insert(
+        self.insert_entry(key, value, expires_at, now, false);
+    }
+
+    fn insert_entry(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        expires_at: Instant,
+        now: Instant,
+        stamped: bool,
+    ) {
+        let old = self.map.insert(
             key.to_owned(),
             Entry {
                 value: value.to_vec(),
                 expires_at,
+                stamped,
             },
         );
+        if old.is_some_and(|e| e.stamped) {
+            self.stamped = self.stamped.saturating_sub(1);
+        }
+        if stamped {
+            self.stamped = self.stamped.saturating_add(1);
+        }
         self.note_write(now);
     }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store without a cap.
     pub fn new() -> Self {
         Self {
             entries: Mutex::new(Entries::default()),
+            max_stamped: None,
             incarnation: uuid::Uuid::new_v4().simple().to_string(),
         }
+    }
+
+    /// An empty store holding at most `max` pending requests (stamped entries): one
+    /// more is refused with [`StateError::Full`] (the memory of a single process is
+    /// bounded; Redis has `maxmemory`).
+    pub fn with_max_pending(max: usize) -> Self {
+        Self {
+            max_stamped: Some(max),
+            ..Self::new()
+        }
+    }
+
+    /// Pending requests (stamped entries) held now, expired ones not yet swept included.
+    pub fn pending(&self) -> usize {
+        self.lock().stamped
     }
 
     /// The map, recovering it if a thread panicked while holding the lock: every
@@ -146,14 +203,14 @@ impl StateStore for MemoryStore {
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         let now = Instant::now();
-        let entry = self.lock().map.remove(key);
+        let entry = self.lock().remove(key);
         Ok(entry
             .filter(|entry| entry.is_live(now))
             .map(|entry| entry.value))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.lock().map.remove(key);
+        self.lock().remove(key);
         Ok(())
     }
 
@@ -187,7 +244,7 @@ impl StateStore for MemoryStore {
             .live(key, now)
             .is_some_and(|entry| entry.value == expected)
         {
-            entries.map.remove(key);
+            entries.remove(key);
             return Ok(true);
         }
         Ok(false)
@@ -198,7 +255,29 @@ impl StateStore for MemoryStore {
     }
 
     async fn put_stamped(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
-        self.put(key, &stamp(&self.incarnation, value), ttl).await
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let value = stamp(&self.incarnation, value);
+        let mut entries = self.lock();
+        if let Some(max) = self.max_stamped {
+            let replaces = entries.map.get(key).is_some_and(|e| e.stamped);
+            if !replaces && entries.stamped >= max {
+                // Expired requests do not hold room: sweep them (at most once a
+                // second, so a full store does not sweep on every refusal) first.
+                if entries
+                    .last_room_sweep
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                {
+                    entries.sweep(now);
+                    entries.last_room_sweep = Some(now);
+                }
+                if entries.stamped >= max {
+                    return Err(StateError::Full(format!("{max} pending requests")));
+                }
+            }
+        }
+        entries.insert_entry(key, &value, expires_at, now, true);
+        Ok(())
     }
 
     async fn get_stamped(&self, key: &str) -> Result<Option<Stamped>, StateError> {
@@ -251,6 +330,40 @@ mod tests {
         assert!(store.get("k").await.unwrap().is_some());
         tokio::time::advance(Duration::from_micros(1)).await;
         assert!(store.get("k").await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pending_request_cap_refuses_new_ones_and_frees_room_as_they_go() {
+        let store = MemoryStore::with_max_pending(2);
+        store.put_stamped("r1", b"a", TTL).await.unwrap();
+        store
+            .put_stamped("r2", b"b", Duration::from_secs(1))
+            .await
+            .unwrap();
+        // Other entries (sessions, the replay cache) never count nor get refused.
+        for i in 0..10 {
+            store.put(&format!("s{i}"), b"x", TTL).await.unwrap();
+        }
+        assert!(matches!(
+            store.put_stamped("r3", b"c", TTL).await,
+            Err(StateError::Full(_))
+        ));
+        // Rewriting a held request is not a new one.
+        store.put_stamped("r1", b"a2", TTL).await.unwrap();
+        assert_eq!(store.pending(), 2);
+        // Taken (a login under way finished): room for one more.
+        assert!(store.take_stamped("r1").await.unwrap().is_some());
+        store.put_stamped("r3", b"c", TTL).await.unwrap();
+        assert!(matches!(
+            store.put_stamped("r4", b"d", TTL).await,
+            Err(StateError::Full(_))
+        ));
+        // Expired: swept to make room.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        store.put_stamped("r4", b"d", TTL).await.unwrap();
+        assert_eq!(store.pending(), 2);
+        store.delete("r4").await.unwrap();
+        assert_eq!(store.pending(), 1);
     }
 
     #[tokio::test(start_paused = true)]

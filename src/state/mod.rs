@@ -51,8 +51,12 @@ pub use memory::MemoryStore;
 /// Which backend holds the state (`[state]`, validated by `config`).
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
-    /// The in-process [`MemoryStore`]: single instance only (the embedded default).
-    Memory,
+    /// The in-process [`MemoryStore`]: single instance only (the embedded default),
+    /// holding at most `max_pending_requests` pending requests.
+    Memory {
+        /// Pending requests held at once; a new login over it gets the admission page.
+        max_pending_requests: usize,
+    },
     /// A [`RedisStore`] shared by replicas.
     Redis(RedisConfig),
 }
@@ -72,6 +76,10 @@ pub enum StateError {
     /// Anything else (bad data, protocol error).
     #[error("state store error: {0}")]
     Backend(String),
+    /// The store holds as many pending requests as it is allowed to (the memory
+    /// backend's `max_pending_requests`): a new login must wait (→ the admission page).
+    #[error("state store full: {0}")]
+    Full(String),
 }
 
 /// The request-state port: a key/value store in which every entry expires.

@@ -44,6 +44,8 @@ struct Inner {
     /// Not a failure: the person chose it (SPID nr25, cancelled): an informative page
     /// with «Riprova», no call to the help desk.
     neutral: bool,
+    /// The admission page: `Retry-After` and a `<meta refresh>` after this many seconds.
+    retry_after: Option<u32>,
 }
 
 #[derive(Template)]
@@ -57,6 +59,7 @@ struct ErrorPage<'a> {
     back: &'a str,
     technical: Option<&'a str>,
     neutral: bool,
+    refresh: Option<u32>,
 }
 
 impl AppError {
@@ -72,6 +75,30 @@ impl AppError {
             back: "/",
             technical: None,
             neutral: false,
+            retry_after: None,
+        }))
+    }
+
+    /// The admission page (429): the gateway is saturated, so this new login waits
+    /// `retry_after_seconds` and the page reloads itself (no JavaScript).
+    pub fn saturated(s: crate::admission::Saturated) -> Self {
+        let n = s.retry_after_seconds;
+        Self(Box::new(Inner {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "POLIS_SATURATED",
+            title: "Troppe richieste",
+            message: format!(
+                "Troppe richieste: riprova tra {n} secondi. In questo momento molte persone stanno accedendo al servizio."
+            ),
+            hint: Some(format!(
+                "La pagina si ricaricherà da sola tra {n} secondi; non serve fare altro."
+            )),
+            detail: s.to_string(),
+            // The same address again (what the refresh also loads).
+            back: "",
+            technical: None,
+            neutral: true,
+            retry_after: Some(n),
         }))
     }
 
@@ -87,6 +114,7 @@ impl AppError {
             back: "/",
             technical: None,
             neutral: false,
+            retry_after: None,
         }))
     }
 
@@ -105,6 +133,7 @@ impl AppError {
             back: "/",
             technical: None,
             neutral: false,
+            retry_after: None,
         }))
     }
 
@@ -120,6 +149,7 @@ impl AppError {
             back: "/",
             technical: None,
             neutral: false,
+            retry_after: None,
         }))
     }
 
@@ -167,6 +197,7 @@ impl AppError {
             back: "/",
             technical: None,
             neutral: false,
+            retry_after: None,
         }))
     }
 
@@ -219,6 +250,12 @@ impl AppError {
                 "Il servizio sta ricevendo molte richieste in questo momento. Riprova tra qualche secondo.".to_owned(),
                 None,
             ),
+            SsoError::State(StateError::Full(_)) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Troppe richieste",
+                "Troppe richieste: riprova tra qualche secondo.".to_owned(),
+                None,
+            ),
             SsoError::State(_) | SsoError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Errore interno",
@@ -237,6 +274,7 @@ impl AppError {
             back,
             technical,
             neutral,
+            retry_after: None,
         }))
     }
 
@@ -259,6 +297,7 @@ impl AppError {
             back,
             technical: None,
             neutral: false,
+            retry_after: None,
         }))
     }
 
@@ -586,6 +625,7 @@ struct PendingPage {
     back: &'static str,
     technical: Option<String>,
     neutral: bool,
+    refresh: Option<u32>,
 }
 
 impl PendingPage {
@@ -599,6 +639,7 @@ impl PendingPage {
             back: self.back,
             technical: self.technical.as_deref(),
             neutral: self.neutral,
+            refresh: self.refresh,
         }
         .render()
         .unwrap_or_else(|_| format!("{} ({})", self.message, self.code))
@@ -624,12 +665,18 @@ impl IntoResponse for AppError {
             back: this.back,
             technical: this.technical,
             neutral: this.neutral,
+            refresh: this.retry_after,
         };
         // The body is rendered once, by the error-page middleware every router of the
         // gateway has (`web::harden`), when the request id is known.
         let mut resp = (this.status, Html(String::new())).into_response();
         // Every 503 (and 429) tells clients when to come back.
-        if matches!(
+        if let Some(n) = this.retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(n),
+            );
+        } else if matches!(
             this.status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {

@@ -62,6 +62,8 @@ pub struct AppState {
     pub login: Arc<crate::flows::login::LoginFlow>,
     /// Closing sessions everywhere; «Esci» and the IdP-initiated logout.
     pub logout: Arc<crate::flows::logout::LogoutFlow>,
+    /// Admission control: new logins wait while the gateway is saturated.
+    pub admission: Arc<crate::admission::Admission>,
     /// Where the time comes from.
     pub clock: crate::clock::SharedClock,
 }

@@ -23,7 +23,8 @@ pub use crate::flows::login::local_path;
 use crate::saml::logout::LogoutOutcome;
 use crate::saml::request::Binding;
 use crate::saml::{IdpProfile, Level};
-use crate::sso::{LoginStart, SloMessage};
+use crate::sso::{LoginStart, SloMessage, SsoError};
+use crate::state::StateError;
 
 /// `GET /metadata`: the signed SP metadata.
 pub async fn metadata(State(app): State<AppState>) -> Response {
@@ -250,11 +251,22 @@ pub async fn login(
         let page = LoginPage::new(&app, level, ask.next.as_deref());
         return Ok(render(&page)?.into_response());
     };
+    // A new login: it waits while the gateway is saturated (those under way go on).
+    app.admission
+        .admit_new_login()
+        .map_err(AppError::saturated)?;
+    let _in_flight = app.admission.enter();
     let (cookie, browser) = login_binding(&jar, app.secure_cookies);
     let start = app
         .sso
         .start_login(&idp, ask.level, ask.binding, ask.next, browser)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            SsoError::State(StateError::Full(_)) => {
+                AppError::saturated(app.admission.refuse("pending_cap"))
+            }
+            e => e.into(),
+        })?;
     Ok((jar.add(cookie), send_saml(start, "SAMLRequest")?).into_response())
 }
 
@@ -287,6 +299,8 @@ pub async fn acs(
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Result<Redirect, AppError> {
     let Form(form) = form.map_err(form_error)?;
+    // Under way (its pending request exists): counted, never refused by admission.
+    let _in_flight = app.admission.enter();
     let parked = app
         .login
         .accept_response(&form.saml_response, form.relay_state.as_deref(), &id)

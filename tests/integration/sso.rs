@@ -450,3 +450,46 @@ async fn metadata_is_signed_and_complete() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Admission control over HTTP: with the memory store full of pending requests a new
+/// login gets the small 429 page that retries by itself, while the login already under
+/// way (its pending request exists) finishes; then there is room again.
+#[tokio::test]
+async fn a_full_pending_store_answers_new_logins_with_the_admission_page() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::with_max_pending(1)),
+        crate::support::gateway::EnvOptions {
+            extra_toml: "\n[limits.admission]\nretry_after_seconds = 3\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let under_way = env.client();
+    let answer = env
+        .idp_answer(&under_way, 2, "redirect", MARIO, "success")
+        .await;
+
+    let newcomer = env.client();
+    let refused = newcomer.get(env.login_url(2, "redirect")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "3");
+    assert!(refused.headers().get("set-cookie").is_none(), "nothing stored");
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("Troppe richieste: riprova tra 3 secondi"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<meta http-equiv="refresh" content="3">"#),
+        "retries by itself, without JavaScript: {page}"
+    );
+    assert!(page.contains("POLIS_SATURATED"), "{page}");
+
+    let r = env
+        .post_acs(&under_way, &answer.saml_response, &answer.relay_state)
+        .await;
+    assert_eq!(r.status(), 303, "the login under way finishes");
+
+    let again = newcomer.get(env.login_url(2, "redirect")).send().await.unwrap();
+    assert_eq!(again.status(), 302, "room again once the ACS took its request");
+}

@@ -541,6 +541,15 @@ impl AccountStore for SqlAccountStore {
             .map_err(map_error)?;
         Ok(())
     }
+
+    fn pool_load(&self) -> Option<crate::accounts::PoolLoad> {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some(crate::accounts::PoolLoad {
+            in_use: size.saturating_sub(idle),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
 }
 
 /// The embedded migrations as a sqlx [`Migrator`].

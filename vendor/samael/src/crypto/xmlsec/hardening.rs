@@ -198,3 +198,39 @@ pub(crate) fn restrict_context(ctx: *mut bindings::xmlSecDSigCtx, allow_empty_ur
     }
     true
 }
+
+/// The most certificates one thread keeps loaded (the SPID, CIE and eIDAS IdPs with
+/// their rollover keys fit many times over); past it the cache starts afresh.
+const KEY_CACHE_MAX: usize = 256;
+
+thread_local! {
+    /// Certificate DER → the xmlsec key loaded from it, per thread (xmlsec keys are
+    /// not shared across threads). Keyed by the whole DER, so a changed certificate
+    /// is a new entry and never reuses another's key.
+    static CERT_KEYS: std::cell::RefCell<
+        std::collections::HashMap<Vec<u8>, std::rc::Rc<super::wrapper::XmlSecKey>>,
+    > = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// polis-gateway patch: the xmlsec key of a DER certificate, loaded once per thread
+/// (`xmlSecCryptoAppKeyLoadMemory`, format CertDer, exactly as upstream loads it on
+/// every verification) and lent to each verifying context after that.
+pub(crate) fn cached_cert_key(
+    der: &[u8],
+) -> Result<std::rc::Rc<super::wrapper::XmlSecKey>, super::wrapper::XmlSecError> {
+    if let Some(key) = CERT_KEYS.with(|c| c.borrow().get(der).cloned()) {
+        return Ok(key);
+    }
+    let key = std::rc::Rc::new(super::wrapper::XmlSecKey::from_memory(
+        der,
+        super::wrapper::XmlSecKeyFormat::CertDer,
+    )?);
+    CERT_KEYS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(der.to_vec(), std::rc::Rc::clone(&key));
+    });
+    Ok(key)
+}

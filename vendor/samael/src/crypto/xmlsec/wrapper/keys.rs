@@ -63,6 +63,14 @@ impl XmlSecKey {
         Self(ptr)
     }
 
+    /// polis-gateway patch: the underlying pointer, still owned by `self` (for
+    /// [`XmlSecSignatureContext::lend_key`][lend]).
+    ///
+    /// [lend]: super::XmlSecSignatureContext::lend_key
+    pub(crate) fn as_ptr(&self) -> *mut bindings::xmlSecKey {
+        self.0
+    }
+
     /// Leak the internal resource. This is needed by [`XmlSecSignatureContext`][sigctx], since wrapper takes over the
     /// lifetime management of the underlying resource when setting it as the active key for signature signing or
     /// verification.

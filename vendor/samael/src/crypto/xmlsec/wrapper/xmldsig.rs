@@ -23,6 +23,9 @@ pub struct XmlSecSignatureContext {
     ctx: NonNull<bindings::xmlSecDSigCtx>,
     // polis-gateway patch: whether verification also accepts `Reference URI=""`.
     allow_empty_reference_uri: bool,
+    // polis-gateway patch: a key lent by a cache (`signKey` points into it; released,
+    // not destroyed, when the context goes). Dropped after the context's own drop.
+    lent_key: Option<std::rc::Rc<XmlSecKey>>,
 }
 
 impl XmlSecSignatureContext {
@@ -36,6 +39,7 @@ impl XmlSecSignatureContext {
         Ok(Self {
             ctx,
             allow_empty_reference_uri: false,
+            lent_key: None,
         })
     }
 
@@ -105,6 +109,22 @@ impl XmlSecSignatureContext {
         Ok(result)
     }
 
+    /// polis-gateway patch: verifies with a key owned by a cache instead of a fresh one
+    /// (xmlsec only reads `signKey` while verifying: the signature transform takes its
+    /// own reference to the EVP key). The context holds the `Rc` until it is dropped
+    /// and then clears `signKey` before `xmlSecDSigCtxDestroy`, so the key is never
+    /// freed twice. Replaces any key set before.
+    pub fn lend_key(&mut self, key: std::rc::Rc<XmlSecKey>) {
+        unsafe {
+            let ctx = self.ctx.as_mut();
+            if self.lent_key.is_none() && !ctx.signKey.is_null() {
+                drop(XmlSecKey::from_ptr(ctx.signKey));
+            }
+            ctx.signKey = key.as_ptr();
+        }
+        self.lent_key = Some(key);
+    }
+
     /// Sets the key to use for signature or verification. In case a key had
     /// already been set, the latter one gets released in the optional return.
     pub fn insert_key(&mut self, key: XmlSecKey) -> Option<XmlSecKey> {
@@ -112,7 +132,7 @@ impl XmlSecSignatureContext {
 
         unsafe {
             let ctx = self.ctx.as_mut();
-            if !ctx.signKey.is_null() {
+            if self.lent_key.take().is_none() && !ctx.signKey.is_null() {
                 old = Some(XmlSecKey::from_ptr(ctx.signKey));
             }
 
@@ -315,6 +335,10 @@ impl XmlSecSignatureContext {
 
 impl Drop for XmlSecSignatureContext {
     fn drop(&mut self) {
+        if self.lent_key.is_some() {
+            // polis-gateway patch: the lent key belongs to its cache.
+            unsafe { self.ctx.as_mut().signKey = null_mut() };
+        }
         unsafe { bindings::xmlSecDSigCtxDestroy(self.ctx.as_ptr()) };
     }
 }
