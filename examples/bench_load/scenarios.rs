@@ -309,7 +309,14 @@ async fn full_login(t: &Target, person: Person) -> anyhow::Result<()> {
         ("code_challenge_method", "S256"),
     ])?;
     let mut jar = Jar::default();
-    let a = send(c.get(format!("{gw}/oidc/authorize?{q}")), &mut jar).await?;
+    let mut a = send(c.get(format!("{gw}/oidc/authorize?{q}")), &mut jar).await?;
+    // authorize → /oidc/authorize/resume?id=… → /login?level=2&next=…
+    for _ in 0..5 {
+        if !is_redirect(&a) || !a.location.starts_with("/oidc/authorize") {
+            break;
+        }
+        a = send(c.get(absolute(gw, &a.location)), &mut jar).await?;
+    }
     if !is_redirect(&a) || !a.location.starts_with("/login") {
         bail!(
             "authorize: {} {:?} {}",
