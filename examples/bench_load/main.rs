@@ -58,6 +58,8 @@ environment:
   BENCH_N_FULL          full logins per measured run (default 1000; at c=1: BENCH_N_C1)
   BENCH_PENDING         pending requests of the memory scenario (default 100000)
   BENCH_OVERLOAD_SECONDS  length of the overload run (default 10)
+  BENCH_OVERLOAD_NEW    what a new login does in overload: login (GET /login only, the
+                        default) or acs (then POST /acs with a Response signed then)
   BENCH_GATEWAY_CPU     taskset CPU list of the gateway (default 1; none: not pinned)
 ";
 
@@ -75,6 +77,7 @@ struct Opts {
     n_c1: usize,
     pending: usize,
     overload_seconds: f64,
+    overload_then_acs: bool,
     gateway_cpu: Option<String>,
 }
 
@@ -120,6 +123,11 @@ fn parse_opts() -> anyhow::Result<Opts> {
         n_c1: env_num("BENCH_N_C1", 500)?,
         pending: env_num("BENCH_PENDING", 100_000)?,
         overload_seconds: env_num("BENCH_OVERLOAD_SECONDS", 10.0)?,
+        overload_then_acs: match env_or("BENCH_OVERLOAD_NEW", "login").as_str() {
+            "login" => false,
+            "acs" => true,
+            other => bail!("BENCH_OVERLOAD_NEW={other:?}: login or acs"),
+        },
         gateway_cpu: Some(env_or("BENCH_GATEWAY_CPU", "1")).filter(|c| c != "none"),
     };
     for c in list(&env_or("BENCH_CONCURRENCY", "1,16,64")) {
@@ -298,7 +306,7 @@ async fn run_backend(
                     .unwrap_or(10.0)
             }
         };
-        let v = scenarios::overload(&t, rate, o.overload_seconds).await?;
+        let v = scenarios::overload(&t, rate, o.overload_seconds, o.overload_then_acs).await?;
         eprintln!("[{name}] overload: {v}");
         if v.get("errors_5xx").and_then(Value::as_u64).unwrap_or(0) > 0 {
             res.errors.push(format!("{name}: overload saw 5xx answers"));

@@ -487,7 +487,12 @@ pub async fn memory(
 /// Scenario `overload`: for `seconds`, POST /acs of pre-created pendings at `rate`/s
 /// (the in-flight logins) while new logins (GET /login) arrive at 2×`rate`/s, both
 /// open-loop.
-pub async fn overload(t: &Arc<Target>, rate: f64, seconds: f64) -> anyhow::Result<Value> {
+pub async fn overload(
+    t: &Arc<Target>,
+    rate: f64,
+    seconds: f64,
+    then_acs: bool,
+) -> anyhow::Result<Value> {
     let rate = rate.max(1.0);
     let n_inflight = (rate * seconds).ceil() as usize + 1;
     eprintln!(
@@ -501,10 +506,12 @@ pub async fn overload(t: &Arc<Target>, rate: f64, seconds: f64) -> anyhow::Resul
         let t = t.clone();
         move |item| acs_once(t.clone(), item)
     }));
+    let newcomer_acs = Arc::new(std::sync::Mutex::new(Vec::new()));
     let fresh: Vec<usize> = (0..(2.0 * rate * seconds).ceil() as usize).collect();
     let newcomers = tokio::spawn(open_loop(fresh, 2.0 * rate, seconds, {
         let t = t.clone();
-        move |_| new_login(t.clone())
+        let acs_out = newcomer_acs.clone();
+        move |_| new_login(t.clone(), then_acs, acs_out.clone())
     }));
     let inflight = inflight.await?;
     let newcomers = newcomers.await?;
@@ -533,6 +540,10 @@ pub async fn overload(t: &Arc<Target>, rate: f64, seconds: f64) -> anyhow::Resul
         })
         .count();
     let nl = latency(&newcomers);
+    let newcomer_acs: Vec<Outcome> = newcomer_acs.lock().map(|v| v.clone()).unwrap_or_default();
+    let na = latency(&newcomer_acs);
+    let newcomer_acs_5xx = newcomer_acs.iter().filter(five).count();
+    let server_cpu_s = row.json().get("server_cpu_s").and_then(Value::as_f64);
     let v = json!({
         "backend": t.backend,
         "rate_per_s": rate,
@@ -551,27 +562,71 @@ pub async fn overload(t: &Arc<Target>, rate: f64, seconds: f64) -> anyhow::Resul
             "shed_with_retry_after": shed,
             "5xx_without_retry_after": new_5xx_bad,
             "latency_ms": {"p50": nl.p50, "p99": nl.p99, "max": nl.max},
+            "then_acs": then_acs,
+            "acs": {
+                "sent": newcomer_acs.len(),
+                "accepted": newcomer_acs.iter().filter(|o| o.ok).count(),
+                "statuses": statuses(&newcomer_acs),
+                "latency_ms": {"p50": na.p50, "p99": na.p99, "max": na.max},
+                "5xx": newcomer_acs_5xx,
+            },
         },
-        "errors_5xx": inflight_5xx + new_5xx_bad,
-        "server_cpu_s": row.json().get("server_cpu_s").cloned(),
+        "errors_5xx": inflight_5xx + new_5xx_bad + newcomer_acs_5xx,
+        "server_cpu_s": server_cpu_s,
+        "server_cpu_utilisation": server_cpu_s.map(|c| c / wall.as_secs_f64().max(1e-9)),
         "wall_s": wall.as_secs_f64(),
     });
     Ok(v)
 }
 
-async fn new_login(t: Arc<Target>) -> Outcome {
+/// A new login: `GET /login`; with `then_acs`, once admitted (302) the person comes back
+/// with a Response signed now (its outcome goes to `acs_out`).
+async fn new_login(
+    t: Arc<Target>,
+    then_acs: bool,
+    acs_out: Arc<std::sync::Mutex<Vec<Outcome>>>,
+) -> Outcome {
     let mut jar = Jar::default();
     let start = Instant::now();
     let url = client::login_url(&t.gw, &t.idp.entity_id);
-    match send(t.client.get(url), &mut jar).await {
-        Ok(a) => Outcome {
-            ok: a.status == 302,
-            status: a.status,
-            latency: start.elapsed(),
-            detail: a.retry_after.then(|| "retry-after".to_owned()),
-        },
-        Err(e) => Outcome::failed(start.elapsed(), 0, format!("{e:#}")),
+    let a = match send(t.client.get(url), &mut jar).await {
+        Ok(a) => a,
+        Err(e) => return Outcome::failed(start.elapsed(), 0, format!("{e:#}")),
+    };
+    let login = Outcome {
+        ok: a.status == 302,
+        status: a.status,
+        latency: start.elapsed(),
+        detail: a.retry_after.then(|| "retry-after".to_owned()),
+    };
+    if then_acs && login.ok {
+        let acs = match client::pending_from(&a, jar) {
+            Ok(p) => {
+                let idp = t.idp.clone();
+                let (sp, url, id) = (t.sp_entity_id.clone(), t.acs_url.clone(), p.request_id);
+                let person = Person::new(rand::random::<u32>() as usize % 64);
+                let signed =
+                    tokio::task::spawn_blocking(move || idp.response(&sp, &url, &id, &person))
+                        .await;
+                match signed {
+                    Ok(Ok(xml)) => {
+                        let item = AcsItem {
+                            body: Arc::new(acs_body(&xml, &p.relay_state)),
+                            jar: p.jar,
+                        };
+                        acs_once(t.clone(), item).await
+                    }
+                    Ok(Err(e)) => Outcome::failed(Duration::ZERO, 0, format!("sign: {e:#}")),
+                    Err(e) => Outcome::failed(Duration::ZERO, 0, format!("sign: {e}")),
+                }
+            }
+            Err(e) => Outcome::failed(Duration::ZERO, 0, format!("{e:#}")),
+        };
+        if let Ok(mut v) = acs_out.lock() {
+            v.push(acs);
+        }
     }
+    login
 }
 
 /// Issues `f(item)` at `rate`/s for at most `seconds` (or until items run out), never
