@@ -467,11 +467,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Ctrl-C drops the run, and with it every child process (their Drop guards).
+    // Ctrl-C or SIGTERM drops the run, and with it every child process (their Drop guards).
     let result = rt.block_on(async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => return Err(anyhow::anyhow!("SIGTERM handler: {e}")),
+            };
         tokio::select! {
             r = run(o) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
         }
     });
     match result {
