@@ -364,6 +364,7 @@ async fn run_remote(
 }
 
 async fn run(o: Opts) -> anyhow::Result<Vec<String>> {
+    let started_at = chrono::Utc::now().to_rfc3339();
     let idp = Arc::new(BenchIdp::new(&o.idp_entity_id)?);
     if let Some(dir) = o.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -405,20 +406,8 @@ async fn run(o: Opts) -> anyhow::Result<Vec<String>> {
             &rows,
         );
     }
-    for m in &res.memory {
-        println!(
-            "\n== memory ({}) ==\n{}",
-            m["backend"],
-            serde_json::to_string_pretty(m)?
-        );
-    }
-    for v in &res.overload {
-        println!(
-            "\n== overload ({}) ==\n{}",
-            v["backend"],
-            serde_json::to_string_pretty(v)?
-        );
-    }
+    print_memory(&res.memory);
+    print_overload(&res.overload);
     for r in &res.rows {
         if r.rejections() > 0 {
             res.errors.push(format!(
@@ -434,6 +423,18 @@ async fn run(o: Opts) -> anyhow::Result<Vec<String>> {
         "gateway_bin": o.gateway_bin,
         "gateway_url": o.gateway_url,
         "gateway_cpu": o.gateway_cpu,
+        "started_at": started_at,
+        "options": {
+            "backends": o.backends,
+            "scenarios": o.scenarios,
+            "concurrency": o.concurrency,
+            "n_acs": o.n_acs,
+            "n_full": o.n_full,
+            "n_c1": o.n_c1,
+            "pending": o.pending,
+            "overload_seconds": o.overload_seconds,
+            "overload_new": if o.overload_then_acs { "acs" } else { "login" },
+        },
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "runs": res.rows.iter().map(Row::json).collect::<Vec<_>>(),
         "memory": res.memory,
@@ -447,6 +448,91 @@ async fn run(o: Opts) -> anyhow::Result<Vec<String>> {
     println!("\nresults: {}", o.out.display());
     outcome?;
     Ok(res.errors)
+}
+
+fn num(v: &Value, path: &[&str]) -> String {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    match v {
+        Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_memory(rows: &[Value]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("\n== memory (pending requests created with GET /login, c=64) ==");
+    println!(
+        "{:<16} {:>8} {:>8} {:>10} {:>12} {:>12} {:>14} {:>10}",
+        "backend",
+        "created",
+        "logins/s",
+        "KiB/pend",
+        "RSS before",
+        "RSS after",
+        "redis B/pend",
+        "statuses"
+    );
+    for m in rows {
+        println!(
+            "{:<16} {:>8} {:>8} {:>10} {:>12} {:>12} {:>14} {:>10}",
+            m["backend"].as_str().unwrap_or_default(),
+            num(m, &["created"]),
+            num(m, &["logins_per_s"]),
+            num(m, &["kib_per_pending"]),
+            num(m, &["gateway_rss_kib", "before"]),
+            num(m, &["gateway_rss_kib", "after"]),
+            num(m, &["redis_bytes_per_pending"]),
+            m["statuses"]
+        );
+    }
+}
+
+fn print_overload(rows: &[Value]) {
+    for v in rows {
+        println!(
+            "\n== overload ({}): R = {}/s for {} s, gateway CPU {} of a core ==",
+            v["backend"].as_str().unwrap_or_default(),
+            num(v, &["rate_per_s"]),
+            num(v, &["seconds"]),
+            num(v, &["server_cpu_utilisation"]),
+        );
+        println!(
+            "  in-flight POST /acs: sent {} accepted {} p50 {} ms p99 {} ms max {} ms statuses {}",
+            num(v, &["inflight", "sent"]),
+            num(v, &["inflight", "accepted"]),
+            num(v, &["inflight", "latency_ms", "p50"]),
+            num(v, &["inflight", "latency_ms", "p99"]),
+            num(v, &["inflight", "latency_ms", "max"]),
+            v["inflight"]["statuses"]
+        );
+        println!(
+            "  new GET /login at 2R: sent {} statuses {} shed with Retry-After {} p99 {} ms",
+            num(v, &["new_logins", "sent"]),
+            v["new_logins"]["statuses"],
+            num(v, &["new_logins", "shed_with_retry_after"]),
+            num(v, &["new_logins", "latency_ms", "p99"]),
+        );
+        if v["new_logins"]["then_acs"] == Value::Bool(true) {
+            println!(
+                "  newcomers' POST /acs: sent {} accepted {} p99 {} ms max {} ms statuses {}",
+                num(v, &["new_logins", "acs", "sent"]),
+                num(v, &["new_logins", "acs", "accepted"]),
+                num(v, &["new_logins", "acs", "latency_ms", "p99"]),
+                num(v, &["new_logins", "acs", "latency_ms", "max"]),
+                v["new_logins"]["acs"]["statuses"]
+            );
+        }
+        println!(
+            "  5xx (other than 503 + Retry-After to new logins): {}",
+            num(v, &["errors_5xx"])
+        );
+    }
 }
 
 fn main() -> ExitCode {
