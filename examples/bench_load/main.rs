@@ -281,6 +281,20 @@ async fn run_backend(
     res: &mut Results,
 ) -> anyhow::Result<()> {
     let mut b = start_backend(o, name, idp).await?;
+    let r = run_scenarios(o, name, &mut b, res).await;
+    // The gateway's log next to the results (warnings and errors: POLIS_LOG=warn).
+    if let Some(dir) = o.out.parent() {
+        let _ = std::fs::copy(&b.gateway.log, dir.join(format!("gateway-{name}.log")));
+    }
+    r
+}
+
+async fn run_scenarios(
+    o: &Opts,
+    name: &str,
+    b: &mut Backend,
+    res: &mut Results,
+) -> anyhow::Result<()> {
     let t = b.target.clone();
     if o.wants("acs") {
         let rows = scenarios::acs(&t, &o.concurrency, o.n_for(o.n_acs), 64).await?;

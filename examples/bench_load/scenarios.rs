@@ -449,17 +449,22 @@ pub async fn memory(
             let mut jar = Jar::default();
             let url = client::login_url(&t.gw, &t.idp.entity_id);
             match send(t.client.get(url), &mut jar).await {
-                Ok(a) => (a.status, a.retry_after),
-                Err(_) => (0, false),
+                Ok(a) if a.status == 302 => (a.status, a.retry_after, None),
+                Ok(a) => (
+                    a.status,
+                    a.retry_after,
+                    Some(format!("{}: {}", a.status, snippet(&a.body))),
+                ),
+                Err(e) => (0, false, Some(format!("{e:#}"))),
             }
         }
     })
     .await;
     let wall = start.elapsed();
     let (rss1, used1) = (rss(), used());
-    let ok = answers.iter().filter(|(s, _)| *s == 302).count();
+    let ok = answers.iter().filter(|(s, _, _)| *s == 302).count();
     let mut by_status = std::collections::BTreeMap::new();
-    for (s, _) in &answers {
+    for (s, _, _) in &answers {
         *by_status.entry(s.to_string()).or_insert(0usize) += 1;
     }
     let per = |a: Option<u64>, b: Option<u64>| {
@@ -472,7 +477,8 @@ pub async fn memory(
         "requested": n,
         "created": ok,
         "statuses": by_status,
-        "with_retry_after": answers.iter().filter(|(_, r)| *r).count(),
+        "with_retry_after": answers.iter().filter(|(_, r, _)| *r).count(),
+        "first_refusals": answers.iter().filter_map(|(_, _, d)| d.clone()).take(5).collect::<Vec<_>>(),
         "wall_s": wall.as_secs_f64(),
         "logins_per_s": ok as f64 / wall.as_secs_f64().max(1e-9),
         "gateway_rss_kib": {"before": rss0, "after": rss1},
