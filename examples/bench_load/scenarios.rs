@@ -116,7 +116,13 @@ async fn acs_once(t: Arc<Target>, item: AcsItem) -> Outcome {
         Ok(a) => Outcome::failed(
             latency,
             a.status,
-            format!("{} {:?}: {}", a.status, a.location, snippet(&a.body)),
+            format!(
+                "{}{} {:?}: {}",
+                if a.retry_after { "retry-after: " } else { "" },
+                a.status,
+                a.location,
+                snippet(&a.body)
+            ),
         ),
         Err(e) => Outcome::failed(latency, 0, format!("{e:#}")),
     }
@@ -535,15 +541,16 @@ pub async fn overload(
     let l = latency(&inflight);
     let five = |o: &&Outcome| o.status >= 500;
     let inflight_5xx = inflight.iter().filter(five).count();
-    let shed = newcomers
-        .iter()
-        .filter(|o| matches!(o.status, 503 | 429) && o.detail.as_deref() == Some("retry-after"))
-        .count();
+    let shed = |o: &&Outcome| {
+        matches!(o.status, 503 | 429)
+            && o.detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("retry-after"))
+    };
+    let new_shed = newcomers.iter().filter(shed).count();
     let new_5xx_bad = newcomers
         .iter()
-        .filter(|o| {
-            o.status >= 500 && !(o.status == 503 && o.detail.as_deref() == Some("retry-after"))
-        })
+        .filter(|o| o.status >= 500 && !shed(o))
         .count();
     let nl = latency(&newcomers);
     let newcomer_acs: Vec<Outcome> = newcomer_acs.lock().map(|v| v.clone()).unwrap_or_default();
@@ -560,12 +567,17 @@ pub async fn overload(
             "statuses": statuses(&inflight),
             "latency_ms": {"p50": l.p50, "p99": l.p99, "max": l.max},
             "5xx": inflight_5xx,
+            "with_retry_after": inflight.iter().filter(shed).count(),
+            "target": n_inflight - 1,
+            "issued_per_s": inflight.len() as f64 / seconds,
             "first_rejections": inflight.iter().filter_map(|o| o.detail.clone()).take(5).collect::<Vec<_>>(),
         },
         "new_logins": {
             "sent": newcomers.len(),
             "statuses": statuses(&newcomers),
-            "shed_with_retry_after": shed,
+            "shed_with_retry_after": new_shed,
+            "target": (2.0 * rate * seconds).ceil() as usize,
+            "issued_per_s": newcomers.len() as f64 / seconds,
             "5xx_without_retry_after": new_5xx_bad,
             "latency_ms": {"p50": nl.p50, "p99": nl.p99, "max": nl.max},
             "then_acs": then_acs,
@@ -575,6 +587,7 @@ pub async fn overload(
                 "statuses": statuses(&newcomer_acs),
                 "latency_ms": {"p50": na.p50, "p99": na.p99, "max": na.max},
                 "5xx": newcomer_acs_5xx,
+                "with_retry_after": newcomer_acs.iter().filter(shed).count(),
             },
         },
         "errors_5xx": inflight_5xx + new_5xx_bad + newcomer_acs_5xx,
