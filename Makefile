@@ -11,7 +11,7 @@ CARGO ?= cargo
 BIN := target/debug/polis-gateway
 EXAMPLE := target/debug/examples/istanze-esempio
 
-.PHONY: help deps deps-test build demo demo-build test conformance bench lint clean \
+.PHONY: help deps deps-test build demo demo-build test conformance bench bench-load lint clean \
 	fmt-check clippy cargo-test purity structure conformance-run fuzz browser-check browser-run
 
 help: ## list the targets
@@ -66,6 +66,15 @@ browser-run:
 
 bench: deps ## the ACS benchmark
 	$(CARGO) bench --bench acs
+
+# The load benchmark (examples/bench_load): the release gateway as a child process
+# pinned to core 1, its stores (redis-server, PostgreSQL) in temp dirs, the driver on
+# core 0. One cargo invocation builds both (one feature resolution). Options in
+# BENCH_LOAD_ARGS (e.g. --backends memory-sqlite --scenarios acs), sizes in BENCH_* (README).
+BENCH_LOAD_ARGS ?=
+bench-load: deps-test ## load benchmark over HTTP: ACS, full OIDC login, memory per pending, overload (JSON in target/bench-load/)
+	$(CARGO) build --release --bin polis-gateway --example bench-load
+	taskset -c 0 target/release/examples/bench-load $(BENCH_LOAD_ARGS)
 
 # cargo-fuzz on the machine's stable toolchain: RUSTC_BOOTSTRAP lets it pass the -Z
 # sanitizer flags libFuzzer needs. New inputs the fuzzer keeps land in fuzz/corpus/<t>/
