@@ -56,9 +56,10 @@ pub(super) struct RawLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAdmission {
-    /// Login requests (`/login` with an IdP, `/acs`) in flight at which new logins wait.
+    /// Login requests (`/login` with an IdP, `/acs`) in flight at which new logins wait
+    /// (0: 128 per verification worker).
     max_in_flight: usize,
-    /// Signature-verification jobs queued at which new logins wait.
+    /// Signature-verification jobs queued at which new logins wait (0: 32 per worker).
     max_verify_queue: usize,
     /// Seconds the admission page (and its `Retry-After`) asks the browser to wait.
     retry_after_seconds: u32,
@@ -66,13 +67,47 @@ struct RawAdmission {
 
 impl Default for RawAdmission {
     fn default() -> Self {
-        let d = AdmissionLimits::default();
         Self {
-            max_in_flight: d.max_in_flight,
-            max_verify_queue: d.max_verify_queue,
-            retry_after_seconds: d.retry_after_seconds,
+            max_in_flight: 0,
+            max_verify_queue: 0,
+            retry_after_seconds: AdmissionLimits::default().retry_after_seconds,
         }
     }
+}
+
+/// Login requests in flight per verification worker when `max_in_flight = 0`: at the
+/// saturation rate they wait about 0.2 s each on one core.
+const IN_FLIGHT_PER_WORKER: usize = 128;
+/// Queued verifications per worker when `max_verify_queue = 0`.
+const VERIFY_QUEUE_PER_WORKER: usize = 32;
+
+/// `limits.admission`, the zeros scaled by the verification workers.
+fn admission(raw: &RawAdmission, verify_workers: usize) -> Result<AdmissionLimits, ConfigError> {
+    let scaled = |key: &str, v: usize, per: usize| {
+        if v == 0 {
+            Ok(per.saturating_mul(verify_workers.max(1)))
+        } else {
+            in_range(key, v, 1, 1_000_000)
+        }
+    };
+    Ok(AdmissionLimits {
+        max_in_flight: scaled(
+            "limits.admission.max_in_flight",
+            raw.max_in_flight,
+            IN_FLIGHT_PER_WORKER,
+        )?,
+        max_verify_queue: scaled(
+            "limits.admission.max_verify_queue",
+            raw.max_verify_queue,
+            VERIFY_QUEUE_PER_WORKER,
+        )?,
+        retry_after_seconds: in_range(
+            "limits.admission.retry_after_seconds",
+            raw.retry_after_seconds,
+            1,
+            300,
+        )?,
+    })
 }
 
 impl Default for RawLimits {
@@ -207,26 +242,7 @@ pub(super) fn validate(raw: RawLimits) -> Result<LimitsSection, ConfigError> {
         },
         rates,
         txlog_unverified_max_bytes: kib * 1024,
-        admission: AdmissionLimits {
-            max_in_flight: in_range(
-                "limits.admission.max_in_flight",
-                raw.admission.max_in_flight,
-                1,
-                1_000_000,
-            )?,
-            max_verify_queue: in_range(
-                "limits.admission.max_verify_queue",
-                raw.admission.max_verify_queue,
-                1,
-                1_000_000,
-            )?,
-            retry_after_seconds: in_range(
-                "limits.admission.retry_after_seconds",
-                raw.admission.retry_after_seconds,
-                1,
-                300,
-            )?,
-        },
+        admission: admission(&raw.admission, workers(raw.verify_workers))?,
     })
 }
 
@@ -298,6 +314,40 @@ mod tests {
         );
         assert_eq!(l.rates.token_per_minute, NonZeroU32::new(7).unwrap());
         assert_eq!(l.txlog_unverified_max_bytes, 4096);
+        // Admission thresholds scale with the verification workers unless set.
+        assert_eq!(l.admission.max_in_flight, 3 * 128);
+        assert_eq!(l.admission.max_verify_queue, 3 * 32);
+        let set = load(
+            "[limits.admission]
+max_in_flight = 10
+max_verify_queue = 4
+retry_after_seconds = 9
+",
+            &[],
+        )
+        .unwrap()
+        .limits
+        .admission;
+        assert_eq!(
+            (
+                set.max_in_flight,
+                set.max_verify_queue,
+                set.retry_after_seconds
+            ),
+            (10, 4, 9)
+        );
+        let err = load(
+            "[limits.admission]
+retry_after_seconds = 0
+",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("limits.admission.retry_after_seconds"),
+            "{err}"
+        );
     }
 
     #[test]

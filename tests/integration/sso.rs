@@ -470,10 +470,17 @@ async fn a_full_pending_store_answers_new_logins_with_the_admission_page() {
         .await;
 
     let newcomer = env.client();
-    let refused = newcomer.get(env.login_url(2, "redirect")).send().await.unwrap();
+    let refused = newcomer
+        .get(env.login_url(2, "redirect"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "3");
-    assert!(refused.headers().get("set-cookie").is_none(), "nothing stored");
+    assert!(
+        refused.headers().get("set-cookie").is_none(),
+        "nothing stored"
+    );
     let page = refused.text().await.unwrap();
     assert!(
         page.contains("Troppe richieste: riprova tra 3 secondi"),
@@ -490,6 +497,14 @@ async fn a_full_pending_store_answers_new_logins_with_the_admission_page() {
         .await;
     assert_eq!(r.status(), 303, "the login under way finishes");
 
-    let again = newcomer.get(env.login_url(2, "redirect")).send().await.unwrap();
-    assert_eq!(again.status(), 302, "room again once the ACS took its request");
+    let again = newcomer
+        .get(env.login_url(2, "redirect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        302,
+        "room again once the ACS took its request"
+    );
 }
