@@ -58,8 +58,9 @@ environment:
   BENCH_N_FULL          full logins per measured run (default 1000; at c=1: BENCH_N_C1)
   BENCH_PENDING         pending requests of the memory scenario (default 100000)
   BENCH_OVERLOAD_SECONDS  length of the overload run (default 10)
-  BENCH_OVERLOAD_NEW    what a new login does in overload: login (GET /login only, the
-                        default) or acs (then POST /acs with a Response signed then)
+  BENCH_OVERLOAD_NEW    what a new login does in overload: acs (the default: once
+                        admitted, POST /acs with a Response signed then) or login
+                        (GET /login only, which alone does not saturate the gateway)
   BENCH_GATEWAY_CPU     taskset CPU list of the gateway (default 1; none: not pinned)
 ";
 
@@ -123,7 +124,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         n_c1: env_num("BENCH_N_C1", 500)?,
         pending: env_num("BENCH_PENDING", 100_000)?,
         overload_seconds: env_num("BENCH_OVERLOAD_SECONDS", 10.0)?,
-        overload_then_acs: match env_or("BENCH_OVERLOAD_NEW", "login").as_str() {
+        overload_then_acs: match env_or("BENCH_OVERLOAD_NEW", "acs").as_str() {
             "login" => false,
             "acs" => true,
             other => bail!("BENCH_OVERLOAD_NEW={other:?}: login or acs"),

@@ -38,12 +38,6 @@ fn ttl_until(
         + std::time::Duration::from_secs(1)
 }
 
-/// A decoded Response up to this size is read by the strict reader on the async worker
-/// (bounded work: well under 0.1 ms for 16 KiB, about what a SPID Response with a full
-/// attribute set weighs); a larger one goes to the verification pool like every
-/// signature check, so a big hostile document never holds an async worker.
-const INLINE_PARSE_MAX: usize = 16 * 1024;
-
 fn request_key(id: &str) -> String {
     format!("polis:req:{id}")
 }
@@ -208,8 +202,8 @@ impl SsoService {
         })
     }
 
-    /// Decodes and strictly parses the Response (on the pool when it is larger than
-    /// [`INLINE_PARSE_MAX`]); returns it with the request it answers.
+    /// Decodes and strictly parses the Response (on the pool); returns it with the
+    /// request it answers.
     async fn parse_response(
         &self,
         saml_response: &str,
@@ -218,13 +212,10 @@ impl SsoService {
         let limits = self.settings.limits;
         let xml = binding::decode_post(saml_response, limits.max_bytes)?;
         rec.resp_xml = Some(xml.clone());
-        let parsed = if xml.len() <= INLINE_PARSE_MAX {
-            response::parse(&xml, limits)?
-        } else {
-            self.pool
-                .run(move || response::parse(&xml, limits))
-                .await??
-        };
+        let parsed = self
+            .pool
+            .run(move || response::parse(&xml, limits))
+            .await??;
         rec.resp_id = parsed.id().map(str::to_owned);
         rec.resp_issue_instant = parsed.issue_instant().map(str::to_owned);
         rec.resp_issuer = parsed.issuer().map(str::to_owned);
