@@ -132,6 +132,8 @@ pub struct Gateway {
     pub cie_metadata: Option<Arc<String>>,
     /// The account store (migrated).
     pub accounts: Arc<dyn AccountStore>,
+    /// `GET /metrics` (Prometheus), to serve on `[metrics] listen`; `None` without it.
+    pub metrics: Option<Router>,
 }
 
 /// The database URL with the password from `database.password_file`, if any.
@@ -322,8 +324,8 @@ pub async fn build_gateway(
         None => (None, None),
     };
     let federation = federation(cfg, &clock)?;
-    let (verify, admission) = verification(cfg, &accounts);
-    let mut sso = sso_service(cfg, key, &federation, &state, verify, &clock)?;
+    let (verify, admission, txlog, metrics) = verification(cfg, &accounts)?;
+    let mut sso = sso_service(cfg, key, &federation, &state, (verify, txlog), &clock)?;
     if let Some(cie) = cie {
         sso = sso.with_cie_identity(cie);
     }
@@ -366,6 +368,7 @@ pub async fn build_gateway(
         metadata,
         cie_metadata,
         accounts,
+        metrics,
     })
 }
 
@@ -429,19 +432,40 @@ fn federation(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Arc<Federatio
     Ok(federation)
 }
 
-/// The bounded verification pool and the admission control that watches it and the
-/// account database.
-fn verification(
-    cfg: &Config,
-    accounts: &Arc<dyn AccountStore>,
-) -> (BlockingPool, Arc<crate::admission::Admission>) {
+/// What the ACS path runs on and is watched by: the bounded verification pool, the
+/// admission control over it and the account database, the transaction log, and the
+/// `/metrics` router that exports them.
+type Verification = (
+    BlockingPool,
+    Arc<crate::admission::Admission>,
+    Arc<FileTxLog>,
+    Option<Router>,
+);
+
+fn verification(cfg: &Config, accounts: &Arc<dyn AccountStore>) -> anyhow::Result<Verification> {
     let verify = BlockingPool::new("verify", cfg.limits.verify_pool);
     let admission = Arc::new(crate::admission::Admission::new(
         cfg.limits.admission,
         verify.clone(),
         accounts.clone(),
     ));
-    (verify, admission)
+    let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
+    let metrics = metrics_router(cfg, &admission, &txlog);
+    Ok((verify, admission, txlog, metrics))
+}
+
+/// The `/metrics` router, when `[metrics]` sets a listener (and the process's recorder
+/// could be installed).
+fn metrics_router(
+    cfg: &Config,
+    admission: &Arc<crate::admission::Admission>,
+    txlog: &Arc<FileTxLog>,
+) -> Option<Router> {
+    cfg.metrics_listen?;
+    let metrics = crate::telemetry::Metrics::new()?
+        .with_sampler(crate::telemetry::admission_sampler(admission.clone()))
+        .with_sampler(crate::telemetry::txlog_sampler(txlog.clone()));
+    Some(web::metrics_router(Arc::new(metrics)))
 }
 
 /// The SSO service: its settings, the SP key, the federation, the state store, the
@@ -451,10 +475,9 @@ fn sso_service(
     key: SigningKey,
     federation: &Arc<Federation>,
     state: &Arc<dyn StateStore>,
-    verify: BlockingPool,
+    (verify, txlog): (BlockingPool, Arc<FileTxLog>),
     clock: &SharedClock,
 ) -> anyhow::Result<SsoService> {
-    let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
     Ok(SsoService::new(
         cfg.sp.sso.clone(),
         key,
@@ -602,6 +625,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.server.listen,
         cfg.server.public_url
     );
+    if let (Some(addr), Some(router)) = (cfg.metrics_listen, gateway.metrics) {
+        let metrics_listener = bind(addr).await?;
+        tracing::info!("metrics on http://{addr}/metrics");
+        let limits = server_limits(&cfg);
+        tokio::spawn(async move {
+            if let Err(e) = serve_router(metrics_listener, router, limits).await {
+                tracing::error!("metrics listener: {e:#}");
+            }
+        });
+    }
     serve_router(listener, gateway.router, server_limits(&cfg)).await
 }
 

@@ -49,6 +49,8 @@ pub mod session;
 pub mod sso;
 /// Request state shared by replicas: the `StateStore` port and its backends.
 pub mod state;
+/// Prometheus metrics: the recorder, scrape-time gauges, the exposition.
+pub mod telemetry;
 /// The SPID transaction log (RT log.rst): request/response pairs as JSON lines.
 pub mod txlog;
 /// The HTTP edge: router, handlers, templates, `AppError`.

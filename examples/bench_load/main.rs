@@ -52,6 +52,7 @@ options:
                         it must trust the IdP metadata written next to --out)
   --sp-entity-id ID     with --gateway-url: its SP entityID (default the URL)
   --idp-entity-id ID    the bench IdP's entityID (default http://127.0.0.1:9/bench-idp)
+  --no-metrics          no [metrics] listener (for gateway builds that predate it)
 environment:
   BENCH_CONCURRENCY     concurrencies (default 1,16,64)
   BENCH_N               ACS posts per measured run (default 3000; at c=1: BENCH_N_C1, 500)
@@ -80,6 +81,9 @@ struct Opts {
     overload_seconds: f64,
     overload_then_acs: bool,
     gateway_cpu: Option<String>,
+    /// Give the gateway a `[metrics]` listener and keep its `/metrics` in the JSON
+    /// (`--no-metrics` for builds older than `[metrics]`, which refuse the section).
+    metrics: bool,
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -130,6 +134,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             other => bail!("BENCH_OVERLOAD_NEW={other:?}: login or acs"),
         },
         gateway_cpu: Some(env_or("BENCH_GATEWAY_CPU", "1")).filter(|c| c != "none"),
+        metrics: true,
     };
     for c in list(&env_or("BENCH_CONCURRENCY", "1,16,64")) {
         o.concurrency.push(
@@ -148,6 +153,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--gateway-url" => o.gateway_url = Some(val()?.trim_end_matches('/').to_owned()),
             "--sp-entity-id" => o.sp_entity_id = Some(val()?),
             "--idp-entity-id" => o.idp_entity_id = val()?,
+            "--no-metrics" => o.metrics = false,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -215,7 +221,18 @@ async fn start_backend(o: &Opts, name: &str, idp: &Arc<BenchIdp>) -> anyhow::Res
         None => StateBackend::Memory,
     };
     let gw = format!("http://127.0.0.1:{}", services::free_port()?);
-    let files = setup::write_config(tmp.path(), &gw, idp, &state_backend, &database_url)?;
+    let metrics_addr = match o.metrics {
+        true => Some(format!("127.0.0.1:{}", services::free_port()?)),
+        false => None,
+    };
+    let files = setup::write_config(
+        tmp.path(),
+        &gw,
+        idp,
+        &state_backend,
+        &database_url,
+        metrics_addr.as_deref(),
+    )?;
     let gateway =
         Gateway::start(&o.gateway_bin, o.gateway_cpu.as_deref(), &files.config, &gw).await?;
     let store = match (&redis, &postgres) {
@@ -237,6 +254,7 @@ async fn start_backend(o: &Opts, name: &str, idp: &Arc<BenchIdp>) -> anyhow::Res
         },
         outbox: Some(files.outbox),
         client_secret: Some(files.client_secret),
+        metrics_url: metrics_addr.map(|a| format!("http://{a}/metrics")),
     });
     eprintln!(
         "[{name}] {} pid {} at {gw} (log {})",
@@ -253,14 +271,14 @@ async fn start_backend(o: &Opts, name: &str, idp: &Arc<BenchIdp>) -> anyhow::Res
     })
 }
 
-/// `GET /metrics` if the gateway answers 200 there.
+/// `GET /metrics` (its own listener, or under the base URL of a remote gateway) if the
+/// gateway answers 200 there.
 async fn scrape_metrics(t: &Target) -> Option<String> {
-    let r = t
-        .client
-        .get(format!("{}/metrics", t.gw))
-        .send()
-        .await
-        .ok()?;
+    let url = t
+        .metrics_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/metrics", t.gw));
+    let r = t.client.get(url).send().await.ok()?;
     if r.status() != 200 {
         return None;
     }
@@ -378,6 +396,7 @@ async fn run_remote(
         },
         outbox: None,
         client_secret: None,
+        metrics_url: None,
     });
     if o.wants("acs") {
         res.rows

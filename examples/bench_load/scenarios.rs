@@ -33,6 +33,8 @@ pub struct Target {
     /// gateway the driver did not start.
     pub outbox: Option<PathBuf>,
     pub client_secret: Option<String>,
+    /// The gateway's `/metrics` on its own listener, when the driver gave it one.
+    pub metrics_url: Option<String>,
 }
 
 /// Runs `f(i)` for i in 0..n with `c` tasks; results in no particular order.

@@ -159,6 +159,7 @@ pub fn write_config(
     idp: &BenchIdp,
     state: &StateBackend,
     database_url: &str,
+    metrics_listen: Option<&str>,
 ) -> anyhow::Result<GatewayFiles> {
     let p = |name: &str| dir.join(name);
     let sp = keygen::generate(&CertRequest {
@@ -278,7 +279,10 @@ id_token_alg = "EdDSA"
         secret_key_file = p("oidc-client-secret.key").display(),
         oidc_key = p("oidc-ed25519.pem").display(),
     );
-    std::fs::write(p("config.toml"), toml)?;
+    let metrics = metrics_listen
+        .map(|addr| format!("[metrics]\nlisten = \"{addr}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(p("config.toml"), toml + &metrics)?;
     Ok(GatewayFiles {
         config: p("config.toml"),
         outbox: p("outbox"),

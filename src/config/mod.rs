@@ -21,6 +21,7 @@ mod database;
 mod federation;
 mod limits;
 mod mail;
+mod metrics;
 mod mock_idp;
 mod oidc;
 mod server;
@@ -112,6 +113,8 @@ pub struct Config {
     pub oidc: Option<OidcSection>,
     /// The operator's conditions of use and privacy notice; `None`: the demo texts.
     pub terms: Option<TermsSection>,
+    /// Where `GET /metrics` (Prometheus) listens; no endpoint when absent.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The file as written: each section's raw shape.
@@ -145,6 +148,8 @@ struct RawConfig {
     limits: limits::RawLimits,
     #[serde(default)]
     terms: Option<terms::RawTerms>,
+    #[serde(default)]
+    metrics: Option<metrics::RawMetrics>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -193,6 +198,7 @@ impl RawConfig {
         let oidc = self.oidc.map(|o| oidc::validate(o, &ctx)).transpose()?;
         let terms = terms::validate(self.terms, &ctx)?;
         let txlog_dir = txlog::validate(self.txlog);
+        let metrics_listen = metrics::validate(self.metrics);
         Ok(Config {
             environment: self.environment,
             data_dir: self.data_dir,
@@ -210,6 +216,7 @@ impl RawConfig {
             mail,
             oidc,
             terms,
+            metrics_listen,
         })
     }
 }
@@ -319,6 +326,7 @@ pub(super) mod tests {
             "[cie.administrative]\nemail = \"a@b.it\"\n".to_owned(),
             "[cie.technical]\ncompany = \"c\"\nemail = \"a@b.it\"\n".to_owned(),
             "[sp.eidas]\n".to_owned(),
+            "[metrics]\nlisten = \"127.0.0.1:1\"\n".to_owned(),
         ];
         for section in cases {
             let e = err(&format!("{section}zz_unknown_key = 1\n"), &[]);

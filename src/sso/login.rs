@@ -107,6 +107,13 @@ impl SsoService {
         self.state
             .put_stamped(&request_key(&pending.id), &value, self.settings.request_ttl)
             .await?;
+        metrics::counter!(
+            "polis_logins_started_total",
+            "idp" => pending.idp_entity_id,
+            "level" => level.number().to_string(),
+            "profile" => idp.profile.as_str(),
+        )
+        .increment(1);
         Ok(start)
     }
 
@@ -119,12 +126,14 @@ impl SsoService {
         relay_state: Option<&str>,
         http_request_id: &str,
     ) -> Result<VerifiedLogin, SsoError> {
+        let started = std::time::Instant::now();
         let now = self.now();
         let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
         let result = self
             .consume_inner(saml_response, relay_state, now, &mut rec)
             .await;
         self.record(rec, &result).await;
+        count_response(&result, started.elapsed());
         result
     }
 
@@ -333,6 +342,24 @@ impl SsoService {
             Some(_) => Ok(()),
         }
     }
+}
+
+/// Counts a consumed Response by outcome and our error code (bounded values only: an
+/// IdP error is `nrNN` or `status`, never text from the message) and records how long
+/// the consume took.
+fn count_response(result: &Result<VerifiedLogin, SsoError>, took: std::time::Duration) {
+    let (outcome, code): (&'static str, String) = match result {
+        Ok(_) => ("accepted", String::new()),
+        Err(SsoError::Saml(SamlError::IdpStatus { code, .. })) => (
+            "idp_error",
+            code.map_or_else(|| "status".to_owned(), |c| format!("nr{:02}", c.0)),
+        ),
+        Err(e) => ("rejected", e.code().to_owned()),
+    };
+    metrics::counter!("polis_acs_responses_total", "outcome" => outcome, "code" => code)
+        .increment(1);
+    metrics::histogram!("polis_acs_duration_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
 }
 
 /// The identity scheme of logins through an IdP of this profile: FICEP delivers eIDAS

@@ -146,6 +146,26 @@ pub struct RouterLimits {
     pub rates: Arc<ratelimit::RateLimits>,
 }
 
+/// The router of the internal metrics listener: `GET /metrics` in the Prometheus text
+/// format (0.0.4), every other path 404. Never merged into the public router.
+pub fn metrics_router(metrics: Arc<crate::telemetry::Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
 /// The gateway's router.
 pub fn router(state: AppState, limits: RouterLimits) -> Router {
     let routes = Router::new()

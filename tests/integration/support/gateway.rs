@@ -169,6 +169,8 @@ fn random_key_text() -> String {
 pub struct Env {
     /// Gateway base URL, e.g. `http://127.0.0.1:41234` (also its entityID).
     pub gw: String,
+    /// `GET /metrics` of the gateway, when the config has `[metrics]`.
+    pub metrics_url: Option<String>,
     /// Mock IdP base URL (also its entityID).
     pub idp: String,
     /// The mock CIE IdP's entityID (`<idp>/cie`).
@@ -392,6 +394,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             idp,
             store,
             idp_key,
+            metrics_url: running.metrics_url,
             federation: running.federation,
             txlog_dir,
             accounts: running.accounts,
@@ -441,6 +444,7 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         .await;
         self.federation = running.federation;
         self.accounts = running.accounts;
+        self.metrics_url = running.metrics_url;
         self.gateway_task = Some((running.task, running.stop));
     }
 
@@ -1219,6 +1223,8 @@ struct RunningGateway {
     stop: oneshot::Sender<()>,
     federation: Arc<polis_gateway::federation::Federation>,
     accounts: Arc<dyn AccountStore>,
+    /// `http://127.0.0.1:<port>/metrics` when the config has `[metrics]`.
+    metrics_url: Option<String>,
 }
 
 /// Builds the gateway from `cfg`, trusting `mock`, and serves it on `listener` until
@@ -1240,6 +1246,21 @@ async fn spawn_gateway(
         .unwrap();
     let router = gateway.router;
     let limits = app::server_limits(cfg);
+    // `[metrics]`: its router on a loopback port of its own (the configured address is
+    // only a placeholder here), served until the test ends.
+    let metrics_url = match gateway.metrics {
+        Some(metrics) => {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/metrics", l.local_addr().unwrap());
+            tokio::spawn(async move {
+                let _ =
+                    polis_gateway::web::server::serve(l, metrics, limits, std::future::pending())
+                        .await;
+            });
+            Some(url)
+        }
+        None => None,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = polis_gateway::web::server::serve(listener, router, limits, async {
@@ -1252,6 +1273,7 @@ async fn spawn_gateway(
         stop,
         federation: gateway.federation,
         accounts: gateway.accounts,
+        metrics_url,
     }
 }
 

@@ -1,0 +1,115 @@
+//! `GET /metrics` over HTTP on its own listener: a login moves the counters, a refused
+//! Response is counted with our error code, and the gauges of admission control, the
+//! verification pool and the transaction log are exported.
+
+use std::sync::Arc;
+
+use polis_gateway::state::MemoryStore;
+
+use crate::support::gateway::{Env, EnvOptions};
+
+const MARIO: &str = "RSSMRA80A01H501U";
+
+/// The value of the sample `name{labels…}` (every pair must be among its labels), or
+/// 0 when absent. The recorder is per process: tests compare before and after.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+async fn scrape(url: &str) -> String {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn logins_move_the_counters_and_the_pools_are_exported() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            // Where a deployment listens; the harness serves it on a free port.
+            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = env.metrics_url.clone().expect("[metrics] serves /metrics");
+    let before = scrape(&url).await;
+    let started = [
+        ("idp", env.idp.as_str()),
+        ("level", "2"),
+        ("profile", "spid"),
+    ];
+    assert_eq!(sample(&before, "polis_logins_started_total", &started), 0.0);
+
+    let c = env.client();
+    let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
+    let r = env.post_acs(&c, &a.saml_response, &a.relay_state).await;
+    assert_eq!(r.status(), 303);
+    // The same Response again: its request is spent.
+    let again = env
+        .post_acs(&env.client(), &a.saml_response, &a.relay_state)
+        .await;
+    assert_eq!(again.status(), 403);
+
+    let after = scrape(&url).await;
+    assert_eq!(
+        sample(&after, "polis_logins_started_total", &started),
+        1.0,
+        "{after}"
+    );
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    // Other tests of this process may count too: at least ours.
+    assert!(delta("polis_acs_responses_total", &[("outcome", "accepted")]) >= 1.0);
+    assert!(
+        delta(
+            "polis_acs_responses_total",
+            &[("outcome", "rejected"), ("code", "SAML_UNKNOWN_REQUEST")]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        delta(
+            "polis_acs_duration_seconds_count",
+            &[("outcome", "accepted")]
+        ) >= 1.0
+    );
+    assert!(
+        delta("polis_txlog_records_total", &[]) >= 2.0,
+        "both consumes logged"
+    );
+    for gauge in [
+        "polis_login_requests_in_flight",
+        "polis_verify_pool_waiting",
+        "polis_verify_pool_running",
+        "polis_db_connections_max",
+        "polis_admission_refused_total",
+        "polis_txlog_syncs_total",
+    ] {
+        assert!(
+            after.lines().any(|l| l.starts_with(gauge)),
+            "{gauge} missing:\n{after}"
+        );
+    }
+    // Nothing else on that listener.
+    let other = reqwest::get(url.replace("/metrics", "/login"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
