@@ -192,6 +192,14 @@ impl EnablementService {
         &self.terms
     }
 
+    /// Readiness: one round trip to the account database. Any failure reads as
+    /// unavailable (`/readyz` answers 503, never 500).
+    pub async fn ready(&self) -> Result<(), EnablementError> {
+        self.accounts.ping().await.map_err(|e| {
+            EnablementError::Accounts(crate::accounts::AccountError::Unavailable(e.to_string()))
+        })
+    }
+
     /// The account store.
     pub fn accounts(&self) -> &Arc<dyn AccountStore> {
         &self.accounts

@@ -48,9 +48,11 @@ fn metadata_response(xml: &str) -> Response {
         .into_response()
 }
 
-/// `GET /readyz`: 200 when the state store answers, 503 otherwise.
+/// `GET /readyz`: 200 when the state store and the account database answer, 503
+/// otherwise (`/healthz` stays a liveness check).
 pub async fn ready(State(app): State<AppState>) -> Result<&'static str, AppError> {
     app.sso.ready().await?;
+    app.enablement.ready().await?;
     Ok("ready")
 }
 

@@ -28,6 +28,21 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The `polis_…` series names a PromQL expression reads.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("polis_") {
+        let tail = rest.get(i..).unwrap_or_default();
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail.get(..end).unwrap_or_default().to_owned());
+        rest = tail.get(end..).unwrap_or_default();
+    }
+    names
+}
+
 async fn scrape(url: &str) -> String {
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -107,9 +122,69 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
             "{gauge} missing:\n{after}"
         );
     }
+    // Every metric the shipped Grafana dashboard queries is exported.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/polis-gateway.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 7, "{exprs:?}");
+    let exported: std::collections::BTreeSet<&str> = after
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(name.as_str()),
+                "the dashboard queries {name}, which /metrics does not export ({expr})"
+            );
+        }
+    }
     // Nothing else on that listener.
     let other = reqwest::get(url.replace("/metrics", "/login"))
         .await
         .unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// `/readyz` asks the account database too: with its database gone the gateway is not
+/// ready (503, a page), while `/healthz` (liveness) still answers 200.
+#[tokio::test]
+async fn readiness_needs_the_account_database() {
+    let pg = crate::support::postgres::PostgresServer::shared();
+    let url = pg.create_database("readyz_outage");
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            database: crate::support::gateway::Database::Postgres(url),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = env.client();
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let url = format!("{}{path}", env.gw);
+        async move { c.get(url).send().await.unwrap() }
+    };
+    assert_eq!(get("/readyz").await.status(), 200);
+    pg.drop_database("readyz_outage");
+    let r = get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let page = r.text().await.unwrap();
+    assert!(page.contains("POLIS_ACCOUNTS_UNAVAILABLE"), "{page}");
+    assert_eq!(get("/healthz").await.status(), 200, "still alive");
 }

@@ -111,6 +111,12 @@ impl PostgresServer {
         self.url_for(name)
     }
 
+    /// Drops the database `name`, ending its open connections (an outage of one
+    /// gateway's database).
+    pub fn drop_database(&self, name: &str) {
+        self.psql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"));
+    }
+
     fn url_for(&self, database: &str) -> String {
         format!(
             "postgres://{SUPERUSER}@127.0.0.1:{}/{database}?sslmode=disable",
