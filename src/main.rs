@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use polis_gateway::accounts::{FiscalCode, NewAccount};
 use polis_gateway::clock::{Clock, SystemClock};
-use polis_gateway::config::Config;
+use polis_gateway::config::{Config, LogFormat};
 use polis_gateway::keygen::{CertRequest, SpSector};
 use polis_gateway::oidc::keys::{SigningAlg, generate_pem};
 use polis_gateway::{app, keygen};
@@ -188,8 +188,17 @@ fn parse_alg(alg: &str) -> SigningAlg {
     }
 }
 
+/// Loads the configuration and applies its log format.
 fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
-    Ok(Config::load(&args.config)?)
+    let cfg = Config::load(&args.config)?;
+    if cfg.log_format != LogFormat::Text
+        && let Some(handle) = LOG_FORMAT.get()
+    {
+        handle
+            .reload(log_layer(cfg.log_format))
+            .map_err(|e| anyhow::anyhow!("[log] format: {e}"))?;
+    }
+    Ok(cfg)
 }
 
 fn write_private(path: &PathBuf, data: &[u8]) -> anyhow::Result<()> {
@@ -329,15 +338,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POLIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+/// The application log's formatting layer, swapped once the configuration is read
+/// (`[log] format`): text until then.
+type LogLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+static LOG_FORMAT: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<LogLayer, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+fn log_layer(format: LogFormat) -> LogLayer {
+    use tracing_subscriber::Layer;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    }
+}
+
+/// Logging to stderr: `POLIS_LOG` filters (default `info,tower_http=warn`), text until
+/// a configuration chooses otherwise.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (layer, handle) = tracing_subscriber::reload::Layer::new(log_layer(LogFormat::Text));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
         .init();
+    let _ = LOG_FORMAT.set(handle);
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -20,6 +20,7 @@ mod cp;
 mod database;
 mod federation;
 mod limits;
+mod log;
 mod mail;
 mod metrics;
 mod mock_idp;
@@ -39,6 +40,7 @@ pub use cie::CieSection;
 pub use cp::CpSection;
 pub use database::{DatabaseSettings, DatabaseUrl};
 pub use limits::LimitsSection;
+pub use log::LogFormat;
 pub use mock_idp::MockIdpSettings;
 pub use oidc::OidcSection;
 pub use server::ServerSettings;
@@ -115,6 +117,8 @@ pub struct Config {
     pub terms: Option<TermsSection>,
     /// Where `GET /metrics` (Prometheus) listens; no endpoint when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The application log's line format (`[log] format`).
+    pub log_format: LogFormat,
 }
 
 /// The file as written: each section's raw shape.
@@ -150,6 +154,8 @@ struct RawConfig {
     terms: Option<terms::RawTerms>,
     #[serde(default)]
     metrics: Option<metrics::RawMetrics>,
+    #[serde(default)]
+    log: log::RawLog,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -199,6 +205,7 @@ impl RawConfig {
         let terms = terms::validate(self.terms, &ctx)?;
         let txlog_dir = txlog::validate(self.txlog);
         let metrics_listen = metrics::validate(self.metrics);
+        let log_format = log::validate(self.log);
         Ok(Config {
             environment: self.environment,
             data_dir: self.data_dir,
@@ -217,6 +224,7 @@ impl RawConfig {
             oidc,
             terms,
             metrics_listen,
+            log_format,
         })
     }
 }
@@ -327,6 +335,7 @@ pub(super) mod tests {
             "[cie.technical]\ncompany = \"c\"\nemail = \"a@b.it\"\n".to_owned(),
             "[sp.eidas]\n".to_owned(),
             "[metrics]\nlisten = \"127.0.0.1:1\"\n".to_owned(),
+            "[log]\n".to_owned(),
         ];
         for section in cases {
             let e = err(&format!("{section}zz_unknown_key = 1\n"), &[]);

@@ -188,3 +188,42 @@ async fn readiness_needs_the_account_database() {
     assert!(page.contains("POLIS_ACCOUNTS_UNAVAILABLE"), "{page}");
     assert_eq!(get("/healthz").await.status(), 200, "still alive");
 }
+
+/// `[log] format = "json"` (here through the environment layer, `POLIS__LOG__FORMAT`):
+/// every line of the application log is one JSON object; the default stays text.
+#[tokio::test]
+async fn the_log_is_json_lines_when_configured() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let run = |format: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_polis-gateway"));
+        cmd.args(["migrate", "-c"])
+            .arg(&env.config_path)
+            .env("POLIS_LOG", "debug");
+        if let Some(f) = format {
+            cmd.env("POLIS__LOG__FORMAT", f);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // The command's own messages (e.g. «database is up to date») are plain lines; every
+    // log record is a JSON object.
+    let json = run(Some("json"));
+    let records: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        !records.is_empty(),
+        "migrate logs its queries at debug:\n{json}"
+    );
+    assert!(!json.lines().any(|l| l.contains(" DEBUG ")), "{json}");
+    for v in &records {
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
+        assert!(v["target"].is_string(), "{v}");
+    }
+    let text = run(None);
+    assert!(text.lines().any(|l| l.contains(" DEBUG ")), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with('{')), "{text}");
+}
