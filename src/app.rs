@@ -19,6 +19,7 @@ use crate::config::{Config, DatabaseUrl, Environment, OidcSection};
 use crate::enablement::EnablementService;
 use crate::enablement::cp::CpKey;
 use crate::enablement::terms::{self, Terms, Text};
+use crate::federation::expiry::CertExpiry;
 use crate::federation::{self, Federation, TrustAs};
 use crate::flows::login::LoginFlow;
 use crate::flows::logout::LogoutFlow;
@@ -324,7 +325,7 @@ pub async fn build_gateway(
         None => (None, None),
     };
     let federation = federation(cfg, &clock)?;
-    let (verify, admission, txlog, metrics) = verification(cfg, &accounts)?;
+    let (verify, admission, txlog, metrics) = verification(cfg, &accounts, &federation, &clock)?;
     let mut sso = sso_service(cfg, key, &federation, &state, (verify, txlog), &clock)?;
     if let Some(cie) = cie {
         sso = sso.with_cie_identity(cie);
@@ -432,9 +433,7 @@ fn federation(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Arc<Federatio
     Ok(federation)
 }
 
-/// What the ACS path runs on and is watched by: the bounded verification pool, the
-/// admission control over it and the account database, the transaction log, and the
-/// `/metrics` router that exports them.
+/// The verification pool, the admission control over it, the transaction log, `/metrics`.
 type Verification = (
     BlockingPool,
     Arc<crate::admission::Admission>,
@@ -442,7 +441,12 @@ type Verification = (
     Option<Router>,
 );
 
-fn verification(cfg: &Config, accounts: &Arc<dyn AccountStore>) -> anyhow::Result<Verification> {
+fn verification(
+    cfg: &Config,
+    accounts: &Arc<dyn AccountStore>,
+    federation: &Arc<Federation>,
+    clock: &SharedClock,
+) -> anyhow::Result<Verification> {
     let verify = BlockingPool::new("verify", cfg.limits.verify_pool);
     let admission = Arc::new(crate::admission::Admission::new(
         cfg.limits.admission,
@@ -450,7 +454,7 @@ fn verification(cfg: &Config, accounts: &Arc<dyn AccountStore>) -> anyhow::Resul
         accounts.clone(),
     ));
     let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
-    let metrics = metrics_router(cfg, &admission, &txlog);
+    let metrics = metrics_router(cfg, &admission, &txlog, federation, clock);
     Ok((verify, admission, txlog, metrics))
 }
 
@@ -460,12 +464,43 @@ fn metrics_router(
     cfg: &Config,
     admission: &Arc<crate::admission::Admission>,
     txlog: &Arc<FileTxLog>,
+    federation: &Arc<Federation>,
+    clock: &SharedClock,
 ) -> Option<Router> {
     cfg.metrics_listen?;
     let metrics = crate::telemetry::Metrics::new()?
         .with_sampler(crate::telemetry::admission_sampler(admission.clone()))
-        .with_sampler(crate::telemetry::txlog_sampler(txlog.clone()));
+        .with_sampler(crate::telemetry::txlog_sampler(txlog.clone()))
+        .with_sampler(crate::telemetry::certificate_sampler(
+            configured_certificates(cfg),
+            federation.clone(),
+            clock.clone(),
+        ));
     Some(web::metrics_router(Arc::new(metrics)))
+}
+
+/// The certificates the configuration names: ours (SPID, CIE), the registry's.
+pub fn configured_certificates(cfg: &Config) -> Vec<CertExpiry> {
+    let sp = (
+        "sp",
+        cfg.sp.metadata.entity_id.clone(),
+        cfg.sp.cert_file.as_path(),
+    );
+    let cie = (cfg.cie.iter()).map(|c| {
+        (
+            "cie_sp",
+            c.metadata.entity_id.clone(),
+            c.cert_file.as_path(),
+        )
+    });
+    let reg = (cfg.federation.registry.iter())
+        .map(|r| ("registry", r.url.to_string(), r.certificate_file.as_path()));
+    federation::expiry::from_pem_files(
+        &std::iter::once(sp)
+            .chain(cie)
+            .chain(reg)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The SSO service: its settings, the SP key, the federation, the state store, the
@@ -619,6 +654,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     spawn_persistence_check(&cfg, state.clone());
     let gateway = build_gateway(&cfg, state, SystemClock::shared()).await?;
     spawn_metadata_refresh(&cfg, gateway.federation.clone());
+    crate::telemetry::spawn_certificate_watch(
+        configured_certificates(&cfg),
+        gateway.federation.clone(),
+        SystemClock::shared(),
+    );
     let listener = bind(cfg.server.listen).await?;
     tracing::info!(
         "polis-gateway listening on {} ({})",

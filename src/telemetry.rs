@@ -102,3 +102,50 @@ pub fn txlog_sampler(txlog: Arc<crate::txlog::FileTxLog>) -> Sampler {
         metrics::counter!("polis_txlog_syncs_total").absolute(s.syncs);
     })
 }
+
+/// The sampler of certificate expiry: `polis_certificate_expiry_days{kind, name}` for
+/// the configured certificates and every trusted IdP's signing certificates (the
+/// smallest when an IdP has several: the one a rollover replaces next).
+pub fn certificate_sampler(
+    configured: Vec<crate::federation::expiry::CertExpiry>,
+    federation: Arc<crate::federation::Federation>,
+    clock: crate::clock::SharedClock,
+) -> Sampler {
+    Box::new(move || {
+        let now = clock.now();
+        let mut all = configured.clone();
+        all.extend(crate::federation::expiry::idp_certificates(&federation));
+        let mut soonest: std::collections::BTreeMap<(&'static str, String), i64> =
+            std::collections::BTreeMap::new();
+        for c in &all {
+            let days = c.days_left(now);
+            soonest
+                .entry((c.kind, c.name.clone()))
+                .and_modify(|d| *d = (*d).min(days))
+                .or_insert(days);
+        }
+        for ((kind, name), days) in soonest {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("polis_certificate_expiry_days", "kind" => kind, "name" => name)
+                .set(days as f64);
+        }
+    })
+}
+
+/// Logs the certificates close to expiry (30/7/1 days: `federation::expiry`) at start
+/// and then daily: the configured ones and every trusted IdP's.
+pub fn spawn_certificate_watch(
+    configured: Vec<crate::federation::expiry::CertExpiry>,
+    federation: Arc<crate::federation::Federation>,
+    clock: crate::clock::SharedClock,
+) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+        loop {
+            every.tick().await;
+            let mut all = configured.clone();
+            all.extend(crate::federation::expiry::idp_certificates(&federation));
+            crate::federation::expiry::log_expiries(&all, clock.now());
+        }
+    });
+}

@@ -21,6 +21,8 @@ use crate::saml::idp_metadata::{
 };
 use crate::saml::{IdpProfile, TrustedCert};
 
+/// Days to expiry of the IdP and configured certificates.
+pub mod expiry;
 mod remote;
 pub use remote::{RemoteAnchor, RemoteSettings, load_remote_cache, refresh_remote};
 

@@ -122,6 +122,21 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
             "{gauge} missing:\n{after}"
         );
     }
+    // Days to expiry of the IdP's signing certificate and of ours.
+    let idp_days = sample(
+        &after,
+        "polis_certificate_expiry_days",
+        &[("kind", "idp"), ("name", env.idp.as_str())],
+    );
+    assert!(idp_days > 0.0, "{after}");
+    assert!(
+        sample(
+            &after,
+            "polis_certificate_expiry_days",
+            &[("kind", "sp"), ("name", env.gw.as_str())]
+        ) > 0.0,
+        "{after}"
+    );
     // Every metric the shipped Grafana dashboard queries is exported.
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
