@@ -479,28 +479,9 @@ fn metrics_router(
     Some(web::metrics_router(Arc::new(metrics)))
 }
 
-/// The certificates the configuration names: ours (SPID, CIE), the registry's.
+/// The certificates the configuration names (ours, the registry's), with their expiry.
 pub fn configured_certificates(cfg: &Config) -> Vec<CertExpiry> {
-    let sp = (
-        "sp",
-        cfg.sp.metadata.entity_id.clone(),
-        cfg.sp.cert_file.as_path(),
-    );
-    let cie = (cfg.cie.iter()).map(|c| {
-        (
-            "cie_sp",
-            c.metadata.entity_id.clone(),
-            c.cert_file.as_path(),
-        )
-    });
-    let reg = (cfg.federation.registry.iter())
-        .map(|r| ("registry", r.url.to_string(), r.certificate_file.as_path()));
-    federation::expiry::from_pem_files(
-        &std::iter::once(sp)
-            .chain(cie)
-            .chain(reg)
-            .collect::<Vec<_>>(),
-    )
+    federation::expiry::from_pem_files(&cfg.certificate_files())
 }
 
 /// The SSO service: its settings, the SP key, the federation, the state store, the
@@ -654,6 +635,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     spawn_persistence_check(&cfg, state.clone());
     let gateway = build_gateway(&cfg, state, SystemClock::shared()).await?;
     spawn_metadata_refresh(&cfg, gateway.federation.clone());
+    crate::txlog::spawn_pruning(
+        cfg.txlog_dir.clone(),
+        cfg.txlog_retention_months,
+        SystemClock::shared(),
+    );
     crate::telemetry::spawn_certificate_watch(
         configured_certificates(&cfg),
         gateway.federation.clone(),

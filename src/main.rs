@@ -61,6 +61,30 @@ enum Command {
     /// OpenID Connect client helpers.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// The SPID transaction log: export records, delete files past the retention.
+    #[command(subcommand)]
+    Txlog(TxlogCommand),
+}
+
+#[derive(Subcommand)]
+enum TxlogCommand {
+    /// Print the records (JSON lines, oldest first) of a time range and/or one person.
+    Export {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// First UTC day, YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last UTC day, YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Only the records whose Response names this codice fiscale.
+        #[arg(long)]
+        fiscal_code: Option<String>,
+    },
+    /// Delete the daily files older than `[txlog] retention_months` (the gateway also
+    /// does it daily) and list them.
+    Prune(ConfigArgs),
 }
 
 #[derive(clap::Args)]
@@ -201,6 +225,53 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// `polis-gateway txlog export|prune`.
+fn txlog_command(cmd: TxlogCommand) -> anyhow::Result<()> {
+    match cmd {
+        TxlogCommand::Export {
+            config,
+            from,
+            to,
+            fiscal_code,
+        } => {
+            let cfg = load(&config)?;
+            let fiscal_code = fiscal_code
+                .map(|cf| FiscalCode::parse(&cf).map(|c| c.as_str().to_owned()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--fiscal-code: {}", e.message_it()))?;
+            let filter = polis_gateway::txlog::ExportFilter {
+                from,
+                to,
+                fiscal_code,
+            };
+            let n = polis_gateway::txlog::export(
+                &cfg.txlog_dir,
+                &filter,
+                &mut std::io::stdout().lock(),
+            )?;
+            eprintln!("{n} record(s) from {}", cfg.txlog_dir.display());
+            Ok(())
+        }
+        TxlogCommand::Prune(c) => {
+            let cfg = load(&c)?;
+            let cutoff = polis_gateway::txlog::retention_cutoff(
+                SystemClock.now(),
+                cfg.txlog_retention_months,
+            );
+            let removed = polis_gateway::txlog::prune(&cfg.txlog_dir, cutoff)?;
+            for path in &removed {
+                println!("{}", path.display());
+            }
+            eprintln!(
+                "{} daily file(s) before {cutoff} deleted ({} months kept)",
+                removed.len(),
+                cfg.txlog_retention_months
+            );
+            Ok(())
+        }
+    }
+}
+
 fn write_private(path: &PathBuf, data: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -324,6 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("secret_hash = \"{hash}\"");
             Ok(())
         }
+        Command::Txlog(cmd) => txlog_command(cmd),
         Command::Accounts(AccountsCommand::Create(a)) => {
             let cfg = load(&a.config)?;
             let fiscal_code = FiscalCode::parse(&a.fiscal_code)

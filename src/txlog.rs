@@ -445,6 +445,114 @@ impl TxLog for FileTxLog {
     }
 }
 
+/// How long the register is kept: 24 months (RT `log.rst`); the least `[txlog]
+/// retention_months` accepts.
+pub const MIN_RETENTION_MONTHS: u32 = 24;
+
+/// The UTC day of a daily file `spid-tx-YYYY-MM-DD.jsonl`; `None` for any other name.
+pub fn file_date(name: &str) -> Option<NaiveDate> {
+    let day = name.strip_prefix("spid-tx-")?.strip_suffix(".jsonl")?;
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+}
+
+/// The first day still kept at `now` with `retention_months` (the same day of the
+/// month, that many months back; the month's last day when it has no such day).
+pub fn retention_cutoff(now: DateTime<Utc>, retention_months: u32) -> NaiveDate {
+    let today = now.date_naive();
+    today
+        .checked_sub_months(chrono::Months::new(retention_months))
+        .unwrap_or(NaiveDate::MIN)
+}
+
+/// The daily files in `dir`, oldest first, with their days.
+fn daily_files(dir: &Path) -> Result<Vec<(NaiveDate, PathBuf)>, TxLogError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        if let Some(day) = name.to_str().and_then(file_date) {
+            files.push((day, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Deletes the daily files of days before `cutoff` and returns them; every other file
+/// is left alone. The register's retention is a legal duty: the caller computes the
+/// cutoff from at least [`MIN_RETENTION_MONTHS`].
+pub fn prune(dir: &Path, cutoff: NaiveDate) -> Result<Vec<PathBuf>, TxLogError> {
+    let mut removed = Vec::new();
+    for (day, path) in daily_files(dir)? {
+        if day < cutoff {
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// Which records an export selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportFilter {
+    /// First UTC day (inclusive).
+    pub from: Option<NaiveDate>,
+    /// Last UTC day (inclusive).
+    pub to: Option<NaiveDate>,
+    /// Only records whose Response names this codice fiscale (`TINIT-<CF>`, the SPID
+    /// `fiscalNumber`), upper case.
+    pub fiscal_code: Option<String>,
+}
+
+/// Writes the records `filter` selects to `out`, whole lines as stored, oldest day
+/// first; returns how many.
+pub fn export(
+    dir: &Path,
+    filter: &ExportFilter,
+    out: &mut impl std::io::Write,
+) -> Result<usize, TxLogError> {
+    use std::io::BufRead;
+    let needle = filter.fiscal_code.as_ref().map(|cf| format!("TINIT-{cf}"));
+    let mut n = 0;
+    for (day, path) in daily_files(dir)? {
+        if filter.from.is_some_and(|f| day < f) || filter.to.is_some_and(|t| day > t) {
+            continue;
+        }
+        let file = std::fs::File::open(&path).map_err(io_err(&path))?;
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(io_err(&path))?;
+            if line.is_empty() || needle.as_ref().is_some_and(|x| !line.contains(x.as_str())) {
+                continue;
+            }
+            writeln!(out, "{line}").map_err(io_err(&path))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs [`prune`] at start and then daily, keeping `retention_months`.
+pub fn spawn_pruning(dir: PathBuf, retention_months: u32, clock: crate::clock::SharedClock) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+        loop {
+            every.tick().await;
+            let cutoff = retention_cutoff(clock.now(), retention_months);
+            let dir2 = dir.clone();
+            match tokio::task::spawn_blocking(move || prune(&dir2, cutoff)).await {
+                Ok(Ok(removed)) if !removed.is_empty() => tracing::info!(
+                    target: "txlog",
+                    "pruned {} daily file(s) older than {cutoff} ({retention_months} months)",
+                    removed.len()
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(target: "txlog", error = %e, "pruning failed"),
+                Err(e) => tracing::error!(target: "txlog", error = %e, "pruning task failed"),
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,6 +810,66 @@ mod tests {
             err.to_string().contains("spid-tx-2025-01-01.jsonl"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_24_months_and_export_selects_by_day_and_person() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = FileTxLog::open(tmp.path()).unwrap();
+        let rec = |ts, id: &str, cf: &str| {
+            let mut r = TxRecord::new(ts, TxOutcome::Accepted, id);
+            r.resp_xml = Some(format!("<Response>TINIT-{cf}</Response>"));
+            r
+        };
+        for (ts, id, cf) in [
+            (at(2023, 12, 31, 9), "old", "AAAAAA00A00A000A"),
+            (at(2024, 1, 1, 9), "kept", "RSSMRA80A01H501U"),
+            (at(2025, 6, 1, 9), "mid", "AAAAAA00A00A000A"),
+            (at(2026, 1, 1, 9), "new", "RSSMRA80A01H501U"),
+        ] {
+            log.append(&rec(ts, id, cf)).await.unwrap();
+        }
+        std::fs::write(tmp.path().join("notes.txt"), b"not a daily file").unwrap();
+
+        let cutoff = retention_cutoff(at(2026, 1, 1, 12), MIN_RETENTION_MONTHS);
+        assert_eq!(cutoff, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap());
+        let removed = prune(tmp.path(), cutoff).unwrap();
+        assert_eq!(
+            removed,
+            vec![log.path_for(NaiveDate::from_ymd_opt(2023, 12, 31).unwrap())]
+        );
+        assert!(tmp.path().join("notes.txt").exists(), "other files stay");
+        assert!(prune(tmp.path(), cutoff).unwrap().is_empty(), "idempotent");
+
+        let ids = |f: &ExportFilter| {
+            let mut out = Vec::new();
+            let n = export(tmp.path(), f, &mut out).unwrap();
+            let ids: Vec<String> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<TxRecord>(l).unwrap().request_id)
+                .collect();
+            assert_eq!(ids.len(), n);
+            ids
+        };
+        assert_eq!(ids(&ExportFilter::default()), ["kept", "mid", "new"]);
+        let mario = ExportFilter {
+            fiscal_code: Some("RSSMRA80A01H501U".into()),
+            ..ExportFilter::default()
+        };
+        assert_eq!(ids(&mario), ["kept", "new"]);
+        let range = ExportFilter {
+            from: NaiveDate::from_ymd_opt(2024, 1, 2),
+            to: NaiveDate::from_ymd_opt(2025, 12, 31),
+            ..ExportFilter::default()
+        };
+        assert_eq!(ids(&range), ["mid"]);
+        assert_eq!(
+            file_date("spid-tx-2024-02-29.jsonl"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        assert_eq!(file_date("spid-tx-2024-02-30.jsonl"), None);
+        assert_eq!(file_date("notes.txt"), None);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct Config {
     pub state: StoreSettings,
     /// Directory of the SPID transaction log.
     pub txlog_dir: PathBuf,
+    /// Months the transaction log's daily files are kept (at least 24).
+    pub txlog_retention_months: u32,
     /// The built-in mock IdP (`polis-gateway demo` / `mock-idp`), if configured.
     pub mock_idp: Option<MockIdpSettings>,
     /// The account database.
@@ -203,7 +205,7 @@ impl RawConfig {
         let mail = mail::validate(self.mail, &ctx)?;
         let oidc = self.oidc.map(|o| oidc::validate(o, &ctx)).transpose()?;
         let terms = terms::validate(self.terms, &ctx)?;
-        let txlog_dir = txlog::validate(self.txlog);
+        let (txlog_dir, txlog_retention_months) = txlog::validate(self.txlog)?;
         let metrics_listen = metrics::validate(self.metrics);
         let log_format = log::validate(self.log);
         Ok(Config {
@@ -216,6 +218,7 @@ impl RawConfig {
             federation,
             state,
             txlog_dir,
+            txlog_retention_months,
             mock_idp,
             database,
             session,
@@ -230,6 +233,31 @@ impl RawConfig {
 }
 
 impl Config {
+    /// The certificate files logins depend on, as `(kind, name, path)`: our SPID
+    /// certificate, the CIE one, the registry's signing certificate.
+    pub fn certificate_files(&self) -> Vec<(&'static str, String, &Path)> {
+        let mut files = vec![(
+            "sp",
+            self.sp.metadata.entity_id.clone(),
+            self.sp.cert_file.as_path(),
+        )];
+        if let Some(cie) = &self.cie {
+            files.push((
+                "cie_sp",
+                cie.metadata.entity_id.clone(),
+                cie.cert_file.as_path(),
+            ));
+        }
+        if let Some(reg) = &self.federation.registry {
+            files.push((
+                "registry",
+                reg.url.to_string(),
+                reg.certificate_file.as_path(),
+            ));
+        }
+        files
+    }
+
     /// Loads the files in order, then the `POLIS__…` environment, and validates.
     pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
         Self::load_with_env(files, std::env::vars())

@@ -26,7 +26,7 @@ mod layers;
 mod mail;
 /// Metadata fetches (issue 10): the User-Agent header, no redirects, the body cap.
 mod metadata_fetch;
-/// `/metrics` (Prometheus) on its own listener: counters of logins, pool gauges.
+/// Operations: `/metrics` on its own listener, `/readyz`, JSON logs, `txlog` commands.
 mod metrics;
 /// The OpenID Connect provider (issue 4): authorization, tokens, client
 /// authentication, revocation, refresh rotation, the CP confirmation, logout, key

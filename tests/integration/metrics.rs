@@ -1,6 +1,7 @@
-//! `GET /metrics` over HTTP on its own listener: a login moves the counters, a refused
+//! Operations: `GET /metrics` on its own listener (a login moves the counters, a refused
 //! Response is counted with our error code, and the gauges of admission control, the
-//! verification pool and the transaction log are exported.
+//! verification pool and the transaction log are exported), `/readyz`, JSON logs, the
+//! `txlog` commands.
 
 use std::sync::Arc;
 
@@ -241,4 +242,47 @@ async fn the_log_is_json_lines_when_configured() {
     let text = run(None);
     assert!(text.lines().any(|l| l.contains(" DEBUG ")), "{text}");
     assert!(!text.lines().any(|l| l.starts_with('{')), "{text}");
+}
+
+/// `polis-gateway txlog export` prints the register's records of one person (by the
+/// codice fiscale their Response names) or of a day range; `txlog prune` keeps the
+/// last 24 months (nothing to delete here).
+#[tokio::test]
+async fn the_txlog_commands_export_one_person_and_prune_nothing_recent() {
+    let env = Env::start(Arc::new(MemoryStore::new())).await;
+    let c = env.client();
+    let a = env.idp_answer(&c, 2, "redirect", MARIO, "success").await;
+    assert_eq!(
+        env.post_acs(&c, &a.saml_response, &a.relay_state)
+            .await
+            .status(),
+        303
+    );
+    let export = |args: &[&str]| {
+        let out = env.cli(&[&["txlog", "export"], args].concat());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mario = export(&["--fiscal-code", &MARIO.to_lowercase()]);
+    let records: Vec<serde_json::Value> = mario
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{mario}");
+    assert_eq!(records[0]["outcome"], "accepted");
+    assert!(
+        export(&["--fiscal-code", "VRDGPP80A01F205X"])
+            .trim()
+            .is_empty()
+    );
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert_eq!(export(&["--from", &today]).lines().count(), 1);
+    assert!(export(&["--to", "2000-01-01"]).trim().is_empty());
+    let prune = env.cli(&["txlog", "prune"]);
+    assert!(prune.status.success(), "{prune:?}");
+    assert!(prune.stdout.is_empty(), "nothing older than 24 months");
+    assert!(
+        String::from_utf8_lossy(&prune.stderr).contains("0 daily file(s)"),
+        "{prune:?}"
+    );
 }
