@@ -166,9 +166,35 @@ impl SsoService {
             }
             Err(e) => rec.error_code = Some(e.code().to_owned()),
         }
+        self.note_health(rec.idp_entity_id.as_deref(), result);
         if let Err(e) = self.txlog.append(&rec).await {
             // The register is a legal duty: a failure is loud, but the person's outcome stands.
             tracing::error!(target: "txlog", error = %e, "cannot write the SPID transaction log");
+        }
+    }
+
+    /// Counts the outcome in the IdP's health window (the IdP of the stored pending
+    /// request only: never a name read from an unverified message) and reports a
+    /// change of state.
+    fn note_health(&self, idp: Option<&str>, result: &Result<VerifiedLogin, SsoError>) {
+        let (Some(idp), Some(failed)) =
+            (idp, super::health::idp_side(&result.as_ref().map(|_| ())))
+        else {
+            return;
+        };
+        let side = if failed { "failed" } else { "ok" };
+        metrics::counter!("polis_idp_responses_total", "idp" => idp.to_owned(), "side" => side)
+            .increment(1);
+        match self.health.record(idp, failed, self.now()) {
+            Some(super::health::Change::Degraded) => {
+                tracing::warn!(target: "federation", idp, "IdP degraded: at least half of its recent Responses failed on its side");
+                metrics::gauge!("polis_idp_degraded", "idp" => idp.to_owned()).set(1.0);
+            }
+            Some(super::health::Change::Recovered) => {
+                tracing::info!(target: "federation", idp, "IdP recovered");
+                metrics::gauge!("polis_idp_degraded", "idp" => idp.to_owned()).set(0.0);
+            }
+            None => {}
         }
     }
 

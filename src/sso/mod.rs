@@ -25,6 +25,7 @@
 //! - `polis:sloin:<hex sha256(IdP, LogoutRequest ID)>`: IdP-initiated LogoutRequests
 //!   already accepted.
 
+pub mod health;
 pub mod login;
 pub mod logout;
 
@@ -191,6 +192,8 @@ pub struct SsoService {
     txlog: Arc<dyn TxLog>,
     pool: BlockingPool,
     clock: SharedClock,
+    /// Each IdP's share of failures on its side over a sliding window.
+    health: health::IdpHealth,
 }
 
 impl std::fmt::Debug for SsoService {
@@ -232,7 +235,14 @@ impl SsoService {
             txlog: ports.txlog,
             pool: ports.pool,
             clock: ports.clock,
+            health: health::IdpHealth::default(),
         }
+    }
+
+    /// Whether `idp`'s Responses are failing on its side now (the login page shows a
+    /// notice beside it).
+    pub fn idp_degraded(&self, idp: &str) -> bool {
+        self.health.is_degraded(idp, self.now())
     }
 
     /// Requests to CIE-profile IdPs carry `cie`'s entityID and are signed with its key;

@@ -162,6 +162,8 @@ struct IdpLink {
     href: String,
     /// The official logo, when AgID's button ships one for this IdP.
     logo: Option<String>,
+    /// Its Responses are failing on its side now: a notice beside it.
+    degraded: bool,
 }
 
 #[derive(Template)]
@@ -199,6 +201,7 @@ impl LoginPage {
                 ),
                 logo: spid_logo(&entity_id),
                 name: i.display_name().to_owned(),
+                degraded: app.sso.idp_degraded(&entity_id),
                 entity_id,
             };
             match login_group(&i) {

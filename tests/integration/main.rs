@@ -38,7 +38,8 @@ mod profiles;
 mod registry;
 /// `[[federation.remote]]` sources (issue 10): signed and pinned-certificate anchors.
 mod remote_sources;
-/// An IdP signing-key rollover: both keys accepted during the overlap.
+/// IdP health (a notice beside a failing IdP) and signing-key rollovers (both keys
+/// accepted during the overlap).
 mod rollover;
 /// SPID Response rules (spid-sp-rules.md §3) on the pure core, with a fixed clock.
 mod saml_rules;

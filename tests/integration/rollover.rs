@@ -1,7 +1,8 @@
-//! An IdP's signing-key rollover without a failed login: its metadata gains the new
-//! key beside the old one, and during that overlap Responses signed with either key
-//! are accepted; once the metadata drops the old key, only the new one verifies. Each
-//! key is reported with its days to expiry on `/metrics`.
+//! IdP health and key rollovers. A signing-key rollover without a failed login: the
+//! IdP's metadata gains the new key beside the old one, and during that overlap
+//! Responses signed with either key are accepted; once the metadata drops the old key,
+//! only the new one verifies. Each key is reported with its days to expiry on
+//! `/metrics`. An IdP whose Responses fail on its side gets a notice on the login page.
 
 use std::sync::Arc;
 
@@ -100,4 +101,66 @@ async fn a_key_rollover_loses_no_login() {
     add(metadata(&env, &idp, &[&new]));
     assert_eq!(login_signed_by(&env, &idp, &new).await, 303);
     assert_eq!(login_signed_by(&env, &idp, &old).await, 403);
+}
+
+/// IdP health: when most of one IdP's recent Responses fail on its side (here: signed
+/// with a key its metadata does not publish), the login page shows a notice beside
+/// that IdP only, every IdP stays listed, and `/metrics` reports it degraded; Responses
+/// of the person's doing (a cancelled login) never count.
+#[tokio::test]
+async fn an_idp_whose_responses_fail_gets_a_notice_on_the_login_page() {
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (key, _, _) = idp_key("Troubled IdP");
+    let (stranger, _, _) = idp_key("Not the troubled IdP's key");
+    let idp = format!("{}/troubled", env.idp);
+    env.federation
+        .add_metadata(&metadata(&env, &idp, &[&key]), true, "troubled IdP")
+        .unwrap();
+    let notice = "Questo gestore ha difficoltà in questo momento";
+    let page = || async { env.get(&env.client(), "/login").await.1 };
+    assert!(!page().await.contains(notice));
+
+    // Cancelled logins (SPID nr25) are the person's doing: no notice, however many.
+    for _ in 0..25 {
+        let c = env.client();
+        let a = env
+            .idp_answer(&c, 2, "redirect", "RSSMRA80A01H501U", "25")
+            .await;
+        env.post_acs(&c, &a.saml_response, &a.relay_state).await;
+    }
+    assert!(!page().await.contains(notice));
+
+    for _ in 0..20 {
+        assert_eq!(login_signed_by(&env, &idp, &stranger).await, 403);
+    }
+    let html = page().await;
+    let item = html
+        .split("<li")
+        .find(|li| li.contains(&format!("data-idp=\"{idp}\"")))
+        .unwrap_or_else(|| panic!("{idp} still listed:\n{html}"));
+    assert!(item.contains(notice), "{item}");
+    assert_eq!(html.matches(notice).count(), 1, "only beside that IdP");
+    assert!(
+        html.contains(&format!("data-idp=\"{}\"", env.idp)),
+        "every IdP listed"
+    );
+    let metrics = reqwest::get(env.metrics_url.clone().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("polis_idp_degraded{") && l.contains(&idp) && l.ends_with(" 1")),
+        "{metrics}"
+    );
 }
