@@ -325,7 +325,8 @@ pub async fn build_gateway(
         None => (None, None),
     };
     let federation = federation(cfg, &clock)?;
-    let (verify, admission, txlog, metrics) = verification(cfg, &accounts, &federation, &clock)?;
+    let (verify, admission, txlog, metrics) =
+        verification(cfg, &accounts, (&federation, &argon2), &clock)?;
     let mut sso = sso_service(cfg, key, &federation, &state, (verify, txlog), &clock)?;
     if let Some(cie) = cie {
         sso = sso.with_cie_identity(cie);
@@ -444,7 +445,7 @@ type Verification = (
 fn verification(
     cfg: &Config,
     accounts: &Arc<dyn AccountStore>,
-    federation: &Arc<Federation>,
+    (federation, argon2): (&Arc<Federation>, &BlockingPool),
     clock: &SharedClock,
 ) -> anyhow::Result<Verification> {
     let verify = BlockingPool::new("verify", cfg.limits.verify_pool);
@@ -454,7 +455,7 @@ fn verification(
         accounts.clone(),
     ));
     let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
-    let metrics = metrics_router(cfg, &admission, &txlog, federation, clock);
+    let metrics = metrics_router(cfg, &admission, &txlog, (federation, argon2), clock);
     Ok((verify, admission, txlog, metrics))
 }
 
@@ -464,13 +465,14 @@ fn metrics_router(
     cfg: &Config,
     admission: &Arc<crate::admission::Admission>,
     txlog: &Arc<FileTxLog>,
-    federation: &Arc<Federation>,
+    (federation, argon2): (&Arc<Federation>, &BlockingPool),
     clock: &SharedClock,
 ) -> Option<Router> {
     cfg.metrics_listen?;
     let metrics = crate::telemetry::Metrics::new()?
         .with_sampler(crate::telemetry::admission_sampler(admission.clone()))
         .with_sampler(crate::telemetry::txlog_sampler(txlog.clone()))
+        .with_sampler(crate::telemetry::argon2_sampler(argon2.clone()))
         .with_sampler(crate::telemetry::certificate_sampler(
             configured_certificates(cfg),
             federation.clone(),

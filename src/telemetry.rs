@@ -94,6 +94,16 @@ pub fn admission_sampler(admission: Arc<crate::admission::Admission>) -> Sampler
     })
 }
 
+/// The sampler of the argon2 pool (CP and recovery-answer hashes): jobs waiting and
+/// running.
+pub fn argon2_sampler(pool: crate::blocking::BlockingPool) -> Sampler {
+    Box::new(move || {
+        let as_f64 = |n: usize| f64::from(u32::try_from(n).unwrap_or(u32::MAX));
+        metrics::gauge!("polis_argon2_pool_waiting").set(as_f64(pool.waiting()));
+        metrics::gauge!("polis_argon2_pool_running").set(as_f64(pool.running()));
+    })
+}
+
 /// The sampler of the transaction log's writer.
 pub fn txlog_sampler(txlog: Arc<crate::txlog::FileTxLog>) -> Sampler {
     Box::new(move || {

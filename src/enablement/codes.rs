@@ -99,6 +99,7 @@ impl EnablementService {
             account.enabled_at = Some(now);
         }
         let account = self.accounts.update(&account).await?;
+        super::count_step(account.enablement_state);
         // A new CP: the tries on the old one no longer matter. (The temporary CP's own
         // counter expires with it; it is consumed now.)
         self.state

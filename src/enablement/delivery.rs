@@ -116,15 +116,24 @@ impl EnablementService {
         let account = self.accounts.update(&account).await?;
         if transition.effects.contains(&Effect::SendTempCpMail) {
             let mail = self.temp_cp_mail(&account, &email, &temp, now)?;
-            tokio::time::timeout(SEND_DEADLINE, self.mailer.send(&mail))
+            let sent = tokio::time::timeout(SEND_DEADLINE, self.mailer.send(&mail))
                 .await
                 .map_err(|_| {
                     MailError::Unavailable(format!(
                         "no answer within {} s",
                         SEND_DEADLINE.as_secs()
                     ))
-                })??;
+                })
+                .and_then(|r| r);
+            let outcome = match &sent {
+                Ok(()) => "sent",
+                Err(e) => e.code(),
+            };
+            metrics::counter!("polis_mail_total", "kind" => "temp_cp", "outcome" => outcome)
+                .increment(1);
+            sent?;
         }
+        super::count_step(account.enablement_state);
         Ok(account)
     }
 }

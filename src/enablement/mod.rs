@@ -157,6 +157,11 @@ pub fn reference_code(account: &Account) -> String {
     format!("IOL-{short}")
 }
 
+/// Counts an abilitazione step reached (`polis_enablement_steps_total{state}`).
+fn count_step(state: crate::accounts::EnablementState) {
+    metrics::counter!("polis_enablement_steps_total", "state" => state.as_str()).increment(1);
+}
+
 impl EnablementService {
     /// Builds the service.
     pub fn new(

@@ -107,7 +107,9 @@ impl EnablementService {
         let transition = machine::apply(account.enablement_state, event)?;
         write(&mut account, transition.effects);
         account.enablement_state = transition.next;
-        Ok(self.accounts.update(&account).await?)
+        let stored = self.accounts.update(&account).await?;
+        super::count_step(stored.enablement_state);
+        Ok(stored)
     }
 
     /// Step 1: the enablement request (contacts, identity document and the personal

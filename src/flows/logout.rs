@@ -136,15 +136,21 @@ async fn deliver(http: reqwest::Client, uri: String, token: String) {
         .body(body)
         .send()
         .await;
-    match result {
+    let outcome = match result {
         Ok(r) if r.status().is_success() => {
             tracing::info!(%uri, "back-channel logout delivered");
+            "delivered"
         }
         Ok(r) => {
-            tracing::warn!(%uri, status = r.status().as_u16(), "back-channel logout refused")
+            tracing::warn!(%uri, status = r.status().as_u16(), "back-channel logout refused");
+            "refused"
         }
-        Err(e) => tracing::warn!(%uri, error = %e, "back-channel logout failed"),
-    }
+        Err(e) => {
+            tracing::warn!(%uri, error = %e, "back-channel logout failed");
+            "failed"
+        }
+    };
+    metrics::counter!("polis_backchannel_logout_total", "outcome" => outcome).increment(1);
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ impl Provider {
     /// RFC 7009: revokes a token of `client` (others' tokens are left alone, and the
     /// answer is the same, so nothing leaks).
     pub async fn revoke(&self, client: &Client, token: &str) -> Result<(), OidcError> {
+        metrics::counter!("polis_oidc_revocations_total").increment(1);
         if let Some(grant) = self.live_refresh_grant(token).await {
             if grant.client_id == client.id {
                 self.revoke_family(&grant.family).await?;

@@ -111,6 +111,27 @@ impl Provider {
         params: &TokenParams,
         accounts: &A,
     ) -> Result<TokenResponse, OidcError> {
+        let result = self.token_for_client(presented, params, accounts).await;
+        let grant: &'static str = match params.grant_type.as_str() {
+            "authorization_code" => "authorization_code",
+            "refresh_token" => "refresh_token",
+            _ => "other",
+        };
+        let outcome = match &result {
+            Ok(_) => "issued",
+            Err(e) => e.code(),
+        };
+        metrics::counter!("polis_oidc_tokens_total", "grant" => grant, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn token_for_client<A: AccountSource>(
+        &self,
+        presented: Presented,
+        params: &TokenParams,
+        accounts: &A,
+    ) -> Result<TokenResponse, OidcError> {
         let client = self
             .authenticate_client(presented, &self.settings.token_endpoint())
             .await?;

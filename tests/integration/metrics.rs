@@ -286,3 +286,69 @@ async fn the_txlog_commands_export_one_person_and_prune_nothing_recent() {
         "{prune:?}"
     );
 }
+
+/// The abilitazione's steps, the temporary-CP mail, the OIDC tokens and revocations
+/// and the argon2 pool are on `/metrics` too.
+#[tokio::test]
+async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
+    use crate::support::gateway::{Auth, pkce};
+    let env = Env::start_with(
+        Arc::new(MemoryStore::new()),
+        EnvOptions {
+            oidc: true,
+            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = env.metrics_url.clone().unwrap();
+    let before = scrape(&url).await;
+    let browser = env.client();
+    env.enable_account(&browser, MARIO, "Scuola2026x").await;
+    let (verifier, challenge) = pkce();
+    let params = env.authorize_params(&challenge);
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let code = env.oidc_authorize(&browser, MARIO, &pairs).await;
+    let tokens = env.exchange(&code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let revoked = env
+        .oidc_post("/oidc/revoke", &[("token", access.as_str())], &Auth::app())
+        .await;
+    assert_eq!(revoked.status, 200);
+    let after = scrape(&url).await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    for state in [
+        "recovery_question",
+        "review",
+        "confirmed",
+        "temp_cp_sent",
+        "enabled",
+    ] {
+        assert!(
+            delta("polis_enablement_steps_total", &[("state", state)]) >= 1.0,
+            "{state}:\n{after}"
+        );
+    }
+    assert!(
+        delta(
+            "polis_mail_total",
+            &[("kind", "temp_cp"), ("outcome", "sent")]
+        ) >= 1.0
+    );
+    assert!(
+        delta(
+            "polis_oidc_tokens_total",
+            &[("grant", "authorization_code"), ("outcome", "issued")]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(delta("polis_oidc_revocations_total", &[]) >= 1.0);
+    for gauge in ["polis_argon2_pool_waiting", "polis_argon2_pool_running"] {
+        assert!(
+            after.lines().any(|l| l.starts_with(gauge)),
+            "{gauge}:\n{after}"
+        );
+    }
+}
