@@ -44,6 +44,39 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
+/// Every metric the shipped Grafana dashboard queries is in `scrape`.
+fn assert_dashboard_metrics_exported(after: &str) {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/polis-gateway.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 7, "{exprs:?}");
+    let exported: std::collections::BTreeSet<&str> = after
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(name.as_str()),
+                "the dashboard queries {name}, which /metrics does not export ({expr})"
+            );
+        }
+    }
+}
+
 async fn scrape(url: &str) -> String {
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -138,36 +171,6 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
         ) > 0.0,
         "{after}"
     );
-    // Every metric the shipped Grafana dashboard queries is exported.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/grafana/polis-gateway.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let exprs: Vec<String> = dashboard["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .map(|t| t["expr"].as_str().unwrap().to_owned())
-        .collect();
-    assert!(exprs.len() >= 7, "{exprs:?}");
-    let exported: std::collections::BTreeSet<&str> = after
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .collect();
-    for expr in &exprs {
-        for name in metric_names(expr) {
-            assert!(
-                exported.contains(name.as_str()),
-                "the dashboard queries {name}, which /metrics does not export ({expr})"
-            );
-        }
-    }
     // Nothing else on that listener.
     let other = reqwest::get(url.replace("/metrics", "/login"))
         .await
@@ -296,6 +299,8 @@ async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
         Arc::new(MemoryStore::new()),
         EnvOptions {
             oidc: true,
+            // A closed port: the delivery fails, and is counted as such.
+            oidc_backchannel: Some("http://127.0.0.1:9/backchannel".into()),
             extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
             ..Default::default()
         },
@@ -351,4 +356,26 @@ async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
             "{gauge}:\n{after}"
         );
     }
+    // «Esci»: the back-channel logout to the client (nobody listens there) is counted.
+    let r = env.post_form(&browser, "/logout", &[]).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let counted = crate::support::eventually(
+        std::time::Duration::from_secs(10),
+        "the back-channel logout counted",
+        || {
+            let url = url.clone();
+            async move {
+                let text = scrape(&url).await;
+                (sample(
+                    &text,
+                    "polis_backchannel_logout_total",
+                    &[("outcome", "failed")],
+                ) >= 1.0)
+                    .then_some(text)
+            }
+        },
+    )
+    .await;
+    // Every series the shipped dashboard queries is exported by now.
+    assert_dashboard_metrics_exported(&counted);
 }
