@@ -32,15 +32,8 @@ pub struct AdmissionLimits {
     pub retry_after_seconds: u32,
 }
 
-impl Default for AdmissionLimits {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 512,
-            max_verify_queue: 128,
-            retry_after_seconds: 5,
-        }
-    }
-}
+/// What the admission page asks the browser to wait when the config says nothing.
+pub const DEFAULT_RETRY_AFTER_SECONDS: u32 = 5;
 
 /// Why a new login must wait, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -111,11 +104,6 @@ impl Admission {
             in_flight: Arc::new(AtomicUsize::new(0)),
             refused: AtomicU64::new(0),
         }
-    }
-
-    /// The thresholds.
-    pub fn limits(&self) -> AdmissionLimits {
-        self.limits
     }
 
     /// Counts a login request (new or under way) until the guard is dropped.

@@ -155,26 +155,40 @@ pub async fn acs(
             t.backend
         );
         let items = prepare_acs(t, n, pool).await?;
-        let before = t.meter.snapshot();
-        let (outcomes, wall) = closed_loop(items, c, {
-            let t = t.clone();
-            move |i| acs_once(t.clone(), i)
-        })
-        .await;
-        let after = t.meter.snapshot();
-        let row = Row {
-            backend: t.backend.clone(),
-            scenario: "acs",
-            concurrency: c,
-            outcomes,
-            wall,
-            before,
-            after,
-        };
-        report_progress(&row);
-        rows.push(row);
+        let tt = t.clone();
+        rows.push(measured(t, "acs", c, items, move |i| acs_once(tt.clone(), i)).await);
     }
     Ok(rows)
+}
+
+/// One measured closed-loop run of `f` over `items` at concurrency `c`, with the CPU
+/// meters read before and after; its progress line printed.
+async fn measured<T, F, Fut>(
+    t: &Arc<Target>,
+    scenario: &'static str,
+    c: usize,
+    items: Vec<T>,
+    f: F,
+) -> Row
+where
+    T: Send + Sync + Clone + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let before = t.meter.snapshot();
+    let (outcomes, wall) = closed_loop(items, c, f).await;
+    let after = t.meter.snapshot();
+    let row = Row {
+        backend: t.backend.clone(),
+        scenario,
+        concurrency: c,
+        outcomes,
+        wall,
+        before,
+        after,
+    };
+    report_progress(&row);
+    row
 }
 
 fn report_progress(row: &Row) {
@@ -416,24 +430,8 @@ pub async fn full(
     for &c in concurrency {
         let n = n_for(c);
         let persons: Vec<Person> = (0..n).map(|i| Person::new(i % pool)).collect();
-        let before = t.meter.snapshot();
-        let (outcomes, wall) = closed_loop(persons, c, {
-            let t = t.clone();
-            move |p| full_once(t.clone(), p)
-        })
-        .await;
-        let after = t.meter.snapshot();
-        let row = Row {
-            backend: t.backend.clone(),
-            scenario: "full",
-            concurrency: c,
-            outcomes,
-            wall,
-            before,
-            after,
-        };
-        report_progress(&row);
-        rows.push(row);
+        let tt = t.clone();
+        rows.push(measured(t, "full", c, persons, move |p| full_once(tt.clone(), p)).await);
     }
     Ok(rows)
 }

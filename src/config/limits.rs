@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::checks::{in_range, invalid, seconds};
-use crate::admission::AdmissionLimits;
+use crate::admission::{AdmissionLimits, DEFAULT_RETRY_AFTER_SECONDS};
 use crate::blocking::PoolLimits;
 use crate::web::ratelimit::RateSettings;
 use crate::web::server::ServerLimits;
@@ -70,7 +70,7 @@ impl Default for RawAdmission {
         Self {
             max_in_flight: 0,
             max_verify_queue: 0,
-            retry_after_seconds: AdmissionLimits::default().retry_after_seconds,
+            retry_after_seconds: DEFAULT_RETRY_AFTER_SECONDS,
         }
     }
 }

@@ -109,7 +109,11 @@ impl IdpHealth {
     pub fn record(&self, idp: &str, failed: bool, now: DateTime<Utc>) -> Option<Change> {
         let minute = minute_of(now);
         let mut idps = self.idps.lock().unwrap_or_else(|e| e.into_inner());
-        let w = idps.entry(idp.to_owned()).or_default();
+        // The IdP's window, allocating its key only the first time it is seen.
+        if !idps.contains_key(idp) {
+            idps.insert(idp.to_owned(), IdpWindow::default());
+        }
+        let w = idps.get_mut(idp)?;
         w.add(minute, failed);
         let (total, failed_n) = w.counts(minute);
         let now_degraded = if w.degraded {

@@ -366,6 +366,27 @@ mod tests {
         assert_eq!(store.pending(), 1);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn twenty_parallel_new_logins_against_a_cap_of_five_store_exactly_five() {
+        let store = std::sync::Arc::new(MemoryStore::with_max_pending(5));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move { store.put_stamped(&format!("r{i}"), b"p", TTL).await })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => stored += 1,
+                Err(StateError::Full(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(stored, 5);
+        assert_eq!(store.pending(), 5);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_expired_key_can_be_claimed_again() {
         let store = MemoryStore::new();

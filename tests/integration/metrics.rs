@@ -87,15 +87,7 @@ async fn scrape(url: &str) -> String {
 
 #[tokio::test]
 async fn logins_move_the_counters_and_the_pools_are_exported() {
-    let env = Env::start_with(
-        Arc::new(MemoryStore::new()),
-        EnvOptions {
-            // Where a deployment listens; the harness serves it on a free port.
-            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = Env::start_with_metrics(EnvOptions::default()).await;
     let url = env.metrics_url.clone().expect("[metrics] serves /metrics");
     let before = scrape(&url).await;
     let started = [
@@ -295,16 +287,12 @@ async fn the_txlog_commands_export_one_person_and_prune_nothing_recent() {
 #[tokio::test]
 async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
     use crate::support::gateway::{Auth, pkce};
-    let env = Env::start_with(
-        Arc::new(MemoryStore::new()),
-        EnvOptions {
-            oidc: true,
-            // A closed port: the delivery fails, and is counted as such.
-            oidc_backchannel: Some("http://127.0.0.1:9/backchannel".into()),
-            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
-            ..Default::default()
-        },
-    )
+    let env = Env::start_with_metrics(EnvOptions {
+        oidc: true,
+        // A closed port: the delivery fails, and is counted as such.
+        oidc_backchannel: Some("http://127.0.0.1:9/backchannel".into()),
+        ..Default::default()
+    })
     .await;
     let url = env.metrics_url.clone().unwrap();
     let before = scrape(&url).await;

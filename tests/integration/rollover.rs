@@ -4,11 +4,8 @@
 //! only the new one verifies. Each key is reported with its days to expiry on
 //! `/metrics`. An IdP whose Responses fail on its side gets a notice on the login page.
 
-use std::sync::Arc;
-
 use polis_gateway::saml::SigningKey;
 use polis_gateway::saml::idp::build_idp_metadata;
-use polis_gateway::state::MemoryStore;
 
 use crate::support::craft::Craft;
 use crate::support::gateway::{Env, EnvOptions, idp_key};
@@ -51,14 +48,7 @@ async fn login_signed_by(env: &Env, idp: &str, key: &SigningKey) -> u16 {
 
 #[tokio::test]
 async fn a_key_rollover_loses_no_login() {
-    let env = Env::start_with(
-        Arc::new(MemoryStore::new()),
-        EnvOptions {
-            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = Env::start_with_metrics(EnvOptions::default()).await;
     let (old, _, _) = idp_key("Rollover IdP, old key");
     let (new, _, _) = idp_key("Rollover IdP, new key");
     let idp = format!("{}/rollover", env.idp);
@@ -109,14 +99,7 @@ async fn a_key_rollover_loses_no_login() {
 /// of the person's doing (a cancelled login) never count.
 #[tokio::test]
 async fn an_idp_whose_responses_fail_gets_a_notice_on_the_login_page() {
-    let env = Env::start_with(
-        Arc::new(MemoryStore::new()),
-        EnvOptions {
-            extra_toml: "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = Env::start_with_metrics(EnvOptions::default()).await;
     let (key, _, _) = idp_key("Troubled IdP");
     let (stranger, _, _) = idp_key("Not the troubled IdP's key");
     let idp = format!("{}/troubled", env.idp);

@@ -18,7 +18,7 @@ use polis_gateway::keygen::{self, CertRequest, SpSector};
 use polis_gateway::mock_idp::MockFederation;
 use polis_gateway::oidc::keys::SigningAlg;
 use polis_gateway::saml::{SigningKey, binding, xml};
-use polis_gateway::state::StateStore;
+use polis_gateway::state::{MemoryStore, StateStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -62,6 +62,10 @@ pub struct EnvOptions {
     /// `environment` (`"test"`; `"demo"` serves the outbox pages at `/demo/posta`).
     pub environment: &'static str,
 }
+
+/// `[metrics]` for [`EnvOptions::extra_toml`]: the address a deployment would listen
+/// on; the harness serves `/metrics` on a free port ([`Env::metrics_url`]).
+pub const METRICS_TOML: &str = "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n";
 
 impl Default for EnvOptions {
     fn default() -> Self {
@@ -229,6 +233,13 @@ impl Env {
     /// Starts with defaults.
     pub async fn start(store: Arc<dyn StateStore>) -> Env {
         Self::start_with(store, EnvOptions::default()).await
+    }
+
+    /// Starts on the memory store with `/metrics` served ([`METRICS_TOML`]).
+    pub async fn start_with_metrics(opts: EnvOptions) -> Env {
+        let mut opts = opts;
+        opts.extra_toml.push_str(METRICS_TOML);
+        Env::start_with(Arc::new(MemoryStore::new()), opts).await
     }
 
     /// Starts with options.
