@@ -228,13 +228,26 @@ impl SessionStore {
             self.state.delete(&key(token)).await?;
             return Ok(None);
         };
-        if self.remaining(&session, now).is_none() || self.idle_too_long(&session, now) {
+        if self.remaining(&session, now).is_none()
+            || self.idle_too_long(&session, now)
+            || self.revoked_since_opened(&session).await?
+        {
             self.state.delete(&key(token)).await?;
             return Ok(None);
         }
         session.last_seen_at = now;
         self.write(token, &session, now).await?;
         Ok(Some(session))
+    }
+
+    /// Whether the account's enablement was revoked (help desk, inactivity campaign)
+    /// at or after the login that opened this session.
+    async fn revoked_since_opened(&self, session: &WebSession) -> Result<bool, StateError> {
+        Ok(
+            crate::state::account_revoked_at(self.state.as_ref(), session.account_id)
+                .await?
+                .is_some_and(|at| at >= session.created_at),
+        )
     }
 
     /// Writes a changed session back (the CP confirmation time).

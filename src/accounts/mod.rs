@@ -82,6 +82,34 @@ pub struct TermsAcceptance {
     pub accepted_at: DateTime<Utc>,
 }
 
+/// Who revoked an enablement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RevokedBy {
+    /// An inactivity campaign (its name, e.g. `inactivity-15m`).
+    Campaign {
+        /// The campaign's name.
+        name: String,
+    },
+    /// A help-desk operator (their codice fiscale).
+    HelpDesk {
+        /// The operator's codice fiscale.
+        operator: String,
+    },
+}
+
+/// The last revocation of an account's enablement: shown to the person at their next
+/// login, kept after they do the abilitazione again (history, not state).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    /// When it was revoked.
+    pub at: DateTime<Utc>,
+    /// By whom.
+    pub by: RevokedBy,
+    /// Why, in words the person is shown.
+    pub reason: String,
+}
+
 /// The identity document declared in the enablement request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdDocument {
@@ -285,6 +313,9 @@ pub struct Account {
     /// The terms accepted with «Accetto» (the latest acceptance).
     #[serde(default)]
     pub terms: Option<TermsAcceptance>,
+    /// The last revocation of the enablement, if there was one.
+    #[serde(default)]
+    pub revocation: Option<RevocationRecord>,
     /// Optimistic-concurrency version: incremented by every update; an update carrying a
     /// stale version fails with [`AccountError::Conflict`].
     pub version: i64,
@@ -437,6 +468,7 @@ impl NewAccount {
             spid_level: self.spid_level,
             spid_code: self.spid_code.clone(),
             terms: None,
+            revocation: None,
             version: 1,
         }
     }
@@ -718,6 +750,7 @@ mod tests {
             spid_level: Some(2),
             spid_code: None,
             terms: None,
+            revocation: None,
             version: 1,
         };
         let debug = format!("{account:?}");

@@ -22,6 +22,10 @@ pub enum EnablementError {
     /// The eIDAS identifier (`spidCode` of an eIDAS login) is not `CC/CC/identifier`.
     #[error("spidCode is not a valid eIDAS identifier")]
     InvalidEidasIdentifier,
+    /// A revocation without a reason, or with one over
+    /// [`MAX_REASON_CHARS`](super::MAX_REASON_CHARS) characters.
+    #[error("a revocation needs a reason of at most 500 characters")]
+    RevocationReason,
     /// The step does not fit the account's state (a stale page, a replayed form).
     #[error(transparent)]
     Step(#[from] InvalidTransition),
@@ -114,6 +118,7 @@ impl EnablementError {
             Self::InvalidFiscalCode => "POLIS_SPID_FISCAL_CODE_INVALID",
             Self::InvalidEidasIdentifier => "POLIS_EIDAS_IDENTIFIER_INVALID",
             Self::Step(e) => e.code(),
+            Self::RevocationReason => "POLIS_REVOCATION_REASON",
             Self::Form(_) => "POLIS_FORM_INVALID",
             Self::TempCpWrong { .. } => "POLIS_TEMP_CP_WRONG",
             Self::TempCpLocked => "POLIS_TEMP_CP_LOCKED",

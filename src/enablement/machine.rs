@@ -22,6 +22,7 @@
 //! | `TempCpSent` | `ResendTempCp` | `TempCpSent` | `IssueTempCp`, `SendTempCpMail` |
 //! | `TempCpSent` | `ChangeTempCp` | `Enabled` | `SetChosenCp`, `ClearTempCp`, `MarkEnabled` |
 //! | `Enabled` | `RecoverCp` | `TempCpSent` | `IssueTempCp`, `SendTempCpMail` |
+//! | every state but `NotEnabled` | `Revoke` | `NotEnabled` | `DropSecrets` |
 //!
 //! `SubmitRequest` is accepted straight from `NotEnabled`, so the first POST of the request
 //! form needs no separate `Begin`. Going back to edit is allowed until «Accetto» has sent
@@ -67,11 +68,14 @@ pub enum Event {
     ChangeTempCp,
     /// Forgotten CP: recovered with the recovery answer, a new temporary CP is sent.
     RecoverCp,
+    /// The enablement is revoked (inactivity campaign, help desk): the person starts
+    /// the abilitazione again at their next login.
+    Revoke,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 11] = [
         Self::Begin,
         Self::SubmitRequest,
         Self::SubmitRecovery,
@@ -82,6 +86,7 @@ impl Event {
         Self::ResendTempCp,
         Self::ChangeTempCp,
         Self::RecoverCp,
+        Self::Revoke,
     ];
 
     /// The snake_case name (logs, error messages).
@@ -97,6 +102,7 @@ impl Event {
             Self::ResendTempCp => "resend_temp_cp",
             Self::ChangeTempCp => "change_temp_cp",
             Self::RecoverCp => "recover_cp",
+            Self::Revoke => "revoke",
         }
     }
 }
@@ -124,6 +130,9 @@ pub enum Effect {
     ClearTempCp,
     /// Record the enablement (time passed in by the caller).
     MarkEnabled,
+    /// Forget the CP, its history, the temporary CP, the recovery question and answer
+    /// and the enablement time (the request data stay, to prefill the next request).
+    DropSecrets,
 }
 
 /// The outcome of an allowed event.
@@ -190,6 +199,16 @@ pub fn apply(state: EnablementState, event: Event) -> Result<Transition, Invalid
             ],
         ),
         (S::Enabled, E::RecoverCp) => (S::TempCpSent, ISSUE_AND_SEND),
+        (
+            S::RequestData
+            | S::RecoveryQuestion
+            | S::Review
+            | S::Confirmed
+            | S::Accepted
+            | S::TempCpSent
+            | S::Enabled,
+            E::Revoke,
+        ) => (S::NotEnabled, &[Effect::DropSecrets]),
         _ => return Err(InvalidTransition { state, event }),
     };
     Ok(Transition { next, effects })
@@ -203,6 +222,7 @@ mod tests {
 
     const SAVE_REQUEST: &[Effect] = &[Effect::SaveRequestData];
     const SAVE_RECOVERY: &[Effect] = &[Effect::SaveRecovery];
+    const DROP: &[Effect] = &[Effect::DropSecrets];
     const CHANGE: &[Effect] = &[
         Effect::SetChosenCp,
         Effect::ClearTempCp,
@@ -279,14 +299,21 @@ mod tests {
             S::TempCpSent,
             &[Effect::IssueTempCp, Effect::SendTempCpMail],
         ),
+        (S::RequestData, E::Revoke, S::NotEnabled, DROP),
+        (S::RecoveryQuestion, E::Revoke, S::NotEnabled, DROP),
+        (S::Review, E::Revoke, S::NotEnabled, DROP),
+        (S::Confirmed, E::Revoke, S::NotEnabled, DROP),
+        (S::Accepted, E::Revoke, S::NotEnabled, DROP),
+        (S::TempCpSent, E::Revoke, S::NotEnabled, DROP),
+        (S::Enabled, E::Revoke, S::NotEnabled, DROP),
     ];
 
     /// A cell of the grid: `Some((next, effects))` or `None` (refused).
     type Cell = Option<(S, &'static [Effect])>;
 
-    /// The whole 8 × 10 grid: `Some(next, effects)` or `None` (refused). One row per
+    /// The whole 8 × 11 grid: `Some(next, effects)` or `None` (refused). One row per
     /// state, one column per event in `Event::ALL` order.
-    fn expected_grid() -> Vec<(S, [Cell; 10])> {
+    fn expected_grid() -> Vec<(S, [Cell; 11])> {
         let issue: &'static [Effect] = &[Effect::IssueTempCp, Effect::SendTempCpMail];
         vec![
             (
@@ -294,6 +321,7 @@ mod tests {
                 [
                     Some((S::RequestData, &[])),
                     Some((S::RecoveryQuestion, SAVE_REQUEST)),
+                    None,
                     None,
                     None,
                     None,
@@ -317,6 +345,7 @@ mod tests {
                     None,
                     None,
                     None,
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
             (
@@ -332,6 +361,7 @@ mod tests {
                     None,
                     None,
                     None,
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
             (
@@ -347,6 +377,7 @@ mod tests {
                     None,
                     None,
                     None,
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
             (
@@ -362,6 +393,7 @@ mod tests {
                     None,
                     None,
                     None,
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
             (
@@ -377,6 +409,7 @@ mod tests {
                     None,
                     None,
                     None,
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
             (
@@ -392,6 +425,7 @@ mod tests {
                     Some((S::TempCpSent, issue)),
                     Some((S::Enabled, CHANGE)),
                     None,
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
             (
@@ -407,6 +441,7 @@ mod tests {
                     None,
                     None,
                     Some((S::TempCpSent, issue)),
+                    Some((S::NotEnabled, DROP)),
                 ],
             ),
         ]
@@ -445,7 +480,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 80);
+        assert_eq!(checked, 88);
     }
 
     #[test]
@@ -465,7 +500,7 @@ mod tests {
             }
         }
         assert_eq!(allowed_in_grid, ALLOWED.len());
-        assert_eq!(ALLOWED.len(), 18);
+        assert_eq!(ALLOWED.len(), 25);
     }
 
     fn walk(mut state: S, events: &[E]) -> (S, Vec<Effect>) {

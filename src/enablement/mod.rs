@@ -10,7 +10,8 @@
 //!   which state, the forms of steps 1–3, the personal-area contacts), `delivery` (the
 //!   transitions that mail a temporary CP, under the send claim), `codes` (the
 //!   temporary-CP change, the CP change and check, the recovery, with their lock
-//!   counters), `documents` (the e-mail and the PDFs), `error` ([`EnablementError`]).
+//!   counters), `revoke` (revoking an enablement: campaign, help desk), `documents`
+//!   (the e-mail and the PDFs), `error` ([`EnablementError`]).
 //!
 //! ## Resuming after a failure
 //!
@@ -69,6 +70,7 @@ mod delivery;
 mod documents;
 mod error;
 mod login;
+mod revoke;
 mod steps;
 #[cfg(test)]
 mod testing;
@@ -85,7 +87,9 @@ use crate::state::StateStore;
 
 use cp::CpKey;
 
+pub use crate::accounts::RevokedBy;
 pub use error::EnablementError;
+pub use revoke::{MAX_REASON_CHARS, Revocation};
 pub use steps::{Page, Refusal, Step};
 
 /// SPID and CIE attributes without which no account is written.

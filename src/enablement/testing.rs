@@ -12,7 +12,7 @@ use super::cp::CpKey;
 use super::{EnablementService, EnablementSettings};
 use crate::accounts::{Account, AccountStore, EnablementState, FiscalCode, NewAccount};
 use crate::blocking::{BlockingPool, PoolLimits};
-use crate::clock::ManualClock;
+use crate::clock::{Clock as _, ManualClock};
 use crate::mail::{MailError, Mailer, OutgoingMail};
 use crate::state::MemoryStore;
 
@@ -40,6 +40,7 @@ pub(crate) struct Fixture {
     pub(crate) accounts: Arc<dyn AccountStore>,
     pub(crate) mails: Arc<Recorder>,
     pub(crate) clock: Arc<ManualClock>,
+    pub(crate) state: Arc<dyn crate::state::StateStore>,
 }
 
 /// `cp.temp_cp_ttl_seconds` of the fixture.
@@ -53,9 +54,10 @@ pub(crate) async fn fixture() -> Fixture {
     let clock = ManualClock::at(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap());
     let accounts: Arc<dyn AccountStore> = Arc::new(store.with_clock(clock.clone()));
     let mails = Arc::new(Recorder::default());
+    let state: Arc<dyn crate::state::StateStore> = Arc::new(MemoryStore::new());
     let service = EnablementService::new(
         accounts.clone(),
-        Arc::new(MemoryStore::new()),
+        state.clone(),
         mails.clone(),
         CpKey::from_bytes(&[7u8; 32]).unwrap(),
         EnablementSettings {
@@ -80,6 +82,7 @@ pub(crate) async fn fixture() -> Fixture {
         accounts,
         mails,
         clock,
+        state,
     }
 }
 
@@ -87,6 +90,35 @@ impl Fixture {
     /// Mario Rossi's account, with an e-mail, in `state`.
     pub(crate) async fn account_in(&self, state: EnablementState) -> Account {
         let cf = FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        self.account_for(cf, state).await
+    }
+
+    /// An enabled account of Mario Rossi, with a CP, a recovery answer and a document.
+    pub(crate) async fn enabled_account(&self) -> Account {
+        let cf = FiscalCode::parse("RSSMRA80A01H501U").unwrap();
+        self.enabled_account_for(cf).await
+    }
+
+    /// An enabled account of `cf`, with a CP, a recovery answer and a document.
+    pub(crate) async fn enabled_account_for(&self, cf: FiscalCode) -> Account {
+        let mut account = self.account_for(cf, EnablementState::Enabled).await;
+        account.cp_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned());
+        account.cp_history = vec!["$argon2id$v=19$m=19456,t=2,p=1$c2FsdDE$aGFzaDE".to_owned()];
+        account.recovery_question = Some("nome del primo animale".to_owned());
+        account.recovery_answer_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$cw$aA".to_owned());
+        account.enabled_at = Some(self.clock.now());
+        account.id_document = Some(crate::accounts::IdDocument {
+            kind: "Passaporto".to_owned(),
+            number: "YA1234567".to_owned(),
+            issuer: "Questura di Roma".to_owned(),
+            issued_on: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            expires_on: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
+        });
+        self.accounts.update(&account).await.unwrap()
+    }
+
+    /// `cf`'s account, with an e-mail, in `state`.
+    pub(crate) async fn account_for(&self, cf: FiscalCode, state: EnablementState) -> Account {
         let mut new = NewAccount::new(cf, "Mario".to_owned(), "Rossi".to_owned());
         new.email = Some("mario.rossi@posta.example.it".to_owned());
         let mut account = self.accounts.create(&new).await.unwrap();

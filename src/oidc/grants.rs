@@ -180,9 +180,27 @@ impl Provider {
         Ok(self.state.get(&key::revoked_sid(sid)).await?.is_some())
     }
 
-    /// Whether the grant's family or its session was revoked.
+    /// Whether the grant's family or its session was revoked, or the account's
+    /// enablement since the login that started it.
     pub(super) async fn family_dead(&self, grant: &Grant) -> Result<bool, OidcError> {
-        Ok(self.family_revoked(&grant.family).await? || self.session_revoked(&grant.sid).await?)
+        Ok(self.family_revoked(&grant.family).await?
+            || self.session_revoked(&grant.sid).await?
+            || self
+                .account_revoked(grant.account_id, grant.auth_time)
+                .await?)
+    }
+
+    /// Whether `account`'s enablement was revoked at or after the login at `auth_time`.
+    pub(super) async fn account_revoked(
+        &self,
+        account: Uuid,
+        auth_time: DateTime<Utc>,
+    ) -> Result<bool, OidcError> {
+        Ok(
+            crate::state::account_revoked_at(self.state.as_ref(), account)
+                .await?
+                .is_some_and(|at| at >= auth_time),
+        )
     }
 
     /// Notes that `client_id` got tokens in session `sid` (for back-channel logout).

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::authorize::may_get_tokens;
 use super::claims::id_token_claims;
@@ -303,7 +304,11 @@ impl Provider {
                 "the account has not completed the enablement".into(),
             ));
         }
-        if self.session_revoked(&grant.sid).await? {
+        if self.session_revoked(&grant.sid).await?
+            || self
+                .account_revoked(grant.account_id, grant.auth_time)
+                .await?
+        {
             return Err(OidcError::InvalidGrant("the grant was revoked".into()));
         }
         // Whole seconds left in the family (token times are whole seconds).
@@ -403,11 +408,26 @@ impl Provider {
             .await?
             .is_some()
             || self.family_revoked(&claims.fam).await?
-            || self.session_revoked(&claims.sid).await?;
+            || self.session_revoked(&claims.sid).await?
+            || self.access_account_revoked(&claims).await?;
         if revoked {
             return Err(OidcError::InvalidToken("token revoked".into()));
         }
         Ok(claims)
+    }
+}
+
+impl Provider {
+    /// Whether the enablement of the access token's account was revoked at or after
+    /// the login behind it (a `sub` that is not an account id reads as revoked).
+    async fn access_account_revoked(&self, claims: &AccessClaims) -> Result<bool, OidcError> {
+        let (Ok(account), Some(auth_time)) = (
+            Uuid::parse_str(&claims.sub),
+            DateTime::<Utc>::from_timestamp(claims.auth_time, 0),
+        ) else {
+            return Ok(true);
+        };
+        self.account_revoked(account, auth_time).await
     }
 }
 

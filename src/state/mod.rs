@@ -67,6 +67,37 @@ pub enum StoreSettings {
 /// call site. The bound also keeps every backend's expiry arithmetic far from overflow.
 pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
+/// How long the mark of a revoked enablement is kept ([`account_revoked_key`]): longer
+/// than anything opened by a login can live (a session's absolute timeout is at most
+/// 7 days, and every OpenID Connect token family ends with its session, an access token
+/// at most an hour later).
+pub const ACCOUNT_REVOKED_TTL: Duration = Duration::from_secs(8 * 24 * 60 * 60);
+
+/// `polis:acctrev:<account>`: when the account's enablement was revoked (RFC 3339).
+/// Sessions opened and token families started by a login at or before that moment are
+/// ended when next used, on every replica (no index of an account's sessions needed).
+pub fn account_revoked_key(account: uuid::Uuid) -> String {
+    format!("polis:acctrev:{account}")
+}
+
+/// When `account`'s enablement was revoked, if within [`ACCOUNT_REVOKED_TTL`]. A mark
+/// that does not parse reads as revoked now (fail closed).
+pub async fn account_revoked_at(
+    store: &dyn StateStore,
+    account: uuid::Uuid,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StateError> {
+    let Some(raw) = store.get(&account_revoked_key(account)).await? else {
+        return Ok(None);
+    };
+    let parsed = std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok());
+    Ok(Some(match parsed {
+        Some(at) => at.with_timezone(&chrono::Utc),
+        None => chrono::DateTime::<chrono::Utc>::MAX_UTC,
+    }))
+}
+
 /// Why a state-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

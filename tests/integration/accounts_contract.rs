@@ -690,6 +690,13 @@ async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
         version: "2026-12 «prova»".to_owned(),
         accepted_at: at("2026-03-01T08:59:59.000000001Z"),
     });
+    full.revocation = Some(polis_gateway::accounts::RevocationRecord {
+        at: at("2026-02-01T07:00:00.000000002Z"),
+        by: polis_gateway::accounts::RevokedBy::HelpDesk {
+            operator: "BNCLRA85C41F205X".to_owned(),
+        },
+        reason: "richiesta dell'interessata «via telefono»".to_owned(),
+    });
     let updated = store.update(&full).await.unwrap();
     let stored = store.find_by_id(created.id).await.unwrap().unwrap();
     assert_eq!(stored, updated);
@@ -709,6 +716,7 @@ async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
     cleared.spid_level = None;
     cleared.enabled_at = None;
     cleared.terms = None;
+    cleared.revocation = None;
     let updated = store.update(&cleared).await.unwrap();
     assert_eq!(
         store.find_by_id(cleared.id).await.unwrap(),

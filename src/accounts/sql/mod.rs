@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "terms_acceptance",
         include_str!("../../../migrations/0004_terms_acceptance.sql"),
     ),
+    (
+        5,
+        "revocation_campaigns",
+        include_str!("../../../migrations/0005_revocation_campaigns.sql"),
+    ),
 ];
 
 /// How long a caller waits for a pooled connection before `Unavailable`.
@@ -101,7 +106,7 @@ macro_rules! account_columns {
          birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
          recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
          cp_history_json, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
-         spid_level, spid_code, terms_json, version"
+         spid_level, spid_code, terms_json, revocation_json, version"
     };
 }
 
@@ -109,9 +114,9 @@ const INSERT: &str = "INSERT INTO accounts (id, username, fiscal_code, given_nam
      birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
      recovery_question, recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, \
      temp_cp_expires_at, cp_history_json, enablement_state, enabled_at, spid_level, spid_code, \
-     terms_json, last_access_at, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, \
-     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-     $25, $26, $27, $28)";
+     terms_json, revocation_json, last_access_at, created_at, updated_at, version) VALUES ($1, \
+     $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+     $22, $23, $24, $25, $26, $27, $28, $29)";
 
 /// Compare-and-set on `version`. `last_access_at` and `created_at` are not written.
 const UPDATE: &str = concat!(
@@ -120,8 +125,8 @@ const UPDATE: &str = concat!(
      domicile_json = $10, phones_json = $11, id_document_json = $12, recovery_question = $13, \
      recovery_answer_hash = $14, cp_hash = $15, temp_cp_hmac = $16, temp_cp_issued_at = $17, \
      temp_cp_expires_at = $18, cp_history_json = $19, enablement_state = $20, \
-     enabled_at = $21, spid_level = $22, spid_code = $23, terms_json = $24, updated_at = $25, \
-     version = $26 WHERE id = $1 AND version = $27 RETURNING ",
+     enabled_at = $21, spid_level = $22, spid_code = $23, terms_json = $24, revocation_json = $25, \
+     updated_at = $26, version = $27 WHERE id = $1 AND version = $28 RETURNING ",
     account_columns!()
 );
 
@@ -716,7 +721,7 @@ mod tests {
          birth_place, sex, email, domicile_json, phones_json, id_document_json, recovery_question, \
          recovery_answer_hash, cp_hash, temp_cp_hmac, temp_cp_issued_at, temp_cp_expires_at, \
          cp_history_json, enablement_state, created_at, updated_at, enabled_at, last_access_at, \
-         spid_level, spid_code, terms_json, version FROM accounts";
+         spid_level, spid_code, terms_json, revocation_json, version FROM accounts";
 
     #[tokio::test]
     async fn timestamps_come_from_the_clock() {

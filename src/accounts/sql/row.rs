@@ -40,7 +40,8 @@ pub(super) fn bind_data<'q>(
         .bind(account.enabled_at.map(timestamp_text))
         .bind(account.spid_level.map(i64::from))
         .bind(account.spid_code.clone())
-        .bind(account.terms.as_ref().map(to_json).transpose()?))
+        .bind(account.terms.as_ref().map(to_json).transpose()?)
+        .bind(account.revocation.as_ref().map(to_json).transpose()?))
 }
 
 pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
@@ -117,6 +118,9 @@ pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
         spid_code: opt_text("spid_code")?,
         terms: opt_text("terms_json")?
             .map(|json| from_json(&json, "terms_json"))
+            .transpose()?,
+        revocation: opt_text("revocation_json")?
+            .map(|json| from_json(&json, "revocation_json"))
             .transpose()?,
         version: row.try_get::<i64, _>("version").map_err(map_error)?,
     })

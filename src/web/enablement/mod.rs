@@ -254,6 +254,8 @@ struct FormPage {
     english: bool,
     step: Option<(u8, u8)>,
     notice: Option<String>,
+    /// Why the person starts again (a revoked enablement), above the form.
+    warning: Option<String>,
     error: Option<FormError>,
     intro: Vec<String>,
     intro_en: Vec<&'static str>,
@@ -318,6 +320,7 @@ impl FormPage {
             english,
             step: None,
             notice: None,
+            warning: None,
             error: None,
             intro: Vec::new(),
             intro_en: Vec::new(),

@@ -125,6 +125,28 @@ fn request_page(session: &WebSession, form: &RequestForm) -> FormPage {
     page
 }
 
+/// What a person whose enablement was revoked reads when they start again.
+fn revoked_notice(account: &crate::accounts::Account) -> Option<String> {
+    let record = account.revocation.as_ref()?;
+    if account.enablement_state != crate::accounts::EnablementState::NotEnabled {
+        return None;
+    }
+    Some(format!(
+        "La tua abilitazione a Istanze OnLine è stata revocata il {}. Motivo: {} I tuoi dati sono rimasti: puoi ripetere subito l'abilitazione da questa pagina, senza recarti in una scuola, perché la tua identità digitale ha già confermato chi sei. Riceverai per e-mail un nuovo codice personale temporaneo.",
+        crate::clock::italian_date_time(record.at),
+        end_with_period(&record.reason),
+    ))
+}
+
+fn end_with_period(text: &str) -> String {
+    let text = text.trim();
+    if text.ends_with(['.', '!', '?']) {
+        text.to_owned()
+    } else {
+        format!("{text}.")
+    }
+}
+
 /// `GET /abilitazione/richiesta`.
 pub async fn request_get(
     State(app): State<AppState>,
@@ -144,6 +166,7 @@ pub async fn request_get(
     };
     let mut page = request_page(&authed.session, &form);
     page.notice = notice;
+    page.warning = revoked_notice(&account);
     Ok(show(&page))
 }
 
