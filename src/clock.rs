@@ -111,6 +111,35 @@ pub fn rome(t: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
     t.with_timezone(&chrono_tz::Europe::Rome)
 }
 
+/// A calendar date as people in Italy read it: «11 dicembre 2026».
+pub fn italian_date(date: chrono::NaiveDate) -> String {
+    use chrono::Datelike as _;
+    let month = usize::try_from(date.month0())
+        .ok()
+        .and_then(|m| MONTHS.get(m))
+        .copied()
+        .unwrap_or("");
+    format!("{} {month} {}", date.day(), date.year())
+}
+
+/// Today's date in Italian civil time at `t`.
+pub fn rome_today(t: DateTime<Utc>) -> chrono::NaiveDate {
+    rome(t).date_naive()
+}
+
+/// The first instant of `date` in Italian civil time.
+pub fn rome_midnight(date: chrono::NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    let naive = date.and_time(chrono::NaiveTime::MIN);
+    match chrono_tz::Europe::Rome.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.with_timezone(&Utc)
+        }
+        // Italy never skips midnight; read a gap as UTC midnight rather than fail.
+        chrono::LocalResult::None => naive.and_utc(),
+    }
+}
+
 /// `t` as people in Italy read it: «2 dicembre 2026, 21:05 (ora italiana)».
 pub fn italian_date_time(t: DateTime<Utc>) -> String {
     use chrono::{Datelike as _, Timelike as _};

@@ -12,6 +12,8 @@ pub mod admission;
 pub mod app;
 /// Bounded pools for CPU-bound work on untrusted input (XML-DSig, argon2).
 pub mod blocking;
+/// Inactivity campaigns: notices before the deadline, revocation at it, the daily job.
+pub mod campaign;
 /// The clock port: the system clock, and a manual one for tests.
 pub mod clock;
 /// Typed, layered configuration (TOML + environment), validated at start.

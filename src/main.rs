@@ -64,6 +64,50 @@ enum Command {
     /// The SPID transaction log: export records, delete files past the retention.
     #[command(subcommand)]
     Txlog(TxlogCommand),
+    /// Campaigns on the accounts.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Notify the accounts unused for a while and, at their deadline, revoke their
+    /// enablement. Each notice goes out once, whatever the reruns (see README).
+    Inactivity(InactivityArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("window").required(true).args(["inactive_since", "inactive_months"])))]
+struct InactivityArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Accounts with no login on or after this date (YYYY-MM-DD, Italian time)…
+    #[arg(long, requires = "deadline")]
+    inactive_since: Option<chrono::NaiveDate>,
+    /// …are revoked on this date (YYYY-MM-DD) unless they log in before.
+    #[arg(long)]
+    deadline: Option<chrono::NaiveDate>,
+    /// Or: revoked this many months after the last login (today's rule: 15).
+    #[arg(long, conflicts_with = "deadline")]
+    inactive_months: Option<u32>,
+    /// Days before the deadline on which a notice is e-mailed.
+    #[arg(long, value_delimiter = ',', default_value = "90,60,30,10,1")]
+    notify_days: Vec<u32>,
+    /// Send nothing and change nothing: report what would be done.
+    #[arg(long)]
+    dry_run: bool,
+    /// The campaign's name (notice records and report); default from the window.
+    #[arg(long)]
+    name: Option<String>,
+    /// Notices per second at most.
+    #[arg(long, default_value_t = 20)]
+    mails_per_second: u32,
+    /// Accounts per database page.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: u32,
+    /// The CSV report (default: <data_dir>/campaigns/<name>-<time>.csv).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -223,6 +267,48 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
             .map_err(|e| anyhow::anyhow!("[log] format: {e}"))?;
     }
     Ok(cfg)
+}
+
+/// `polis-gateway campaign inactivity`.
+async fn inactivity(args: InactivityArgs) -> anyhow::Result<()> {
+    use polis_gateway::campaign::{Rule, RunOptions, Window};
+    let cfg = load(&args.config)?;
+    let window = match (args.inactive_since, args.deadline, args.inactive_months) {
+        (Some(since), Some(deadline), None) => Window::Since { since, deadline },
+        (None, None, Some(months)) => Window::Months(months),
+        _ => anyhow::bail!("give --inactive-since with --deadline, or --inactive-months"),
+    };
+    let name = args.name.unwrap_or_else(|| match &window {
+        Window::Since { since, .. } => format!("inactivity-{since}"),
+        Window::Months(n) => format!("inactivity-{n}m"),
+    });
+    let rule = Rule::new(name, window, &args.notify_days)?;
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        batch_size: args.batch_size.max(1),
+        mails_per_second: std::num::NonZeroU32::new(args.mails_per_second),
+        ..RunOptions::default()
+    };
+    let (p, report) = app::campaign_inactivity(&cfg, &rule, &options, args.report).await?;
+    let dry = if args.dry_run {
+        " (dry run: nothing sent or changed)"
+    } else {
+        ""
+    };
+    println!(
+        "{}: {} accounts scanned, {} notified, {} already notified, {} revoked, {} failed{dry}; report {}",
+        rule.name,
+        p.scanned,
+        p.notified,
+        p.already_notified,
+        p.revoked,
+        p.failed,
+        report.display()
+    );
+    if p.failed > 0 {
+        anyhow::bail!("{} accounts failed; a rerun retries them", p.failed);
+    }
+    Ok(())
 }
 
 /// `polis-gateway txlog export|prune`.
@@ -396,6 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Txlog(cmd) => txlog_command(cmd),
+        Command::Campaign(CampaignCommand::Inactivity(args)) => inactivity(args).await,
         Command::Accounts(AccountsCommand::Create(a)) => {
             let cfg = load(&a.config)?;
             let fiscal_code = FiscalCode::parse(&a.fiscal_code)

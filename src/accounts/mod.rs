@@ -29,6 +29,8 @@
 //! in. Only the bookkeeping stamps `created_at` and `updated_at` are read from the
 //! clock by the store.
 
+/// Inactivity campaigns: dormant accounts and notice records.
+mod dormant;
 /// The codice fiscale: format, omocodia, check character, Italian field messages.
 pub mod fiscal_code;
 /// Place names for cadastral (Belfiore) codes: what a stored place of birth shows.
@@ -45,6 +47,7 @@ use uuid::Uuid;
 
 use crate::identity::Scheme;
 
+pub use dormant::{CampaignStore, Dormant, NoticeKey};
 pub use fiscal_code::{BirthDateHint, FiscalCode, FiscalCodeError};
 pub use sql::SqlAccountStore;
 
@@ -533,7 +536,7 @@ impl AccountError {
 /// The account port. Implementations are shared as `Arc<dyn AccountStore>` and are
 /// safe to call from many tasks (and many replicas) at once.
 #[async_trait::async_trait]
-pub trait AccountStore: Send + Sync + 'static {
+pub trait AccountStore: CampaignStore + Send + Sync + 'static {
     /// Creates an account: new id, a unique `nome.cognome` username, state
     /// [`EnablementState::NotEnabled`], version 1. [`AccountError::Duplicate`]
     /// (`FiscalCode`) if the codice fiscale already has an account.

@@ -14,6 +14,7 @@
 //! database URL). Nothing downstream parses a config string again. Nothing here is
 //! global: `main` loads a [`Config`] and hands it down.
 
+mod campaign;
 mod checks;
 mod cie;
 mod cp;
@@ -121,6 +122,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The application log's line format (`[log] format`).
     pub log_format: LogFormat,
+    /// The daily inactivity campaign (`[campaign]`); none when absent.
+    pub campaign: Option<crate::campaign::schedule::ScheduleSettings>,
 }
 
 /// The file as written: each section's raw shape.
@@ -158,6 +161,8 @@ struct RawConfig {
     metrics: Option<metrics::RawMetrics>,
     #[serde(default)]
     log: log::RawLog,
+    #[serde(default)]
+    campaign: Option<campaign::RawCampaign>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -208,6 +213,7 @@ impl RawConfig {
         let (txlog_dir, txlog_retention_months) = txlog::validate(self.txlog)?;
         let metrics_listen = metrics::validate(self.metrics);
         let log_format = log::validate(self.log);
+        let campaign = campaign::validate(self.campaign, &ctx)?;
         Ok(Config {
             environment: self.environment,
             data_dir: self.data_dir,
@@ -228,6 +234,7 @@ impl RawConfig {
             terms,
             metrics_listen,
             log_format,
+            campaign,
         })
     }
 }

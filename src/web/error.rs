@@ -424,13 +424,7 @@ impl AppError {
                     "I tuoi dati sono cambiati nel frattempo (per esempio in un'altra finestra). Riprendi dal passo corrente.".to_owned(),
                     "/abilitazione",
                 ),
-                E::RevocationReason => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Motivazione mancante",
-                    "Indica la motivazione della revoca (al massimo 500 caratteri).".to_owned(),
-                    "/",
-                ),
-                E::Form(_) | E::CpRules(_) | E::TempCpWrong { .. } | E::TempCpExpired | E::CpWrong { .. } | E::RecoveryWrong { .. } => (
+                E::Form(_) | E::RevocationReason | E::CpRules(_) | E::TempCpWrong { .. } | E::TempCpExpired | E::CpWrong { .. } | E::RecoveryWrong { .. } => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Dati non validi",
                     "Alcuni dati non sono validi. Torna indietro e correggili.".to_owned(),

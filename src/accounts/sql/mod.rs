@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::clock::{SharedClock, SystemClock};
 use crate::identity::Scheme;
 
+mod campaign;
 mod row;
 
 use row::{account_from_row, bad_data, bind_data, parse_timestamp, timestamp_text};

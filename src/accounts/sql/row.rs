@@ -116,17 +116,24 @@ pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
             .transpose()
             .map_err(bad_data("spid_level"))?,
         spid_code: opt_text("spid_code")?,
-        terms: opt_text("terms_json")?
-            .map(|json| from_json(&json, "terms_json"))
-            .transpose()?,
-        revocation: opt_text("revocation_json")?
-            .map(|json| from_json(&json, "revocation_json"))
-            .transpose()?,
+        terms: opt_json(row, "terms_json")?,
+        revocation: opt_json(row, "revocation_json")?,
         version: row.try_get::<i64, _>("version").map_err(map_error)?,
     })
 }
 
 /// RFC 3339, UTC, nanoseconds, `Z`: fixed width, so text order is time order.
+/// A nullable JSON column.
+fn opt_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &'static str,
+) -> Result<Option<T>, AccountError> {
+    row.try_get::<Option<String>, _>(column)
+        .map_err(map_error)?
+        .map(|json| from_json(&json, column))
+        .transpose()
+}
+
 pub(super) fn timestamp_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }

@@ -1,6 +1,12 @@
 //! Wiring: turns a validated [`Config`] into running services. `main` only parses
 //! the command line and calls these functions.
 
+mod campaign;
+mod jobs;
+
+pub use campaign::campaign_inactivity;
+pub use jobs::{spawn_jobs, spawn_metadata_refresh, spawn_persistence_check};
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -104,23 +110,6 @@ pub async fn state_persistence_warning(
     Ok(state.persistence().await?.warning())
 }
 
-/// Logs a warning at start when Redis persists by snapshots only (or cannot be checked).
-/// Runs in the background: the gateway starts while Redis is down.
-pub fn spawn_persistence_check(cfg: &Config, state: Arc<dyn StateStore>) {
-    if !matches!(cfg.state, StoreSettings::Redis(_)) {
-        return;
-    }
-    tokio::spawn(async move {
-        match state_persistence_warning(state.as_ref()).await {
-            Ok(Some(warning)) => tracing::warn!(target: "state", "{warning}"),
-            Ok(None) => tracing::info!(target: "state", "Redis persistence: supported"),
-            Err(e) => {
-                tracing::warn!(target: "state", "cannot check how Redis persists its data: {e}")
-            }
-        }
-    });
-}
-
 /// A built gateway: its router and the pieces tests and `demo` need.
 pub struct Gateway {
     /// The HTTP router.
@@ -135,6 +124,8 @@ pub struct Gateway {
     pub accounts: Arc<dyn AccountStore>,
     /// `GET /metrics` (Prometheus), to serve on `[metrics] listen`; `None` without it.
     pub metrics: Option<Router>,
+    /// Inactivity campaigns on this gateway's database, state store and mailer.
+    pub campaign: Arc<crate::campaign::Campaign>,
 }
 
 /// The database URL with the password from `database.password_file`, if any.
@@ -301,22 +292,10 @@ pub async fn build_gateway(
     let accounts = account_store(cfg, clock.clone()).await?;
     let (mailer, outbox) = mailers(cfg, &clock)?;
     let cookie_key = session_cookie_key(cfg)?;
-    let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
-        .context("cp.hmac_key_file")?;
     // One bound on argon2 work for the CP forms and client-secret checks together.
     let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool);
-    let enablement = Arc::new(
-        EnablementService::new(
-            accounts.clone(),
-            state.clone(),
-            mailer,
-            cp_key,
-            cfg.cp.settings.clone(),
-            argon2.clone(),
-            clock.clone(),
-        )
-        .with_terms(load_terms(cfg)?),
-    );
+    let (enablement, campaign) =
+        enablement_service(cfg, &accounts, &state, mailer, &argon2, &clock)?;
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);
@@ -371,7 +350,41 @@ pub async fn build_gateway(
         cie_metadata,
         accounts,
         metrics,
+        campaign,
     })
+}
+
+/// The abilitazione service and the inactivity campaigns that revoke through it.
+fn enablement_service(
+    cfg: &Config,
+    accounts: &Arc<dyn AccountStore>,
+    state: &Arc<dyn StateStore>,
+    mailer: Arc<dyn crate::mail::Mailer>,
+    argon2: &BlockingPool,
+    clock: &SharedClock,
+) -> anyhow::Result<(Arc<EnablementService>, Arc<crate::campaign::Campaign>)> {
+    let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
+        .context("cp.hmac_key_file")?;
+    let enablement = Arc::new(
+        EnablementService::new(
+            accounts.clone(),
+            state.clone(),
+            mailer.clone(),
+            cp_key,
+            cfg.cp.settings.clone(),
+            argon2.clone(),
+            clock.clone(),
+        )
+        .with_terms(load_terms(cfg)?),
+    );
+    let campaign = Arc::new(crate::campaign::Campaign::new(
+        accounts.clone(),
+        enablement.clone(),
+        mailer,
+        cfg.server.public_url.clone(),
+        clock.clone(),
+    ));
+    Ok((enablement, campaign))
 }
 
 /// The outbox the demo's mail page reads.
@@ -531,60 +544,6 @@ fn flows(
     Ok((login, logout))
 }
 
-/// Spawns the periodic refresh of every remote metadata source: the AgID registry and
-/// each `[[federation.remote]]` entry. First fetch at start, then every period; a
-/// failure keeps the source's last good copy until its validUntil.
-pub fn spawn_metadata_refresh(cfg: &Config, federation: Arc<Federation>) {
-    if let Some(reg) = cfg.federation.registry.clone() {
-        let fed = federation.clone();
-        spawn_refresh(reg.url.to_string(), reg.refresh_every, move |client| {
-            let (fed, reg) = (fed.clone(), reg.clone());
-            async move { federation::refresh_registry(&fed, &reg, &client).await }
-        });
-    }
-    for src in cfg.federation.remote.clone() {
-        let fed = federation.clone();
-        spawn_refresh(src.url.to_string(), src.refresh_every, move |client| {
-            let (fed, src) = (fed.clone(), src.clone());
-            async move { federation::refresh_remote(&fed, &src, &client).await }
-        });
-    }
-}
-
-/// One source's refresh loop, logging each outcome.
-fn spawn_refresh<F, Fut>(source: String, period: std::time::Duration, refresh: F)
-where
-    F: Fn(reqwest::Client) -> Fut + Send + 'static,
-    Fut: std::future::Future<
-            Output = Result<federation::RegistryUpdate, federation::FederationError>,
-        > + Send,
-{
-    tokio::spawn(async move {
-        let client = match federation::metadata_client() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(target: "federation", "{e}");
-                return;
-            }
-        };
-        let mut every = tokio::time::interval(period);
-        loop {
-            every.tick().await;
-            match refresh(client.clone()).await {
-                Ok(u) => tracing::info!(
-                    target: "federation",
-                    "{source} refreshed: {} IdPs ({} added, {} removed, {} with new keys)",
-                    u.idps, u.added.len(), u.removed.len(), u.keys_changed.len()
-                ),
-                Err(e) => tracing::error!(
-                    target: "federation",
-                    "refresh of {source} failed, keeping the last good copy until its validUntil: {e}"
-                ),
-            }
-        }
-    });
-}
-
 /// Binds a listener, naming the address on failure.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
@@ -635,18 +594,9 @@ pub async fn serve_router(
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = state_store(&cfg)?;
     spawn_persistence_check(&cfg, state.clone());
-    let gateway = build_gateway(&cfg, state, SystemClock::shared()).await?;
+    let gateway = build_gateway(&cfg, state.clone(), SystemClock::shared()).await?;
     spawn_metadata_refresh(&cfg, gateway.federation.clone());
-    crate::txlog::spawn_pruning(
-        cfg.txlog_dir.clone(),
-        cfg.txlog_retention_months,
-        SystemClock::shared(),
-    );
-    crate::telemetry::spawn_certificate_watch(
-        configured_certificates(&cfg),
-        gateway.federation.clone(),
-        SystemClock::shared(),
-    );
+    spawn_jobs(&cfg, &gateway, state);
     let listener = bind(cfg.server.listen).await?;
     tracing::info!(
         "polis-gateway listening on {} ({})",
@@ -750,7 +700,9 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
         "demo needs federation.allow_test_idps = true"
     );
     let clock = SystemClock::shared();
-    let gateway = build_gateway(&cfg, state_store(&cfg)?, clock.clone()).await?;
+    let state = state_store(&cfg)?;
+    let gateway = build_gateway(&cfg, state.clone(), clock.clone()).await?;
+    spawn_jobs(&cfg, &gateway, state);
     let mocks = build_mock_federation(&cfg, clock)?;
     trust_mock_federation(&cfg, &gateway.federation, &mocks)?;
     mocks.add_sp(
