@@ -126,6 +126,8 @@ pub struct Gateway {
     pub metrics: Option<Router>,
     /// Inactivity campaigns on this gateway's database, state store and mailer.
     pub campaign: Arc<crate::campaign::Campaign>,
+    /// The abilitazione service (revocations by the help desk and the campaigns).
+    pub enablement: Arc<EnablementService>,
 }
 
 /// The database URL with the password from `database.password_file`, if any.
@@ -336,6 +338,7 @@ pub async fn build_gateway(
         admission,
         clock,
     };
+    let enablement = app_state.enablement.clone();
     Ok(Gateway {
         router: web::router(
             app_state,
@@ -351,6 +354,7 @@ pub async fn build_gateway(
         accounts,
         metrics,
         campaign,
+        enablement,
     })
 }
 

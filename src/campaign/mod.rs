@@ -149,6 +149,17 @@ impl Campaign {
         }
     }
 
+    /// The same service sending through `mailer` (another transport, a test's).
+    pub fn with_mailer(&self, mailer: Arc<dyn Mailer>) -> Arc<Self> {
+        Arc::new(Self {
+            accounts: self.accounts.clone(),
+            enablement: self.enablement.clone(),
+            mailer,
+            public_url: self.public_url.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
     /// Runs `rule` for today (Italian civil date of the clock). Rows go to `report`;
     /// `progress` is called after each page. Stops at the first database failure
     /// (a rerun resumes: what was done is recorded).

@@ -10,6 +10,8 @@
 mod accounts_contract;
 /// Forged and hostile Responses over real HTTP: refused with a 4xx and no other effect.
 mod acs_negative;
+/// Inactivity campaigns and revocations.
+mod campaign;
 /// The SPID abilitazione end to end (issue 3): new and existing accounts, the CP,
 /// lockouts, CSRF, the session cookie; SQLite and PostgreSQL, SMTP and outbox.
 mod enablement;

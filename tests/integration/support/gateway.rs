@@ -191,6 +191,10 @@ pub struct Env {
     pub txlog_dir: PathBuf,
     /// The account store the gateway uses (`gateway.accounts`).
     pub accounts: Arc<dyn AccountStore>,
+    /// The gateway's inactivity campaigns.
+    pub campaign: Arc<polis_gateway::campaign::Campaign>,
+    /// The gateway's abilitazione service.
+    pub enablement: Arc<polis_gateway::enablement::EnablementService>,
     /// The generated configuration file (for the `polis-gateway` CLI).
     pub config_path: PathBuf,
     /// The outbox directory (used when no SMTP port was given).
@@ -409,6 +413,8 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
             federation: running.federation,
             txlog_dir,
             accounts: running.accounts,
+            campaign: running.campaign,
+            enablement: running.enablement,
             config_path: p("config.toml"),
             outbox_dir,
             oidc,
@@ -455,6 +461,8 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         .await;
         self.federation = running.federation;
         self.accounts = running.accounts;
+        self.campaign = running.campaign;
+        self.enablement = running.enablement;
         self.metrics_url = running.metrics_url;
         self.gateway_task = Some((running.task, running.stop));
     }
@@ -1234,6 +1242,8 @@ struct RunningGateway {
     stop: oneshot::Sender<()>,
     federation: Arc<polis_gateway::federation::Federation>,
     accounts: Arc<dyn AccountStore>,
+    campaign: Arc<polis_gateway::campaign::Campaign>,
+    enablement: Arc<polis_gateway::enablement::EnablementService>,
     /// `http://127.0.0.1:<port>/metrics` when the config has `[metrics]`.
     metrics_url: Option<String>,
 }
@@ -1284,6 +1294,8 @@ async fn spawn_gateway(
         stop,
         federation: gateway.federation,
         accounts: gateway.accounts,
+        campaign: gateway.campaign,
+        enablement: gateway.enablement,
         metrics_url,
     }
 }
