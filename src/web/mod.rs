@@ -44,6 +44,9 @@ pub struct AppState {
     pub sso: Arc<SsoService>,
     /// Accounts and the abilitazione.
     pub enablement: Arc<EnablementService>,
+    /// The help-desk console (`/assistenza`, routed only when `[helpdesk]` lists
+    /// someone) and the interventions the personal area lists.
+    pub helpdesk: Arc<crate::helpdesk::HelpdeskService>,
     /// Browser sessions.
     pub sessions: Arc<SessionStore>,
     /// Signed SP metadata, built once at start.
