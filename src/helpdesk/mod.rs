@@ -27,6 +27,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 pub use crate::enablement::MAX_REASON_CHARS;
+pub use crate::txlog::{LoginSummary, TxOutcome};
 pub use history::{LoginHistory, TxLogHistory};
 
 use crate::accounts::{
@@ -36,7 +37,6 @@ use crate::accounts::{
 use crate::clock::SharedClock;
 use crate::enablement::{EnablementError, EnablementService, Lock, Locks, Revocation, RevokedBy};
 use crate::identity::LoginSession;
-use crate::txlog::LoginSummary;
 
 /// How many logins the console lists.
 pub const LOGINS_SHOWN: usize = 10;
@@ -410,9 +410,15 @@ impl HelpdeskService {
         };
         let audit = self.audit.entries_for(id, AUDIT_SHOWN).await?;
         let own = account.fiscal_code_str() == Some(staff.fiscal_code());
+        // An unlock is offered only where something was counted.
+        let counted = |action| match lock_of(action) {
+            Some(lock) => locks.counter(lock).is_some_and(|c| c.tries > 0),
+            None => true,
+        };
         let actions = HelpdeskAction::ALL
             .into_iter()
             .filter(|a| !own && staff.role.may(*a) && not_applicable(&account, *a).is_none())
+            .filter(|a| counted(*a))
             .collect();
         tracing::info!(target: "helpdesk", staff = staff.fiscal_code(), account = %id, "account shown");
         Ok(Dossier {
@@ -476,9 +482,9 @@ impl HelpdeskService {
         reason: String,
     ) -> Result<Account, HelpdeskError> {
         let lock = match action {
-            HelpdeskAction::UnlockTempCp => Lock::TempCp,
-            HelpdeskAction::UnlockCp => Lock::Cp,
-            HelpdeskAction::UnlockRecovery => Lock::Recovery,
+            HelpdeskAction::UnlockTempCp
+            | HelpdeskAction::UnlockCp
+            | HelpdeskAction::UnlockRecovery => lock_of(action),
             HelpdeskAction::ResendTempCp => {
                 return self
                     .enablement
@@ -498,6 +504,9 @@ impl HelpdeskService {
                 let cause = Revocation { by, reason };
                 return Ok(self.enablement.revoke(account.id, cause).await?);
             }
+        };
+        let Some(lock) = lock else {
+            return Ok(account);
         };
         if !self.enablement.unlock(&account, lock).await? {
             return Err(HelpdeskError::NotApplicable(
@@ -522,6 +531,16 @@ impl HelpdeskService {
                 reason: e.reason,
             })
             .collect())
+    }
+}
+
+/// The counter an unlock action clears.
+fn lock_of(action: HelpdeskAction) -> Option<Lock> {
+    match action {
+        HelpdeskAction::UnlockTempCp => Some(Lock::TempCp),
+        HelpdeskAction::UnlockCp => Some(Lock::Cp),
+        HelpdeskAction::UnlockRecovery => Some(Lock::Recovery),
+        HelpdeskAction::ResendTempCp | HelpdeskAction::Revoke => None,
     }
 }
 

@@ -99,6 +99,8 @@ struct AreaPage {
     fields: Vec<Field>,
     notice: Option<String>,
     error: Option<FormError>,
+    /// «Interventi dell'assistenza»: date, what, why (never who).
+    interventions: Vec<(String, &'static str, String)>,
     csrf: String,
 }
 
@@ -141,6 +143,7 @@ fn area_page(account: &Account, session: &WebSession, form: &ContactForm) -> Are
         fields,
         notice: None,
         error: None,
+        interventions: Vec::new(),
         csrf: session.csrf.clone(),
     }
 }
@@ -161,6 +164,17 @@ pub async fn area_get(
         .clone()
         .unwrap_or_else(|| ContactForm::from_account(&account));
     let mut page = area_page(&account, &authed.session, &form);
+    page.interventions = app
+        .helpdesk
+        .interventions(account.id)
+        .await
+        .map_err(crate::web::helpdesk::app_error)?
+        .into_iter()
+        .map(|i| {
+            let at = crate::clock::italian_date_time(i.at);
+            (at, i.action.label(), i.reason)
+        })
+        .collect();
     if kept.is_some() {
         page.notice = Some(DRAFT_NOTICE.to_owned());
     } else if q.salvato.is_some() {

@@ -814,7 +814,8 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
     /// Like a browser submitting a form: GETs the page that carries the form for `path`
     /// (the page itself, or for POST-only actions the page with that button: `/` for
     /// `/logout`, `/abilitazione/cambio-cp` for `/abilitazione/reinvio`,
-    /// `/area-riservata` for `/area-riservata/dati`), reads its `csrf` token, and posts
+    /// `/area-riservata` for `/area-riservata/dati`, `/assistenza` for the search, the
+    /// account page for a help-desk action), reads its `csrf` token, and posts
     /// `fields` plus the token.
     pub async fn post_form(
         &self,
@@ -1594,7 +1595,8 @@ pub fn form_page(path: &str) -> &str {
         "/logout" => "/",
         "/abilitazione/reinvio" => "/abilitazione/cambio-cp",
         "/area-riservata/dati" => "/area-riservata",
-        other => other,
+        "/assistenza/cerca" => "/assistenza",
+        other => other.strip_suffix("/intervento").unwrap_or(other),
     }
 }
 
