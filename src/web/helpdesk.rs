@@ -310,7 +310,7 @@ fn lock_rows(d: &Dossier) -> Vec<(&'static str, String, &'static str)> {
     .collect()
 }
 
-fn login_rows(d: &Dossier) -> Vec<[String; 4]> {
+fn login_rows(d: &Dossier, idp_name: impl Fn(&str) -> String) -> Vec<[String; 4]> {
     d.logins
         .iter()
         .map(|l| {
@@ -331,7 +331,9 @@ fn login_rows(d: &Dossier) -> Vec<[String; 4]> {
             };
             [
                 italian_date_time(l.ts),
-                l.idp_entity_id.clone().unwrap_or_else(|| "—".to_owned()),
+                l.idp_entity_id
+                    .as_deref()
+                    .map_or_else(|| "—".to_owned(), &idp_name),
                 level,
                 outcome,
             ]
@@ -359,7 +361,14 @@ fn audit_rows(d: &Dossier) -> Vec<[String; 5]> {
         .collect()
 }
 
-fn account_page(staff: &Staff, d: &Dossier, csrf: &str) -> AccountPage {
+fn account_page(app: &AppState, staff: &Staff, d: &Dossier, csrf: &str) -> AccountPage {
+    // The IdP's display name: a lookup in the federation, not a use case.
+    let idp_name = |id: &str| {
+        app.sso
+            .federation()
+            .get(id)
+            .map_or_else(|| id.to_owned(), |i| i.display_name().to_owned())
+    };
     AccountPage {
         staff: staff_line(staff),
         id: d.profile.id.to_string(),
@@ -368,7 +377,7 @@ fn account_page(staff: &Staff, d: &Dossier, csrf: &str) -> AccountPage {
         alert: None,
         rows: profile_rows(d),
         locks: lock_rows(d),
-        logins: login_rows(d),
+        logins: login_rows(d, idp_name),
         actions: d.actions.iter().copied().map(action_view).collect(),
         audit: audit_rows(d),
         max_reason: MAX_REASON_CHARS,
@@ -397,7 +406,7 @@ pub async fn account_get(
     let staff = staff_of(&app, &authed)?;
     let id = account_id(&id)?;
     let dossier = app.helpdesk.dossier(&staff, id).await.map_err(app_error)?;
-    let mut view = account_page(&staff, &dossier, &authed.session.csrf);
+    let mut view = account_page(&app, &staff, &dossier, &authed.session.csrf);
     view.notice = q
         .fatto
         .as_deref()
@@ -470,7 +479,7 @@ pub async fn act(
         return Err(app_error(e));
     };
     let dossier = app.helpdesk.dossier(&staff, id).await.map_err(app_error)?;
-    let mut view = account_page(&staff, &dossier, &f.authed.session.csrf);
+    let mut view = account_page(&app, &staff, &dossier, &f.authed.session.csrf);
     match shown {
         Err(field) => {
             if let Some(a) = view.actions.iter_mut().find(|a| a.name == action.as_str()) {
