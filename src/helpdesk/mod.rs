@@ -842,6 +842,54 @@ mod tests {
         );
     }
 
+    /// An audit log that refuses every record.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl HelpdeskAudit for Down {
+        async fn record(&self, _: &AuditEntry) -> Result<(), AccountError> {
+            Err(AccountError::Unavailable("down".into()))
+        }
+        async fn finish(&self, _: Uuid, _: &AuditOutcome) -> Result<(), AccountError> {
+            Err(AccountError::Unavailable("down".into()))
+        }
+        async fn entries_for(&self, _: Uuid, _: u32) -> Result<Vec<AuditEntry>, AccountError> {
+            Err(AccountError::Unavailable("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn no_record_no_action() {
+        let desk = desk().await;
+        let account = person(&desk, EnablementState::Enabled).await;
+        for _ in 0..5 {
+            let _ = desk.enablement.verify_cp(&account, "Sbagliato1x").await;
+        }
+        let blind = HelpdeskService::new(
+            desk.service.settings.clone(),
+            desk.enablement.clone(),
+            Arc::new(Down),
+            desk.history.clone(),
+            desk.clock.clone(),
+        );
+        let op = staff(&desk, OPERATOR);
+        let r = blind
+            .act(&op, account.id, HelpdeskAction::UnlockCp, "sblocco")
+            .await;
+        assert!(
+            matches!(
+                r,
+                Err(HelpdeskError::Accounts(AccountError::Unavailable(_)))
+            ),
+            "{r:?}"
+        );
+        let locks = desk.enablement.locks(&account).await.unwrap();
+        assert!(
+            locks.cp.locked,
+            "the unlock was not taken without its record"
+        );
+    }
+
     #[tokio::test]
     async fn a_supervisor_revokes_and_the_revocation_names_the_help_desk() {
         let desk = desk().await;

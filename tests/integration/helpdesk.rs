@@ -8,7 +8,7 @@ use polis_gateway::accounts::{AuditOutcome, EnablementState, HelpdeskAction};
 use polis_gateway::clock::Clock as _;
 use polis_gateway::state::MemoryStore;
 
-use crate::support::gateway::{Env, EnvOptions};
+use crate::support::gateway::{Env, EnvOptions, temp_cp_in};
 
 /// The person helped (Mario Rossi at the mock IdP).
 const PERSON: &str = "RSSMRA80A01H501U";
@@ -23,9 +23,14 @@ const CP: &str = "Scuola2026x";
 const WRONG_CP: &str = "Sbagliato99x";
 
 async fn start() -> Env {
+    start_with("").await
+}
+
+/// A gateway whose `[helpdesk]` lists [`OPERATOR`] and [`SUPERVISOR`], with `extra` config.
+async fn start_with(extra: &str) -> Env {
     let opts = EnvOptions {
         extra_toml: format!(
-            "\n[helpdesk]\noperators = [\"{OPERATOR}\"]\nsupervisors = [\"{SUPERVISOR}\"]\n"
+            "\n[helpdesk]\noperators = [\"{OPERATOR}\"]\nsupervisors = [\"{SUPERVISOR}\"]\n{extra}"
         ),
         ..EnvOptions::default()
     };
@@ -340,4 +345,135 @@ async fn who_may_use_the_console_and_what_each_role_may_do() {
     let c = session_of(&off, OPERATOR).await;
     let (status, body) = off.get(&c, "/assistenza").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// Five wrong temporary CPs on the real page, the last one locking it.
+async fn lock_temp_cp(env: &Env, person: &reqwest::Client, right: &str) {
+    let wrong: String = right.chars().rev().collect();
+    let wrong = if wrong == right {
+        "ABCDEFGHJKMN".to_owned()
+    } else {
+        wrong
+    };
+    for n in 1..=5 {
+        let fields = [
+            ("temp_cp", wrong.as_str()),
+            ("new_cp", CP),
+            ("new_cp_repeat", CP),
+        ];
+        let r = env
+            .post_form(person, "/abilitazione/cambio-cp", &fields)
+            .await;
+        let status = r.status().as_u16();
+        assert!(
+            matches!(status, 422 | 429),
+            "wrong temporary CP #{n}: {status}"
+        );
+    }
+}
+
+/// The temporary CP: an operator sends a new one (the old one stops working, the mail
+/// arrives), then unlocks the new one after the person locked it; the right one is
+/// accepted and the abilitazione completes. Both actions are audited, no HMAC shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_sends_a_new_temporary_cp_and_unlocks_it() {
+    let env = start().await;
+    let person = env.client();
+    let first = env
+        .until_temp_cp_sent_at(&person, &env.idp.clone(), PERSON)
+        .await;
+    lock_temp_cp(&env, &person, &first).await;
+    let account = env.account(PERSON).await.unwrap();
+    let page = format!("/assistenza/account/{}", account.id);
+    let action = format!("{page}/intervento");
+
+    let op = session_of(&env, OPERATOR).await;
+    let (status, body) = env.get(&op, &page).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("value=\"unlock_temp_cp\"") && body.contains("value=\"resend_temp_cp\""),
+        "{body}"
+    );
+    assert!(body.contains("5 tentativi (limite 5)"), "{body}");
+    assert_no_secret(&body, &account);
+
+    let mails = env.outbox_messages().len();
+    let r = env
+        .post_form(
+            &op,
+            &action,
+            &[
+                ("action", "resend_temp_cp"),
+                ("reason", "La mail precedente è finita nello spam"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let all = env.outbox_messages();
+    assert_eq!(all.len(), mails + 1, "one new message");
+    let second = temp_cp_in(&all.last().unwrap().text.clone().unwrap_or_default());
+    assert_ne!(second, first);
+    let resent = env.account(PERSON).await.unwrap();
+    let (_, body) = env.get(&op, &page).await;
+    assert!(
+        body.contains("0 tentativi (limite 5)"),
+        "a new CP, a new counter:\n{body}"
+    );
+    assert_no_secret(&body, &resent);
+
+    lock_temp_cp(&env, &person, &second).await;
+    let fields = [
+        ("temp_cp", second.as_str()),
+        ("new_cp", CP),
+        ("new_cp_repeat", CP),
+    ];
+    let r = env
+        .post_form(&person, "/abilitazione/cambio-cp", &fields)
+        .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "locked: the right temporary CP is refused too"
+    );
+    let r = env
+        .post_form(
+            &op,
+            &action,
+            &[
+                ("action", "unlock_temp_cp"),
+                ("reason", "Errori di battitura, identità verificata"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = env
+        .post_form(&person, "/abilitazione/cambio-cp", &fields)
+        .await;
+    assert_eq!(r.status(), 303, "the right temporary CP after the unlock");
+    assert_eq!(location(&r), "/abilitazione/completata");
+    let entries = env.accounts.entries_for(account.id, 10).await.unwrap();
+    let actions: Vec<_> = entries
+        .iter()
+        .map(|e| (e.action, e.outcome.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (HelpdeskAction::UnlockTempCp, AuditOutcome::Done),
+            (HelpdeskAction::ResendTempCp, AuditOutcome::Done)
+        ]
+    );
+}
+
+/// `/assistenza` has its own per-client-IP rate (`helpdesk_per_minute`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_is_rate_limited() {
+    let env = start_with("[limits.rate]\nhelpdesk_per_minute = 1\nburst = 2\n").await;
+    let op = session_of(&env, OPERATOR).await;
+    for _ in 0..2 {
+        assert_eq!(env.get(&op, "/assistenza").await.0, 200);
+    }
+    let (status, body) = env.get(&op, "/assistenza").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("POLIS_RATE_LIMITED"), "{body}");
 }

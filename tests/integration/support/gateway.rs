@@ -1104,15 +1104,15 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         );
     }
 
-    /// [`enable_account`](Self::enable_account) for a new person logging in at the mock
-    /// IdP `idp` (any scheme); the e-mail is derived from `user`.
-    pub async fn enable_account_at(
+    /// A new person at the mock IdP `idp` goes through the abilitazione up to the mail
+    /// of the temporary CP (an Env without `smtp_port`); returns that CP. `client`
+    /// keeps the level-2 session of that login.
+    pub async fn until_temp_cp_sent_at(
         &self,
         client: &reqwest::Client,
         idp: &str,
         user: &str,
-        cp: &str,
-    ) {
+    ) -> String {
         let r = self.login_at(client, idp, user).await;
         expect_303(r, "/abilitazione", "first login").await;
         let local: String = user
@@ -1173,12 +1173,19 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         )
         .await;
         let text = mails.last().unwrap().text.clone().unwrap_or_default();
-        let temp = text
-            .lines()
-            .find_map(|l| l.trim_end().strip_prefix("Codice Personale temporaneo: "))
-            .unwrap_or_else(|| panic!("no temporary CP in:\n{text}"))
-            .trim()
-            .to_owned();
+        temp_cp_in(&text)
+    }
+
+    /// [`enable_account`](Self::enable_account) for a new person logging in at the mock
+    /// IdP `idp` (any scheme); the e-mail is derived from `user`.
+    pub async fn enable_account_at(
+        &self,
+        client: &reqwest::Client,
+        idp: &str,
+        user: &str,
+        cp: &str,
+    ) {
+        let temp = self.until_temp_cp_sent_at(client, idp, user).await;
         let r = self
             .post_form(
                 client,
@@ -1598,6 +1605,15 @@ pub fn form_page(path: &str) -> &str {
         "/assistenza/cerca" => "/assistenza",
         other => other.strip_suffix("/intervento").unwrap_or(other),
     }
+}
+
+/// The temporary CP a message gives.
+pub fn temp_cp_in(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix("Codice Personale temporaneo: "))
+        .unwrap_or_else(|| panic!("no temporary CP in:\n{text}"))
+        .trim()
+        .to_owned()
 }
 
 /// The `.eml` files of an outbox directory, oldest first (their names start with a
