@@ -481,13 +481,9 @@ impl HelpdeskService {
         action: HelpdeskAction,
         reason: String,
     ) -> Result<Account, HelpdeskError> {
-        let lock = match action {
-            HelpdeskAction::UnlockTempCp
-            | HelpdeskAction::UnlockCp
-            | HelpdeskAction::UnlockRecovery => lock_of(action),
+        match action {
             HelpdeskAction::ResendTempCp => {
-                return self
-                    .enablement
+                self.enablement
                     .resend(account.id)
                     .await
                     .map_err(|e| match e {
@@ -495,25 +491,30 @@ impl HelpdeskService {
                             "Lo stato dell'account è cambiato: ricarica la pagina.",
                         ),
                         other => other.into(),
-                    });
+                    })
             }
             HelpdeskAction::Revoke => {
                 let by = RevokedBy::HelpDesk {
                     operator: staff.fiscal_code.clone(),
                 };
                 let cause = Revocation { by, reason };
-                return Ok(self.enablement.revoke(account.id, cause).await?);
+                Ok(self.enablement.revoke(account.id, cause).await?)
             }
-        };
-        let Some(lock) = lock else {
-            return Ok(account);
-        };
-        if !self.enablement.unlock(&account, lock).await? {
-            return Err(HelpdeskError::NotApplicable(
-                "Non c'è un Codice Personale temporaneo in vigore da sbloccare.",
-            ));
+            HelpdeskAction::UnlockTempCp
+            | HelpdeskAction::UnlockCp
+            | HelpdeskAction::UnlockRecovery => {
+                let cleared = match lock_of(action) {
+                    Some(lock) => self.enablement.unlock(&account, lock).await?,
+                    None => false,
+                };
+                if !cleared {
+                    return Err(HelpdeskError::NotApplicable(
+                        "Non c'è un Codice Personale temporaneo in vigore da sbloccare.",
+                    ));
+                }
+                Ok(account)
+            }
         }
-        Ok(account)
     }
 
     /// The interventions on account `id` the person reads in their personal area: the

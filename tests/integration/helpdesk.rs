@@ -118,6 +118,14 @@ async fn an_operator_unlocks_a_locked_cp_and_the_person_can_try_again() {
     let account = env.account(PERSON).await.unwrap();
 
     let op = session_of(&env, OPERATOR).await;
+    assert!(
+        env.home(&op).await.contains("href=\"/assistenza\""),
+        "the operator's home links the console"
+    );
+    assert!(
+        !env.home(&person).await.contains("/assistenza"),
+        "nobody else's does"
+    );
     let (status, body) = env.get(&op, "/assistenza").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Cerca una persona"), "{body}");

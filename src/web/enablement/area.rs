@@ -25,6 +25,8 @@ struct HomeView {
     idp_name: String,
     state_label: &'static str,
     enabled: bool,
+    /// The session may use the help-desk console (a link to it).
+    helpdesk: bool,
     rows: Vec<(&'static str, String)>,
     csrf: String,
 }
@@ -59,6 +61,7 @@ pub async fn home(
                 idp_name,
                 state_label: state_label(account.enablement_state),
                 enabled: account.enablement_state == EnablementState::Enabled,
+                helpdesk: app.helpdesk.enabled() && app.helpdesk.staff(s).is_ok(),
                 rows: account_rows(&account),
                 csrf: a.session.csrf.clone(),
             })
