@@ -103,7 +103,13 @@ pub fn app_error(e: HelpdeskError) -> AppError {
             "Si è verificato un errore interno. Riprova tra qualche minuto.",
         ),
     };
-    AppError::page(status, code, title, message, detail, "/assistenza")
+    // Someone who may not use the console goes home, a member back to the search.
+    let back = if matches!(e, E::Level | E::Forbidden) {
+        "/"
+    } else {
+        "/assistenza"
+    };
+    AppError::page(status, code, title, message, detail, back)
 }
 
 fn staff_of(app: &AppState, authed: &Authed) -> Result<Staff, AppError> {
