@@ -27,6 +27,8 @@ pub mod federation;
 pub mod flows;
 /// Entry points of the fuzz targets in `fuzz/` (also replayed by `cargo test`).
 pub mod fuzzing;
+/// The help-desk console's use cases: staff access, lookups, audited actions.
+pub mod helpdesk;
 /// HTTP helpers shared by `web` and `mock_idp`: request ids, security headers, the POST-binding form.
 pub mod httpkit;
 /// The verified login (scheme-neutral identity) the services share.

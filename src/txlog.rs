@@ -511,9 +511,24 @@ pub fn export(
     filter: &ExportFilter,
     out: &mut impl std::io::Write,
 ) -> Result<usize, TxLogError> {
+    let mut n = 0;
+    for_each_selected(dir, filter, |path, line| {
+        writeln!(out, "{line}").map_err(io_err(path))?;
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// Calls `each` with every record line `filter` selects, oldest day first, in the
+/// order written.
+fn for_each_selected(
+    dir: &Path,
+    filter: &ExportFilter,
+    mut each: impl FnMut(&Path, &str) -> Result<(), TxLogError>,
+) -> Result<(), TxLogError> {
     use std::io::BufRead;
     let needle = filter.fiscal_code.as_ref().map(|cf| format!("TINIT-{cf}"));
-    let mut n = 0;
     for (day, path) in daily_files(dir)? {
         if filter.from.is_some_and(|f| day < f) || filter.to.is_some_and(|t| day > t) {
             continue;
@@ -524,11 +539,58 @@ pub fn export(
             if line.is_empty() || needle.as_ref().is_some_and(|x| !line.contains(x.as_str())) {
                 continue;
             }
-            writeln!(out, "{line}").map_err(io_err(&path))?;
-            n += 1;
+            each(&path, &line)?;
         }
     }
-    Ok(n)
+    Ok(())
+}
+
+/// One login of a person as the help desk sees it: when, which IdP, which level, how
+/// it ended. Nothing else of the record (no XML, no NameID).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LoginSummary {
+    /// When the Response was handled.
+    pub ts: DateTime<Utc>,
+    /// Accepted, rejected by us, or an IdP error status.
+    pub outcome: TxOutcome,
+    /// Our error code, or the SPID `ErrorCode nrNN`.
+    pub error_code: Option<String>,
+    /// The IdP the request went to.
+    pub idp_entity_id: Option<String>,
+    /// The SPID level URI of the assertion.
+    pub acr: Option<String>,
+}
+
+/// The newest `limit` records whose Response names `fiscal_code`, from the UTC day
+/// `from` on, newest first. Reads the daily files in that range once, keeping at most
+/// `limit` summaries in memory; a line that does not parse is skipped (and logged).
+pub fn recent_for_person(
+    dir: &Path,
+    fiscal_code: &str,
+    from: NaiveDate,
+    limit: usize,
+) -> Result<Vec<LoginSummary>, TxLogError> {
+    let filter = ExportFilter {
+        from: Some(from),
+        to: None,
+        fiscal_code: Some(fiscal_code.to_ascii_uppercase()),
+    };
+    let mut kept = std::collections::VecDeque::with_capacity(limit.saturating_add(1));
+    for_each_selected(dir, &filter, |path, line| {
+        match serde_json::from_str::<LoginSummary>(line) {
+            Ok(summary) => {
+                kept.push_back(summary);
+                if kept.len() > limit {
+                    kept.pop_front();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "txlog", file = %path.display(), "unreadable record skipped: {e}")
+            }
+        }
+        Ok(())
+    })?;
+    Ok(kept.into_iter().rev().collect())
 }
 
 /// Runs [`prune`] at start and then daily, keeping `retention_months`.
@@ -878,6 +940,45 @@ mod tests {
         let file = tmp.path().join("f");
         std::fs::write(&file, b"").unwrap();
         assert!(matches!(FileTxLog::open(&file), Err(TxLogError::Io { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_persons_recent_logins_are_the_newest_few_without_xml() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = FileTxLog::open(tmp.path()).unwrap();
+        for (n, day) in [1u32, 2, 2, 3, 20].into_iter().enumerate() {
+            let outcome = if n == 3 {
+                TxOutcome::IdpError
+            } else {
+                TxOutcome::Accepted
+            };
+            let mut r = TxRecord::new(at(2026, 11, day, 9 + n as u32), outcome, format!("r{n}"));
+            r.resp_xml = Some("<Response>TINIT-RSSMRA80A01H501U</Response>".into());
+            r.idp_entity_id = Some("https://idp.example".into());
+            r.acr = Some("https://www.spid.gov.it/SpidL2".into());
+            log.append(&r).await.unwrap();
+        }
+        let mut other = TxRecord::new(at(2026, 11, 21, 9), TxOutcome::Accepted, "other");
+        other.resp_xml = Some("<Response>TINIT-BNCGLI85M52F205H</Response>".into());
+        log.append(&other).await.unwrap();
+        let from = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+        let recent = recent_for_person(tmp.path(), "rssmra80a01h501u", from, 3).unwrap();
+        let hours: Vec<u32> = recent
+            .iter()
+            .map(|r| chrono::Timelike::hour(&r.ts))
+            .collect();
+        assert_eq!(
+            hours,
+            [13, 12, 11],
+            "newest first, at most 3, none before {from}"
+        );
+        assert_eq!(recent[1].outcome, TxOutcome::IdpError);
+        assert_eq!(
+            recent[0].acr.as_deref(),
+            Some("https://www.spid.gov.it/SpidL2")
+        );
+        let all = recent_for_person(tmp.path(), "RSSMRA80A01H501U", from, 10).unwrap();
+        assert_eq!(all.len(), 4);
     }
 
     #[tokio::test]

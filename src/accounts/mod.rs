@@ -29,6 +29,8 @@
 //! in. Only the bookkeeping stamps `created_at` and `updated_at` are read from the
 //! clock by the store.
 
+/// The help desk's audit log: who did what to which account, when and why.
+mod audit;
 /// Inactivity campaigns: dormant accounts and notice records.
 mod dormant;
 /// The codice fiscale: format, omocodia, check character, Italian field messages.
@@ -47,6 +49,7 @@ use uuid::Uuid;
 
 use crate::identity::Scheme;
 
+pub use audit::{AuditEntry, AuditOutcome, HelpdeskAction, HelpdeskAudit};
 pub use dormant::{CampaignStore, Dormant, NoticeKey};
 pub use fiscal_code::{BirthDateHint, FiscalCode, FiscalCodeError};
 pub use sql::SqlAccountStore;
@@ -534,9 +537,11 @@ impl AccountError {
 }
 
 /// The account port. Implementations are shared as `Arc<dyn AccountStore>` and are
-/// safe to call from many tasks (and many replicas) at once.
+/// safe to call from many tasks (and many replicas) at once. The same database holds
+/// the campaigns' notices and the help desk's audit log (their ports are supertraits,
+/// so one `Arc<dyn AccountStore>` serves as either).
 #[async_trait::async_trait]
-pub trait AccountStore: CampaignStore + Send + Sync + 'static {
+pub trait AccountStore: CampaignStore + HelpdeskAudit + Send + Sync + 'static {
     /// Creates an account: new id, a unique `nome.cognome` username, state
     /// [`EnablementState::NotEnabled`], version 1. [`AccountError::Duplicate`]
     /// (`FiscalCode`) if the codice fiscale already has an account.

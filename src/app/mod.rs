@@ -296,7 +296,7 @@ pub async fn build_gateway(
     let cookie_key = session_cookie_key(cfg)?;
     // One bound on argon2 work for the CP forms and client-secret checks together.
     let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool);
-    let (enablement, campaign) =
+    let (enablement, campaign, helpdesk) =
         enablement_service(cfg, &accounts, &state, mailer, &argon2, &clock)?;
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
@@ -326,6 +326,7 @@ pub async fn build_gateway(
     let app_state = AppState {
         sso,
         enablement,
+        helpdesk,
         sessions,
         login,
         logout,
@@ -358,7 +359,8 @@ pub async fn build_gateway(
     })
 }
 
-/// The abilitazione service and the inactivity campaigns that revoke through it.
+/// The abilitazione service, and the inactivity campaigns and the help desk that act
+/// through it.
 fn enablement_service(
     cfg: &Config,
     accounts: &Arc<dyn AccountStore>,
@@ -366,7 +368,11 @@ fn enablement_service(
     mailer: Arc<dyn crate::mail::Mailer>,
     argon2: &BlockingPool,
     clock: &SharedClock,
-) -> anyhow::Result<(Arc<EnablementService>, Arc<crate::campaign::Campaign>)> {
+) -> anyhow::Result<(
+    Arc<EnablementService>,
+    Arc<crate::campaign::Campaign>,
+    Arc<crate::helpdesk::HelpdeskService>,
+)> {
     let cp_key = CpKey::from_bytes(&secret_file("cp.hmac_key_file", &cfg.cp.hmac_key_file)?)
         .context("cp.hmac_key_file")?;
     let enablement = Arc::new(
@@ -388,7 +394,14 @@ fn enablement_service(
         cfg.server.public_url.clone(),
         clock.clone(),
     ));
-    Ok((enablement, campaign))
+    let helpdesk = Arc::new(crate::helpdesk::HelpdeskService::new(
+        cfg.helpdesk.clone(),
+        enablement.clone(),
+        accounts.clone(),
+        Arc::new(crate::helpdesk::TxLogHistory::new(cfg.txlog_dir.clone())),
+        clock.clone(),
+    ));
+    Ok((enablement, campaign, helpdesk))
 }
 
 /// The outbox the demo's mail page reads.

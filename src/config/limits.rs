@@ -143,6 +143,8 @@ struct RawRates {
     secret_forms_per_minute: u32,
     /// `/oidc/token`, `/oidc/introspect`, `/oidc/revoke` (client-secret checks).
     token_per_minute: u32,
+    /// Every request to the help-desk console (`/assistenza`).
+    helpdesk_per_minute: u32,
     /// Requests allowed at once above the steady rate.
     burst: u32,
 }
@@ -155,6 +157,7 @@ impl Default for RawRates {
             slo_per_minute: 60,
             secret_forms_per_minute: 20,
             token_per_minute: 600,
+            helpdesk_per_minute: 60,
             burst: 20,
         }
     }
@@ -265,6 +268,10 @@ fn rates(r: &RawRates, client_ip_header: Option<&str>) -> Result<RateSettings, C
             r.secret_forms_per_minute,
         )?,
         token_per_minute: at_least_one("limits.rate.token_per_minute", r.token_per_minute)?,
+        helpdesk_per_minute: at_least_one(
+            "limits.rate.helpdesk_per_minute",
+            r.helpdesk_per_minute,
+        )?,
         burst: at_least_one("limits.rate.burst", r.burst)?,
         client_ip_header,
     })

@@ -20,6 +20,7 @@ mod cie;
 mod cp;
 mod database;
 mod federation;
+mod helpdesk;
 mod limits;
 mod log;
 mod mail;
@@ -122,6 +123,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The application log's line format (`[log] format`).
     pub log_format: LogFormat,
+    /// The help-desk console's roles (`[helpdesk]`); empty: the console is off.
+    pub helpdesk: crate::helpdesk::HelpdeskSettings,
     /// The daily inactivity campaign (`[campaign]`); none when absent.
     pub campaign: Option<crate::campaign::schedule::ScheduleSettings>,
 }
@@ -163,6 +166,8 @@ struct RawConfig {
     log: log::RawLog,
     #[serde(default)]
     campaign: Option<campaign::RawCampaign>,
+    #[serde(default)]
+    helpdesk: Option<helpdesk::RawHelpdesk>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -214,6 +219,7 @@ impl RawConfig {
         let metrics_listen = metrics::validate(self.metrics);
         let log_format = log::validate(self.log);
         let campaign = campaign::validate(self.campaign, &ctx)?;
+        let helpdesk = helpdesk::validate(self.helpdesk)?;
         Ok(Config {
             environment: self.environment,
             data_dir: self.data_dir,
@@ -235,6 +241,7 @@ impl RawConfig {
             metrics_listen,
             log_format,
             campaign,
+            helpdesk,
         })
     }
 }
@@ -371,6 +378,7 @@ pub(super) mod tests {
             "[sp.eidas]\n".to_owned(),
             "[metrics]\nlisten = \"127.0.0.1:1\"\n".to_owned(),
             "[log]\n".to_owned(),
+            "[helpdesk]\n".to_owned(),
         ];
         for section in cases {
             let e = err(&format!("{section}zz_unknown_key = 1\n"), &[]);

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::accounts::{Account, EnablementState, TempCp};
+use crate::accounts::{Account, EnablementState};
 
 use super::cp::{self, CpContext};
+use super::locks;
 use super::machine::{self, Event, InvalidTransition};
 use super::{EnablementError, EnablementService, Refusal, to_std};
 
@@ -36,12 +37,6 @@ impl EnablementService {
         Ok(())
     }
 
-    /// The counter of tries on one temporary CP (it changes with each new CP).
-    fn temp_key(account: &Account, temp: &TempCp) -> String {
-        let prefix: String = temp.hmac.chars().take(16).collect();
-        format!("polis:att:tcp:{}:{prefix}", account.id)
-    }
-
     /// The mandatory change of the temporary CP: checks it (lock, expiry, HMAC), the
     /// rules of the new CP, then stores the new CP (argon2) and enables the account.
     pub async fn change_temp_cp(
@@ -61,7 +56,7 @@ impl EnablementService {
         if now >= temp.expires_at {
             return Err(EnablementError::TempCpExpired);
         }
-        let counter = Self::temp_key(&account, &temp);
+        let counter = locks::temp_key(account.id, &temp);
         let ttl = to_std(temp.expires_at - now) + Duration::from_secs(60);
         let Some(count) = self.count_try(&counter, ttl).await? else {
             return Err(EnablementError::TempCpLocked);
@@ -102,9 +97,7 @@ impl EnablementService {
         super::count_step(account.enablement_state);
         // A new CP: the tries on the old one no longer matter. (The temporary CP's own
         // counter expires with it; it is consumed now.)
-        self.state
-            .delete(&format!("polis:att:cp:{}", account.id))
-            .await?;
+        self.state.delete(&locks::cp_key(account.id)).await?;
         Ok(account)
     }
 
@@ -146,7 +139,7 @@ impl EnablementService {
     /// Verifies the account's current CP with the shared lock counter; `Ok(())` when
     /// it is right.
     pub async fn verify_cp(&self, account: &Account, current: &str) -> Result<(), EnablementError> {
-        let counter = format!("polis:att:cp:{}", account.id);
+        let counter = locks::cp_key(account.id);
         let Some(count) = self.count_try(&counter, self.settings.lockout).await? else {
             return Err(EnablementError::CpLocked);
         };
@@ -216,7 +209,7 @@ impl EnablementService {
         answer: &str,
     ) -> Result<Account, EnablementError> {
         machine::apply(account.enablement_state, Event::RecoverCp)?;
-        let counter = format!("polis:att:rec:{}", account.id);
+        let counter = locks::recovery_key(account.id);
         let Some(count) = self.count_try(&counter, self.settings.lockout).await? else {
             return Err(EnablementError::RecoveryLocked);
         };

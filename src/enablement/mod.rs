@@ -69,11 +69,12 @@ mod codes;
 mod delivery;
 mod documents;
 mod error;
+mod locks;
 mod login;
 mod revoke;
 mod steps;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,7 @@ use cp::CpKey;
 
 pub use crate::accounts::RevokedBy;
 pub use error::EnablementError;
+pub use locks::{Counter, Lock, Locks};
 pub use revoke::{MAX_REASON_CHARS, Revocation};
 pub use steps::{Page, Refusal, Step};
 

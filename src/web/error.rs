@@ -279,7 +279,7 @@ impl AppError {
     }
 
     /// A page with everything chosen by the caller.
-    fn page(
+    pub(super) fn page(
         status: StatusCode,
         code: &'static str,
         title: &'static str,

@@ -6,6 +6,8 @@
 pub mod enablement;
 /// The single `AppError` and its pages.
 pub mod error;
+/// The help-desk console (`/assistenza`).
+pub mod helpdesk;
 /// OpenID Connect endpoints.
 pub mod oidc;
 /// Per-client-IP request rates on the costly endpoints.
@@ -44,6 +46,9 @@ pub struct AppState {
     pub sso: Arc<SsoService>,
     /// Accounts and the abilitazione.
     pub enablement: Arc<EnablementService>,
+    /// The help-desk console (`/assistenza`, routed only when `[helpdesk]` lists
+    /// someone) and the interventions the personal area lists.
+    pub helpdesk: Arc<crate::helpdesk::HelpdeskService>,
     /// Browser sessions.
     pub sessions: Arc<SessionStore>,
     /// Signed SP metadata, built once at start.
@@ -168,9 +173,11 @@ pub fn metrics_router(metrics: Arc<crate::telemetry::Metrics>) -> Router {
 
 /// The gateway's router.
 pub fn router(state: AppState, limits: RouterLimits) -> Router {
+    let helpdesk = state.helpdesk.enabled();
     let routes = Router::new()
         .merge(sso_routes(limits.max_body))
         .merge(enablement_routes())
+        .merge(helpdesk_routes(helpdesk))
         .merge(oidc_routes())
         .route("/demo/posta", get(enablement::outbox))
         .route("/demo/posta/{file}", get(enablement::outbox_message))
@@ -261,6 +268,18 @@ fn enablement_routes() -> Router<AppState> {
             "/area-riservata/recupero-cp",
             get(enablement::recover_get).post(enablement::recover_post),
         )
+}
+
+/// The help-desk console, when `[helpdesk]` lists someone (else every path is 404).
+fn helpdesk_routes(enabled: bool) -> Router<AppState> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route("/assistenza", get(helpdesk::search_get))
+        .route("/assistenza/cerca", post(helpdesk::search_post))
+        .route("/assistenza/account/{id}", get(helpdesk::account_get))
+        .route("/assistenza/account/{id}/intervento", post(helpdesk::act))
 }
 
 /// The OpenID Connect provider's endpoints.

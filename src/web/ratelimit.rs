@@ -1,7 +1,8 @@
 //! Per-client-IP request rates on the endpoints where one request costs state or a
 //! secret check: `/login` (stores a pending request), `/acs` and `/slo` (XML-DSig
 //! verification), the forms that check a CP or recovery answer, and the OIDC endpoints
-//! that check client secrets (argon2).
+//! that check client secrets (argon2), and the help-desk console (`/assistenza`: each
+//! lookup reads the account, its counters and the transaction log).
 //!
 //! GCRA per client IP (the `governor` crate), in process memory: each replica counts its
 //! own clients. The limits that must hold across replicas — tries on a CP or a recovery
@@ -40,6 +41,7 @@ enum Class {
     Slo,
     Secrets,
     Token,
+    Helpdesk,
 }
 
 fn class_of(method: &Method, path: &str) -> Option<Class> {
@@ -56,6 +58,7 @@ fn class_of(method: &Method, path: &str) -> Option<Class> {
             Some(Class::Secrets)
         }
         "/oidc/token" | "/oidc/introspect" | "/oidc/revoke" => Some(Class::Token),
+        _ if path == "/assistenza" || path.starts_with("/assistenza/") => Some(Class::Helpdesk),
         _ => None,
     }
 }
@@ -70,6 +73,7 @@ pub struct RateLimits {
     slo: Keyed,
     secrets: Keyed,
     token: Keyed,
+    helpdesk: Keyed,
     client_ip_header: Option<HeaderName>,
     checked: AtomicU64,
 }
@@ -96,6 +100,8 @@ pub struct RateSettings {
     pub secret_forms_per_minute: NonZeroU32,
     /// `/oidc/token`, `/oidc/introspect`, `/oidc/revoke` (client-secret checks).
     pub token_per_minute: NonZeroU32,
+    /// Every request to the help-desk console (`/assistenza`, lookups and actions).
+    pub helpdesk_per_minute: NonZeroU32,
     /// Requests allowed at once above the steady rate.
     pub burst: NonZeroU32,
     /// Header a trusted reverse proxy sets with the client IP (its last entry is used);
@@ -116,6 +122,7 @@ impl RateLimits {
             slo: keyed(r.slo_per_minute, r.burst),
             secrets: keyed(r.secret_forms_per_minute, r.burst),
             token: keyed(r.token_per_minute, r.burst),
+            helpdesk: keyed(r.helpdesk_per_minute, r.burst),
             client_ip_header: r.client_ip_header.clone(),
             checked: AtomicU64::new(0),
         }
@@ -128,6 +135,7 @@ impl RateLimits {
             Class::Slo => &self.slo,
             Class::Secrets => &self.secrets,
             Class::Token => &self.token,
+            Class::Helpdesk => &self.helpdesk,
         }
     }
 
@@ -163,6 +171,7 @@ impl RateLimits {
                 &self.slo,
                 &self.secrets,
                 &self.token,
+                &self.helpdesk,
             ] {
                 l.retain_recent();
                 l.shrink_to_fit();
@@ -200,6 +209,7 @@ mod tests {
             slo_per_minute: n(60),
             secret_forms_per_minute: n(20),
             token_per_minute: n(600),
+            helpdesk_per_minute: n(60),
             burst: n(burst),
             client_ip_header: header.map(|h| HeaderName::try_from(h).unwrap()),
         })
@@ -261,6 +271,12 @@ mod tests {
         assert_eq!(class_of(&Method::GET, "/area-riservata/cambio-cp"), None);
         assert_eq!(class_of(&Method::POST, "/oidc/token"), Some(Class::Token));
         assert_eq!(class_of(&Method::GET, "/healthz"), None);
+        assert_eq!(class_of(&Method::GET, "/assistenza"), Some(Class::Helpdesk));
+        assert_eq!(
+            class_of(&Method::POST, "/assistenza/account/x/intervento"),
+            Some(Class::Helpdesk)
+        );
+        assert_eq!(class_of(&Method::GET, "/assistenzax"), None);
         assert_eq!(class_of(&Method::GET, "/login/complete"), None);
     }
 }

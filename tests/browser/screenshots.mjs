@@ -5,7 +5,9 @@
 // Starts the demo gateway (the built binary with config/demo.toml, on free loopback
 // ports, its own temporary data directory), walks the SPID path as a person would
 // (login page, mock IdP, each abilitazione step, riepilogo, adesione, outbox, area,
-// an error page, logged out) and, for every page:
+// an error page, logged out; then the help-desk console: an operator finds the person
+// whose CP is locked, a missing reason, the unlock, the person's «Interventi
+// dell'assistenza», an unlisted codice fiscale refused) and, for every page:
 //   - writes PNGs at 1280 and 375 px wide to target/browser-screenshots/ (not committed);
 //   - at 375 px checks document.documentElement.scrollWidth <= innerWidth;
 //   - runs axe-core (wcag2a, wcag2aa, wcag21aa, wcag22aa): no violation allowed.
@@ -225,6 +227,13 @@ async function walk(page, base) {
   await visit(page, "14-area");
   await page.goto(`${base}/`);
   await visit(page, "15-home-abilitato");
+  // Five wrong CPs lock it: the help desk unlocks it below.
+  for (let n = 0; n < 5; n++) {
+    await page.goto(`${base}/area-riservata/cambio-cp`);
+    await fill(page, { current_cp: "Sbagliato99x", new_cp: "Nuovo2026yy", new_cp_repeat: "Nuovo2026yy" });
+    await page.locator("main form button[type=submit]").first().click();
+    await page.waitForLoadState("load");
+  }
   await page.goto(`${base}/login?level=9`);
   await visit(page, "16-errore");
   await page.goto(`${base}/pagina-che-non-esiste`);
@@ -237,6 +246,54 @@ async function walk(page, base) {
   await page.getByRole("button", { name: "Esci", exact: true }).click();
   await page.waitForURL(`${base}/uscito`);
   await visit(page, "18-uscito");
+}
+
+/** A SPID login at the mock IdP as the test person `user` (codice fiscale). */
+async function loginAs(page, base, user) {
+  await page.goto(`${base}/login`);
+  await page.locator("details.spid-button > summary").click();
+  await Promise.all([page.waitForURL((u) => !u.href.startsWith(base)), page.locator(".spid-idp-button-link a").first().click()]);
+  await page.locator(`input[name="user"][value="${user}"]`).check({ force: true });
+  await page.getByRole("button", { name: "Accedi" }).click();
+  await page.waitForURL((u) => u.href.startsWith(base) && !u.pathname.startsWith("/login"));
+  await page.waitForLoadState("load");
+}
+
+const PERSON = "RSSMRA80A01H501U";
+const OPERATOR = "BNCGLI85M52F205H";
+const UNLISTED = "ESPSFO90E41A662F";
+
+/** The help-desk console (config/demo.toml lists Giulia Bianchi as an operator). */
+async function helpdesk(page, base) {
+  await loginAs(page, base, OPERATOR);
+  await page.goto(`${base}/assistenza`);
+  await visit(page, "19-assistenza");
+  await fill(page, { q: PERSON });
+  await submit(page, "Cerca");
+  await page.waitForURL((u) => u.pathname.startsWith("/assistenza/account/"));
+  if ((await page.getByText("Bloccato", { exact: true }).count()) === 0) {
+    problems.push("20-assistenza-account: the locked CP is not shown as locked");
+  }
+  const html = await page.content();
+  if (html.includes("$argon2")) problems.push("20-assistenza-account: a hash on the page");
+  await visit(page, "20-assistenza-account");
+  await page.locator('form:has(input[name="action"][value="unlock_cp"]) button[type=submit]').click();
+  await page.waitForLoadState("load");
+  await visit(page, "21-assistenza-motivo-mancante");
+  await page.locator('form:has(input[name="action"][value="unlock_cp"]) textarea').fill("Telefonata del titolare: identità verificata, CP dimenticato");
+  await page.locator('form:has(input[name="action"][value="unlock_cp"]) button[type=submit]').click();
+  await page.waitForURL((u) => u.search.includes("fatto=unlock_cp"));
+  await visit(page, "22-assistenza-fatto");
+  await loginAs(page, base, PERSON);
+  await page.goto(`${base}/area-riservata`);
+  if ((await page.getByRole("heading", { name: "Interventi dell'assistenza" }).count()) !== 1) {
+    problems.push("23-area-interventi: no «Interventi dell'assistenza» in the personal area");
+  }
+  await visit(page, "23-area-interventi");
+  await loginAs(page, base, UNLISTED);
+  const refused = await page.goto(`${base}/assistenza`);
+  if (refused.status() !== 403) problems.push(`24-assistenza-vietata: status ${refused.status()}, not 403`);
+  await visit(page, "24-assistenza-vietata");
 }
 
 async function main() {
@@ -259,6 +316,7 @@ async function main() {
     const page = await browser.newPage();
     page.setDefaultTimeout(15000);
     await walk(page, gateway.base);
+    await helpdesk(page, gateway.base);
   } finally {
     await browser.close();
     if (gateway) {

@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use polis_gateway::accounts::{
-    AccountError, AccountStore, Domicile, EnablementState, FiscalCode, IdDocument, IdentityKey,
-    NewAccount, Phones, SqlAccountStore, TempCp, UniqueField,
+    AccountError, AccountStore, AuditEntry, AuditOutcome, Domicile, EnablementState, FiscalCode,
+    HelpdeskAction, HelpdeskAudit, IdDocument, IdentityKey, NewAccount, Phones, SqlAccountStore,
+    TempCp, UniqueField,
 };
 use polis_gateway::identity::Scheme;
 use tempfile::TempDir;
@@ -742,6 +743,8 @@ async fn every_field_round_trips(store: Arc<dyn AccountStore>) {
 /// A migrated store and whatever must outlive it (the SQLite temp dir).
 struct Fixture {
     store: Arc<dyn AccountStore>,
+    /// The same store as the help desk's audit log.
+    audit: Arc<dyn HelpdeskAudit>,
     _dir: Option<TempDir>,
 }
 
@@ -752,10 +755,11 @@ async fn sqlite() -> Fixture {
         "sqlite://{}?mode=rwc",
         dir.path().join("data").join("accounts.db").display()
     );
-    let store = SqlAccountStore::connect(&url, POOL).await.unwrap();
+    let store = Arc::new(SqlAccountStore::connect(&url, POOL).await.unwrap());
     store.migrate().await.unwrap();
     Fixture {
-        store: Arc::new(store),
+        store: store.clone(),
+        audit: store,
         _dir: Some(dir),
     }
 }
@@ -770,10 +774,11 @@ async fn postgres() -> Fixture {
     let server = tokio::task::block_in_place(postgres_server);
     let name = format!("accounts_{}", uuid::Uuid::new_v4().simple());
     let url = tokio::task::block_in_place(|| server.create_database(&name));
-    let store = SqlAccountStore::connect(&url, POOL).await.unwrap();
+    let store = Arc::new(SqlAccountStore::connect(&url, POOL).await.unwrap());
     store.migrate().await.unwrap();
     Fixture {
-        store: Arc::new(store),
+        store: store.clone(),
+        audit: store,
         _dir: None,
     }
 }
@@ -827,6 +832,131 @@ contract!(
     migrate_is_idempotent,
     every_field_round_trips,
 );
+
+// ---------------------------------------------------------------------------------------
+// The help desk's audit log (HelpdeskAudit), same store
+// ---------------------------------------------------------------------------------------
+
+fn audit_entry(account: uuid::Uuid, action: HelpdeskAction, at: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        id: uuid::Uuid::new_v4(),
+        at,
+        staff: "BNCGLI85M52F205H".to_owned(),
+        role: "operator".to_owned(),
+        action,
+        account,
+        reason: "Telefonata del 3 dicembre: «ho sbagliato il codice» — sblocco".to_owned(),
+        outcome: AuditOutcome::Started,
+    }
+}
+
+/// Entries are recorded, finished with their outcome and listed newest first, only
+/// for their account, at most `limit`.
+async fn audit_entries_round_trip(store: Arc<dyn AccountStore>, audit: Arc<dyn HelpdeskAudit>) {
+    let a = store.create(&mario()).await.unwrap();
+    let (other, _) = lucia();
+    let b = store.create(&other).await.unwrap();
+    let first = audit_entry(
+        a.id,
+        HelpdeskAction::UnlockCp,
+        at("2026-12-01T09:00:00.000000001Z"),
+    );
+    let second = audit_entry(
+        a.id,
+        HelpdeskAction::ResendTempCp,
+        at("2026-12-02T10:30:00Z"),
+    );
+    let elsewhere = audit_entry(b.id, HelpdeskAction::Revoke, at("2026-12-02T11:00:00Z"));
+    for e in [&first, &second, &elsewhere] {
+        audit.record(e).await.unwrap();
+    }
+    audit.finish(first.id, &AuditOutcome::Done).await.unwrap();
+    audit
+        .finish(
+            second.id,
+            &AuditOutcome::Failed("POLIS_MAIL_UNAVAILABLE".into()),
+        )
+        .await
+        .unwrap();
+    let listed = audit.entries_for(a.id, 10).await.unwrap();
+    let mut want_second = second.clone();
+    want_second.outcome = AuditOutcome::Failed("POLIS_MAIL_UNAVAILABLE".into());
+    let mut want_first = first.clone();
+    want_first.outcome = AuditOutcome::Done;
+    assert_eq!(listed, vec![want_second.clone(), want_first]);
+    assert_eq!(audit.entries_for(a.id, 1).await.unwrap(), vec![want_second]);
+    assert_eq!(audit.entries_for(b.id, 10).await.unwrap(), vec![elsewhere]);
+    assert!(
+        audit
+            .entries_for(uuid::Uuid::new_v4(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let missing = audit
+        .finish(uuid::Uuid::new_v4(), &AuditOutcome::Done)
+        .await;
+    assert!(
+        matches!(missing, Err(AccountError::NotFound)),
+        "{missing:?}"
+    );
+}
+
+/// Parallel records of one account all land (nothing is lost or merged).
+async fn concurrent_audit_records_all_land(
+    store: Arc<dyn AccountStore>,
+    audit: Arc<dyn HelpdeskAudit>,
+) {
+    let a = store.create(&mario()).await.unwrap();
+    let base = at("2026-12-03T08:00:00Z");
+    let entries: Vec<AuditEntry> = (0..RACERS)
+        .map(|n| {
+            let offset = chrono::Duration::seconds(i64::try_from(n).unwrap());
+            audit_entry(a.id, HelpdeskAction::UnlockRecovery, base + offset)
+        })
+        .collect();
+    let recorded = entries.clone();
+    let racing = audit.clone();
+    race(RACERS, move |n| {
+        let audit = racing.clone();
+        let entry = recorded[n].clone();
+        async move { audit.record(&entry).await.unwrap() }
+    })
+    .await;
+    let listed = audit.entries_for(a.id, 100).await.unwrap();
+    assert_eq!(listed.len(), RACERS);
+    let mut newest_first = entries;
+    newest_first.reverse();
+    assert_eq!(listed, newest_first);
+}
+
+macro_rules! audit_contract {
+    ($($name:ident),* $(,)?) => {
+        /// The audit contract on SQLite.
+        mod audit_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture = super::sqlite().await;
+                    super::$name(fixture.store.clone(), fixture.audit.clone()).await;
+                }
+            )*
+        }
+
+        /// The audit contract on PostgreSQL.
+        mod audit_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture = super::postgres().await;
+                    super::$name(fixture.store.clone(), fixture.audit.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+audit_contract!(audit_entries_round_trip, concurrent_audit_records_all_land);
 
 // ---------------------------------------------------------------------------------------
 // Backend-specific

@@ -19,6 +19,9 @@ mod enablement;
 mod example_app;
 /// The fuzz corpora replayed through the fuzz targets' entry points (no instrumentation).
 mod fuzz_corpus;
+/// The help-desk console (issue 13): access by role and level, an operator's unlock
+/// through the real pages, the audit log, the person's personal area, no secret shown.
+mod helpdesk;
 /// Hostile input at the gate (issue 8): encodings on every XML path, the DSig engine's
 /// own defences, slow clients, request ids, the transaction log of rejected posts.
 mod hostile;

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::clock::{SharedClock, SystemClock};
 use crate::identity::Scheme;
 
+mod audit;
 mod campaign;
 mod row;
 
@@ -70,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "revocation_campaigns",
         include_str!("../../../migrations/0005_revocation_campaigns.sql"),
+    ),
+    (
+        6,
+        "helpdesk_audit",
+        include_str!("../../../migrations/0006_helpdesk_audit.sql"),
     ),
 ];
 

@@ -25,6 +25,8 @@ struct HomeView {
     idp_name: String,
     state_label: &'static str,
     enabled: bool,
+    /// The session may use the help-desk console (a link to it).
+    helpdesk: bool,
     rows: Vec<(&'static str, String)>,
     csrf: String,
 }
@@ -59,6 +61,7 @@ pub async fn home(
                 idp_name,
                 state_label: state_label(account.enablement_state),
                 enabled: account.enablement_state == EnablementState::Enabled,
+                helpdesk: app.helpdesk.enabled() && app.helpdesk.staff(s).is_ok(),
                 rows: account_rows(&account),
                 csrf: a.session.csrf.clone(),
             })
@@ -99,6 +102,8 @@ struct AreaPage {
     fields: Vec<Field>,
     notice: Option<String>,
     error: Option<FormError>,
+    /// «Interventi dell'assistenza»: date, what, why (never who).
+    interventions: Vec<(String, &'static str, String)>,
     csrf: String,
 }
 
@@ -141,6 +146,7 @@ fn area_page(account: &Account, session: &WebSession, form: &ContactForm) -> Are
         fields,
         notice: None,
         error: None,
+        interventions: Vec::new(),
         csrf: session.csrf.clone(),
     }
 }
@@ -161,6 +167,17 @@ pub async fn area_get(
         .clone()
         .unwrap_or_else(|| ContactForm::from_account(&account));
     let mut page = area_page(&account, &authed.session, &form);
+    page.interventions = app
+        .helpdesk
+        .interventions(account.id)
+        .await
+        .map_err(crate::web::helpdesk::app_error)?
+        .into_iter()
+        .map(|i| {
+            let at = crate::clock::italian_date_time(i.at);
+            (at, i.action.label(), i.reason)
+        })
+        .collect();
     if kept.is_some() {
         page.notice = Some(DRAFT_NOTICE.to_owned());
     } else if q.salvato.is_some() {

@@ -822,7 +822,8 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
     /// Like a browser submitting a form: GETs the page that carries the form for `path`
     /// (the page itself, or for POST-only actions the page with that button: `/` for
     /// `/logout`, `/abilitazione/cambio-cp` for `/abilitazione/reinvio`,
-    /// `/area-riservata` for `/area-riservata/dati`), reads its `csrf` token, and posts
+    /// `/area-riservata` for `/area-riservata/dati`, `/assistenza` for the search, the
+    /// account page for a help-desk action), reads its `csrf` token, and posts
     /// `fields` plus the token.
     pub async fn post_form(
         &self,
@@ -1111,15 +1112,15 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         );
     }
 
-    /// [`enable_account`](Self::enable_account) for a new person logging in at the mock
-    /// IdP `idp` (any scheme); the e-mail is derived from `user`.
-    pub async fn enable_account_at(
+    /// A new person at the mock IdP `idp` goes through the abilitazione up to the mail
+    /// of the temporary CP (an Env without `smtp_port`); returns that CP. `client`
+    /// keeps the level-2 session of that login.
+    pub async fn until_temp_cp_sent_at(
         &self,
         client: &reqwest::Client,
         idp: &str,
         user: &str,
-        cp: &str,
-    ) {
+    ) -> String {
         let r = self.login_at(client, idp, user).await;
         expect_303(r, "/abilitazione", "first login").await;
         let local: String = user
@@ -1180,12 +1181,19 @@ from = {{ address = "{MAIL_FROM}", name = "Istanze OnLine" }}
         )
         .await;
         let text = mails.last().unwrap().text.clone().unwrap_or_default();
-        let temp = text
-            .lines()
-            .find_map(|l| l.trim_end().strip_prefix("Codice Personale temporaneo: "))
-            .unwrap_or_else(|| panic!("no temporary CP in:\n{text}"))
-            .trim()
-            .to_owned();
+        temp_cp_in(&text)
+    }
+
+    /// [`enable_account`](Self::enable_account) for a new person logging in at the mock
+    /// IdP `idp` (any scheme); the e-mail is derived from `user`.
+    pub async fn enable_account_at(
+        &self,
+        client: &reqwest::Client,
+        idp: &str,
+        user: &str,
+        cp: &str,
+    ) {
+        let temp = self.until_temp_cp_sent_at(client, idp, user).await;
         let r = self
             .post_form(
                 client,
@@ -1606,8 +1614,18 @@ pub fn form_page(path: &str) -> &str {
         "/logout" => "/",
         "/abilitazione/reinvio" => "/abilitazione/cambio-cp",
         "/area-riservata/dati" => "/area-riservata",
-        other => other,
+        "/assistenza/cerca" => "/assistenza",
+        other => other.strip_suffix("/intervento").unwrap_or(other),
     }
+}
+
+/// The temporary CP a message gives.
+pub fn temp_cp_in(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix("Codice Personale temporaneo: "))
+        .unwrap_or_else(|| panic!("no temporary CP in:\n{text}"))
+        .trim()
+        .to_owned()
 }
 
 /// The `.eml` files of an outbox directory, oldest first (their names start with a
