@@ -181,6 +181,7 @@ impl Campaign {
         let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
         let mut totals = Progress::default();
         let mut after: Option<Uuid> = None;
+        let metrics = RunMetrics::start(&rule.name, options.dry_run);
         loop {
             let page = self
                 .accounts
@@ -189,6 +190,7 @@ impl Campaign {
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             totals.scanned += page.len() as u64;
+            metrics.scanned(page.len());
             let mut tasks = tokio::task::JoinSet::new();
             for account in page {
                 let this = self.clone();
@@ -209,11 +211,13 @@ impl Campaign {
                     done.map_err(|e| CampaignError::Report(format!("worker: {e}")))?;
                 let outcome = outcome?;
                 if let Some(row) = tally(&mut totals, rule, &account, &outcome) {
+                    metrics.acted(row.action);
                     report(&row)?;
                 }
             }
             progress(&totals);
         }
+        metrics.finished(self.clock.now());
         Ok(totals)
     }
 
@@ -311,6 +315,78 @@ impl Campaign {
     }
 }
 
+/// A run's progress in `/metrics` (a dry run counts nothing): accounts read and acted on
+/// by campaign, whether one is running, when one last finished. A run that stops on an
+/// error leaves `polis_campaign_running` at 0 too (the guard's drop).
+struct RunMetrics {
+    campaign: String,
+    dry: bool,
+}
+
+/// What a run may do to an account, each exported from the start (at 0).
+const ACTIONS: [&str; 4] = ["notified", "already_notified", "revoked", "failed"];
+
+impl RunMetrics {
+    fn start(campaign: &str, dry: bool) -> Self {
+        let this = Self {
+            campaign: campaign.to_owned(),
+            dry,
+        };
+        if !dry {
+            for action in ACTIONS {
+                this.counter(action).increment(0);
+            }
+            metrics::counter!("polis_campaign_scanned_total", "campaign" => this.campaign.clone())
+                .increment(0);
+            this.running().set(1.0);
+        }
+        this
+    }
+
+    fn counter(&self, action: &'static str) -> metrics::Counter {
+        metrics::counter!(
+            "polis_campaign_accounts_total",
+            "campaign" => self.campaign.clone(),
+            "action" => action
+        )
+    }
+
+    fn running(&self) -> metrics::Gauge {
+        metrics::gauge!("polis_campaign_running", "campaign" => self.campaign.clone())
+    }
+
+    fn scanned(&self, n: usize) {
+        if !self.dry {
+            metrics::counter!("polis_campaign_scanned_total", "campaign" => self.campaign.clone())
+                .increment(n as u64);
+        }
+    }
+
+    fn acted(&self, action: &'static str) {
+        if !self.dry {
+            self.counter(action).increment(1);
+        }
+    }
+
+    fn finished(&self, now: DateTime<Utc>) {
+        if !self.dry {
+            metrics::gauge!(
+                "polis_campaign_last_finished_timestamp_seconds",
+                "campaign" => self.campaign.clone()
+            )
+            .set(now.timestamp() as f64);
+        }
+    }
+}
+
+impl Drop for RunMetrics {
+    fn drop(&mut self) {
+        if !self.dry {
+            self.running().set(0.0);
+        }
+    }
+}
+
 /// Whether a failed send certainly delivered nothing (so its claim can be given back).
 /// A refusal for good keeps its claim: retrying would be refused again.
 fn nothing_delivered(e: &MailError) -> bool {
@@ -350,7 +426,6 @@ fn tally(
             ("failed", why.clone())
         }
     };
-    metrics::counter!("polis_campaign_accounts_total", "action" => action).increment(1);
     Some(ReportRow {
         account: account.id,
         username: account.username.clone(),

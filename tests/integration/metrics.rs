@@ -77,6 +77,11 @@ fn assert_dashboard_metrics_exported(after: &str) {
     }
 }
 
+/// How much `name{labels}` grew from `before` to `after`.
+fn delta_of(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(after, name, labels) - sample(before, name, labels)
+}
+
 async fn scrape(url: &str) -> String {
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -308,7 +313,47 @@ async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
         .oidc_post("/oidc/revoke", &[("token", access.as_str())], &Auth::app())
         .await;
     assert_eq!(revoked.status, 200);
+    // Mario, unused for 16 months, gets the inactivity notice.
+    let account = env.account(MARIO).await.unwrap();
+    let long_ago = polis_gateway::clock::Clock::now(&*env.clock) - chrono::Duration::days(490);
+    env.accounts
+        .touch_last_access(account.id, None, long_ago)
+        .await
+        .unwrap();
+    let rule = polis_gateway::campaign::Rule::new(
+        "metrics-test".into(),
+        polis_gateway::campaign::Window::Months(15),
+        &[30, 1],
+    )
+    .unwrap();
+    let options = polis_gateway::campaign::RunOptions::default();
+    let progress = env
+        .campaign
+        .run(&rule, &options, &mut |_| Ok(()), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(progress.notified, 1, "{progress:?}");
     let after = scrape(&url).await;
+    let campaign = [("campaign", "metrics-test")];
+    let notified = [("campaign", "metrics-test"), ("action", "notified")];
+    assert_eq!(
+        delta_of(&before, &after, "polis_campaign_accounts_total", &notified),
+        1.0
+    );
+    assert!(delta_of(&before, &after, "polis_campaign_scanned_total", &campaign) >= 1.0);
+    assert!(
+        after
+            .lines()
+            .any(|l| l == "polis_campaign_running{campaign=\"metrics-test\"} 0"),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "polis_campaign_last_finished_timestamp_seconds",
+            &campaign
+        ) > 0.0
+    );
     let delta = |name: &str, labels: &[(&str, &str)]| {
         sample(&after, name, labels) - sample(&before, name, labels)
     };
