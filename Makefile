@@ -11,7 +11,7 @@ CARGO ?= cargo
 BIN := target/debug/polis-gateway
 EXAMPLE := target/debug/examples/istanze-esempio
 
-.PHONY: help deps deps-test build demo demo-build test conformance bench bench-load lint clean \
+.PHONY: help deps deps-test build demo demo-build test conformance bench bench-load bench-campaign lint clean \
 	fmt-check clippy cargo-test purity structure conformance-run fuzz browser-check browser-run
 
 help: ## list the targets
@@ -75,6 +75,13 @@ BENCH_LOAD_ARGS ?=
 bench-load: deps-test ## load benchmark over HTTP: ACS, full OIDC login, memory per pending, overload (JSON in target/bench-load/)
 	$(CARGO) build --release --bin polis-gateway --example bench-load
 	taskset -c 0 target/release/examples/bench-load $(BENCH_LOAD_ARGS)
+
+# The inactivity campaign at ministry scale (examples/bench_campaign): its own durable
+# PostgreSQL, BENCH_CAMPAIGN_ACCOUNTS synthetic accounts (2,000,000 by default: about an
+# hour here), the notice days BENCH_CAMPAIGN_DAYS (30,1), the rerun, the deadline.
+bench-campaign: deps-test ## inactivity campaign over 2,000,000 accounts on PostgreSQL, notices to the outbox (JSON in target/bench-campaign/)
+	$(CARGO) build --release --example bench-campaign
+	target/release/examples/bench-campaign
 
 # cargo-fuzz on the machine's stable toolchain: RUSTC_BOOTSTRAP lets it pass the -Z
 # sanitizer flags libFuzzer needs. New inputs the fuzzer keeps land in fuzz/corpus/<t>/

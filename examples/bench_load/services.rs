@@ -199,8 +199,10 @@ impl Redis {
     }
 }
 
-/// A PostgreSQL server: `initdb` in a temp dir, `postgres` on a free loopback port
-/// (durability off, as in the integration tests), as the `postgres` user when root.
+/// A PostgreSQL server: `initdb` in a temp dir, `postgres` on a free loopback port,
+/// as the `postgres` user when root. [`Postgres::start`] turns durability off (as in
+/// the integration tests), [`Postgres::start_durable`] keeps PostgreSQL's defaults
+/// (fsync, synchronous commit, full pages: what production runs).
 pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
@@ -211,6 +213,16 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> anyhow::Result<Postgres> {
+        Self::start_with(false)
+    }
+
+    /// A server that syncs its commits (PostgreSQL's defaults); `bench-campaign`'s.
+    #[allow(dead_code)]
+    pub fn start_durable() -> anyhow::Result<Postgres> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> anyhow::Result<Postgres> {
         let bin = find_pg_bin().context(
             "PostgreSQL binaries (initdb, postgres, pg_ctl, psql) not found: \
              make bench-load installs postgresql",
@@ -250,16 +262,25 @@ impl Postgres {
             );
         }
         let log = std::fs::File::create(pg.dir.path().join("postgres.log"))?;
-        let child = pg
-            .command("postgres")
+        let mut postgres = pg.command("postgres");
+        postgres
             .arg("-D")
             .arg(pg.data_dir())
             .arg("-k")
             .arg(pg.dir.path())
             .args(["-p", &pg.port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=300"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+            ]);
+        if !durable {
+            postgres
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+                .args(["-c", "full_page_writes=off"]);
+        }
+        let child = postgres
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
