@@ -1,8 +1,9 @@
 //! The gateway's background jobs: the Redis persistence check, the metadata refresh
-//! loops, the transaction log's pruning, the certificate-expiry watch and the daily
-//! inactivity campaign.
+//! loops, the transaction log's pruning, the certificate-expiry watch, the dependency
+//! probe and the daily inactivity campaign.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Config, Gateway, configured_certificates, state_persistence_warning};
 use crate::clock::SystemClock;
@@ -80,9 +81,66 @@ where
     });
 }
 
+/// How often the dependency probe runs.
+const PROBE_EVERY: Duration = Duration::from_secs(15);
+/// How long one check may take before it counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every `period`: pings the state store and the account database and checks the mail
+/// transport (an SMTP greeting, or the outbox directory), each within 5 s, for
+/// `polis_dependency_up{dependency}` (1 or 0) and
+/// `polis_dependency_check_duration_seconds{dependency}`. A change of state is logged
+/// once (down with its reason, up again), not at every round.
+pub fn spawn_dependency_probe(gateway: &Gateway, state: Arc<dyn StateStore>, period: Duration) {
+    let accounts = gateway.accounts.clone();
+    let mailer = gateway.mailer.clone();
+    tokio::spawn(async move {
+        let mut up = [None::<bool>; 3];
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let [s, d, m] = &mut up;
+            probe("state", state.ping(), s).await;
+            probe("database", accounts.ping(), d).await;
+            probe("mail", mailer.check(), m).await;
+        }
+    });
+}
+
+async fn probe<E: std::fmt::Display>(
+    dependency: &'static str,
+    check: impl std::future::Future<Output = Result<(), E>>,
+    was_up: &mut Option<bool>,
+) {
+    let started = std::time::Instant::now();
+    let failure = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    };
+    metrics::histogram!("polis_dependency_check_duration_seconds", "dependency" => dependency)
+        .record(started.elapsed().as_secs_f64());
+    let up = failure.is_none();
+    metrics::gauge!("polis_dependency_up", "dependency" => dependency).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+    if *was_up != Some(up) {
+        match (&failure, *was_up) {
+            (Some(why), _) => tracing::error!(target: "health", "{dependency} is down: {why}"),
+            (None, Some(false)) => tracing::info!(target: "health", "{dependency} is up again"),
+            (None, _) => {}
+        }
+        *was_up = Some(up);
+    }
+}
+
 /// The gateway's periodic jobs: the transaction log's pruning, the certificate-expiry
-/// watch and, with `[campaign]`, the daily inactivity campaign.
+/// watch, the dependency probe and, with `[campaign]`, the daily inactivity campaign.
 pub fn spawn_jobs(cfg: &Config, gateway: &Gateway, state: Arc<dyn StateStore>) {
+    spawn_dependency_probe(gateway, state.clone(), PROBE_EVERY);
     crate::txlog::spawn_pruning(
         cfg.txlog_dir.clone(),
         cfg.txlog_retention_months,

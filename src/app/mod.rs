@@ -5,7 +5,9 @@ mod campaign;
 mod jobs;
 
 pub use campaign::campaign_inactivity;
-pub use jobs::{spawn_jobs, spawn_metadata_refresh, spawn_persistence_check};
+pub use jobs::{
+    spawn_dependency_probe, spawn_jobs, spawn_metadata_refresh, spawn_persistence_check,
+};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -128,6 +130,8 @@ pub struct Gateway {
     pub campaign: Arc<crate::campaign::Campaign>,
     /// The abilitazione service (revocations by the help desk and the campaigns).
     pub enablement: Arc<EnablementService>,
+    /// The mail transport (timed by `MeteredMailer`), checked by the dependency probe.
+    pub mailer: Arc<dyn crate::mail::Mailer>,
 }
 
 /// The database URL with the password from `database.password_file`, if any.
@@ -297,7 +301,7 @@ pub async fn build_gateway(
     // One bound on argon2 work for the CP forms and client-secret checks together.
     let argon2 = BlockingPool::new("argon2", cfg.limits.argon2_pool);
     let (enablement, campaign, helpdesk) =
-        enablement_service(cfg, &accounts, &state, mailer, &argon2, &clock)?;
+        enablement_service(cfg, &accounts, &state, mailer.clone(), &argon2, &clock)?;
     let sessions = Arc::new(SessionStore::new(state.clone(), cfg.session.settings));
     let key = load_signing_key(&cfg.sp.key_file, &cfg.sp.cert_file)?;
     let metadata = Arc::new(build_sp_metadata(&cfg.sp.metadata, &key)?);
@@ -356,6 +360,7 @@ pub async fn build_gateway(
         metrics,
         campaign,
         enablement,
+        mailer,
     })
 }
 
@@ -414,7 +419,9 @@ fn mailers(
     clock: &SharedClock,
 ) -> anyhow::Result<(Arc<dyn crate::mail::Mailer>, Option<DemoOutbox>)> {
     let mail_cfg = &cfg.mail;
-    let mailer = crate::mail::mailer_from_config(mail_cfg, clock.clone()).context("mail")?;
+    let mailer: Arc<dyn crate::mail::Mailer> = Arc::new(crate::mail::MeteredMailer(
+        crate::mail::mailer_from_config(mail_cfg, clock.clone()).context("mail")?,
+    ));
     let outbox = match (&mail_cfg.transport, cfg.environment) {
         (MailTransport::Outbox(o), Environment::Demo) => Some(Arc::new(
             OutboxMailer::new(mail_cfg.from.clone(), &o.dir)

@@ -137,6 +137,35 @@ pub trait Mailer: Send + Sync + 'static {
     /// Sends (or, for the outbox, stores) one message. `Ok` means the server accepted it
     /// for every recipient (or the file is complete on disk).
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
+
+    /// Whether the transport can take mail now (the SMTP relay answers, the outbox
+    /// directory is there), for the health metrics. Sends nothing.
+    async fn check(&self) -> Result<(), MailError> {
+        Ok(())
+    }
+}
+
+/// A [`Mailer`] that times every send: `polis_mail_send_duration_seconds{outcome}`
+/// (`sent` or the error code) for each message, whatever its kind.
+pub struct MeteredMailer(pub Arc<dyn Mailer>);
+
+#[async_trait::async_trait]
+impl Mailer for MeteredMailer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        let started = std::time::Instant::now();
+        let sent = self.0.send(mail).await;
+        let outcome = match &sent {
+            Ok(()) => "sent",
+            Err(e) => e.code(),
+        };
+        metrics::histogram!("polis_mail_send_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        sent
+    }
+
+    async fn check(&self) -> Result<(), MailError> {
+        self.0.check().await
+    }
 }
 
 /// The `From` of every message.

@@ -127,6 +127,17 @@ impl Mailer for OutboxMailer {
         let now = self.clock.now();
         run_blocking(move || write_atomically(&dir, &bytes, now).map(|_| ())).await
     }
+
+    /// The outbox directory is there and is a directory.
+    async fn check(&self) -> Result<(), MailError> {
+        let dir = self.dir.clone();
+        run_blocking(move || match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(MailError::Io(format!("{}: not a directory", dir.display()))),
+            Err(e) => Err(io_error(&dir, &e)),
+        })
+        .await
+    }
 }
 
 async fn run_blocking<T, F>(job: F) -> Result<T, MailError>

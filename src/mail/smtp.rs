@@ -118,6 +118,18 @@ impl Mailer for SmtpMailer {
             .map(|_response| ())
             .map_err(|e| map_smtp_error(&self.relay, &e))
     }
+
+    /// Connects, greets (EHLO, STARTTLS as configured) and quits.
+    async fn check(&self) -> Result<(), MailError> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MailError::Unavailable(format!(
+                "{}: the relay did not answer NOOP",
+                self.relay
+            ))),
+            Err(e) => Err(map_smtp_error(&self.relay, &e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +155,21 @@ mod tests {
             SmtpMailer::new(MailFrom::default(), &config()),
             Err(MailError::Config(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_check_fails_when_no_relay_listens() {
+        // A port bound and released: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = config();
+        c.port = port;
+        let mailer = SmtpMailer::new(MailFrom::default(), &c).unwrap();
+        let err = mailer.check().await.unwrap_err();
+        assert_eq!(err.code(), "POLIS_MAIL_UNAVAILABLE", "{err}");
     }
 
     #[tokio::test]

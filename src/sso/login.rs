@@ -129,11 +129,15 @@ impl SsoService {
         let started = std::time::Instant::now();
         let now = self.now();
         let mut rec = TxRecord::new(now, TxOutcome::Rejected, http_request_id);
+        let mut answered = None;
         let result = self
-            .consume_inner(saml_response, relay_state, now, &mut rec)
+            .consume_inner(saml_response, relay_state, now, &mut rec, &mut answered)
             .await;
         self.record(rec, &result).await;
-        count_response(&result, started.elapsed());
+        let (outcome, code) = count_response(&result, started.elapsed());
+        if let Some(request) = &answered {
+            count_finished(request, outcome, code, now);
+        }
         result
     }
 
@@ -204,11 +208,18 @@ impl SsoService {
         relay_state: Option<&str>,
         now: DateTime<Utc>,
         rec: &mut TxRecord,
+        answered: &mut Option<Answered>,
     ) -> Result<VerifiedLogin, SsoError> {
         let (parsed, request_id) = self.parse_response(saml_response, rec).await?;
         let pending = self
             .read_pending(&request_id, relay_state, now, rec)
             .await?;
+        *answered = Some(Answered {
+            idp: pending.request.idp_entity_id.clone(),
+            level: pending.request.level,
+            profile: pending.request.profile,
+            issued: pending.request.issue_instant,
+        });
         let outcome = self.validate(parsed, &pending.request, now).await?;
         let verified = match outcome {
             Ok(v) => v,
@@ -370,10 +381,42 @@ impl SsoService {
     }
 }
 
+/// What the metrics of a finished login say of the stored request it answered.
+struct Answered {
+    idp: String,
+    level: Level,
+    profile: IdpProfile,
+    issued: DateTime<Utc>,
+}
+
+/// Counts a Response that answered a stored pending request, by that request's IdP,
+/// level and profile (never names read from the unverified message) and our outcome
+/// and code; an accepted one also records the login's duration, from the AuthnRequest
+/// to its Response (the person's time at the IdP included).
+fn count_finished(request: &Answered, outcome: &'static str, code: String, now: DateTime<Utc>) {
+    let profile = request.profile.as_str();
+    metrics::counter!(
+        "polis_logins_finished_total",
+        "idp" => request.idp.clone(),
+        "level" => request.level.number().to_string(),
+        "profile" => profile,
+        "outcome" => outcome,
+        "code" => code,
+    )
+    .increment(1);
+    if outcome == "accepted" {
+        let took = (now - request.issued).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("polis_login_duration_seconds", "profile" => profile).record(took);
+    }
+}
+
 /// Counts a consumed Response by outcome and our error code (bounded values only: an
 /// IdP error is `nrNN` or `status`, never text from the message) and records how long
-/// the consume took.
-fn count_response(result: &Result<VerifiedLogin, SsoError>, took: std::time::Duration) {
+/// the consume took. Returns the outcome and the code.
+fn count_response(
+    result: &Result<VerifiedLogin, SsoError>,
+    took: std::time::Duration,
+) -> (&'static str, String) {
     let (outcome, code): (&'static str, String) = match result {
         Ok(_) => ("accepted", String::new()),
         Err(SsoError::Saml(SamlError::IdpStatus { code, .. })) => (
@@ -382,10 +425,11 @@ fn count_response(result: &Result<VerifiedLogin, SsoError>, took: std::time::Dur
         ),
         Err(e) => ("rejected", e.code().to_owned()),
     };
-    metrics::counter!("polis_acs_responses_total", "outcome" => outcome, "code" => code)
+    metrics::counter!("polis_acs_responses_total", "outcome" => outcome, "code" => code.clone())
         .increment(1);
     metrics::histogram!("polis_acs_duration_seconds", "outcome" => outcome)
         .record(took.as_secs_f64());
+    (outcome, code)
 }
 
 /// The identity scheme of logins through an IdP of this profile: FICEP delivers eIDAS

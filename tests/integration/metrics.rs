@@ -121,6 +121,24 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
     let delta = |name: &str, labels: &[(&str, &str)]| {
         sample(&after, name, labels) - sample(&before, name, labels)
     };
+    let finished = [
+        ("idp", env.idp.as_str()),
+        ("level", "2"),
+        ("profile", "spid"),
+        ("outcome", "accepted"),
+    ];
+    assert_eq!(
+        sample(&after, "polis_logins_finished_total", &finished),
+        1.0,
+        "the replay answered no stored request: not a finished login\n{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "polis_login_duration_seconds_count",
+            &[("profile", "spid")]
+        ) >= 1.0
+    );
     // Other tests of this process may count too: at least ours.
     assert!(delta("polis_acs_responses_total", &[("outcome", "accepted")]) >= 1.0);
     assert!(
@@ -168,6 +186,33 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
         ) > 0.0,
         "{after}"
     );
+    // The dependency probe: the state store, the database and the mail outbox answer.
+    let probed = crate::support::eventually(
+        std::time::Duration::from_secs(10),
+        "the dependencies probed",
+        || {
+            let url = url.clone();
+            async move {
+                let text = scrape(&url).await;
+                ["state", "database", "mail"]
+                    .iter()
+                    .all(|d| {
+                        text.lines()
+                            .any(|l| l == format!("polis_dependency_up{{dependency=\"{d}\"}} 1"))
+                    })
+                    .then_some(text)
+            }
+        },
+    )
+    .await;
+    for d in ["state", "database", "mail"] {
+        let count = sample(
+            &probed,
+            "polis_dependency_check_duration_seconds_count",
+            &[("dependency", d)],
+        );
+        assert!(count >= 1.0, "{d}:\n{probed}");
+    }
     // Nothing else on that listener.
     let other = reqwest::get(url.replace("/metrics", "/login"))
         .await
@@ -176,19 +221,37 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
 }
 
 /// `/readyz` asks the account database too: with its database gone the gateway is not
-/// ready (503, a page), while `/healthz` (liveness) still answers 200.
+/// ready (503, a page), while `/healthz` (liveness) still answers 200, and the
+/// dependency probe reports the database down.
 #[tokio::test]
 async fn readiness_needs_the_account_database() {
     let pg = crate::support::postgres::PostgresServer::shared();
     let url = pg.create_database("readyz_outage");
-    let env = Env::start_with(
-        Arc::new(MemoryStore::new()),
-        EnvOptions {
-            database: crate::support::gateway::Database::Postgres(url),
-            ..Default::default()
-        },
-    )
+    let env = Env::start_with_metrics(EnvOptions {
+        database: crate::support::gateway::Database::Postgres(url),
+        ..Default::default()
+    })
     .await;
+    let metrics = env.metrics_url.clone().unwrap();
+    let database_is = |up: u8| {
+        let metrics = metrics.clone();
+        let line = format!("polis_dependency_up{{dependency=\"database\"}} {up}");
+        crate::support::eventually(
+            std::time::Duration::from_secs(10),
+            "the probe's view of the database",
+            move || {
+                let (metrics, line) = (metrics.clone(), line.clone());
+                async move {
+                    scrape(&metrics)
+                        .await
+                        .lines()
+                        .any(|l| l == line)
+                        .then_some(())
+                }
+            },
+        )
+    };
+    database_is(1).await;
     let c = env.client();
     let get = |path: &'static str| {
         let c = c.clone();
@@ -203,6 +266,7 @@ async fn readiness_needs_the_account_database() {
     let page = r.text().await.unwrap();
     assert!(page.contains("POLIS_ACCOUNTS_UNAVAILABLE"), "{page}");
     assert_eq!(get("/healthz").await.status(), 200, "still alive");
+    database_is(0).await;
 }
 
 /// `[log] format = "json"` (here through the environment layer, `POLIS__LOG__FORMAT`):
@@ -374,6 +438,13 @@ async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
             "polis_mail_total",
             &[("kind", "temp_cp"), ("outcome", "sent")]
         ) >= 1.0
+    );
+    assert!(
+        delta(
+            "polis_mail_send_duration_seconds_count",
+            &[("outcome", "sent")]
+        ) >= 1.0,
+        "{after}"
     );
     assert!(
         delta(

@@ -1265,7 +1265,7 @@ async fn spawn_gateway(
     listener: TcpListener,
     clock: Arc<ManualClock>,
 ) -> RunningGateway {
-    let gateway = app::build_gateway(cfg, store, clock).await.unwrap();
+    let gateway = app::build_gateway(cfg, store.clone(), clock).await.unwrap();
     app::trust_mock_federation(cfg, &gateway.federation, mocks).unwrap();
     mocks
         .add_sp(
@@ -1273,6 +1273,10 @@ async fn spawn_gateway(
             gateway.cie_metadata.as_deref().map(String::as_str),
         )
         .unwrap();
+    if gateway.metrics.is_some() {
+        // As `serve` does (spawn_jobs), more often: the dependency gauges.
+        app::spawn_dependency_probe(&gateway, store, std::time::Duration::from_millis(100));
+    }
     let router = gateway.router;
     let limits = app::server_limits(cfg);
     // `[metrics]`: its router on a loopback port of its own (the configured address is
