@@ -88,11 +88,27 @@ impl Metrics {
     }
 }
 
+/// A count as a gauge value (saturating: no count here comes near 2³²).
+fn as_f64(n: usize) -> f64 {
+    f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// `polis_pending_requests`: the logins between `/login` and the ACS the state store
+/// holds, when it counts them cheaply (the memory store; Redis would need a scan of its
+/// keys, so with Redis the gauge is absent: `polis_logins_started_total` against
+/// `polis_logins_finished_total` tells the same story).
+pub fn pending_sampler(state: Arc<dyn crate::state::StateStore>) -> Sampler {
+    Box::new(move || {
+        if let Some(n) = state.pending_requests() {
+            metrics::gauge!("polis_pending_requests").set(as_f64(n));
+        }
+    })
+}
+
 /// The samplers of admission control and the verification pool.
 pub fn admission_sampler(admission: Arc<crate::admission::Admission>) -> Sampler {
     Box::new(move || {
         let s = admission.stats();
-        let as_f64 = |n: usize| f64::from(u32::try_from(n).unwrap_or(u32::MAX));
         metrics::gauge!("polis_login_requests_in_flight").set(as_f64(s.in_flight));
         metrics::gauge!("polis_verify_pool_waiting").set(as_f64(s.verify_waiting));
         metrics::gauge!("polis_verify_pool_running").set(as_f64(s.verify_running));
@@ -108,7 +124,6 @@ pub fn admission_sampler(admission: Arc<crate::admission::Admission>) -> Sampler
 /// running.
 pub fn argon2_sampler(pool: crate::blocking::BlockingPool) -> Sampler {
     Box::new(move || {
-        let as_f64 = |n: usize| f64::from(u32::try_from(n).unwrap_or(u32::MAX));
         metrics::gauge!("polis_argon2_pool_waiting").set(as_f64(pool.waiting()));
         metrics::gauge!("polis_argon2_pool_running").set(as_f64(pool.running()));
     })

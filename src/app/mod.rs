@@ -311,7 +311,7 @@ pub async fn build_gateway(
     };
     let federation = federation(cfg, &clock)?;
     let (verify, admission, txlog, metrics) =
-        verification(cfg, &accounts, (&federation, &argon2), &clock)?;
+        verification(cfg, (&accounts, &state), (&federation, &argon2), &clock)?;
     let mut sso = sso_service(cfg, key, &federation, &state, (verify, txlog), &clock)?;
     if let Some(cie) = cie {
         sso = sso.with_cie_identity(cie);
@@ -481,7 +481,7 @@ type Verification = (
 
 fn verification(
     cfg: &Config,
-    accounts: &Arc<dyn AccountStore>,
+    (accounts, state): (&Arc<dyn AccountStore>, &Arc<dyn StateStore>),
     (federation, argon2): (&Arc<Federation>, &BlockingPool),
     clock: &SharedClock,
 ) -> anyhow::Result<Verification> {
@@ -492,7 +492,13 @@ fn verification(
         accounts.clone(),
     ));
     let txlog = Arc::new(FileTxLog::open(&cfg.txlog_dir)?);
-    let metrics = metrics_router(cfg, &admission, &txlog, (federation, argon2), clock);
+    let metrics = metrics_router(
+        cfg,
+        (&admission, state),
+        &txlog,
+        (federation, argon2),
+        clock,
+    );
     Ok((verify, admission, txlog, metrics))
 }
 
@@ -500,7 +506,7 @@ fn verification(
 /// could be installed).
 fn metrics_router(
     cfg: &Config,
-    admission: &Arc<crate::admission::Admission>,
+    (admission, state): (&Arc<crate::admission::Admission>, &Arc<dyn StateStore>),
     txlog: &Arc<FileTxLog>,
     (federation, argon2): (&Arc<Federation>, &BlockingPool),
     clock: &SharedClock,
@@ -508,6 +514,7 @@ fn metrics_router(
     cfg.metrics_listen?;
     let metrics = crate::telemetry::Metrics::new()?
         .with_sampler(crate::telemetry::admission_sampler(admission.clone()))
+        .with_sampler(crate::telemetry::pending_sampler(state.clone()))
         .with_sampler(crate::telemetry::txlog_sampler(txlog.clone()))
         .with_sampler(crate::telemetry::argon2_sampler(argon2.clone()))
         .with_sampler(crate::telemetry::certificate_sampler(

@@ -250,6 +250,10 @@ impl StateStore for MemoryStore {
         Ok(false)
     }
 
+    fn pending_requests(&self) -> Option<usize> {
+        Some(self.pending())
+    }
+
     async fn ping(&self) -> Result<(), StateError> {
         Ok(())
     }

@@ -150,6 +150,11 @@ pub trait StateStore: Send + Sync + 'static {
     async fn delete_if_equals(&self, key: &str, expected: &[u8]) -> Result<bool, StateError>;
     /// Health check (PING).
     async fn ping(&self) -> Result<(), StateError>;
+    /// The pending requests ([`put_stamped`](Self::put_stamped) entries) held now, if
+    /// the backend knows it without a scan (the memory store does; Redis: `None`).
+    fn pending_requests(&self) -> Option<usize> {
+        None
+    }
     /// [`put`](Self::put), stamped with the store incarnation that stores it (the Redis
     /// server process holding the key). Read it back only with
     /// [`get_stamped`](Self::get_stamped) / [`take_stamped`](Self::take_stamped).

@@ -160,6 +160,7 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
     );
     for gauge in [
         "polis_login_requests_in_flight",
+        "polis_pending_requests",
         "polis_verify_pool_waiting",
         "polis_verify_pool_running",
         "polis_db_connections_max",
