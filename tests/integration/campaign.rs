@@ -49,12 +49,17 @@ fn notices_to(env: &Env, email: &str) -> Vec<String> {
 }
 
 async fn run(env: &Env) -> (Progress, Vec<ReportRow>) {
+    run_with(env, &options()).await
+}
+
+/// One run of [`rule`] with `options`: its progress and its report rows.
+async fn run_with(env: &Env, options: &RunOptions) -> (Progress, Vec<ReportRow>) {
     let mut rows = Vec::new();
     let progress = env
         .campaign
         .run(
             &rule(),
-            &options(),
+            options,
             &mut |row| {
                 rows.push(row.clone());
                 Ok(())
@@ -243,20 +248,7 @@ async fn a_dry_run_changes_and_sends_nothing() {
         dry_run: true,
         ..options()
     };
-    let mut rows = Vec::new();
-    let p = env
-        .campaign
-        .run(
-            &rule(),
-            &dry,
-            &mut |r| {
-                rows.push(r.clone());
-                Ok(())
-            },
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
+    let (p, rows) = run_with(&env, &dry).await;
     // Overdue and never told: the notice is what would go out first.
     assert_eq!((p.notified, p.revoked), (1, 0), "{p:?}");
     assert_eq!(rows.len(), 1);

@@ -82,6 +82,21 @@ fn delta_of(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> f
     sample(after, name, labels) - sample(before, name, labels)
 }
 
+/// Scrapes `url` until `holds` is true of the text (at most 10 s), and returns it.
+async fn scrape_until(url: &str, what: &str, holds: impl Fn(&str) -> bool) -> String {
+    let holds = &holds;
+    crate::support::eventually(std::time::Duration::from_secs(10), what, || async move {
+        let text = scrape(url).await;
+        holds(&text).then_some(text)
+    })
+    .await
+}
+
+/// Whether the exposition has the exact line `line`.
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l == line)
+}
+
 async fn scrape(url: &str) -> String {
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -188,23 +203,14 @@ async fn logins_move_the_counters_and_the_pools_are_exported() {
         "{after}"
     );
     // The dependency probe: the state store, the database and the mail outbox answer.
-    let probed = crate::support::eventually(
-        std::time::Duration::from_secs(10),
-        "the dependencies probed",
-        || {
-            let url = url.clone();
-            async move {
-                let text = scrape(&url).await;
-                ["state", "database", "mail"]
-                    .iter()
-                    .all(|d| {
-                        text.lines()
-                            .any(|l| l == format!("polis_dependency_up{{dependency=\"{d}\"}} 1"))
-                    })
-                    .then_some(text)
-            }
-        },
-    )
+    let probed = scrape_until(&url, "the dependencies probed", |text| {
+        ["state", "database", "mail"].iter().all(|d| {
+            has_line(
+                text,
+                &format!("polis_dependency_up{{dependency=\"{d}\"}} 1"),
+            )
+        })
+    })
     .await;
     for d in ["state", "database", "mail"] {
         let count = sample(
@@ -235,22 +241,14 @@ async fn readiness_needs_the_account_database() {
     .await;
     let metrics = env.metrics_url.clone().unwrap();
     let database_is = |up: u8| {
-        let metrics = metrics.clone();
         let line = format!("polis_dependency_up{{dependency=\"database\"}} {up}");
-        crate::support::eventually(
-            std::time::Duration::from_secs(10),
-            "the probe's view of the database",
-            move || {
-                let (metrics, line) = (metrics.clone(), line.clone());
-                async move {
-                    scrape(&metrics)
-                        .await
-                        .lines()
-                        .any(|l| l == line)
-                        .then_some(())
-                }
-            },
-        )
+        let metrics = metrics.clone();
+        async move {
+            scrape_until(&metrics, "the probe's view of the database", |text| {
+                has_line(text, &line)
+            })
+            .await
+        }
     };
     database_is(1).await;
     let c = env.client();
@@ -464,22 +462,13 @@ async fn the_abilitazione_and_the_oidc_tokens_are_counted() {
     // «Esci»: the back-channel logout to the client (nobody listens there) is counted.
     let r = env.post_form(&browser, "/logout", &[]).await;
     assert!(r.status().is_redirection(), "{}", r.status());
-    let counted = crate::support::eventually(
-        std::time::Duration::from_secs(10),
-        "the back-channel logout counted",
-        || {
-            let url = url.clone();
-            async move {
-                let text = scrape(&url).await;
-                (sample(
-                    &text,
-                    "polis_backchannel_logout_total",
-                    &[("outcome", "failed")],
-                ) >= 1.0)
-                    .then_some(text)
-            }
-        },
-    )
+    let counted = scrape_until(&url, "the back-channel logout counted", |text| {
+        sample(
+            text,
+            "polis_backchannel_logout_total",
+            &[("outcome", "failed")],
+        ) >= 1.0
+    })
     .await;
     // Every series the shipped dashboard queries is exported by now.
     assert_dashboard_metrics_exported(&counted);
