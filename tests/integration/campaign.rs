@@ -301,3 +301,27 @@ async fn a_revocation_ends_the_live_session_and_the_tokens_of_the_person() {
     assert_eq!(status, 200);
     assert!(page.contains("richiesta della persona"), "{page}");
 }
+
+/// Two replicas' daily runs at once (two concurrent runs on one database): every
+/// notice goes out once, whichever run claimed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runs_at_once_send_each_notice_once() {
+    let env = Env::start_with(Arc::new(MemoryStore::new()), EnvOptions::default()).await;
+    let people: Vec<String> = ["RSSMRA80A01H501U", "BNCGLI85M52F205H", "VRDLCU72T10L219N"]
+        .map(String::from)
+        .to_vec();
+    for cf in &people {
+        env.enable_account(&env.client(), cf, "Scuola2026x").await;
+        let account = env.account(cf).await.unwrap();
+        let long_ago = Utc::now() - chrono::Duration::days(800);
+        env.accounts
+            .touch_last_access(account.id, None, long_ago)
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(run(&env), run(&env));
+    assert_eq!(a.0.notified + b.0.notified, 3, "{a:?} {b:?}");
+    for cf in &people {
+        assert_eq!(notices_to(&env, &email_of(cf)).len(), 1, "{cf}");
+    }
+}
