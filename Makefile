@@ -87,7 +87,7 @@ bench-campaign: deps-test ## inactivity campaign over 2,000,000 accounts on Post
 # sanitizer flags libFuzzer needs. New inputs the fuzzer keeps land in fuzz/corpus/<t>/
 # (commit the interesting ones; `cargo test` replays them all).
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= xml_reader post_binding redirect_binding response_parse fiscal_code xml_differential
+FUZZ_TARGETS ?= xml_reader post_binding redirect_binding response_parse fiscal_code xml_differential signature_differential
 fuzz: deps ## run each fuzz target for FUZZ_SECONDS (600) s; FUZZ_TARGETS narrows it
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

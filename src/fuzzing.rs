@@ -67,6 +67,39 @@ pub fn response_parse(data: &[u8]) {
     }
 }
 
+/// The one-parse signature verifier against xmlsec, on Responses that pass the
+/// structural pre-filter, with the demo mock IdP's certificate as the trusted key (the
+/// corpus holds documents it signed, which the fuzzer then mutates):
+/// - what the verifier accepts, xmlsec accepts (it never trusts more than the oracle);
+/// - what xmlsec accepts, the verifier accepts too, unless a comment stands in the
+///   signed text (refused on purpose): a difference is a canonicalisation bug.
+pub fn signature_differential(data: &[u8]) {
+    use crate::saml::sign::TrustedCert;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = response::parse(text, Limits::default()) else {
+        return;
+    };
+    let cert = TrustedCert::from_pem(include_bytes!("../certs/demo/mock-idp.crt"));
+    assert!(cert.is_ok(), "the demo certificate must load");
+    let Ok(cert) = cert else {
+        return;
+    };
+    let certs = [cert];
+    let root = parsed.root();
+    let native = crate::saml::verify::verify_all(root, &certs).is_ok();
+    let oracle = crate::saml::sign::xmlsec_verifies_all(text, &certs);
+    assert!(
+        !native || oracle,
+        "the verifier accepted what xmlsec refuses"
+    );
+    assert!(
+        !oracle || native || root.comment_in_text(),
+        "xmlsec accepted what the verifier refuses"
+    );
+}
+
 /// The codice fiscale parser: never panics; what it accepts is 16 characters and
 /// parses again to itself.
 pub fn fiscal_code(data: &[u8]) {

@@ -175,6 +175,8 @@ where
     F: Fn(T) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    // A line to attach a profiler on (`perf record -p <gateway pid>`).
+    eprintln!("[{}] {scenario} c={c}: measuring", t.backend);
     let before = t.meter.snapshot();
     let (outcomes, wall) = closed_loop(items, c, f).await;
     let after = t.meter.snapshot();

@@ -1,13 +1,17 @@
 //! The SAML 2.0 + SPID protocol core.
 //!
 //! Pure: inputs in, values out. No clock reads (`now` is a parameter), no I/O, no
-//! async runtime. samael/xmlsec is used only as the XML-DSig engine, behind our own
-//! hardening in [`response`] (see ARCHITECTURE.md, "The ACS trust path").
+//! async runtime. The ACS verifies Response signatures on the strict reader's own tree
+//! ([`verify`], [`c14n`]); samael/xmlsec is the XML-DSig engine of metadata and logout
+//! messages and the oracle of the differential tests (see ARCHITECTURE.md, "The ACS
+//! trust path").
 
 /// The attributes of a verified Assertion: one value each, bounded.
 pub mod attributes;
 /// Redirect and POST binding encodings (deflate, base64, query signing octets).
 pub mod binding;
+/// Exclusive XML canonicalisation of the strict reader's tree.
+pub mod c14n;
 /// The "Entra con CIE" SP metadata (CIE manual, federazione).
 pub mod cie_metadata;
 /// Typed errors with stable codes.
@@ -30,6 +34,8 @@ pub mod sign;
 pub mod sp_metadata;
 /// xs:dateTime parsing and formatting.
 pub mod time;
+/// The one-parse XML-DSig verifier of enveloped signatures (the ACS's).
+pub mod verify;
 /// A strict, bounded XML reader into a small namespace-aware tree, and escaping.
 pub mod xml;
 

@@ -12,10 +12,12 @@
 //!    ([`super::sign::check_signature_shape`]).
 //! 2. [`validate`]: envelope rules (R-RESP, R-STATUS, R-ISSUER) against the pending
 //!    request; a non-Success status becomes [`SamlError::IdpStatus`].
-//! 3. The Assertion must carry its own signature; xmlsec verifies every signature
-//!    and the document is reduced to the signed content (samael).
+//! 3. The Assertion must carry its own signature; every signature is verified on this
+//!    same tree ([`super::verify`]: exclusive c14n of the element the signature is a
+//!    child of, digest, RSA with the metadata keys), so what is read next is exactly
+//!    what was verified.
 //! 4. Assertion rules (R-ASSERTION, R-SUBJECT, R-COND, R-AUTHN, R-ACR, R-ATTR) on
-//!    the reduced, verified Assertion only.
+//!    the verified Assertion only.
 
 use std::collections::BTreeMap;
 
@@ -23,8 +25,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::error::{SamlError, SpidErrorCode};
 use super::request::PendingRequest;
-use super::sign::{ReferenceRule, TrustedCert, check_signature_shape, verify_and_reduce};
+use super::sign::{ReferenceRule, TrustedCert, check_signature_shape};
 use super::time::parse_instant;
+use super::verify::verify_enveloped;
 use super::xml::{self, Element, Limits};
 use super::{
     CM_BEARER, FORMAT_ENTITY, FORMAT_TRANSIENT, Level, NS_DS, NS_SAML, NS_SAMLP, STATUS_SUCCESS,
@@ -35,7 +38,6 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct ParsedResponse {
     root: Element,
-    xml: String,
 }
 
 impl ParsedResponse {
@@ -50,6 +52,10 @@ impl ParsedResponse {
     /// Response `IssueInstant` as claimed (for the transaction log).
     pub fn issue_instant(&self) -> Option<&str> {
         self.root.attr("IssueInstant")
+    }
+    /// The tree as read (unverified), for the fuzz targets.
+    pub(crate) fn root(&self) -> &Element {
+        &self.root
     }
     /// Response Issuer text as claimed (for the transaction log).
     pub fn issuer(&self) -> Option<&str> {
@@ -118,10 +124,23 @@ pub fn parse(xml_text: &str, limits: Limits) -> Result<ParsedResponse, SamlError
             "a Signature may only be a direct child of Response or Assertion".into(),
         ));
     }
-    Ok(ParsedResponse {
-        root,
-        xml: xml_text.to_owned(),
-    })
+    check_unique_ids(&root, &all)?;
+    Ok(ParsedResponse { root })
+}
+
+/// No two elements carry the same `ID` (XML-DSig references name elements by it; the
+/// verifier checks the element it reads, and a repeated ID is refused besides, as
+/// xmlsec refuses it).
+fn check_unique_ids(root: &Element, all: &[&Element]) -> Result<(), SamlError> {
+    let mut ids: Vec<&str> = std::iter::once(root)
+        .chain(all.iter().copied())
+        .filter_map(|e| e.attr("ID"))
+        .collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w.first() == w.last()) {
+        return Err(SamlError::Structure("the same ID on two elements".into()));
+    }
+    Ok(())
 }
 
 /// What a Response is checked against.
@@ -297,47 +316,33 @@ pub fn validate(parsed: &ParsedResponse, c: &ResponseCheck<'_>) -> ResponseOutco
     check_issuer(root, "Response Issuer", &c.pending.idp_entity_id, false)?;
     // R-STATUS
     let (status, sub_status, code) = status_of(root)?;
+    let response_signed = root.unique_child(NS_DS, "Signature")?.is_some();
     if status != STATUS_SUCCESS {
         // A signed error must verify; an unsigned one is reported but marked as such.
-        let authenticated = root.unique_child(NS_DS, "Signature")?.is_some();
-        if authenticated {
-            verify_and_reduce(&parsed.xml, c.idp_certs, c.limits, ReferenceRule::IdOnly)?;
+        if response_signed {
+            verify_enveloped(&[root], c.idp_certs)?;
         }
         return Err(SamlError::IdpStatus {
             status,
             sub_status,
             code,
-            authenticated,
+            authenticated: response_signed,
             profile: c.pending.profile,
         });
     }
-    // R-ASSERTION + R-SIG
-    let claimed = root
+    // R-ASSERTION + R-SIG: the Assertion carries its own signature, the Response's
+    // verifies if present; both on this very tree (no ID lookup, no second parse).
+    let assertion = root
         .unique_child(NS_SAML, "Assertion")?
         .ok_or(SamlError::Missing("Assertion"))?;
-    if claimed.unique_child(NS_DS, "Signature")?.is_none() {
+    if assertion.unique_child(NS_DS, "Signature")?.is_none() {
         return Err(SamlError::SignatureMissing("the Assertion must be signed"));
     }
-    let claimed_id = required_attr(claimed, "ID")?;
-    let reduced = verify_and_reduce(&parsed.xml, c.idp_certs, c.limits, ReferenceRule::IdOnly)?;
-    let assertion = if reduced.is(NS_SAML, "Assertion") {
-        &reduced
-    } else if reduced.is(NS_SAMLP, "Response") {
-        reduced
-            .unique_child(NS_SAML, "Assertion")?
-            .ok_or(SamlError::SignatureMissing(
-                "the Assertion is not covered by the signature",
-            ))?
-    } else {
-        return Err(SamlError::Structure(
-            "signed content is neither Response nor Assertion".into(),
-        ));
-    };
-    if assertion.attr("ID") != Some(claimed_id) {
-        return Err(SamlError::Structure(
-            "the signed Assertion is not the one in the Response".into(),
-        ));
+    required_attr(assertion, "ID")?;
+    if response_signed {
+        verify_enveloped(&[root], c.idp_certs)?;
     }
+    verify_enveloped(&[root, assertion], c.idp_certs)?;
     validate_assertion(assertion, parsed, c)
 }
 

@@ -151,17 +151,29 @@ pub fn strip_xml_declaration(xml: &str) -> &str {
 }
 
 /// An IdP (or peer) certificate taken from metadata: the only keys we verify with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its public key is parsed once, here, and reused by every verification.
+#[derive(Debug, Clone)]
 pub struct TrustedCert {
     der: Vec<u8>,
+    key: PKey<Public>,
 }
 
+impl PartialEq for TrustedCert {
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+
+impl Eq for TrustedCert {}
+
 impl TrustedCert {
-    /// From DER; refuses what OpenSSL cannot parse.
+    /// From DER; refuses what OpenSSL cannot parse, or a certificate without a usable
+    /// public key.
     pub fn from_der(der: Vec<u8>) -> Result<Self, SamlError> {
-        X509::from_der(&der)
+        let key = X509::from_der(&der)
+            .and_then(|c| c.public_key())
             .map_err(|_| SamlError::invalid("X509Certificate", "not a certificate"))?;
-        Ok(Self { der })
+        Ok(Self { der, key })
     }
 
     /// From the base64 text of `ds:X509Certificate` (whitespace allowed).
@@ -190,10 +202,9 @@ impl TrustedCert {
         STANDARD.encode(&self.der)
     }
 
-    fn public_key(&self) -> Result<PKey<Public>, SamlError> {
-        X509::from_der(&self.der)
-            .and_then(|c| c.public_key())
-            .map_err(ossl)
+    /// The certificate's public key, parsed when the certificate was read.
+    pub fn key(&self) -> &PKey<Public> {
+        &self.key
     }
 }
 
@@ -452,6 +463,24 @@ pub fn verify_and_reduce(
     xml::parse(&reduced, limits)
 }
 
+/// xmlsec's verdict on every signature in `xml` with `certs` only, without samael's
+/// reduction (which also refuses some valid documents): the oracle the one-parse
+/// verifier ([`super::verify`]) is tested and fuzzed against.
+pub fn xmlsec_verifies_all(xml: &str, certs: &[TrustedCert]) -> bool {
+    let ders: Vec<CertificateDer> = certs
+        .iter()
+        .map(|c| CertificateDer::from(c.der.clone()))
+        .collect();
+    !ders.is_empty()
+        && Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            xml,
+            &ders,
+            ReduceMode::PreDigest,
+            Some(&ALLOWED_SIGNATURE_ALGORITHMS),
+        )
+        .is_ok()
+}
+
 /// Verifies a Redirect-binding signature over the raw received octets.
 pub fn verify_octets(
     octets: &[u8],
@@ -473,8 +502,7 @@ pub fn verify_octets(
         .decode(cleaned)
         .map_err(|_| SamlError::Encoding("Signature is not base64".into()))?;
     for cert in certs {
-        let key = cert.public_key()?;
-        let mut verifier = Verifier::new(md, &key).map_err(ossl)?;
+        let mut verifier = Verifier::new(md, cert.key()).map_err(ossl)?;
         verifier.update(octets).map_err(ossl)?;
         if verifier.verify(&sig).unwrap_or(false) {
             return Ok(());

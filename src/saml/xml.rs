@@ -41,19 +41,36 @@ impl Default for Limits {
 pub struct Attr {
     /// Namespace URI, if the attribute is prefixed.
     pub ns: Option<String>,
+    /// The prefix as written (None for unprefixed attributes).
+    pub prefix: Option<String>,
     /// Local name.
     pub name: String,
     /// Unescaped value.
     pub value: String,
 }
 
-/// An element with its resolved namespace, attributes, child elements and text.
+/// A namespace declaration as written on an element (`xmlns` or `xmlns:p`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsDecl {
+    /// The declared prefix (None for the default namespace).
+    pub prefix: Option<String>,
+    /// The namespace name.
+    pub uri: String,
+}
+
+/// An element with its resolved namespace, attributes, child elements and text, plus
+/// what exclusive canonicalisation needs ([`super::c14n`]): the prefixes as written,
+/// the namespace declarations, and the text between the children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Namespace URI (None when unbound).
     pub ns: Option<String>,
+    /// The prefix as written (None when unprefixed).
+    pub prefix: Option<String>,
     /// Local name.
     pub name: String,
+    /// Namespace declarations made on this element, in document order.
+    pub ns_decls: Vec<NsDecl>,
     /// Attributes in document order.
     pub attrs: Vec<Attr>,
     /// Child elements in document order.
@@ -61,6 +78,12 @@ pub struct Element {
     /// Concatenation of the direct text and CDATA children (comments contribute nothing,
     /// matching exclusive canonicalisation without comments).
     pub text: String,
+    /// The same text split around the children: `segments[i]` stands before
+    /// `children[i]`, the last one after the last child (`children.len() + 1` of them
+    /// in every tree [`parse`] builds).
+    pub segments: Vec<String>,
+    /// A comment stood directly in this element (it contributes no text).
+    pub has_comment: bool,
 }
 
 impl Element {
@@ -114,6 +137,14 @@ impl Element {
             stack.extend(e.children.iter().rev());
         }
         out
+    }
+
+    /// True if, anywhere in this element's subtree, a comment stands in an element
+    /// that has text (not only white space): where a comment could split a value in
+    /// two for a reader that takes the first text node (the NameID truncation attack).
+    pub fn comment_in_text(&self) -> bool {
+        (self.has_comment && !self.text.trim_matches([' ', '\t', '\n', '\r']).is_empty())
+            || self.children.iter().any(Element::comment_in_text)
     }
 
     /// Trimmed text.
@@ -185,7 +216,11 @@ pub fn parse(input: &str, limits: Limits) -> Result<Element, SamlError> {
             }
             Event::CData(t) => tree.text(&t.decode().map_err(xml_err)?, "CDATA")?,
             Event::GeneralRef(r) => tree.text(&resolve_reference(&r)?.to_string(), "reference")?,
-            Event::Comment(_) => {}
+            Event::Comment(_) => {
+                if let Some(top) = tree.stack.last_mut() {
+                    top.has_comment = true;
+                }
+            }
             // Only as the very first bytes: libxml2 reads nothing else as a declaration.
             Event::Decl(ref decl) if is_first && input.starts_with("<?xml") => {
                 check_declaration_syntax(input)?;
@@ -266,6 +301,10 @@ impl TreeBuilder {
         match self.stack.last_mut() {
             Some(top) => {
                 top.text.push_str(text);
+                match top.segments.last_mut() {
+                    Some(last) => last.push_str(text),
+                    None => top.segments.push(text.to_owned()),
+                }
                 Ok(())
             }
             // XML white space only (Rust's `trim` also drops U+0085 and the like, which
@@ -296,7 +335,9 @@ fn read_element(
     }
     check_attribute_separation(start.as_ref())?;
     let name = String::from_utf8(start.local_name().as_ref().to_vec()).map_err(xml_err)?;
+    let prefix = prefix_of(start.name())?;
     let mut attrs = Vec::new();
+    let mut ns_decls = Vec::new();
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(xml_err)?;
         let key = attr.key;
@@ -306,19 +347,7 @@ fn read_element(
             return Err(SamlError::Xml("`<` in an attribute value".into()));
         }
         if let Some(binding) = key.as_namespace_binding() {
-            // quick-xml resolves prefixes with the raw value, libxml2 with the
-            // normalized, unescaped one: a URI with white space or a reference would be
-            // two namespaces (a namespace name has neither anyway).
-            if attr
-                .value
-                .iter()
-                .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'&'))
-            {
-                return Err(SamlError::Xml(
-                    "white space or a reference in a namespace name".into(),
-                ));
-            }
-            check_namespace_binding(binding, &String::from_utf8_lossy(&attr.value))?;
+            ns_decls.push(read_namespace_binding(binding, &attr.value)?);
             continue;
         }
         if attrs.len() >= limits.max_attributes {
@@ -344,17 +373,56 @@ fn read_element(
         }
         attrs.push(Attr {
             ns: ans,
+            prefix: prefix_of(key)?,
             name: String::from_utf8(local.as_ref().to_vec()).map_err(xml_err)?,
             value,
         });
     }
     Ok(Element {
         ns,
+        prefix,
         name,
+        ns_decls,
         attrs,
         children: Vec::new(),
         text: String::new(),
+        segments: vec![String::new()],
+        has_comment: false,
     })
+}
+
+/// A namespace declaration (`xmlns` / `xmlns:p`), checked.
+fn read_namespace_binding(
+    binding: quick_xml::name::PrefixDeclaration<'_>,
+    value: &[u8],
+) -> Result<NsDecl, SamlError> {
+    // quick-xml resolves prefixes with the raw value, libxml2 with the normalized,
+    // unescaped one: a URI with white space or a reference would be two namespaces
+    // (a namespace name has neither anyway).
+    if value
+        .iter()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'&'))
+    {
+        return Err(SamlError::Xml(
+            "white space or a reference in a namespace name".into(),
+        ));
+    }
+    let uri = String::from_utf8(value.to_vec()).map_err(xml_err)?;
+    check_namespace_binding(binding, &uri)?;
+    let prefix = match binding {
+        quick_xml::name::PrefixDeclaration::Default => None,
+        quick_xml::name::PrefixDeclaration::Named(p) => {
+            Some(String::from_utf8(p.to_vec()).map_err(xml_err)?)
+        }
+    };
+    Ok(NsDecl { prefix, uri })
+}
+
+/// The prefix of a qualified name as written (None when unprefixed).
+fn prefix_of(name: quick_xml::name::QName<'_>) -> Result<Option<String>, SamlError> {
+    name.prefix()
+        .map(|p| String::from_utf8(p.as_ref().to_vec()).map_err(xml_err))
+        .transpose()
 }
 
 /// The reserved namespaces (Namespaces in XML 1.0 §3), as libxml2 enforces them: the
@@ -373,6 +441,8 @@ fn check_namespace_binding(
     let ok = match prefix {
         Some(b"xmlns") => false,
         Some(b"xml") => uri == XML_NS,
+        // Namespaces in XML 1.0 has no prefix undeclaration (`xmlns:p=""`).
+        Some(_) if uri.is_empty() => false,
         _ => uri != XML_NS && uri != XMLNS_NS,
     };
     if ok {
@@ -567,7 +637,10 @@ fn pseudo_attribute_value(s: &str) -> Option<(&str, &str)> {
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     match stack.last_mut() {
-        Some(parent) => parent.children.push(el),
+        Some(parent) => {
+            parent.children.push(el);
+            parent.segments.push(String::new());
+        }
         None => *root = Some(el),
     }
 }

@@ -78,3 +78,26 @@ fn xml_differential_corpus() {
     // Not vacuous: the seeds include documents both readers accept.
     assert!(compared >= 4, "only {compared} inputs compared");
 }
+
+#[test]
+fn signature_differential_corpus() {
+    replay("signature_differential", fuzzing::signature_differential);
+    // The seeds verify (both verifiers: the replay above asserts they agree), so the
+    // replay compares acceptances, not only refusals.
+    let cert = polis_gateway::saml::sign::TrustedCert::from_pem(include_bytes!(
+        "../../certs/demo/mock-idp.crt"
+    ))
+    .unwrap();
+    for seed in ["both-signed.xml", "assertion-signed.xml", "mock-idp.xml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/signature_differential")
+            .join(seed);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let root = polis_gateway::saml::xml::parse(&text, Default::default()).unwrap();
+        assert_eq!(
+            polis_gateway::saml::verify::verify_all(&root, std::slice::from_ref(&cert)),
+            Ok(()),
+            "{seed}"
+        );
+    }
+}
