@@ -40,13 +40,14 @@ use super::{NS_DS, xml};
 
 /// `SignatureMethod` for RSA-SHA256.
 pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
-const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
-const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
-const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
-const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
-const TRANSFORM_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
-const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub(crate) const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
+pub(crate) const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
+pub(crate) const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+pub(crate) const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
+pub(crate) const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+pub(crate) const TRANSFORM_ENVELOPED: &str =
+    "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+pub(crate) const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
 /// Signature algorithms accepted on inbound messages (SPID: RSA with SHA-256 or better).
 pub const ALLOWED_SIGNATURE_ALGORITHMS: [AllowedSignatureAlgorithm; 3] = [

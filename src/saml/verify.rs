@@ -26,17 +26,11 @@ use openssl::sign::Verifier;
 use super::NS_DS;
 use super::c14n::{self, Subset};
 use super::error::SamlError;
-use super::sign::TrustedCert;
+use super::sign::{
+    ALG_RSA_SHA256, ALG_RSA_SHA384, ALG_RSA_SHA512, C14N_EXCLUSIVE, DIGEST_SHA256, DIGEST_SHA384,
+    DIGEST_SHA512, TRANSFORM_ENVELOPED, TrustedCert,
+};
 use super::xml::Element;
-
-const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
-const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
-const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
-const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
-const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
-const TRANSFORM_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
-const C14N_EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
 fn not_allowed(m: &str) -> SamlError {
     SamlError::SignatureNotAllowed(m.to_owned())
