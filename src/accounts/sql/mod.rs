@@ -35,7 +35,7 @@ mod audit;
 mod campaign;
 mod row;
 
-use row::{account_from_row, bad_data, bind_data, parse_timestamp, timestamp_text};
+use row::{account_from_row, bind_data, identities_from_rows, timestamp_text};
 
 use super::{
     Account, AccountError, AccountStore, FiscalCode, IdentityKey, LinkedIdentity, NewAccount,
@@ -98,9 +98,6 @@ const INSERT_IDENTITY: &str = "INSERT INTO account_identities (scheme, subject, 
 /// Links an identity to an existing account unless it is linked already.
 const LINK_IDENTITY: &str = "INSERT INTO account_identities (scheme, subject, account_id, \
      linked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scheme, subject) DO NOTHING";
-/// The identities of an account, oldest first.
-const IDENTITIES_OF: &str = "SELECT scheme, subject, linked_at, last_login_at FROM account_identities \
-     WHERE account_id = $1 ORDER BY linked_at, scheme, subject";
 /// Stamps the login on an identity.
 const TOUCH_IDENTITY: &str = "UPDATE account_identities SET last_login_at = $3 \
      WHERE scheme = $1 AND subject = $2";
@@ -116,6 +113,49 @@ macro_rules! account_columns {
          spid_level, spid_code, terms_json, revocation_json, version"
     };
 }
+
+/// The columns of `account_identities` as `identity_from_row` reads them (prefixed
+/// `i_`, so they can sit beside an account's columns in one row).
+macro_rules! identity_columns {
+    () => {
+        "account_identities.scheme AS i_scheme, account_identities.subject AS i_subject, \
+         account_identities.linked_at AS i_linked_at, \
+         account_identities.last_login_at AS i_last_login_at"
+    };
+}
+
+/// Identities oldest first (ties by scheme and subject, so the order is total).
+macro_rules! identity_order {
+    () => {
+        "i_linked_at, i_scheme, i_subject"
+    };
+}
+
+/// One account found by `$where` with its identities, in one statement: a row per
+/// identity (one row with NULL identity columns when it has none).
+macro_rules! account_with_identities {
+    ($where:literal) => {
+        concat!(
+            "SELECT ",
+            account_columns!(),
+            ", ",
+            identity_columns!(),
+            " FROM accounts LEFT JOIN account_identities \
+             ON account_identities.account_id = accounts.id WHERE ",
+            $where,
+            " ORDER BY ",
+            identity_order!()
+        )
+    };
+}
+
+/// The identities of an account, oldest first (the columns `identity_from_row` reads).
+const IDENTITIES_OF: &str = concat!(
+    "SELECT ",
+    identity_columns!(),
+    " FROM account_identities WHERE account_id = $1 ORDER BY ",
+    identity_order!()
+);
 
 const INSERT: &str = "INSERT INTO accounts (id, username, fiscal_code, given_name, family_name, \
      birth_date, birth_place, sex, email, domicile_json, phones_json, id_document_json, \
@@ -195,6 +235,10 @@ impl SqlAccountStore {
                 url = prepare_sqlite_file(&url).await?;
                 enable_wal(&url).await?;
             }
+            // A SQLite connection is a file handle, not a socket that can go stale: the
+            // ping before every acquire would only be a round trip to its worker thread
+            // (sqlx still pings on release, which catches a connection left mid-query).
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::query("PRAGMA foreign_keys = ON")
@@ -242,6 +286,19 @@ impl SqlAccountStore {
         self.pool.close().await;
     }
 
+    /// The account a lookup query (`lookup::*`: account and identity columns, a row
+    /// per identity) finds: one statement, one connection.
+    async fn fetch_account(&self, query: AnyQuery<'_>) -> Result<Option<Account>, AccountError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(map_error)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut account = account_from_row(first)?;
+        account.identities = identities_from_rows(&rows)?;
+        Ok(Some(account))
+    }
+
+    /// The account an `UPDATE … RETURNING <account columns>` wrote, with its identities.
     async fn fetch_one_where(&self, query: AnyQuery<'_>) -> Result<Option<Account>, AccountError> {
         let row = query.fetch_optional(&self.pool).await.map_err(map_error)?;
         let Some(mut account) = row.as_ref().map(account_from_row).transpose()? else {
@@ -257,20 +314,7 @@ impl SqlAccountStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let scheme: String = row.try_get("scheme").map_err(map_error)?;
-                let linked_at: String = row.try_get("linked_at").map_err(map_error)?;
-                let last_login_at: Option<String> =
-                    row.try_get("last_login_at").map_err(map_error)?;
-                Ok(LinkedIdentity {
-                    scheme: scheme.parse::<Scheme>().map_err(bad_data("scheme"))?,
-                    subject: row.try_get("subject").map_err(map_error)?,
-                    linked_at: parse_timestamp(&linked_at)?,
-                    last_login_at: last_login_at.as_deref().map(parse_timestamp).transpose()?,
-                })
-            })
-            .collect()
+        identities_from_rows(&rows)
     }
 
     /// Creates the account of `new` with `key` as its first identity, in one
@@ -430,7 +474,7 @@ impl AccountStore for SqlAccountStore {
     }
 
     async fn find_by_id(&self, id: Uuid) -> Result<Option<Account>, AccountError> {
-        self.fetch_one_where(sqlx::query(lookup::BY_ID).bind(id.to_string()))
+        self.fetch_account(sqlx::query(lookup::BY_ID).bind(id.to_string()))
             .await
     }
 
@@ -438,14 +482,14 @@ impl AccountStore for SqlAccountStore {
         &self,
         fiscal_code: &FiscalCode,
     ) -> Result<Option<Account>, AccountError> {
-        self.fetch_one_where(
+        self.fetch_account(
             sqlx::query(lookup::BY_FISCAL_CODE).bind(fiscal_code.as_str().to_owned()),
         )
         .await
     }
 
     async fn find_by_identity(&self, key: &IdentityKey) -> Result<Option<Account>, AccountError> {
-        self.fetch_one_where(
+        self.fetch_account(
             sqlx::query(lookup::BY_IDENTITY)
                 .bind(key.scheme.as_str().to_owned())
                 .bind(key.subject.clone()),
@@ -454,7 +498,7 @@ impl AccountStore for SqlAccountStore {
     }
 
     async fn find_by_username(&self, username: &str) -> Result<Option<Account>, AccountError> {
-        self.fetch_one_where(sqlx::query(lookup::BY_USERNAME).bind(username.to_owned()))
+        self.fetch_account(sqlx::query(lookup::BY_USERNAME).bind(username.to_owned()))
             .await
     }
 
@@ -582,30 +626,17 @@ pub fn migrator() -> Migrator {
     )
 }
 
-/// The lookup queries (`SELECT <every column> … WHERE <key> = $1`), spelled out so they
-/// stay `&'static str` (sqlx 0.9 only takes other strings wrapped in `AssertSqlSafe`).
+/// The lookup queries (an account and its identities, [`account_with_identities`]),
+/// spelled out so they stay `&'static str` (sqlx 0.9 only takes other strings wrapped in
+/// `AssertSqlSafe`).
 mod lookup {
-    pub const BY_ID: &str = concat!(
-        "SELECT ",
-        account_columns!(),
-        " FROM accounts WHERE id = $1"
+    pub const BY_ID: &str = account_with_identities!("accounts.id = $1");
+    pub const BY_FISCAL_CODE: &str = account_with_identities!("accounts.fiscal_code = $1");
+    pub const BY_IDENTITY: &str = account_with_identities!(
+        "accounts.id = (SELECT k.account_id FROM account_identities AS k \
+         WHERE k.scheme = $1 AND k.subject = $2)"
     );
-    pub const BY_FISCAL_CODE: &str = concat!(
-        "SELECT ",
-        account_columns!(),
-        " FROM accounts WHERE fiscal_code = $1"
-    );
-    pub const BY_IDENTITY: &str = concat!(
-        "SELECT ",
-        account_columns!(),
-        " FROM accounts WHERE id = (SELECT account_id FROM account_identities \
-         WHERE scheme = $1 AND subject = $2)"
-    );
-    pub const BY_USERNAME: &str = concat!(
-        "SELECT ",
-        account_columns!(),
-        " FROM accounts WHERE username = $1"
-    );
+    pub const BY_USERNAME: &str = account_with_identities!("accounts.username = $1");
 }
 
 /// `Some(1)` for `base` itself, `Some(n)` for `base` + `n` (no leading zero, n ≥ 2).
@@ -719,6 +750,7 @@ async fn enable_wal(url: &str) -> Result<(), AccountError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use super::row::parse_timestamp;
     use chrono::Timelike;
 
     use super::*;
@@ -780,7 +812,12 @@ mod tests {
             lookup::BY_IDENTITY,
             lookup::BY_USERNAME,
         ] {
-            assert!(query.starts_with(SELECT), "{query}");
+            let columns = SELECT.strip_suffix(" FROM accounts").unwrap();
+            let identities = concat!(", ", identity_columns!(), " FROM accounts LEFT JOIN ");
+            assert!(
+                query.starts_with(&format!("{columns}{identities}")),
+                "{query}"
+            );
         }
         let returning = UPDATE.split("RETURNING ").nth(1).unwrap();
         assert_eq!(

@@ -9,7 +9,8 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{AnyQuery, map_error};
-use crate::accounts::{Account, AccountError, FiscalCode, Phones, TempCp};
+use crate::accounts::{Account, AccountError, FiscalCode, LinkedIdentity, Phones, TempCp};
+use crate::identity::Scheme;
 
 /// Binds `$2`…`$24`: the columns both INSERT and UPDATE write, in that order.
 pub(super) fn bind_data<'q>(
@@ -42,6 +43,29 @@ pub(super) fn bind_data<'q>(
         .bind(account.spid_code.clone())
         .bind(account.terms.as_ref().map(to_json).transpose()?)
         .bind(account.revocation.as_ref().map(to_json).transpose()?))
+}
+
+/// The identities in `rows` (`identity_columns!`, prefixed `i_`), in row order; a row
+/// whose `i_scheme` is NULL (the LEFT JOIN of an account without identities) holds none.
+pub(super) fn identities_from_rows(rows: &[AnyRow]) -> Result<Vec<LinkedIdentity>, AccountError> {
+    let mut identities = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(scheme) = row
+            .try_get::<Option<String>, _>("i_scheme")
+            .map_err(map_error)?
+        else {
+            continue;
+        };
+        let linked_at: String = row.try_get("i_linked_at").map_err(map_error)?;
+        let last_login_at: Option<String> = row.try_get("i_last_login_at").map_err(map_error)?;
+        identities.push(LinkedIdentity {
+            scheme: scheme.parse::<Scheme>().map_err(bad_data("scheme"))?,
+            subject: row.try_get("i_subject").map_err(map_error)?,
+            linked_at: parse_timestamp(&linked_at)?,
+            last_login_at: last_login_at.as_deref().map(parse_timestamp).transpose()?,
+        });
+    }
+    Ok(identities)
 }
 
 pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, AccountError> {
