@@ -38,9 +38,16 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct ParsedResponse {
     root: Element,
+    /// Length of the document read, in bytes.
+    source_len: usize,
 }
 
 impl ParsedResponse {
+    /// Length of the document it was read from, in bytes (how big a job validating
+    /// it is).
+    pub fn source_len(&self) -> usize {
+        self.source_len
+    }
     /// `InResponseTo` as claimed (unverified; used to find the pending request).
     pub fn in_response_to(&self) -> Option<&str> {
         self.root.attr("InResponseTo").filter(|s| !s.is_empty())
@@ -125,7 +132,10 @@ pub fn parse(xml_text: &str, limits: Limits) -> Result<ParsedResponse, SamlError
         ));
     }
     check_unique_ids(&root, &all)?;
-    Ok(ParsedResponse { root })
+    Ok(ParsedResponse {
+        root,
+        source_len: xml_text.len(),
+    })
 }
 
 /// No two elements carry the same `ID` (XML-DSig references name elements by it; the

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use openssl::sha::sha256;
 
 use super::{LoginStart, SsoError, SsoService, VerifiedLogin, chrono_duration};
+use crate::blocking::INLINE_MAX_BYTES;
 use crate::identity::{LoginSession, Scheme};
 use crate::saml::request::{Binding, build_authn_request};
 use crate::saml::response::ParsedResponse;
@@ -248,8 +249,8 @@ impl SsoService {
         })
     }
 
-    /// Decodes and strictly parses the Response (on the pool); returns it with the
-    /// request it answers.
+    /// Decodes and strictly parses the Response (a small job when the document is
+    /// small); returns it with the request it answers.
     async fn parse_response(
         &self,
         saml_response: &str,
@@ -258,10 +259,12 @@ impl SsoService {
         let limits = self.settings.limits;
         let xml = binding::decode_post(saml_response, limits.max_bytes)?;
         rec.resp_xml = Some(xml.clone());
-        let parsed = self
-            .pool
-            .run(move || response::parse(&xml, limits))
-            .await??;
+        let small = xml.len() <= INLINE_MAX_BYTES;
+        let job = move || response::parse(&xml, limits);
+        let parsed = match small {
+            true => self.pool.run_small(job).await??,
+            false => self.pool.run(job).await??,
+        };
         rec.resp_id = parsed.id().map(str::to_owned);
         rec.resp_issue_instant = parsed.issue_instant().map(str::to_owned);
         rec.resp_issuer = parsed.issuer().map(str::to_owned);
@@ -313,7 +316,8 @@ impl SsoService {
         Ok(Pending { key, request })
     }
 
-    /// Validates the Response against its pending request (on the pool).
+    /// Validates the Response against its pending request (a small job: see
+    /// [`crate::blocking::BlockingPool::run_small`]).
     async fn validate(
         &self,
         parsed: ParsedResponse,
@@ -331,24 +335,26 @@ impl SsoService {
         let pending = pending.clone();
         let clock_skew = chrono_duration(settings.clock_skew)?;
         let max_validity = chrono_duration(settings.max_assertion_validity)?;
-        Ok(self
-            .pool
-            .run(move || {
-                response::validate(
-                    &parsed,
-                    &ResponseCheck {
-                        pending: &pending,
-                        sp_entity_id: &audience,
-                        acs_url: &settings.acs_url,
-                        idp_certs: &certs,
-                        now,
-                        clock_skew,
-                        max_validity,
-                        limits: settings.limits,
-                    },
-                )
-            })
-            .await?)
+        let small = parsed.source_len() <= INLINE_MAX_BYTES;
+        let job = move || {
+            response::validate(
+                &parsed,
+                &ResponseCheck {
+                    pending: &pending,
+                    sp_entity_id: &audience,
+                    acs_url: &settings.acs_url,
+                    idp_certs: &certs,
+                    now,
+                    clock_skew,
+                    max_validity,
+                    limits: settings.limits,
+                },
+            )
+        };
+        Ok(match small {
+            true => self.pool.run_small(job).await?,
+            false => self.pool.run(job).await?,
+        })
     }
 
     /// R-REPLAY, then the consume: the assertion ID is remembered until it could no
