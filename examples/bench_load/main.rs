@@ -53,10 +53,12 @@ options:
   --sp-entity-id ID     with --gateway-url: its SP entityID (default the URL)
   --idp-entity-id ID    the bench IdP's entityID (default http://127.0.0.1:9/bench-idp)
   --no-metrics          no [metrics] listener (for gateway builds that predate it)
+  --argon2-client-secret  the OIDC client's secret as an argon2id hash, no HMAC key
+                        (for gateway builds older than HMAC client secrets)
 environment:
   BENCH_CONCURRENCY     concurrencies (default 1,16,64)
-  BENCH_N               ACS posts per measured run (default 3000; at c=1: BENCH_N_C1, 500)
-  BENCH_N_FULL          full logins per measured run (default 1000; at c=1: BENCH_N_C1)
+  BENCH_N               ACS posts per measured run (default 10000; at c=1: BENCH_N_C1, 2000)
+  BENCH_N_FULL          full logins per measured run (default 3000; at c=1: BENCH_N_C1)
   BENCH_PENDING         pending requests of the memory scenario (default 100000)
   BENCH_OVERLOAD_SECONDS  length of the overload run (default 10)
   BENCH_OVERLOAD_NEW    what a new login does in overload: acs (the default: once
@@ -84,6 +86,8 @@ struct Opts {
     /// Give the gateway a `[metrics]` listener and keep its `/metrics` in the JSON
     /// (`--no-metrics` for builds older than `[metrics]`, which refuse the section).
     metrics: bool,
+    /// Store the bench client's secret as argon2id (`--argon2-client-secret`).
+    argon2_client_secret: bool,
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -123,9 +127,9 @@ fn parse_opts() -> anyhow::Result<Opts> {
         sp_entity_id: None,
         idp_entity_id: "http://127.0.0.1:9/bench-idp".into(),
         concurrency: Vec::new(),
-        n_acs: env_num("BENCH_N", 3000)?,
-        n_full: env_num("BENCH_N_FULL", env_num("BENCH_N", 1000)?)?,
-        n_c1: env_num("BENCH_N_C1", 500)?,
+        n_acs: env_num("BENCH_N", 10_000)?,
+        n_full: env_num("BENCH_N_FULL", env_num("BENCH_N", 3000)?)?,
+        n_c1: env_num("BENCH_N_C1", 2000)?,
         pending: env_num("BENCH_PENDING", 100_000)?,
         overload_seconds: env_num("BENCH_OVERLOAD_SECONDS", 10.0)?,
         overload_then_acs: match env_or("BENCH_OVERLOAD_NEW", "acs").as_str() {
@@ -135,6 +139,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         },
         gateway_cpu: Some(env_or("BENCH_GATEWAY_CPU", "1")).filter(|c| c != "none"),
         metrics: true,
+        argon2_client_secret: false,
     };
     for c in list(&env_or("BENCH_CONCURRENCY", "1,16,64")) {
         o.concurrency.push(
@@ -154,6 +159,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--sp-entity-id" => o.sp_entity_id = Some(val()?),
             "--idp-entity-id" => o.idp_entity_id = val()?,
             "--no-metrics" => o.metrics = false,
+            "--argon2-client-secret" => o.argon2_client_secret = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -232,6 +238,7 @@ async fn start_backend(o: &Opts, name: &str, idp: &Arc<BenchIdp>) -> anyhow::Res
         &state_backend,
         &database_url,
         metrics_addr.as_deref(),
+        o.argon2_client_secret,
     )?;
     let gateway =
         Gateway::start(&o.gateway_bin, o.gateway_cpu.as_deref(), &files.config, &gw).await?;
@@ -468,6 +475,7 @@ async fn run(o: Opts) -> anyhow::Result<Vec<String>> {
         "gateway_bin": o.gateway_bin,
         "gateway_url": o.gateway_url,
         "gateway_cpu": o.gateway_cpu,
+        "argon2_client_secret": o.argon2_client_secret,
         "started_at": started_at,
         "options": {
             "backends": o.backends,

@@ -160,6 +160,7 @@ pub fn write_config(
     state: &StateBackend,
     database_url: &str,
     metrics_listen: Option<&str>,
+    argon2_client_secret: bool,
 ) -> anyhow::Result<GatewayFiles> {
     let p = |name: &str| dir.join(name);
     let sp = keygen::generate(&CertRequest {
@@ -181,8 +182,21 @@ pub fn write_config(
     let secret_key = random_text(32);
     std::fs::write(p("oidc-client-secret.key"), &secret_key)?;
     let client_secret = polis_gateway::saml::ids::new_token(32);
-    let secret_hash =
-        polis_gateway::secrets::client_secret_mac(secret_key.as_bytes(), &client_secret)?;
+    // An argon2id hash and no HMAC key for builds older than HMAC client secrets
+    // (`--argon2-client-secret`); the HMAC-SHA-256 form otherwise.
+    let (secret_hash, secret_key_line) = match argon2_client_secret {
+        true => (
+            polis_gateway::secrets::hash_secret(&client_secret)?,
+            String::new(),
+        ),
+        false => (
+            polis_gateway::secrets::client_secret_mac(secret_key.as_bytes(), &client_secret)?,
+            format!(
+                "client_secret_key_file = \"{}\"\n",
+                p("oidc-client-secret.key").display()
+            ),
+        ),
+    };
     std::fs::write(
         p("oidc-ed25519.pem"),
         polis_gateway::oidc::keys::generate_pem(SigningAlg::EdDSA)?,
@@ -254,8 +268,7 @@ id_token_ttl_seconds = 300
 refresh_token_ttl_seconds = 3600
 refresh_family_lifetime_seconds = 3600
 code_ttl_seconds = 60
-client_secret_key_file = "{secret_key_file}"
-[[oidc.keys]]
+{secret_key_line}[[oidc.keys]]
 file = "{oidc_key}"
 alg = "EdDSA"
 [[oidc.clients]]
@@ -276,7 +289,6 @@ id_token_alg = "EdDSA"
         session_key = p("session-cookie.key").display(),
         cp_key = p("cp-hmac.key").display(),
         outbox = p("outbox").display(),
-        secret_key_file = p("oidc-client-secret.key").display(),
         oidc_key = p("oidc-ed25519.pem").display(),
     );
     let metrics = metrics_listen

@@ -637,6 +637,28 @@ mod tests {
     }
 
     #[test]
+    fn signing_keys_loaded_once_per_thread_stay_apart() {
+        // xmlsec keeps each private key loaded for the thread after its first use:
+        // alternating keys on one thread, every signature is made with its own key.
+        let (a, b) = (key("cached a"), key("cached b"));
+        let (ca, cb) = (a.trusted_cert().unwrap(), b.trusted_cert().unwrap());
+        let doc = |k: &SigningKey, id: &str| {
+            format!(
+                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="{id}" Version="2.0">{}<x>v</x></samlp:Response>"#,
+                signature_template(id, k.cert_base64())
+            )
+        };
+        for round in 0..3 {
+            for (k, own, other) in [(&a, &ca, &cb), (&b, &cb, &ca)] {
+                let id = format!("_r{round}");
+                let signed = k.sign_enveloped(&doc(k, &id)).unwrap();
+                assert!(xmlsec_verifies_all(&signed, std::slice::from_ref(own)));
+                assert!(!xmlsec_verifies_all(&signed, std::slice::from_ref(other)));
+            }
+        }
+    }
+
+    #[test]
     fn template_passes_the_shape_check() {
         assert_eq!(shape(&signature_template("_abc", "AAAA")), Ok(()));
         // wrong parent

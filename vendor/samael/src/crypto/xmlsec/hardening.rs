@@ -199,17 +199,30 @@ pub(crate) fn restrict_context(ctx: *mut bindings::xmlSecDSigCtx, allow_empty_ur
     true
 }
 
-/// The most certificates one thread keeps loaded (the SPID, CIE and eIDAS IdPs with
-/// their rollover keys fit many times over); past it the cache starts afresh.
+/// The most certificates (or private keys) one thread keeps loaded (the SPID, CIE and
+/// eIDAS IdPs with their rollover keys fit many times over); past it that cache
+/// starts afresh.
 const KEY_CACHE_MAX: usize = 256;
 
 thread_local! {
     /// Certificate DER → the xmlsec key loaded from it, per thread (xmlsec keys are
     /// not shared across threads). Keyed by the whole DER, so a changed certificate
     /// is a new entry and never reuses another's key.
-    static CERT_KEYS: std::cell::RefCell<
-        std::collections::HashMap<Vec<u8>, std::rc::Rc<super::wrapper::XmlSecKey>>,
-    > = std::cell::RefCell::new(std::collections::HashMap::new());
+    static CERT_KEYS: KeyCache = std::cell::RefCell::new(std::collections::HashMap::new());
+
+    /// Private-key DER → the xmlsec signing key loaded from it, per thread, as
+    /// [`CERT_KEYS`] for certificates: decoding a key (OpenSSL 3's decoder) costs
+    /// more than the RSA signature it then makes.
+    static PRIVATE_KEYS: KeyCache = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// polis-gateway patch: the xmlsec key of a DER private key, loaded once per thread
+/// (`xmlSecCryptoAppKeyLoadMemory`, format Der, as upstream loads it on every
+/// signature) and lent to each signing context after that.
+pub(crate) fn cached_private_key(
+    der: &[u8],
+) -> Result<std::rc::Rc<super::wrapper::XmlSecKey>, super::wrapper::XmlSecError> {
+    cached_key(&PRIVATE_KEYS, der, super::wrapper::XmlSecKeyFormat::Der)
 }
 
 /// polis-gateway patch: the xmlsec key of a DER certificate, loaded once per thread
@@ -218,14 +231,23 @@ thread_local! {
 pub(crate) fn cached_cert_key(
     der: &[u8],
 ) -> Result<std::rc::Rc<super::wrapper::XmlSecKey>, super::wrapper::XmlSecError> {
-    if let Some(key) = CERT_KEYS.with(|c| c.borrow().get(der).cloned()) {
+    cached_key(&CERT_KEYS, der, super::wrapper::XmlSecKeyFormat::CertDer)
+}
+
+type KeyCache =
+    std::cell::RefCell<std::collections::HashMap<Vec<u8>, std::rc::Rc<super::wrapper::XmlSecKey>>>;
+
+/// The key `der` (in `format`) from this thread's `cache`, loaded on first use.
+fn cached_key(
+    cache: &'static std::thread::LocalKey<KeyCache>,
+    der: &[u8],
+    format: super::wrapper::XmlSecKeyFormat,
+) -> Result<std::rc::Rc<super::wrapper::XmlSecKey>, super::wrapper::XmlSecError> {
+    if let Some(key) = cache.with(|c| c.borrow().get(der).cloned()) {
         return Ok(key);
     }
-    let key = std::rc::Rc::new(super::wrapper::XmlSecKey::from_memory(
-        der,
-        super::wrapper::XmlSecKeyFormat::CertDer,
-    )?);
-    CERT_KEYS.with(|c| {
+    let key = std::rc::Rc::new(super::wrapper::XmlSecKey::from_memory(der, format)?);
+    cache.with(|c| {
         let mut cache = c.borrow_mut();
         if cache.len() >= KEY_CACHE_MAX {
             cache.clear();

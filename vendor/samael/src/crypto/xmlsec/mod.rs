@@ -336,9 +336,9 @@ impl super::CryptoProvider for XmlSec {
     ) -> Result<String, CryptoError> {
         let document = hardening::parse_untrusted(xml)?;
 
-        let key = XmlSecKey::from_memory(private_key_der, XmlSecKeyFormat::Der)?;
+        // polis-gateway patch: the key is decoded once per thread and lent.
         let mut context = XmlSecSignatureContext::new()?;
-        context.insert_key(key);
+        context.lend_key(hardening::cached_private_key(private_key_der)?);
 
         context.sign_document(&document, Some("ID"))?;
 
