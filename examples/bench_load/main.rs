@@ -278,20 +278,6 @@ async fn start_backend(o: &Opts, name: &str, idp: &Arc<BenchIdp>) -> anyhow::Res
     })
 }
 
-/// `GET /metrics` (its own listener, or under the base URL of a remote gateway) if the
-/// gateway answers 200 there.
-async fn scrape_metrics(t: &Target) -> Option<String> {
-    let url = t
-        .metrics_url
-        .clone()
-        .unwrap_or_else(|| format!("{}/metrics", t.gw));
-    let r = t.client.get(url).send().await.ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.text().await.ok()
-}
-
 struct Results {
     rows: Vec<Row>,
     memory: Vec<Value>,
@@ -369,7 +355,7 @@ async fn run_scenarios(
         }
         res.overload.push(v);
     }
-    if let Some(m) = scrape_metrics(&t).await {
+    if let Some(m) = scenarios::scrape_metrics(&t).await {
         res.metrics.insert(name.to_owned(), Value::String(m));
     }
     if !b.gateway.alive() {
@@ -409,7 +395,7 @@ async fn run_remote(
         res.rows
             .extend(scenarios::acs(&t, &o.concurrency, o.n_for(o.n_acs), 64).await?);
     }
-    if let Some(m) = scrape_metrics(&t).await {
+    if let Some(m) = scenarios::scrape_metrics(&t).await {
         res.metrics.insert("remote".into(), Value::String(m));
     }
     Ok(())
@@ -549,12 +535,21 @@ fn print_memory(rows: &[Value]) {
 fn print_overload(rows: &[Value]) {
     for v in rows {
         println!(
-            "\n== overload ({}): R = {}/s for {} s, gateway CPU {} of a core ==",
+            "\n== overload ({}): R = {}/s for {} s, gateway CPU {} of a core, driver CPU {} ==",
             v["backend"].as_str().unwrap_or_default(),
             num(v, &["rate_per_s"]),
             num(v, &["seconds"]),
             num(v, &["server_cpu_utilisation"]),
+            num(v, &["driver_cpu_utilisation"]),
         );
+        if v["server_acs"].is_object() {
+            println!(
+                "  the gateway's own ACS time (polis_acs_duration_seconds, accepted): {} Responses, p50 ≤ {} ms, p99 ≤ {} ms",
+                num(v, &["server_acs", "count"]),
+                num(v, &["server_acs", "p50_le_ms"]),
+                num(v, &["server_acs", "p99_le_ms"]),
+            );
+        }
         println!(
             "  in-flight POST /acs: sent {} of {} accepted {} p50 {} ms p99 {} ms max {} ms statuses {} (Retry-After {})",
             num(v, &["inflight", "sent"]),

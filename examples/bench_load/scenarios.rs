@@ -18,7 +18,7 @@ use crate::client::{
 };
 use crate::services::Redis;
 use crate::setup::{BenchIdp, CLIENT_ID, Person, REDIRECT_URI};
-use crate::stats::{Meter, Outcome, Row, closed_loop, latency, statuses};
+use crate::stats::{Meter, Outcome, Row, closed_loop, histogram, latency, statuses};
 
 /// A gateway being driven.
 pub struct Target {
@@ -501,6 +501,42 @@ pub async fn memory(
 /// Scenario `overload`: for `seconds`, POST /acs of pre-created pendings at `rate`/s
 /// (the in-flight logins) while new logins (GET /login) arrive at 2×`rate`/s, both
 /// open-loop.
+/// `GET /metrics` (its own listener, or under the base URL of a remote gateway) if the
+/// gateway answers 200 there.
+pub async fn scrape_metrics(t: &Target) -> Option<String> {
+    let url = t
+        .metrics_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/metrics", t.gw));
+    let r = t.client.get(url).send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+/// The gateway's own ACS time (`polis_acs_duration_seconds`, accepted Responses)
+/// between two scrapes: its count and the upper bounds of the buckets holding the
+/// p50 and p99 (the driver's latencies also hold its own queueing when it is busy).
+fn server_acs(before: Option<&str>, after: Option<&str>) -> Value {
+    const METRIC: &str = "polis_acs_duration_seconds_bucket";
+    const LABEL: &str = "outcome=\"accepted\"";
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            let d = histogram::diff(
+                &histogram::buckets(b, METRIC, LABEL),
+                &histogram::buckets(a, METRIC, LABEL),
+            );
+            json!({
+                "count": histogram::total(&d),
+                "p50_le_ms": histogram::quantile_bound(&d, 0.50).map(|s| s * 1000.0),
+                "p99_le_ms": histogram::quantile_bound(&d, 0.99).map(|s| s * 1000.0),
+            })
+        }
+        _ => Value::Null,
+    }
+}
+
 pub async fn overload(
     t: &Arc<Target>,
     rate: f64,
@@ -514,6 +550,7 @@ pub async fn overload(
         t.backend
     );
     let items = prepare_acs(t, n_inflight, 64).await?;
+    let scrape_before = scrape_metrics(t).await;
     let before = t.meter.snapshot();
     let start = Instant::now();
     let inflight = tokio::spawn(open_loop(items, rate, seconds, {
@@ -531,6 +568,7 @@ pub async fn overload(
     let newcomers = newcomers.await?;
     let wall = start.elapsed();
     let after = t.meter.snapshot();
+    let scrape_after = scrape_metrics(t).await;
     let row = Row {
         backend: t.backend.clone(),
         scenario: "overload",
@@ -558,7 +596,10 @@ pub async fn overload(
     let newcomer_acs: Vec<Outcome> = newcomer_acs.lock().map(|v| v.clone()).unwrap_or_default();
     let na = latency(&newcomer_acs);
     let newcomer_acs_5xx = newcomer_acs.iter().filter(five).count();
-    let server_cpu_s = row.json().get("server_cpu_s").and_then(Value::as_f64);
+    let row_json = row.json();
+    let server_cpu_s = row_json.get("server_cpu_s").and_then(Value::as_f64);
+    let driver_cpu_s = row_json.get("driver_cpu_s").and_then(Value::as_f64);
+    let per_wall = |c: Option<f64>| c.map(|c| c / wall.as_secs_f64().max(1e-9));
     let v = json!({
         "backend": t.backend,
         "rate_per_s": rate,
@@ -594,7 +635,10 @@ pub async fn overload(
         },
         "errors_5xx": inflight_5xx + new_5xx_bad + newcomer_acs_5xx,
         "server_cpu_s": server_cpu_s,
-        "server_cpu_utilisation": server_cpu_s.map(|c| c / wall.as_secs_f64().max(1e-9)),
+        "server_cpu_utilisation": per_wall(server_cpu_s),
+        "driver_cpu_s": driver_cpu_s,
+        "driver_cpu_utilisation": per_wall(driver_cpu_s),
+        "server_acs": server_acs(scrape_before.as_deref(), scrape_after.as_deref()),
         "wall_s": wall.as_secs_f64(),
     });
     Ok(v)

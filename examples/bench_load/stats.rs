@@ -249,3 +249,72 @@ pub fn print_table(title: &str, rows: &[&Row]) {
         );
     }
 }
+
+/// Prometheus histograms read from a `/metrics` text.
+pub mod histogram {
+    /// `(le, cumulative count)` of every `metric{…}` line carrying `label`, summed
+    /// over the other labels and sorted by `le` (`+Inf` last).
+    pub fn buckets(text: &str, metric: &str, label: &str) -> Vec<(f64, f64)> {
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(metric) else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once(' ') else {
+                continue;
+            };
+            if !labels.starts_with('{') || !labels.contains(label) {
+                continue;
+            }
+            let le = labels
+                .split("le=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|s| match s {
+                    "+Inf" => Some(f64::INFINITY),
+                    s => s.parse().ok(),
+                });
+            let (Some(le), Ok(count)) = (le, value.trim().parse::<f64>()) else {
+                continue;
+            };
+            match out.iter_mut().find(|(l, _)| *l == le) {
+                Some((_, c)) => *c += count,
+                None => out.push((le, count)),
+            }
+        }
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// `after - before`, bucket by bucket (a bucket missing before counts 0).
+    pub fn diff(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
+        after
+            .iter()
+            .map(|&(le, c)| {
+                let b = before
+                    .iter()
+                    .find(|(l, _)| *l == le)
+                    .map_or(0.0, |(_, c)| *c);
+                (le, c - b)
+            })
+            .collect()
+    }
+
+    /// Observations in a cumulative histogram (its `+Inf` bucket).
+    pub fn total(h: &[(f64, f64)]) -> f64 {
+        h.last().map_or(0.0, |(_, c)| *c)
+    }
+
+    /// The upper bound of the first bucket holding the `q` quantile (`None` when
+    /// empty; `+Inf` is reported as `null`).
+    pub fn quantile_bound(h: &[(f64, f64)], q: f64) -> Option<f64> {
+        let n = total(h);
+        if n <= 0.0 {
+            return None;
+        }
+        h.iter()
+            .find(|(_, c)| *c >= q * n)
+            .map(|(le, _)| *le)
+            .filter(|le| le.is_finite())
+    }
+}
